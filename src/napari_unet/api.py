@@ -1,0 +1,185 @@
+"""``segment``: image in; semantic mask, instance labels and probabilities out."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .checkpoint import LoadedModel
+from .errors import SegmentationError
+from .instances import METHODS, label_instances
+from .postprocess import seeds_from_probabilities, semantic_from_probabilities
+from .predict import Predictor, prepare_input
+from .progress import Progress
+
+__all__ = ["Segmentation", "iter_segment", "segment"]
+
+
+@dataclass
+class Segmentation:
+    """What :func:`segment` returns.
+
+    Attributes
+    ----------
+    semantic : ndarray (*out_shape) uint8
+        0 background, 1.. classes (1 = nucleus for the default model).
+    instances : ndarray (*out_shape) int32
+        0 background, one id per object; unique per labelled block (a whole
+        volume for z-stacks, each time point for time series).
+    probabilities : ndarray (K, *out_shape) float32 or None
+        Class probabilities (None when ``keep_probabilities=False``).
+    axes : str
+        Axes of the outputs (the input's, less ``C``).
+    metadata : dict
+        Model name and weight hash, parameters, package version.
+    """
+
+    semantic: np.ndarray
+    instances: np.ndarray
+    probabilities: np.ndarray | None
+    axes: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def iter_segment(
+    image: Any,
+    *,
+    model: LoadedModel | str = "default",
+    axes: str | None = None,
+    mode: str = "auto",
+    channel: int | None = None,
+    device: str = "auto",
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 1,
+    threshold: float | None = None,
+    seed_threshold: float | None = None,
+    instance_method: str | None = None,
+    min_size: int | None = None,
+    fill_holes: bool | None = None,
+    keep_probabilities: bool = True,
+) -> Generator[Progress, None, Segmentation]:
+    """Segment an image, yielding progress; returns a :class:`Segmentation`.
+
+    Parameters
+    ----------
+    image : array-like (numpy, dask, zarr), 2 to 5 dimensions
+    model : LoadedModel, name or path
+        ``"default"`` is the bundled nuclei model.
+    axes : str or None
+        Letters from ``TZYXC`` (e.g. ``"ZYX"``, ``"YXC"``); None infers them.
+    mode : {"auto", "2d", "3d"}
+        Plane by plane (2D model) or whole volumes (3D model).
+    channel : int or None
+        Which channel feeds a 1-channel model (None: RGB becomes grey).
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    tile_size, overlap, batch_size : tiling (see :class:`~napari_unet.predict.Predictor`)
+    threshold, seed_threshold, instance_method, min_size, fill_holes :
+        Post-processing; None takes the model's tuned defaults.
+        ``instance_method`` is ``"components"`` or ``"watershed"``.
+    keep_probabilities : bool
+        Return the class probabilities too (K floats per pixel).
+
+    Yields
+    ------
+    Progress
+        ``stage="predict"`` per tile, then ``stage="instances"``.
+    """
+    predictor = Predictor(model, device=device, tile_size=tile_size, overlap=overlap,
+                          batch_size=batch_size)
+    cfg = predictor.config
+    post = {**cfg.postprocess}
+    for key, value in (("threshold", threshold), ("seed_threshold", seed_threshold),
+                       ("instance_method", instance_method), ("min_size", min_size),
+                       ("fill_holes", fill_holes)):
+        if value is not None:
+            post[key] = value
+    if post["instance_method"] not in METHODS:
+        raise SegmentationError(
+            f"Unknown instance method {post['instance_method']!r}: use one of {METHODS}.")
+    if not 0.0 < float(post["threshold"]) < 1.0:
+        raise SegmentationError(f"threshold must be between 0 and 1, got {post['threshold']}.")
+    prepared = prepare_input(image, cfg, axes=axes, mode=mode, channel=channel)
+    plan = prepared.plan
+    out_shape = prepared.out_shape
+    semantic = np.zeros(out_shape, np.uint8)
+    seeds = np.zeros(out_shape, bool) if cfg.target == "three_class" else None
+    elevation = np.zeros(out_shape, np.float16) if seeds is not None else None
+    probs_out = np.zeros((cfg.out_channels, *out_shape), np.float32) if keep_probabilities else None
+    per_item = len(predictor.grid(prepared.net_shape))
+    n_items = int(np.prod(prepared.loop_shape))
+    total = per_item * n_items
+    loop_out = [i - (plan.channel_axis is not None and i > plan.channel_axis) for i in plan.loop_axes]
+    for n, (index, x) in enumerate(prepared.items()):
+        gen = predictor.iter_array(x)
+        while True:
+            try:
+                done = next(gen)
+            except StopIteration as stop:
+                probs = prepared.from_canonical(stop.value)
+                break
+            note = f"tile {done}/{per_item}" + (f" of plane {n + 1}/{n_items}" if n_items > 1 else "")
+            yield Progress("predict", n * per_item + done, total, note)
+        key: list[Any] = [slice(None)] * len(out_shape)
+        for axis, i in zip(loop_out, index):
+            key[axis] = i
+        key_t = tuple(key)
+        semantic[key_t] = semantic_from_probabilities(probs, target=cfg.target,
+                                                      threshold=float(post["threshold"]))
+        if seeds is not None:
+            seeds[key_t] = seeds_from_probabilities(probs, target=cfg.target,
+                                                    seed_threshold=float(post["seed_threshold"]))
+            elevation[key_t] = 1.0 - probs[1]
+        if probs_out is not None:
+            probs_out[(slice(None), *key_t)] = probs
+    label_ndim = len(plan.label_axes)
+    yield Progress("instances", 0, 1, "splitting objects")
+    instances = label_instances(
+        semantic, method=post["instance_method"], seeds=seeds, elevation=elevation,
+        min_size=int(post["min_size"]), fill_holes=bool(post["fill_holes"]), ndim=label_ndim,
+    )
+    if cfg.target == "three_class":
+        # Removed small objects and filled holes change the mask too: keep them in step.
+        semantic = (instances > 0).astype(np.uint8)
+    yield Progress("instances", 1, 1, f"{_count(instances, label_ndim)} objects")
+    meta = {
+        "napari_unet_version": __version__,
+        "model": predictor.model.name,
+        "model_sha256": predictor.model.sha256,
+        "device": str(predictor.device),
+        "axes": plan.axes,
+        "mode": mode,
+        "tile_size": predictor.tile_size,
+        "overlap": predictor.overlap,
+        **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
+    }
+    return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
+
+
+def _count(instances: np.ndarray, ndim: int) -> int:
+    if instances.ndim == ndim:
+        return int(instances.max())
+    flat = instances.reshape(-1, *instances.shape[instances.ndim - ndim:])
+    return int(sum(int(b.max()) for b in flat))
+
+
+def segment(image: Any, **kwargs: Any) -> Segmentation:
+    """Segment an image; see :func:`iter_segment` for the parameters.
+
+    Examples
+    --------
+    >>> result = napari_unet.segment(image)                # doctest: +SKIP
+    >>> result.semantic.shape == image.shape               # doctest: +SKIP
+    True
+    """
+    gen = iter_segment(image, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

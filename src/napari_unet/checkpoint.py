@@ -1,0 +1,284 @@
+"""Model files: a folder with ``weights.safetensors`` and ``config.json``.
+
+Loading never unpickles: weights are read with safetensors. Foreign PyTorch
+checkpoints (``.pt``/``.pth``) are imported with ``torch.load(weights_only=True)``,
+which refuses arbitrary objects. Every failure is a :class:`SegmentationError`
+that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._version import __version__
+from .errors import SegmentationError
+from .model import UNet
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelConfig",
+    "LoadedModel",
+    "save_model",
+    "load_model",
+    "bundled_models",
+    "DEFAULT_MODEL",
+]
+
+FORMAT_VERSION = 1
+WEIGHTS = "weights.safetensors"
+CONFIG = "config.json"
+DEFAULT_MODEL = "nuclei"
+_BUNDLED_DIR = Path(__file__).parent / "models"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild, feed and post-process a network.
+
+    ``target`` says what the output classes mean:
+
+    - ``"semantic"``: class 0 is background, classes 1.. are object classes;
+      the semantic mask is the argmax (or, with two classes, probability of
+      class 1 above ``postprocess["threshold"]``).
+    - ``"three_class"``: background / interior / boundary. The semantic mask is
+      interior + boundary; instances grow from interior seeds.
+    """
+
+    spatial_dims: int = 2
+    in_channels: int = 1
+    out_channels: int = 2
+    base_width: int = 16
+    depth: int = 4
+    target: str = "semantic"
+    classes: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    normalization: dict[str, Any] = field(
+        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}
+    )
+    postprocess: dict[str, Any] = field(
+        default_factory=lambda: {
+            "threshold": 0.5,
+            "seed_threshold": 0.5,
+            "min_size": 10,
+            "instance_method": "components",
+            "fill_holes": True,
+        }
+    )
+    pixel_size_um: float | None = None
+    name: str = "unnamed"
+    description: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.target not in ("semantic", "three_class"):
+            raise SegmentationError(f"Unknown model target {self.target!r}.")
+        if self.target == "three_class" and self.out_channels != 3:
+            raise SegmentationError("A three_class model must have 3 output channels.")
+        if len(self.classes) != self.out_channels:
+            raise SegmentationError(
+                f"The model config names {len(self.classes)} classes but has "
+                f"{self.out_channels} output channels."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise SegmentationError(
+                f"Model format version {version!r} is not supported by napari-unet "
+                f"{__version__} (it reads version {FORMAT_VERSION}). Update napari-unet-seg."
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise SegmentationError(f"Unknown keys in model config: {sorted(unknown)}.")
+        return cls(**data)
+
+    def build(self) -> UNet:
+        """A fresh network with this architecture."""
+        return UNet(
+            spatial_dims=self.spatial_dims,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            base_width=self.base_width,
+            depth=self.depth,
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode with its config, ready for :mod:`napari_unet.predict`."""
+
+    net: UNet
+    config: ModelConfig
+    name: str
+    path: Path | None
+    sha256: str
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bundled_models() -> dict[str, Path]:
+    """Bundled model names and their folders (``"default"`` is an alias)."""
+    found = {
+        p.name: p for p in sorted(_BUNDLED_DIR.iterdir()) if (p / CONFIG).is_file()
+    } if _BUNDLED_DIR.is_dir() else {}
+    return found
+
+
+def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfig) -> Path:
+    """Write ``net``'s weights and ``config`` into the folder ``path``.
+
+    The files are written to temporary names and renamed, so an interrupted
+    save never leaves a half-written model behind.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    fd, tmp_w = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    fd, tmp_c = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    try:
+        # One metadata key only: safetensors writes metadata from a hash map in
+        # random order, so two keys would make the file's bytes (and its sha256)
+        # differ between saves of the same weights. The format version lives in
+        # config.json.
+        save_file(state, tmp_w, metadata={"format": "pt"})
+        Path(tmp_c).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        os.replace(tmp_w, folder / WEIGHTS)
+        os.replace(tmp_c, folder / CONFIG)
+    finally:
+        for tmp in (tmp_w, tmp_c):
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return folder
+
+
+def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
+    text = os.fspath(name_or_path)
+    bundled = bundled_models()
+    key = DEFAULT_MODEL if text == "default" else text
+    if key in bundled:
+        return key, bundled[key]
+    path = Path(text).expanduser()
+    if not path.exists():
+        if text == "default" or key in (DEFAULT_MODEL,):
+            raise SegmentationError(
+                "The bundled default model is missing from this installation. "
+                "Reinstall napari-unet-seg, or pass model=PATH to a model folder."
+            )
+        raise SegmentationError(
+            f"Model {text!r} not found: give a bundled name ({', '.join(sorted(bundled)) or 'none'}), "
+            "or the path of a model folder holding config.json and weights.safetensors."
+        )
+    return path.stem if path.is_file() else path.name, path
+
+
+def load_model(name_or_path: str | os.PathLike = "default") -> LoadedModel:
+    """Load a bundled model by name, or a model folder (or a file inside it).
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        ``"default"``, a bundled model name, a model folder, its
+        ``config.json`` or ``weights.safetensors``, or a PyTorch ``.pt``/``.pth``
+        state dict with a ``config.json`` beside it.
+
+    Returns
+    -------
+    LoadedModel
+        The network on the CPU in eval mode.
+    """
+    if isinstance(name_or_path, LoadedModel):
+        return name_or_path
+    name, path = _resolve(name_or_path)
+    if path.is_dir():
+        folder, weights = path, path / WEIGHTS
+    elif path.name == CONFIG:
+        folder, weights = path.parent, path.parent / WEIGHTS
+    else:
+        folder, weights = path.parent, path
+    config_path = folder / CONFIG
+    if not config_path.is_file():
+        raise SegmentationError(
+            f"No {CONFIG} next to {weights}: a model is a folder with {CONFIG} and {WEIGHTS}."
+        )
+    if not weights.is_file():
+        raise SegmentationError(f"Model weights {weights} are missing.")
+    try:
+        data = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SegmentationError(f"Model config {config_path} is unreadable or not JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise SegmentationError(f"Model config {config_path} must hold a JSON object.")
+    try:
+        config = ModelConfig.from_dict(data)
+    except TypeError as exc:
+        raise SegmentationError(f"Model config {config_path} is invalid ({exc}).") from None
+    try:
+        net = config.build()
+    except (TypeError, ValueError) as exc:  # e.g. "depth": "two", or spatial_dims 5
+        raise SegmentationError(f"Model config {config_path} is invalid ({exc}).") from None
+    state = _read_weights(weights)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise SegmentationError(
+            f"The weights in {weights} do not fit the architecture in {config_path} "
+            f"({first}). Was the file saved for another model?"
+        ) from None
+    net.eval()
+    return LoadedModel(net=net, config=config, name=config.name if config.name != "unnamed" else name,
+                       path=folder, sha256=_sha256(weights))
+
+
+def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
+    if weights.suffix in (".pt", ".pth"):
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means "refuse the file"
+            raise SegmentationError(
+                f"Could not import {weights}: it is not a plain PyTorch state dict "
+                f"(only tensors are accepted, never arbitrary pickled objects): {type(exc).__name__}."
+            ) from None
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise SegmentationError(f"{weights} does not hold a state dict of tensors.")
+        return state
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(weights, device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise SegmentationError(
+            f"Model weights {weights} are corrupt, truncated or not a safetensors file "
+            f"({exc}). Re-export or re-download the model."
+        ) from None

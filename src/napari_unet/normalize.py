@@ -1,0 +1,131 @@
+"""Percentile normalisation per channel.
+
+Every real integer and float dtype is accepted; boolean and complex arrays, and
+arrays holding NaN or infinity, are refused with a :class:`SegmentationError`.
+Percentiles come from an even subsample of at most ``max_samples`` values per
+channel, so a large stack is never copied whole to compute them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SegmentationError
+
+__all__ = ["check_dtype", "percentile_range", "apply_range", "normalize"]
+
+DEFAULT_LOW = 1.0
+DEFAULT_HIGH = 99.8
+_EPS = 1e-6
+
+
+def check_dtype(dtype: np.dtype) -> None:
+    """Refuse dtypes that cannot hold an intensity image."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        raise SegmentationError(
+            "The image is boolean (a mask?). Segment an intensity image, or convert "
+            "the mask with image.astype('uint8') if that is really what you want."
+        )
+    if np.issubdtype(dtype, np.complexfloating):
+        raise SegmentationError(
+            "The image has a complex dtype. Take its magnitude (np.abs) or real part first."
+        )
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise SegmentationError(f"Unsupported image dtype {dtype}: use integers or floats.")
+
+
+def _subsample(channel: np.ndarray, max_samples: int) -> np.ndarray:
+    """An even, strided subsample of at most about ``max_samples`` values."""
+    size = int(np.prod(channel.shape))
+    if size <= max_samples:
+        return np.asarray(channel).ravel()
+    step = int(np.ceil((size / max_samples) ** (1.0 / channel.ndim)))
+    sl = tuple(slice(None, None, step) for _ in channel.shape)
+    return np.asarray(channel[sl]).ravel()
+
+
+def percentile_range(
+    image: np.ndarray,
+    *,
+    low: float = DEFAULT_LOW,
+    high: float = DEFAULT_HIGH,
+    channel_axis: int | None = None,
+    max_samples: int = 4_000_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper percentiles of each channel.
+
+    Parameters
+    ----------
+    image : array (..., ) of any real dtype; numpy, dask or zarr
+    low, high : float
+        Percentiles in [0, 100], ``low < high``.
+    channel_axis : int or None
+        Axis holding channels; ``None`` treats the image as one channel.
+    max_samples : int
+        Cap on the values read per channel.
+
+    Returns
+    -------
+    lo, hi : ndarray (C,) float64
+        C is 1 when ``channel_axis`` is None.
+    """
+    if not 0 <= low < high <= 100:
+        raise SegmentationError(
+            f"Percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}."
+        )
+    check_dtype(image.dtype)
+    if channel_axis is None:
+        channels = [image]
+    else:
+        channels = [np.take(image, c, axis=channel_axis) for c in range(image.shape[channel_axis])]
+    lo, hi = [], []
+    for ch in channels:
+        sample = _subsample(ch, max_samples).astype(np.float64, copy=False)
+        if not np.all(np.isfinite(sample)):
+            raise SegmentationError(
+                "The image contains NaN or infinite values. Replace them first, e.g. "
+                "np.nan_to_num(image), or crop them away."
+            )
+        p_lo, p_hi = np.percentile(sample, [low, high])
+        lo.append(p_lo)
+        hi.append(p_hi)
+    return np.asarray(lo), np.asarray(hi)
+
+
+def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_axis: int = 0) -> np.ndarray:
+    """Map ``lo`` to 0 and ``hi`` to 1 per channel; returns float32.
+
+    A constant channel (``hi - lo`` tiny) becomes all zeros rather than
+    dividing by zero. NaN or infinity in ``block`` raise a SegmentationError.
+    """
+    x = np.asarray(block, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        raise SegmentationError(
+            "The image contains NaN or infinite values. Replace them first, e.g. "
+            "np.nan_to_num(image), or crop them away."
+        )
+    shape = [1] * x.ndim
+    shape[channel_axis] = -1
+    lo_b = np.asarray(lo, dtype=np.float32).reshape(shape)
+    span = np.asarray(hi, dtype=np.float32).reshape(shape) - lo_b
+    scale = np.where(span > _EPS, 1.0 / np.maximum(span, _EPS), 0.0).astype(np.float32)
+    return (x - lo_b) * scale
+
+
+def normalize(
+    image: np.ndarray,
+    *,
+    low: float = DEFAULT_LOW,
+    high: float = DEFAULT_HIGH,
+    channel_axis: int | None = None,
+) -> np.ndarray:
+    """Percentile-normalise a whole array (float32, same shape).
+
+    ``low`` maps to 0 and ``high`` to 1 in each channel; values outside are not
+    clipped. A constant image becomes zeros.
+    """
+    lo, hi = percentile_range(image, low=low, high=high, channel_axis=channel_axis)
+    if channel_axis is None:
+        return apply_range(np.asarray(image)[None], lo, hi, channel_axis=0)[0]
+    return apply_range(image, lo, hi, channel_axis=channel_axis)

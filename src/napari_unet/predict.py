@@ -1,0 +1,370 @@
+"""Tiled, streamed network inference: image in, class probabilities out.
+
+:func:`iter_predict` is a generator: it yields a :class:`Progress` record after
+every batch of tiles and returns the probabilities, so a caller (a script, the
+command line, napari's thread worker) can show progress and stop at any
+yield. Leading axes (time; planes of a stack for a 2D model) are streamed: only
+one plane or volume is read and normalised at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .axes import AxesPlan, plan_axes
+from .checkpoint import LoadedModel, load_model
+from .device import resolve_device
+from .errors import SegmentationError
+from .model import DoubleConv, UNet
+from .normalize import apply_range, check_dtype, percentile_range
+from .progress import Progress
+from .tiling import TileGrid, pad_to_multiple
+
+__all__ = ["Predictor", "iter_predict", "predict", "prepare_input", "Progress", "MIN_SIZE"]
+
+MIN_SIZE = 4
+"""Smallest size of each spatial axis the engine accepts."""
+
+DEFAULT_TILE = {2: 1024, 3: 128}
+DEFAULT_OVERLAP = {2: 64, 3: 32}
+
+
+def _fuse_for_inference(net: UNet) -> UNet:
+    """A copy of ``net`` with each conv + batch norm + ReLU fused (eval only)."""
+    from torch.ao.quantization import fuse_modules
+
+    fused = copy.deepcopy(net).eval()
+    for module in fused.modules():
+        if isinstance(module, DoubleConv):
+            fuse_modules(module, [["0", "1", "2"], ["3", "4", "5"]], inplace=True)
+    return fused
+
+
+class Predictor:
+    """A model placed on a device, ready to turn normalised arrays into probabilities.
+
+    Parameters
+    ----------
+    model : LoadedModel or str or path
+        The model, or a name/path for :func:`~napari_unet.checkpoint.load_model`.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    tile_size : int or None
+        Tile edge in pixels (rounded up to the network's multiple); None picks
+        1024 for 2D and 128 for 3D models.
+    overlap : int or None
+        Pixels shared by neighbouring tiles; None picks 64 (2D) or 32 (3D).
+    halo : int or None
+        Pixels at a shared tile edge given zero weight; None is ``overlap // 4``.
+    batch_size : int
+        Tiles per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel | str = "default",
+        *,
+        device: str = "auto",
+        tile_size: int | None = None,
+        overlap: int | None = None,
+        halo: int | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        self.model = load_model(model)
+        self.config = self.model.config
+        self.device = resolve_device(device)
+        dims = self.config.spatial_dims
+        self.tile_size = int(DEFAULT_TILE[dims] if tile_size is None else tile_size)
+        self.overlap = int(DEFAULT_OVERLAP[dims] if overlap is None else overlap)
+        self.halo = int(self.overlap // 4 if halo is None else halo)
+        if self.tile_size < 1 or self.overlap < 0 or self.halo < 0 or batch_size < 1:
+            raise SegmentationError("tile_size and batch_size must be >= 1; overlap and halo >= 0.")
+        self.batch_size = int(batch_size)
+        net = self.model.net.eval()
+        if self.device.type == "cpu":
+            net = _fuse_for_inference(net)
+        self.memory_format = (
+            torch.channels_last if dims == 2 else torch.channels_last_3d
+        )
+        self.net = net.to(self.device).to(memory_format=self.memory_format)
+        self.multiple = self.net.multiple
+
+    def grid(self, spatial: tuple[int, ...]) -> TileGrid:
+        padded = [s + sum(p) for s, p in zip(spatial, pad_to_multiple(spatial, self.multiple))]
+        return TileGrid.build(padded, tile_size=self.tile_size, overlap=self.overlap,
+                              halo=self.halo, multiple=self.multiple)
+
+    def iter_array(self, x: np.ndarray) -> Generator[int, None, np.ndarray]:
+        """Probabilities for one normalised array.
+
+        Parameters
+        ----------
+        x : ndarray (C, *spatial) float32
+            Normalised input, C = the model's input channels.
+
+        Yields
+        ------
+        int
+            Tiles finished so far.
+
+        Returns
+        -------
+        ndarray (K, *spatial) float32
+            Softmax probabilities of the K classes; the spatial shape is ``x``'s.
+        """
+        spatial = x.shape[1:]
+        pads = pad_to_multiple(spatial, self.multiple)
+        mode = "reflect" if all(s > max(p) for s, p in zip(spatial, pads)) else "symmetric"
+        canvas = np.pad(x, [(0, 0), *pads], mode=mode)
+        grid = self.grid(spatial)
+        k = self.config.out_channels
+        acc = np.zeros((k, *canvas.shape[1:]), np.float32)
+        weight = np.zeros(canvas.shape[1:], np.float32)
+        done = 0
+        tiles = iter(grid)
+        while True:
+            batch = [t for _, t in zip(range(self.batch_size), tiles)]
+            if not batch:
+                break
+            inp = np.stack([canvas[(slice(None), *sl)] for sl, _ in batch])
+            probs = self._forward(inp)
+            for (sl, w), p in zip(batch, probs):
+                acc[(slice(None), *sl)] += p * w
+                weight[sl] += w
+            done += len(batch)
+            yield done
+        acc /= np.maximum(weight, 1e-12)
+        crop = tuple(slice(p[0], p[0] + s) for p, s in zip(pads, spatial))
+        return acc[(slice(None), *crop)]
+
+    @torch.inference_mode()
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        t = t.contiguous(memory_format=self.memory_format)
+        logits = self.net(t)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """An input array checked and planned, with its normalisation range."""
+
+    image: object
+    plan: AxesPlan
+    lo: np.ndarray
+    hi: np.ndarray
+    channel_index: int | None
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(s for i, s in enumerate(self.image.shape) if i != self.plan.channel_axis)
+
+    @property
+    def loop_shape(self) -> tuple[int, ...]:
+        return tuple(self.image.shape[i] for i in self.plan.loop_axes)
+
+    @property
+    def net_shape(self) -> tuple[int, ...]:
+        shape = [self.image.shape[i] for i in self.plan.net_axes]
+        return tuple(shape[i] for i in self._to_canonical)
+
+    def items(self) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+        """Yield ``(loop_index, x)``: ``x`` is (C, [Z,] Y, X) normalised float32.
+
+        The network axes come in Z, Y, X order whatever the input's order;
+        :meth:`from_canonical` puts results back.
+        """
+        for index in np.ndindex(*self.loop_shape):
+            yield index, self.read(index)
+
+    def read(self, index: tuple[int, ...]) -> np.ndarray:
+        key: list[object] = [slice(None)] * self.image.ndim
+        for axis, i in zip(self.plan.loop_axes, index):
+            key[axis] = i
+        block = np.asarray(self.image[tuple(key)])
+        remaining = [a for a in range(self.image.ndim) if a not in self.plan.loop_axes]
+        if self.plan.channel_axis is None:
+            block = block[None]
+        else:
+            block = np.moveaxis(block, remaining.index(self.plan.channel_axis), 0)
+        block = _select_channels(block, self.channel_index)
+        block = block.transpose(0, *(1 + i for i in self._to_canonical))
+        return apply_range(block, self.lo, self.hi, channel_axis=0)
+
+    @property
+    def _to_canonical(self) -> list[int]:
+        """Permutation of the network axes (input order) into Z, Y, X order."""
+        letters = [self.plan.axes[i] for i in self.plan.net_axes]
+        return sorted(range(len(letters)), key=lambda i: "ZYX".index(letters[i]))
+
+    def from_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Put the trailing Z/Y/X axes of a result back in the input's order."""
+        perm = self._to_canonical
+        inverse = [perm.index(i) for i in range(len(perm))]
+        lead = array.ndim - len(perm)
+        return array.transpose(*range(lead), *(lead + i for i in inverse))
+
+
+def _select_channels(block: np.ndarray, channel_index: int | None) -> np.ndarray:
+    """Pick one channel, turn RGB into grey for 1-channel models, or pass through."""
+    if channel_index is None:
+        return block
+    if channel_index == -1:  # RGB(A) -> luminance
+        rgb = block[:3].astype(np.float32)
+        return (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])[None]
+    return block[channel_index : channel_index + 1]
+
+
+def prepare_input(
+    image: object,
+    config,
+    *,
+    axes: str | None = None,
+    mode: str = "auto",
+    channel: int | None = None,
+) -> PreparedInput:
+    """Validate an array against a model and plan how to stream it.
+
+    Parameters
+    ----------
+    image : array-like (numpy, dask, zarr)
+    config : ModelConfig
+    axes, mode : see :func:`~napari_unet.axes.plan_axes`
+    channel : int or None
+        For a 1-channel model and a multichannel image: which channel to use.
+        None converts RGB to grey, and refuses other multichannel images.
+    """
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    shape = tuple(int(s) for s in image.shape)
+    if image.ndim == 0 or 0 in shape:
+        raise SegmentationError(
+            f"The image is empty (shape {shape}): every axis needs at least one pixel."
+        )
+    if image.ndim < 2:
+        raise SegmentationError(
+            f"The image has shape {shape}: need at least 2 dimensions (Y and X)."
+        )
+    check_dtype(image.dtype)
+    plan = plan_axes(shape, axes, spatial_dims=config.spatial_dims,
+                     in_channels=config.in_channels, mode=mode)
+    for i in plan.net_axes:
+        if shape[i] < MIN_SIZE:
+            raise SegmentationError(
+                f"The image is too small: axis {plan.axes[i]} has {shape[i]} pixel(s), "
+                f"and segmentation needs at least {MIN_SIZE} (shape {shape}, axes {plan.axes!r})."
+            )
+    n_ch = 1 if plan.channel_axis is None else shape[plan.channel_axis]
+    want = config.in_channels
+    channel_index: int | None = None
+    if channel is not None:
+        if not 0 <= channel < n_ch:
+            raise SegmentationError(f"channel={channel} but the image has {n_ch} channel(s).")
+        if want != 1:
+            raise SegmentationError(
+                f"This model takes {want} channels; channel= only applies to 1-channel models."
+            )
+        channel_index = channel
+    elif n_ch != want:
+        if want == 1 and n_ch in (3, 4):
+            channel_index = -1
+        elif want == 1:
+            raise SegmentationError(
+                f"This model takes 1 channel, but the image has {n_ch} (axes {plan.axes!r}). "
+                "Pick one with channel=N (or in the widget), or state the axes if C is not a channel axis."
+            )
+        else:
+            raise SegmentationError(
+                f"This model takes {want} channels, but the image has {n_ch} "
+                f"(axes {plan.axes!r}). Give an image with {want} channels."
+            )
+    lo, hi = _normalisation_range(image, plan, channel_index, config.normalization)
+    return PreparedInput(image, plan, lo, hi, channel_index)
+
+
+def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel percentiles from an even subsample of the whole array."""
+    if norm.get("method", "percentile") != "percentile":
+        raise SegmentationError(f"Unknown normalisation {norm.get('method')!r} in the model config.")
+    budget = 4_000_000
+    non_channel = [i for i in range(image.ndim) if i != plan.channel_axis]
+    size = int(np.prod([image.shape[i] for i in non_channel]))
+    step = max(1, int(np.ceil((size / budget) ** (1 / len(non_channel)))))
+    key = tuple(slice(None) if i == plan.channel_axis else slice(None, None, step)
+                for i in range(image.ndim))
+    sample = np.asarray(image[key])
+    if plan.channel_axis is None:
+        sample = sample[None]
+    else:
+        sample = np.moveaxis(sample, plan.channel_axis, 0)
+    sample = _select_channels(sample, channel_index)
+    return percentile_range(sample, low=float(norm.get("low", 1.0)),
+                            high=float(norm.get("high", 99.8)), channel_axis=0,
+                            max_samples=budget)
+
+
+def iter_predict(
+    image: object,
+    model: LoadedModel | str = "default",
+    *,
+    axes: str | None = None,
+    mode: str = "auto",
+    channel: int | None = None,
+    device: str = "auto",
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    halo: int | None = None,
+    batch_size: int = 1,
+) -> Generator[Progress, None, np.ndarray]:
+    """Class probabilities of a whole array, tile by tile.
+
+    Yields
+    ------
+    Progress
+        ``stage="predict"``, after each batch of tiles.
+
+    Returns
+    -------
+    ndarray (K, *out_shape) float32
+        K class probabilities; ``out_shape`` is the image shape without its
+        channel axis.
+    """
+    predictor = model if isinstance(model, Predictor) else Predictor(
+        model, device=device, tile_size=tile_size, overlap=overlap, halo=halo,
+        batch_size=batch_size)
+    prepared = prepare_input(image, predictor.config, axes=axes, mode=mode, channel=channel)
+    out = np.zeros((predictor.config.out_channels, *prepared.out_shape), np.float32)
+    per_item = len(predictor.grid(prepared.net_shape))
+    total = per_item * int(np.prod(prepared.loop_shape))
+    loop_out = [i - (prepared.plan.channel_axis is not None and i > prepared.plan.channel_axis)
+                for i in prepared.plan.loop_axes]
+    for n, (index, x) in enumerate(prepared.items()):
+        gen = predictor.iter_array(x)
+        while True:
+            try:
+                done = next(gen)
+            except StopIteration as stop:
+                probs = stop.value
+                break
+            yield Progress("predict", n * per_item + done, total,
+                           f"tile {done}/{per_item}" + (f", plane {n + 1}" if total > per_item else ""))
+        key: list[object] = [slice(None)] * (out.ndim - 1)
+        for axis, i in zip(loop_out, index):
+            key[axis] = i
+        out[(slice(None), *key)] = prepared.from_canonical(probs)
+    return out
+
+
+def predict(image: object, model: LoadedModel | str = "default", **kwargs) -> np.ndarray:
+    """Drain :func:`iter_predict` and return the probabilities."""
+    gen = iter_predict(image, model, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

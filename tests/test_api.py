@@ -1,0 +1,263 @@
+"""``napari_unet.segment`` / ``iter_segment``: the whole pipeline, image to labels.
+
+Shape and consistency checks use real (tiny, seeded) networks. Checks of what is
+segmented use ``fake_net``, a stand-in network whose foreground probability is
+the normalised intensity, so that a synthetic image has a known answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_unet
+from napari_unet.checkpoint import load_model
+from napari_unet.errors import SegmentationError
+from napari_unet.predict import Predictor, predict
+from napari_unet.progress import Progress
+
+
+def _objects(labels: np.ndarray) -> set[int]:
+    return set(np.unique(labels)) - {0}
+
+
+def _two_discs(helpers, shape=(40, 60), *, touching: bool) -> np.ndarray:
+    if touching:
+        mask, _, _ = helpers.touching_discs(shape)
+    else:
+        mask = helpers.disc(shape, (20, 14), 8) | helpers.disc(shape, (20, 44), 8)
+    return mask.astype(np.uint16) * 1000
+
+
+# --- shapes and the result object -----------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("key", "shape", "kwargs"),
+    [
+        ("2d", (37, 53), {}),
+        ("2d", (5, 301), {}),
+        ("2d", (4, 4), {}),
+        ("2d_k3", (33, 18), {}),
+        ("3d", (7, 19, 23), {"mode": "3d"}),
+        ("2d", (3, 21, 17), {"axes": "TYX"}),
+        ("2d", (2, 5, 13, 9), {}),
+    ],
+)
+def test_outputs_have_the_image_shape(models, rng, key, shape, kwargs):
+    image = rng.integers(0, 4000, size=shape).astype(np.uint16)
+    result = napari_unet.segment(image, model=str(models[key]), device="cpu", **kwargs)
+    assert isinstance(result, napari_unet.Segmentation)
+    assert result.semantic.shape == shape and result.semantic.dtype == np.uint8
+    assert result.instances.shape == shape and result.instances.dtype == np.int32
+    k = load_model(models[key]).config.out_channels
+    assert result.probabilities.shape == (k, *shape)
+    assert result.probabilities.dtype == np.float32
+    assert len(result.axes) == len(shape)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32", "uint32", "int64",
+                                   "float16", "float32", "float64"])
+def test_every_real_dtype(models, dtype):
+    """Normalisation makes the dtype irrelevant: each gives the float64 image's answer."""
+    values = np.random.default_rng(3).integers(0, 120, size=(20, 24))
+    image = values.astype(dtype)
+    result = napari_unet.segment(image, model=str(models["2d"]), device="cpu")
+    reference = predict(values.astype(np.float64), str(models["2d"]), device="cpu")
+    np.testing.assert_allclose(result.probabilities, reference, atol=1e-4)
+    assert result.semantic.shape == image.shape
+
+
+def test_rgb_outputs_drop_the_channel_axis(models, rng):
+    image = rng.integers(0, 255, size=(21, 27, 3)).astype(np.uint8)
+    result = napari_unet.segment(image, model=str(models["2d"]))
+    assert result.axes == "YX"
+    assert result.semantic.shape == result.instances.shape == (21, 27)
+    assert result.probabilities.shape == (2, 21, 27)
+
+
+def test_metadata_says_how_the_result_was_made(models, rng):
+    model = load_model(models["2d"])
+    result = napari_unet.segment(rng.random((20, 20)), model=str(models["2d"]), device="cpu",
+                                 tile_size=64, min_size=3)
+    meta = result.metadata
+    assert meta["model_sha256"] == model.sha256
+    assert len(meta["model_sha256"]) == 64
+    assert meta["model"] == model.name == "2d"
+    assert meta["device"] == "cpu"
+    assert meta["napari_unet_version"] == napari_unet.__version__
+    assert meta["tile_size"] == 64 and meta["min_size"] == 3
+    assert meta["axes"] == "YX"
+    # Model defaults fill in what was not given.
+    assert meta["threshold"] == model.config.postprocess["threshold"]
+
+
+def test_semantic_follows_the_probabilities(models, rng):
+    image = rng.normal(100, 30, size=(40, 44)).astype(np.float32)
+    two = napari_unet.segment(image, model=str(models["2d"]), threshold=0.6, fill_holes=False,
+                              min_size=0)
+    np.testing.assert_array_equal(two.semantic, two.probabilities[1] > 0.6)
+    assert 0 < two.semantic.mean() < 1, "the test needs both classes"
+    three = napari_unet.segment(image, model=str(models["2d_k3"]))
+    np.testing.assert_array_equal(three.semantic, three.probabilities.argmax(axis=0))
+    assert len(np.unique(three.semantic)) > 1
+    # The probabilities are those of predict().
+    np.testing.assert_allclose(two.probabilities, predict(image, str(models["2d"])), atol=1e-6)
+
+
+def test_instances_lie_on_the_semantic_mask(models, rng):
+    image = rng.normal(100, 30, size=(48, 52)).astype(np.float32)
+    result = napari_unet.segment(image, model=str(models["2d"]), fill_holes=False, min_size=0)
+    np.testing.assert_array_equal(result.instances > 0, result.semantic > 0)
+
+
+def test_keep_probabilities_false(models, rng):
+    result = napari_unet.segment(rng.random((16, 16)), model=str(models["2d"]),
+                                 keep_probabilities=False)
+    assert result.probabilities is None
+    assert result.semantic.shape == (16, 16)
+
+
+# --- what gets segmented (fake network) -----------------------------------------------------
+
+def test_separate_objects(models, helpers, fake_net):
+    image = _two_discs(helpers, touching=False)
+    result = napari_unet.segment(image, model=str(models["2d"]))
+    np.testing.assert_array_equal(result.semantic, image > 0)
+    assert len(_objects(result.instances)) == 2
+    assert fake_net, "the fake network was used"
+
+
+def test_touching_objects_components_vs_watershed(models, helpers, fake_net):
+    image = _two_discs(helpers, touching=True)
+    kwargs = {"model": str(models["2d"]), "min_size": 0}
+    comp = napari_unet.segment(image, instance_method="components", **kwargs)
+    water = napari_unet.segment(image, instance_method="watershed", **kwargs)
+    assert len(_objects(comp.instances)) == 1
+    assert len(_objects(water.instances)) == 2
+    assert water.metadata["instance_method"] == "watershed"
+
+
+def test_min_size_and_holes(models, helpers, fake_net):
+    image = _two_discs(helpers, touching=False)
+    image[5:7, 30:32] = 1000  # a 4-pixel speck
+    image[20, 14] = 0  # a one-pixel hole in the first disc
+    big = napari_unet.segment(image, model=str(models["2d"]), min_size=10)
+    assert len(_objects(big.instances)) == 2 and big.instances[6, 31] == 0
+    assert big.instances[20, 14] > 0  # hole filled
+    small = napari_unet.segment(image, model=str(models["2d"]), min_size=1, fill_holes=False)
+    assert len(_objects(small.instances)) == 3 and small.instances[20, 14] == 0
+
+
+def test_three_class_model_splits_at_seeds(models, helpers, fake_net):
+    """A three-class model: seeds from the interior class, mask from interior + boundary.
+
+    With the fake network the interior probability is the normalised intensity;
+    an intensity that peaks at each disc's centre gives one seed per disc. The
+    image is the distance to the background: 6 at the waist between the discs,
+    8.2 at the 99.8th percentile, so interior > 0.85 (distance > 7) is two seeds.
+    """
+    from scipy import ndimage as ndi
+
+    mask, _, _ = helpers.touching_discs()
+    image = ndi.distance_transform_edt(mask).astype(np.float32)
+    result = napari_unet.segment(image, model=str(models["three_class"]), threshold=0.05,
+                                 seed_threshold=0.85, instance_method="watershed", min_size=0)
+    np.testing.assert_array_equal(result.semantic, mask)
+    assert len(_objects(result.instances)) == 2
+    # Without the seeds' help (components) the blob stays one object.
+    one = napari_unet.segment(image, model=str(models["three_class"]), threshold=0.05,
+                              instance_method="components", min_size=0)
+    assert len(_objects(one.instances)) == 1
+    np.testing.assert_array_equal(result.semantic, result.instances > 0)
+
+
+def test_time_series_labels_restart_per_time_point(models, helpers, fake_net):
+    frame = _two_discs(helpers, touching=False)
+    series = np.stack([frame, frame, np.roll(frame, 3, axis=1)])
+    result = napari_unet.segment(series, model=str(models["2d"]), axes="TYX")
+    assert result.axes == "TYX"
+    for t in range(3):
+        assert _objects(result.instances[t]) == {1, 2}
+
+
+@pytest.mark.parametrize("key", ["2d", "3d"])
+def test_z_stack_labels_are_unique_across_the_volume(models, helpers, fake_net, key):
+    """A z-stack is labelled in 3D, whether planes or volumes go through the network."""
+    frame = _two_discs(helpers, touching=False)
+    stack = np.stack([frame] * 4 + [np.zeros_like(frame)] + [frame])
+    result = napari_unet.segment(stack, model=str(models[key]))
+    assert result.axes == "ZYX"
+    # Two tubes through planes 0-3, and two more discs in plane 5 after a gap.
+    assert _objects(result.instances) == {1, 2, 3, 4}
+    for z in range(1, 4):
+        np.testing.assert_array_equal(result.instances[z], result.instances[0])
+    assert _objects(result.instances[5]).isdisjoint(_objects(result.instances[0]))
+    batch_dims = {len(shape) for shape in fake_net}
+    assert batch_dims == ({4} if key == "2d" else {5})
+
+
+# --- progress and cancelling ----------------------------------------------------------------
+
+def _drain(gen):
+    records = []
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as stop:
+            return records, stop.value
+
+
+def test_iter_segment_progress(models, rng):
+    image = rng.random((2, 40, 44)).astype(np.float32)
+    gen = napari_unet.iter_segment(image, model=str(models["2d"]), axes="TYX", tile_size=16,
+                                   overlap=8, batch_size=3)
+    records, result = _drain(gen)
+    assert isinstance(result, napari_unet.Segmentation)
+    assert all(isinstance(r, Progress) for r in records)
+    predict_records = [r for r in records if r.stage == "predict"]
+    rest = [r for r in records if r.stage != "predict"]
+    assert records[: len(predict_records)] == predict_records  # prediction comes first
+    done = [r.done for r in predict_records]
+    assert all(b > a for a, b in zip(done, done[1:]))
+    total = predict_records[0].total
+    assert {r.total for r in predict_records} == {total} and done[-1] == total
+    assert total > 2
+    assert [(r.stage, r.done, r.total) for r in rest] == [("instances", 0, 1),
+                                                          ("instances", 1, 1)]
+    assert "objects" in rest[-1].message
+
+
+def test_closing_iter_segment_stops_work(models, rng, monkeypatch):
+    calls = []
+    original = Predictor._forward
+
+    def counting(self, batch):
+        calls.append(batch.shape)
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "_forward", counting)
+    gen = napari_unet.iter_segment(rng.random((3, 40, 44)), model=str(models["2d"]),
+                                   axes="TYX", tile_size=16, overlap=8)
+    first = next(gen)
+    assert first.stage == "predict" and first.done == 1 and first.total > 3
+    assert len(calls) == 1
+    gen.close()
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert len(calls) == 1
+
+
+# --- parameter checks ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"instance_method": "magic"}, "Unknown instance method"),
+        ({"threshold": 1.5}, "threshold must be between 0 and 1"),
+        ({"threshold": 0.0}, "threshold must be between 0 and 1"),
+        ({"mode": "4d"}, "mode must be one of"),
+    ],
+)
+def test_bad_parameters(models, kwargs, fragment):
+    with pytest.raises(SegmentationError, match=fragment):
+        napari_unet.segment(np.ones((16, 16)), model=str(models["2d"]), **kwargs)

@@ -1,0 +1,71 @@
+"""Everything a user can get wrong is a SegmentationError that says what went wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_unet
+from napari_unet.errors import SegmentationError
+
+
+def _with(value, shape=(16, 16), at=(3, 4)):
+    image = np.ones(shape, np.float32)
+    image[at] = value
+    return image
+
+
+# (case id, image, model: a key of the ``models`` fixture or "missing"/"garbage",
+#  keyword arguments, a fragment of the message)
+CASES = [
+    ("empty array", np.array([]), "2d", {}, "empty"),
+    ("zero-size axis", np.zeros((0, 16)), "2d", {}, "empty"),
+    ("zero-size axis 3d", np.zeros((4, 16, 0)), "2d", {}, "empty"),
+    ("one pixel", np.zeros((1, 1)), "2d", {}, "too small"),
+    ("axis below minimum", np.zeros((3, 40)), "2d", {}, "too small"),
+    ("1d array", np.zeros(16), "2d", {}, "at least 2 dimensions"),
+    ("six dimensions", np.zeros((2, 2, 2, 2, 8, 8)), "2d", {}, "at most 5 dimensions"),
+    ("nan", _with(np.nan), "2d", {}, "NaN or infinite"),
+    ("inf", _with(np.inf), "2d", {}, "NaN or infinite"),
+    ("-inf in a stack", _with(-np.inf, (3, 16, 16), (2, 5, 5)), "2d", {}, "NaN or infinite"),
+    ("bool", np.ones((16, 16), bool), "2d", {}, "boolean"),
+    ("complex", np.ones((16, 16), np.complex64), "2d", {}, "complex"),
+    ("object dtype", np.ones((16, 16), object), "2d", {}, "Unsupported image dtype"),
+    ("2-channel model, 1-channel image", np.ones((16, 16)), "2d_in2", {},
+     "takes 2 channels, but the image has 1"),
+    ("1-channel model, 2-channel image", np.ones((16, 16, 2)), "2d", {"axes": "YXC"},
+     "takes 1 channel, but the image has 2"),
+    ("channel out of range", np.ones((16, 16, 3)), "2d", {"channel": 3},
+     "channel=3 but the image has 3"),
+    ("channel= with a 2-channel model", np.ones((16, 16, 2)), "2d_in2", {"channel": 0},
+     "channel= only applies to 1-channel models"),
+    ("axes too long", np.ones((16, 16)), "2d", {"axes": "ZYX"}, "has 3 letters"),
+    ("axes too short", np.ones((4, 16, 16)), "2d", {"axes": "YX"}, "has 2 letters"),
+    ("unknown axis letter", np.ones((16, 16)), "2d", {"axes": "QX"}, "Invalid axes"),
+    ("duplicate axis letter", np.ones((16, 16)), "2d", {"axes": "YY"}, "Invalid axes"),
+    ("no X axis", np.ones((4, 16, 16)), "2d", {"axes": "TZY"}, "Invalid axes"),
+    ("model path missing", np.ones((16, 16)), "missing", {}, "not found"),
+    ("model path unreadable", np.ones((16, 16)), "garbage", {}, "unreadable or not JSON"),
+    ("3d mode, 2d model", np.ones((8, 16, 16)), "2d", {"mode": "3d"},
+     "3D mode needs a 3D model"),
+    ("2d mode, 3d model", np.ones((8, 16, 16)), "3d", {"mode": "2d"}, "plane by plane"),
+    ("3d model, 2d image", np.ones((16, 16)), "3d", {}, "no Z axis"),
+]
+
+
+@pytest.mark.parametrize(("image", "model", "kwargs", "fragment"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input(models, tmp_path, image, model, kwargs, fragment):
+    if model == "missing":
+        path = tmp_path / "no-such-model"
+    elif model == "garbage":
+        path = tmp_path / "garbage-model"
+        path.mkdir()
+        (path / "config.json").write_text("{this is not json")
+        (path / "weights.safetensors").write_bytes(b"\x00" * 64)
+    else:
+        path = models[model]
+    with pytest.raises(SegmentationError, match=fragment) as info:
+        napari_unet.segment(image, model=str(path), device="cpu", **kwargs)
+    # A message a user can act on: a sentence, not a bare code.
+    assert len(str(info.value)) > 30

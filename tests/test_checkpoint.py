@@ -1,0 +1,277 @@
+"""Model files: round trips, broken files, and weights that must never be unpickled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from napari_unet.checkpoint import (
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    LoadedModel,
+    ModelConfig,
+    load_model,
+    save_model,
+)
+from napari_unet.errors import SegmentationError
+
+
+@pytest.fixture
+def saved(tmp_path, helpers) -> Path:
+    return helpers.build_model(tmp_path / "saved", out_channels=3, seed=7)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    data = json.loads((folder / CONFIG).read_text())
+    data.update(changes)
+    (folder / CONFIG).write_text(json.dumps(data))
+
+
+# --- round trip ------------------------------------------------------------------------
+
+def test_round_trip(tmp_path):
+    cfg = ModelConfig(base_width=4, depth=2, out_channels=3, target="semantic",
+                      classes=["background", "a", "b"], name="tiny", pixel_size_um=0.65,
+                      provenance={"trained_on": "synthetic"})
+    torch.manual_seed(0)
+    net = cfg.build().eval()
+    folder = save_model(tmp_path / "m", net, cfg)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG, WEIGHTS])  # no temp files left
+    loaded = load_model(folder)
+    assert isinstance(loaded, LoadedModel)
+    assert loaded.config == cfg
+    assert loaded.name == "tiny"
+    assert loaded.path == folder
+    assert not loaded.net.training
+    x = torch.randn(2, 1, 16, 20)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded.net(x))
+
+
+def test_sha256_is_the_weights_file_hash_and_stable(saved, tmp_path):
+    first = load_model(saved)
+    digest = hashlib.sha256((saved / WEIGHTS).read_bytes()).hexdigest()
+    assert first.sha256 == digest
+    assert first.short_hash == digest[:12]
+    assert load_model(saved).sha256 == digest
+    # Saving the same weights again writes the same bytes, every time (a file
+    # whose header order varied between saves would fail this about always).
+    for i in range(8):
+        again = save_model(tmp_path / f"again{i}", first.net, first.config)
+        assert load_model(again).sha256 == digest
+    # Different weights, different hash.
+    with torch.no_grad():
+        first.net.head.bias.add_(1.0)
+    changed = save_model(tmp_path / "changed", first.net, first.config)
+    assert load_model(changed).sha256 != digest
+
+
+def test_load_from_files_inside_the_folder(saved):
+    ref = load_model(saved)
+    for target in (saved / CONFIG, saved / WEIGHTS, str(saved)):
+        m = load_model(target)
+        assert m.sha256 == ref.sha256 and m.config == ref.config
+    assert load_model(ref) is ref
+    assert ref.name == "saved"  # the folder's name when the config names none...
+    _edit_config(saved, name="renamed")
+    assert load_model(saved).name == "renamed"  # ...the config's name otherwise
+
+
+def test_config_defaults_and_validation():
+    cfg = ModelConfig()
+    assert cfg.format_version == FORMAT_VERSION
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(SegmentationError, match="classes"):
+        ModelConfig(out_channels=3)  # 2 class names by default
+    with pytest.raises(SegmentationError, match="3 output channels"):
+        ModelConfig(target="three_class", out_channels=2)
+    with pytest.raises(SegmentationError, match="target"):
+        ModelConfig(target="regression")
+
+
+def test_foreign_pytorch_state_dict(saved, tmp_path):
+    """A .pt state dict with a config.json beside it is imported (weights_only)."""
+    ref = load_model(saved)
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    shutil.copy(saved / CONFIG, folder / CONFIG)
+    torch.save(ref.net.state_dict(), folder / "model.pt")
+    torch.save({"state_dict": ref.net.state_dict()}, folder / "wrapped.pth")
+    x = torch.randn(1, 1, 8, 8)
+    for name in ("model.pt", "wrapped.pth"):
+        m = load_model(folder / name)
+        with torch.no_grad():
+            assert torch.equal(m.net(x), ref.net(x))
+
+
+# --- broken model files -----------------------------------------------------------------
+
+def test_corrupt_weights(saved, tmp_path):
+    folder = _copy(saved, tmp_path / "corrupt")
+    (folder / WEIGHTS).write_bytes(os.urandom(4096))
+    with pytest.raises(SegmentationError, match="corrupt, truncated or not a safetensors"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 100, 0.5, -1])
+def test_truncated_weights(saved, tmp_path, keep):
+    folder = _copy(saved, tmp_path / "truncated")
+    data = (folder / WEIGHTS).read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else (len(data) + keep if keep < 0 else keep)
+    (folder / WEIGHTS).write_bytes(data[:n])
+    with pytest.raises(SegmentationError, match="corrupt, truncated") as info:
+        load_model(folder)
+    assert str(folder / WEIGHTS) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"depth": 3}, "do not fit the architecture"),
+        ({"depth": 1}, "do not fit the architecture"),
+        ({"base_width": 8}, "do not fit the architecture"),
+        ({"in_channels": 2}, "do not fit the architecture"),
+        ({"spatial_dims": 3}, "do not fit the architecture"),
+    ],
+)
+def test_wrong_architecture(saved, tmp_path, changes, fragment):
+    folder = _copy(saved, tmp_path / "wrong")
+    _edit_config(folder, **changes)
+    with pytest.raises(SegmentationError, match=fragment) as info:
+        load_model(folder)
+    assert "another model" in str(info.value)
+
+
+def test_missing_config(saved, tmp_path):
+    folder = _copy(saved, tmp_path / "noconfig")
+    (folder / CONFIG).unlink()
+    with pytest.raises(SegmentationError, match="No config.json"):
+        load_model(folder)
+
+
+def test_missing_weights(saved, tmp_path):
+    folder = _copy(saved, tmp_path / "noweights")
+    (folder / WEIGHTS).unlink()
+    with pytest.raises(SegmentationError, match="weights .* are missing"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("{not json", "unreadable or not JSON"),
+        (b"\xff\xfe\x00garbage", "unreadable or not JSON"),
+        ("[1, 2, 3]", "must hold a JSON object"),
+        ("", "unreadable or not JSON"),
+    ],
+)
+def test_unreadable_config(saved, tmp_path, text, fragment):
+    folder = _copy(saved, tmp_path / "badjson")
+    if isinstance(text, bytes):
+        (folder / CONFIG).write_bytes(text)
+    else:
+        (folder / CONFIG).write_text(text)
+    with pytest.raises(SegmentationError, match=fragment):
+        load_model(folder)
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 0, "1", None])
+def test_unknown_format_version(saved, tmp_path, version):
+    folder = _copy(saved, tmp_path / "future")
+    _edit_config(folder, format_version=version)
+    with pytest.raises(SegmentationError, match="format version .* is not supported") as info:
+        load_model(folder)
+    assert "Update napari-unet-seg" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"colour": "red"}, "Unknown keys"),
+        ({"classes": ["only one"]}, "classes"),
+        ({"target": "regression"}, "target"),
+        ({"depth": "two"}, "invalid"),
+        ({"base_width": None}, "invalid"),
+        ({"classes": None}, "invalid"),
+        ({"spatial_dims": 5}, "invalid"),
+    ],
+)
+def test_invalid_config_values(saved, tmp_path, changes, fragment):
+    folder = _copy(saved, tmp_path / "invalid")
+    _edit_config(folder, **changes)
+    with pytest.raises(SegmentationError, match=fragment):
+        load_model(folder)
+
+
+def test_missing_model_path(tmp_path):
+    with pytest.raises(SegmentationError, match="not found") as info:
+        load_model(tmp_path / "does-not-exist")
+    assert "config.json" in str(info.value)
+
+
+# --- weights are never unpickled ----------------------------------------------------------
+
+class _Exploit:
+    """Unpickling this calls ``open(marker, "w")``, creating the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def exploit(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"stem.0.weight": _Exploit(marker)})
+    # The payload is live: plain unpickling does create the marker.
+    pickle.loads(payload).popitem()[1].close()
+    assert marker.exists()
+    marker.unlink()
+    return marker, payload
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("filename", [WEIGHTS, "model.pt", "model.pth"])
+@pytest.mark.parametrize("how", ["raw pickle", "torch.save"])
+def test_malicious_pickle_is_never_executed(saved, tmp_path, exploit, filename, how):
+    marker, payload = exploit
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    shutil.copy(saved / CONFIG, folder / CONFIG)
+    target = folder / filename
+    if how == "raw pickle":
+        target.write_bytes(payload)
+    else:
+        torch.save({"stem.0.weight": _Exploit(marker)}, target)
+    assert not marker.exists()
+    with pytest.raises(SegmentationError) as info:
+        load_model(target if filename != WEIGHTS else folder)
+    assert not marker.exists(), "loading a model file ran code from a pickle"
+    message = str(info.value)
+    assert str(target) in message
+    if filename != WEIGHTS:
+        assert "never arbitrary pickled objects" in message
+
+
+def test_pt_file_with_non_tensors(saved, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copy(saved / CONFIG, folder / CONFIG)
+    torch.save({"stem.0.weight": 3, "note": "hello"}, folder / "model.pt")
+    with pytest.raises(SegmentationError, match="state dict of tensors"):
+        load_model(folder / "model.pt")

@@ -1,0 +1,218 @@
+"""Foreground masks -> instance labels: components, watershed, size filter, holes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unet.errors import SegmentationError
+from napari_unet.instances import label_instances, split_touching
+
+
+def _objects(labels: np.ndarray) -> set[int]:
+    return set(np.unique(labels)) - {0}
+
+
+def _assert_consecutive(labels: np.ndarray) -> None:
+    ids = sorted(_objects(labels))
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def test_connected_components(helpers):
+    mask = np.zeros((30, 40), np.uint8)
+    mask[2:8, 3:10] = 1
+    mask[15:25, 5:12] = 1
+    mask[10:12, 30:38] = 2  # any nonzero class counts as foreground
+    mask[20, 20] = 1  # one isolated pixel
+    labels = label_instances(mask, min_size=0)
+    assert labels.dtype == np.int32 and labels.shape == mask.shape
+    assert len(_objects(labels)) == 4
+    _assert_consecutive(labels)
+    np.testing.assert_array_equal(labels > 0, mask > 0)
+    # Each object carries one label, and different objects different ones.
+    blocks = [labels[2:8, 3:10], labels[15:25, 5:12], labels[10:12, 30:38]]
+    ids = [np.unique(b) for b in blocks]
+    assert all(len(i) == 1 for i in ids)
+    assert len({int(i[0]) for i in ids}) == 3
+
+
+def test_diagonal_neighbours_are_separate_objects():
+    """Components use face connectivity: pixels touching at a corner are two objects."""
+    mask = np.zeros((6, 6), bool)
+    mask[1, 1] = mask[2, 2] = True
+    assert len(_objects(label_instances(mask, fill_holes=False))) == 2
+
+
+@pytest.mark.parametrize("with_seeds", [False, True])
+def test_watershed_splits_touching_discs(helpers, with_seeds):
+    mask, c1, c2 = helpers.touching_discs()
+    # The discs overlap: one connected blob.
+    assert len(_objects(label_instances(mask, method="components"))) == 1
+    seeds = None
+    if with_seeds:
+        seeds = helpers.disc(mask.shape, c1, 3) | helpers.disc(mask.shape, c2, 3)
+    labels = label_instances(mask, method="watershed", seeds=seeds)
+    assert len(_objects(labels)) == 2
+    np.testing.assert_array_equal(labels > 0, mask)
+    # Each disc's centre is in its own object, and each object is about half the blob.
+    a, b = labels[int(c1[0]), int(c1[1])], labels[int(c2[0]), int(c2[1])]
+    assert a > 0 and b > 0 and a != b
+    sizes = np.bincount(labels.ravel())[1:]
+    assert abs(int(sizes[0]) - int(sizes[1])) < 0.1 * mask.sum()
+    # The cut runs through the waist between the discs (the middle column).
+    mid = mask.shape[1] // 2
+    left = set(np.unique(labels[:, : mid - 2])) - {0}
+    right = set(np.unique(labels[:, mid + 2 :])) - {0}
+    assert left == {a} and right == {b}
+
+
+def _elongated_objects(helpers):
+    rect = np.zeros((20, 60), bool)
+    rect[5:12, 5:50] = True
+    yy, xx = np.indices((60, 80))
+    u, v = (yy - 30) * 0.8 + (xx - 40) * 0.6, -(yy - 30) * 0.6 + (xx - 40) * 0.8
+    tilted = (u / 6) ** 2 + (v / 25) ** 2 <= 1
+    rough = helpers.disc((60, 60), (30, 30), 14)
+    edge = rough & ~np.pad(rough[1:-1, 1:-1] & rough[:-2, 1:-1] & rough[2:, 1:-1]
+                           & rough[1:-1, :-2] & rough[1:-1, 2:], 1)
+    rough[edge & (np.random.default_rng(0).random(rough.shape) < 0.5)] = False
+    box = np.zeros((10, 20, 30), bool)
+    box[2:8, 4:16, 3:27] = True
+    return {"rectangle": rect, "tilted ellipse": tilted, "ragged disc": rough, "3d box": box}
+
+
+def test_watershed_does_not_cut_single_elongated_objects(helpers):
+    """The ridge of an elongated object's distance transform is a plateau or a
+    chain of tiny bumps, not separate peaks: one object must stay one object."""
+    for name, mask in _elongated_objects(helpers).items():
+        labels = label_instances(mask, method="watershed", min_size=0)
+        assert len(_objects(labels)) == 1, name
+        np.testing.assert_array_equal(labels > 0, mask)
+
+
+def test_watershed_splits_unequal_touching_discs(helpers):
+    mask = helpers.disc((60, 80), (30, 30), 10) | helpers.disc((60, 80), (30, 44), 6)
+    labels = label_instances(mask, method="watershed")
+    assert len(_objects(labels)) == 2
+    assert labels[30, 30] != labels[30, 45]
+
+
+def test_watershed_depth_h(helpers):
+    """Touching discs of radius 9 meet at a waist where the distance to the
+    background is 6: a dip of 3. A seed depth h above that merges them."""
+    mask, _, _ = helpers.touching_discs()
+    assert len(_objects(split_touching(mask, h=2.0))) == 2
+    assert len(_objects(split_touching(mask, h=4.0))) == 1
+
+
+def test_watershed_keeps_separate_objects_and_unseeded_ones(helpers):
+    mask = np.zeros((30, 60), bool)
+    mask |= helpers.disc(mask.shape, (15, 10), 6)
+    mask |= helpers.disc(mask.shape, (15, 45), 6)
+    # Seeds for the first disc only: the second must not vanish.
+    seeds = helpers.disc(mask.shape, (15, 10), 2)
+    labels = split_touching(mask, seeds=seeds)
+    assert len(_objects(labels)) == 2
+    np.testing.assert_array_equal(labels > 0, mask)
+    labels = split_touching(mask)
+    assert len(_objects(labels)) == 2
+
+
+def test_watershed_follows_the_elevation(helpers):
+    """A seeded watershed floods the given landscape: a ridge decides the border."""
+    mask = np.zeros((10, 30), bool)
+    mask[2:8, 2:28] = True
+    seeds = np.zeros_like(mask)
+    seeds[4:6, 3] = seeds[4:6, 26] = True
+    elevation = np.zeros(mask.shape, np.float32)
+    elevation[:, 8] = 1.0  # a ridge close to the left seed
+    labels = split_touching(mask, seeds=seeds, elevation=elevation)
+    left = labels[5, 3]
+    assert np.all(labels[2:8, 2:8] == left)
+    assert np.all(labels[2:8, 9:28] != left)
+
+
+def test_min_size_removes_small_objects():
+    mask = np.zeros((30, 30), bool)
+    mask[1:4, 1:4] = True  # 9 pixels
+    mask[10:14, 10:14] = True  # 16 pixels
+    mask[20:25, 20:25] = True  # 25 pixels
+    for min_size, expected in [(0, 3), (9, 3), (10, 2), (16, 2), (17, 1), (26, 0)]:
+        labels = label_instances(mask, min_size=min_size)
+        assert len(_objects(labels)) == expected, min_size
+        _assert_consecutive(labels)
+    labels = label_instances(mask, min_size=10)
+    assert np.all(labels[1:4, 1:4] == 0) and np.all(labels[20:25, 20:25] > 0)
+
+
+def test_holes_are_filled():
+    ring = np.zeros((20, 20), bool)
+    ring[4:15, 4:15] = True
+    ring[8:11, 8:11] = False  # a 3x3 hole
+    filled = label_instances(ring, fill_holes=True)
+    assert len(_objects(filled)) == 1
+    assert np.all(filled[4:15, 4:15] == filled[5, 5])
+    kept = label_instances(ring, fill_holes=False)
+    assert np.all(kept[8:11, 8:11] == 0)
+    # A gap open to the outside is not a hole.
+    notch = ring.copy()
+    notch[9, 4:11] = False
+    assert np.all(label_instances(notch, fill_holes=True)[8:11, 8:11] == 0)
+
+
+def test_hole_between_two_touching_objects_goes_to_a_neighbour(helpers):
+    mask, _, _ = helpers.touching_discs()
+    centre = (mask.shape[0] // 2, mask.shape[1] // 2)
+    holed = mask & ~helpers.disc(mask.shape, centre, 2)
+    labels = label_instances(holed, method="watershed", fill_holes=True)
+    assert len(_objects(labels)) == 2
+    np.testing.assert_array_equal(labels > 0, mask)
+
+
+def test_3d_labels_are_unique_across_the_volume():
+    vol = np.zeros((4, 12, 12), bool)
+    vol[0, 1:4, 1:4] = True  # object A, plane 0 only
+    vol[1:3, 6:10, 6:10] = True  # object B, spans planes 1 and 2
+    vol[3, 1:4, 1:4] = True  # object C: same place as A but not touching it
+    labels = label_instances(vol, ndim=3)
+    assert len(_objects(labels)) == 3
+    assert labels[0, 2, 2] != labels[3, 2, 2]
+    assert labels[1, 7, 7] == labels[2, 7, 7]  # one object through the planes
+    # Touching planes join: connect A to C through planes 1 and 2.
+    vol[1:3, 2, 2] = True
+    assert len(_objects(label_instances(vol, ndim=3))) == 2
+
+
+def test_2d_labels_restart_per_time_point():
+    series = np.zeros((3, 12, 12), bool)
+    series[:, 1:4, 1:4] = True
+    series[:, 6:10, 6:10] = True
+    series[2, 6:10, 1:3] = True  # a third object at the last time point
+    labels = label_instances(series, ndim=2)
+    assert labels.shape == series.shape
+    for t, n in enumerate([2, 2, 3]):
+        assert _objects(labels[t]) == set(range(1, n + 1))
+    # In 3D the same stack would be two tubes plus one blob.
+    assert len(_objects(label_instances(series, ndim=3))) == 3
+
+
+def test_ndim_2_on_tzyx_blocks_and_default_ndim():
+    data = np.zeros((2, 3, 8, 8), bool)
+    data[:, :, 2:5, 2:5] = True
+    labels = label_instances(data, ndim=3)
+    assert labels.max() == 1 and np.all(labels[data] == 1)  # one tube per time point
+    labels2 = label_instances(data, ndim=2)
+    assert np.all(labels2[data] == 1)  # one square per plane
+    with pytest.raises(SegmentationError, match="Cannot label"):
+        label_instances(data)  # 4 dimensions at once
+
+
+@pytest.mark.parametrize("kwargs", [{"method": "flood"}, {"ndim": 4}, {"ndim": 0}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(SegmentationError):
+        label_instances(np.ones((2, 5, 5), bool), **kwargs)
+
+
+def test_empty_mask():
+    labels = label_instances(np.zeros((9, 9), np.uint8), method="watershed", min_size=3)
+    assert labels.dtype == np.int32 and not labels.any()

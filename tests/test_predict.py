@@ -1,0 +1,265 @@
+"""Tiled, streamed inference: shapes, exact stitching, progress and cancelling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.checkpoint import load_model
+from napari_unet.errors import SegmentationError
+from napari_unet.normalize import normalize
+from napari_unet.predict import MIN_SIZE, Predictor, iter_predict, predict
+from napari_unet.progress import Progress
+
+
+# --- shapes --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(37, 53), (5, 301), (4, 4), (MIN_SIZE, 9), (64, 64),
+                                   (129, 7)])
+def test_2d_output_shape_equals_input_shape(models, rng, shape):
+    image = rng.random(shape).astype(np.float32)
+    probs = predict(image, str(models["2d"]))
+    assert probs.shape == (2, *shape)
+    assert np.all(np.isfinite(probs))
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(7, 19, 23), (4, 5, 6), (5, 9, 13)])
+def test_3d_output_shape_equals_input_shape(models, rng, shape):
+    volume = rng.random(shape).astype(np.float32)
+    probs = predict(volume, str(models["3d"]), mode="3d")
+    assert probs.shape == (2, *shape)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_odd_sizes_tiled(models, rng):
+    """Odd sizes with many tiles still come back at the input's size."""
+    image = rng.random((37, 53)).astype(np.float32)
+    predictor = Predictor(str(models["2d"]), device="cpu", tile_size=16, overlap=8, halo=2)
+    assert len(predictor.grid(image.shape)) > 4
+    probs = predict(image, predictor)
+    assert probs.shape == (2, 37, 53)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+
+
+# --- agreement with the network ----------------------------------------------------------
+
+def test_probabilities_are_softmax_of_the_network(models, rng):
+    """On a size the network accepts as is, with one tile, the predictor is just
+    softmax(net(normalised image)); the conv+BN fusion on the CPU changes nothing."""
+    image = rng.gamma(2.0, 30.0, size=(32, 48)).astype(np.float32)
+    model = load_model(models["2d"])
+    x = torch.from_numpy(normalize(image))[None, None]
+    with torch.no_grad():
+        expected = torch.softmax(model.net.eval()(x), dim=1)[0].numpy()
+    probs = predict(image, str(models["2d"]), device="cpu")
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_predictor_leaves_the_loaded_network_alone(models):
+    model = load_model(models["2d"])
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    Predictor(model, device="cpu")
+    after = model.net.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(type(m).__name__ == "BatchNorm2d" for m in model.net.modules())
+
+
+# --- tiled equals untiled ------------------------------------------------------------------
+
+def _structural_radius(net: torch.nn.Module, spatial_dims: int = 2) -> int:
+    """How far (in pixels) one input pixel can influence the output.
+
+    With every weight positive and a positive input, no ReLU ever cuts a path,
+    and a max pool passes a raised pixel on; so raising one pixel changes every
+    output the receptive field reaches. Trying all 2**depth alignments of the
+    pixel relative to the pooling grid gives the largest reach.
+
+    By hand, for depth 2 (each 3x3 conv adds 1 pixel at its level's scale, 2 at
+    level 1 and 4 at level 2; each pool or transposed conv adds at most one cell
+    less one pixel): convs 2*1 + 2*2 + 2*4 + 2*2 + 2*1 = 20, cells 1 + 2 + 2 + 1 = 6,
+    so at most 26.
+    """
+    import copy
+
+    probe = copy.deepcopy(net).eval()
+    radius = 0
+    with torch.no_grad():
+        for p in probe.parameters():
+            p.fill_(0.1)
+        for m in probe.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
+        # The field is a box, so it is measured one axis at a time: 64 pixels
+        # along that axis, a thin 8 along the others.
+        for axis in range(spatial_dims):
+            shape = [8] * spatial_dims
+            shape[axis] = 64
+            x = torch.ones(1, probe.stem[0].in_channels, *shape)
+            base = probe(x)
+            for offset in range(probe.multiple):
+                center = [4] * spatial_dims
+                center[axis] = 32 + offset
+                y = x.clone()
+                y[(0, slice(None), *center)] += 10.0
+                changed = (probe(y) - base).abs().amax(dim=(0, 1)) > 0
+                reach = np.argwhere(changed.numpy())[:, axis] - center[axis]
+                radius = max(radius, int(np.abs(reach).max()))
+    return radius
+
+
+def test_structural_radius_is_within_the_hand_bound(models):
+    net = load_model(models["2d"]).net
+    radius = _structural_radius(net)
+    assert 10 < radius <= 26
+
+
+@pytest.mark.parametrize("shape", [(150, 171), (97, 133), (61, 200)])
+def test_tiled_equals_untiled(models, rng, shape):
+    model = load_model(models["2d"])
+    radius = _structural_radius(model.net)
+    halo = 28
+    overlap = 2 * halo + 8  # the halo may be at most overlap // 2
+    assert halo > radius
+    image = rng.normal(100, 20, size=shape).astype(np.float32)
+    tiled = Predictor(model, device="cpu", tile_size=96, overlap=overlap, halo=halo)
+    grid = tiled.grid(shape)
+    assert grid.halo == halo
+    assert len(grid) > 1, "the test needs several tiles"
+    whole = Predictor(model, device="cpu", tile_size=1024)
+    assert len(whole.grid(shape)) == 1
+    p_tiled = predict(image, tiled)
+    p_whole = predict(image, whole)
+    assert p_tiled.shape == p_whole.shape == (2, *shape)
+    np.testing.assert_allclose(p_tiled, p_whole, atol=1e-4, rtol=0)
+    # The comparison has teeth: the classes are not flat.
+    assert p_whole[1].std() > 1e-3
+
+
+def test_tiled_3d_equals_untiled(models, rng):
+    model = load_model(models["3d"])
+    radius = _structural_radius(model.net, spatial_dims=3)
+    assert radius <= 26  # the same bound as in 2D, per axis
+    shape = (7, 70, 9)
+    volume = rng.normal(0, 1, size=shape).astype(np.float32)
+    halo = 28
+    tiled = Predictor(model, device="cpu", tile_size=36, overlap=2 * halo, halo=halo)
+    grid = tiled.grid(shape)
+    # Canvas (8, 72, 12): several tiles along Y only, whose halo covers the field.
+    assert len(grid) > 1 and grid.halo == halo > radius
+    whole = Predictor(model, device="cpu", tile_size=512)
+    assert len(whole.grid(shape)) == 1
+    p_tiled, p_whole = predict(volume, tiled), predict(volume, whole)
+    assert p_tiled.shape == (2, *shape)
+    np.testing.assert_allclose(p_tiled, p_whole, atol=1e-4, rtol=0)
+    assert p_whole[1].std() > 1e-3
+
+
+def test_too_small_halo_is_not_exact(models, rng):
+    """With no halo the tiles see zero padding at their edges: stitching is not exact.
+    (This guards the previous test against passing for a trivial reason.)"""
+    model = load_model(models["2d"])
+    image = rng.normal(100, 20, size=(150, 171)).astype(np.float32)
+    tiled = Predictor(model, device="cpu", tile_size=32, overlap=8, halo=0)
+    whole = Predictor(model, device="cpu", tile_size=1024)
+    assert np.abs(predict(image, tiled) - predict(image, whole)).max() > 1e-3
+
+
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_batch_size_does_not_change_the_result(models, rng, batch_size):
+    image = rng.random((41, 47)).astype(np.float32)
+    one = predict(image, str(models["2d"]), device="cpu", tile_size=16, overlap=8, halo=2)
+    many = predict(image, str(models["2d"]), device="cpu", tile_size=16, overlap=8, halo=2,
+                   batch_size=batch_size)
+    np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"tile_size": -16}, {"overlap": -1}, {"halo": -2}, {"batch_size": 0}, {"tile_size": 0}],
+)
+def test_bad_tiling_parameters(models, kwargs):
+    with pytest.raises(SegmentationError, match=">= 1|>= 0"):
+        Predictor(str(models["2d"]), device="cpu", **kwargs)
+
+
+# --- lazy inputs ----------------------------------------------------------------------
+
+class _LazyStack:
+    """A minimal read-only array-like (like a dask or zarr array): shape, dtype,
+    ndim and basic indexing only. It records every read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data = data
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+        self.reads: list[tuple] = []
+
+    def __getitem__(self, key):
+        self.reads.append(key if isinstance(key, tuple) else (key,))
+        return self._data[key]
+
+
+def test_lazy_array_is_read_one_plane_at_a_time(models, rng):
+    data = rng.integers(0, 5000, size=(5, 24, 28)).astype(np.uint16)
+    lazy = _LazyStack(data)
+    probs = predict(lazy, str(models["2d"]), axes="TYX")
+    np.testing.assert_allclose(probs, predict(data, str(models["2d"]), axes="TYX"), atol=1e-6)
+    # One strided read for the percentiles, then one read per time point.
+    plane_reads = [k for k in lazy.reads if isinstance(k[0], (int, np.integer))]
+    assert sorted(int(k[0]) for k in plane_reads) == list(range(5))
+    assert len(lazy.reads) == 1 + 5
+
+
+# --- progress and cancelling -------------------------------------------------------------
+
+def _drain(gen):
+    records = []
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as stop:
+            return records, stop.value
+
+
+def test_progress_records(models, rng):
+    image = rng.random((3, 40, 44)).astype(np.float32)
+    predictor = Predictor(str(models["2d"]), device="cpu", tile_size=16, overlap=8, halo=2,
+                          batch_size=2)
+    per_plane = len(predictor.grid((40, 44)))
+    records, probs = _drain(iter_predict(image, predictor, axes="TYX"))
+    assert probs.shape == (2, 3, 40, 44)
+    assert all(isinstance(r, Progress) and r.stage == "predict" for r in records)
+    total = 3 * per_plane
+    assert {r.total for r in records} == {total}
+    done = [r.done for r in records]
+    assert all(b > a for a, b in zip(done, done[1:]))
+    assert done[-1] == total
+    # batch_size=2: one record per batch, i.e. ceil(tiles / 2) per plane.
+    assert len(records) == 3 * -(-per_plane // 2)
+    assert records[-1].fraction == 1.0
+    np.testing.assert_allclose(probs, predict(image, predictor, axes="TYX"))
+
+
+def test_closing_the_generator_stops_work(models, rng, monkeypatch):
+    calls = []
+    original = Predictor._forward
+
+    def counting(self, batch):
+        calls.append(batch.shape)
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "_forward", counting)
+    image = rng.random((2, 40, 44)).astype(np.float32)
+    predictor = Predictor(str(models["2d"]), device="cpu", tile_size=16, overlap=8, halo=2)
+    gen = iter_predict(image, predictor, axes="TYX")
+    first = next(gen)
+    assert first.done == 1 and first.total > 2
+    assert len(calls) == 1
+    gen.close()
+    assert len(calls) == 1
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert len(calls) == 1
