@@ -1,0 +1,85 @@
+"""Train the bundled default nuclei model on the DSB2018 `train` split.
+
+Reproduces ``src/napari_unet/models/nuclei``::
+
+    python scripts/train_default.py --data ../shared/data/dsb2018_stage1_train \
+        --output runs/nuclei --epochs E --steps-per-epoch 200 --batch-size 16
+
+The `train` split of ``splits.csv`` is divided once more (by a hash of the
+image id) into images that train the network and a `tune` subset that picks
+the best epoch and, later, the post-processing parameters. The `val` split is
+never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+
+def split_ids(data: Path) -> tuple[list[str], list[str]]:
+    """(fit, tune) image ids, both from the `train` split."""
+    fit, tune = [], []
+    with open(data / "splits.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] != "train":
+                continue
+            h = int(hashlib.sha1(("tune:" + row["id"]).encode()).hexdigest(), 16)
+            (tune if h % 10 == 0 else fit).append(row["id"])
+    return fit, tune
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--steps-per-epoch", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--crop-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--base-width", type=int, default=12)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--init-model", help="continue from this model folder (a second stage)")
+    p.add_argument("--probe", type=int, default=0, help="only time this many steps and exit")
+    args = p.parse_args(argv)
+
+    from napari_unet.training.data import load_pairs
+    from napari_unet.training.loop import iter_train
+
+    fit, tune = split_ids(args.data)
+    t0 = time.perf_counter()
+    fit_s = load_pairs(args.data / "images", args.data / "masks", names=fit)
+    tune_s = load_pairs(args.data / "images", args.data / "masks", names=tune)
+    print(f"loaded {len(fit_s)} fit + {len(tune_s)} tune images in {time.perf_counter() - t0:.1f}s", flush=True)
+    if args.probe:
+        out = args.output.with_name(args.output.name + "_probe")
+        gen = iter_train(fit_s, out, epochs=1, steps_per_epoch=args.probe, batch_size=args.batch_size,
+                         crop_size=args.crop_size, base_width=args.base_width, depth=args.depth,
+                         device=args.device, resume=False)
+        times = []
+        for rec in gen:
+            times.append(time.perf_counter())
+        rate = (times[-2] - times[len(times) // 2]) / (len(times) - 2 - len(times) // 2)
+        print(f"PROBE_SECONDS_PER_STEP {rate:.4f}", flush=True)
+        return 0
+    gen = iter_train(
+        fit_s, args.output, val_samples=tune_s, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
+        base_width=args.base_width, depth=args.depth, seed=args.seed, device=args.device,
+        init_model=args.init_model, name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
+    )
+    for rec in gen:
+        if rec.stage == "validate" or rec.done % 100 == 0:
+            print(f"{rec.message}  eta {rec.eta_s / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training a U-Net from images and instance masks (see :func:`iter_train`)."""

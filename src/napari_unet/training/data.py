@@ -1,0 +1,130 @@
+"""Training data: image/instance-mask pairs, targets and random crops.
+
+Images are normalised exactly as inference normalises them (per-image
+percentiles; RGB to grey for 1-channel models). Instance masks become
+three-class targets: 0 background, 1 interior, 2 boundary (the inner rim of
+each object), so touching nuclei stay apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+
+from ..errors import SegmentationError
+from ..io import IMAGE_SUFFIXES, read_image
+from ..normalize import normalize
+
+__all__ = ["Sample", "three_class_targets", "load_pairs", "prepare_sample", "random_crops"]
+
+
+def three_class_targets(labels: np.ndarray) -> np.ndarray:
+    """Background / interior / boundary classes from instance labels.
+
+    Parameters
+    ----------
+    labels : ndarray (Y, X) or (Z, Y, X) int
+        0 background, each object its own id.
+
+    Returns
+    -------
+    ndarray (same shape) uint8
+        0 background, 1 interior, 2 boundary (object pixels next to another
+        label or to background).
+    """
+    labels = np.asarray(labels)
+    boundary = find_boundaries(labels, mode="inner") & (labels > 0)
+    target = (labels > 0).astype(np.uint8)
+    target[boundary] = 2
+    return target
+
+
+@dataclass
+class Sample:
+    """One training pair: normalised image (C, *spatial) float32 and target (*spatial) uint8."""
+
+    image: np.ndarray
+    target: np.ndarray
+    name: str
+
+
+def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
+                   in_channels: int = 1, low: float = 1.0, high: float = 99.8) -> Sample:
+    """Normalise an image and make its targets.
+
+    ``image`` is (Y, X), (Y, X, C) with C 3/4 (RGB, turned grey for
+    1-channel models) or (Y, X, C) with C == in_channels.
+    """
+    image = np.asarray(image)
+    labels = np.asarray(labels)
+    if image.ndim == 3 and image.shape[-1] in (3, 4) and in_channels == 1:
+        rgb = image[..., :3].astype(np.float32)
+        image = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    if image.ndim == labels.ndim:
+        x = normalize(image)[None]
+    else:
+        x = np.moveaxis(normalize(image, channel_axis=-1), -1, 0)
+    if x.shape[0] != in_channels:
+        raise SegmentationError(f"{name}: image has {x.shape[0]} channel(s), model wants {in_channels}.")
+    if x.shape[1:] != labels.shape:
+        raise SegmentationError(
+            f"{name}: image shape {image.shape} does not match mask shape {labels.shape}."
+        )
+    return Sample(np.ascontiguousarray(x, dtype=np.float32), three_class_targets(labels), name)
+
+
+def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
+               names: Sequence[str] | None = None, in_channels: int = 1) -> list[Sample]:
+    """Read image/mask pairs with the same file stem from two folders."""
+    img_dir, mask_dir = Path(images), Path(masks)
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise SegmentationError(f"Folder {d} does not exist.")
+    masks_by_stem = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if names is not None:
+        wanted = set(names)
+        files = [p for p in files if p.stem in wanted]
+    samples = []
+    for path in files:
+        mask = masks_by_stem.get(path.stem)
+        if mask is None:
+            raise SegmentationError(f"No mask for {path.name} in {mask_dir} (masks must share the file name).")
+        samples.append(prepare_sample(read_image(path), read_image(mask), name=path.stem,
+                                      in_channels=in_channels))
+    if not samples:
+        raise SegmentationError(f"No images found in {img_dir} (looked for {sorted(IMAGE_SUFFIXES)}).")
+    return samples
+
+
+def random_crops(samples: Sequence[Sample], rng: np.random.Generator, *, count: int,
+                 size: int, scale_range: tuple[float, float] = (0.7, 1.4)) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Random crops for one batch, before resizing.
+
+    Each crop covers ``size / scale`` pixels of the source (so resizing it to
+    ``size`` zooms by ``scale``); images smaller than that are reflect-padded.
+
+    Returns
+    -------
+    list of (image (C, h, w) float32, target (h, w) uint8, size)
+    """
+    crops = []
+    for _ in range(count):
+        s = samples[rng.integers(len(samples))]
+        scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+        src = max(8, int(round(size / scale)))
+        img, tgt = s.image, s.target
+        pad = [max(0, src - d) for d in tgt.shape]
+        if any(pad):
+            widths = [(p // 2, p - p // 2) for p in pad]
+            img = np.pad(img, [(0, 0), *widths], mode="reflect")
+            tgt = np.pad(tgt, widths, mode="reflect")
+        y = rng.integers(tgt.shape[0] - src + 1)
+        x = rng.integers(tgt.shape[1] - src + 1)
+        crops.append((img[:, y:y + src, x:x + src], tgt[y:y + src, x:x + src], size))
+    return crops
