@@ -1,0 +1,242 @@
+"""Command line: ``napari-unet segment | train | evaluate``.
+
+Bad input ends with exit status 2 and one line on stderr that says what to
+do; no traceback (set NAPARI_UNET_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import SegmentationError
+
+__all__ = ["main"]
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent elsewhere."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, *, enabled: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.label = label
+        self.start = time.perf_counter()
+
+    def update(self, done: int, total: int, note: str = "") -> None:
+        if not self.enabled:
+            return
+        frac = done / total if total else 1.0
+        width = 28
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        self.stream.write(f"\r{self.label} [{bar}] {frac:4.0%} {note[:40]:<40} ETA {eta:5.0f}s")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _drain(gen: Generator[Any, None, Any], bar: ProgressBar) -> Any:
+    try:
+        while True:
+            rec = next(gen)
+            bar.update(rec.done, rec.total, rec.message)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        bar.close()
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise SegmentationError(
+            f"Cannot write to output folder {folder} ({exc.strerror or exc}). "
+            "Choose a folder you can write to with --output."
+        ) from None
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .api import iter_segment
+    from .checkpoint import load_model
+    from .io import read_image, write_tiff
+
+    out = Path(args.output)
+    _check_writable(out)
+    model = load_model(args.model)
+    for path in args.images:
+        path = Path(path)
+        image = read_image(path)
+        bar = ProgressBar(path.name)
+        result = _drain(iter_segment(
+            image, model=model, axes=args.axes, mode=args.mode, channel=args.channel,
+            device=args.device, tile_size=args.tile_size, threshold=args.threshold,
+            instance_method=args.instance_method, min_size=args.min_size,
+            keep_probabilities=False), bar)
+        meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
+        sem = write_tiff(out / f"{path.stem}_semantic.tif", result.semantic, metadata={"axes": result.axes, **meta})
+        inst = write_tiff(out / f"{path.stem}_instances.tif", result.instances, metadata={"axes": result.axes, **meta})
+        n = int(result.instances.max())
+        print(f"{path.name}: {n} objects -> {sem.name}, {inst.name}")
+    return 0
+
+
+def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], list[Any]]:
+    from .io import IMAGE_SUFFIXES, read_image
+
+    img_dir, mask_dir = Path(images), Path(masks)
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise SegmentationError(f"Folder {d} does not exist.")
+    masks_by_stem = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    names, imgs, msks = [], [], []
+    for p in sorted(img_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.stem not in masks_by_stem:
+            raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
+        names.append(p.stem)
+        imgs.append(read_image(p))
+        msks.append(read_image(masks_by_stem[p.stem]))
+    if not names:
+        raise SegmentationError(f"No images found in {img_dir}.")
+    return names, imgs, msks
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .api import segment
+    from .checkpoint import load_model
+    from .metrics import evaluate
+
+    names, imgs, masks = _load_folder_pairs(args.images, args.masks)
+    model = load_model(args.model)
+    bar = ProgressBar("evaluate")
+    preds = []
+    for i, img in enumerate(imgs):
+        preds.append(segment(img, model=model, device=args.device, keep_probabilities=False).instances)
+        bar.update(i + 1, len(imgs), names[i][:20])
+    bar.close()
+    scores = evaluate(masks, preds)
+    print(f"model {model.name} ({model.short_hash}) on {len(names)} image(s) in {args.images}")
+    print(scores.format_table())
+    if args.json:
+        payload = {"model": model.name, "model_sha256": model.sha256, "images": args.images,
+                   **scores.to_dict()}
+        text = json.dumps(payload, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.data import load_pairs
+    from .training.loop import iter_train
+
+    if bool(args.val_images) != bool(args.val_masks):
+        raise SegmentationError("Give both --val-images and --val-masks, or neither.")
+    train_s = load_pairs(args.images, args.masks)
+    val_s = load_pairs(args.val_images, args.val_masks) if args.val_images else []
+    _check_writable(Path(args.output))
+    bar = ProgressBar("train")
+    model = _drain(iter_train(
+        train_s, args.output, val_samples=val_s, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        crop_size=args.crop_size, learning_rate=args.lr, init_model=args.init_model,
+        seed=args.seed, device=args.device, name=Path(args.output).name,
+    ), bar)
+    if val_s and args.tune:
+        best, _ = _tune(model, args)
+        print(f"post-processing chosen on the validation images: {best}")
+    print(f"model saved in {args.output}")
+    return 0
+
+
+def _tune(model: Any, args: argparse.Namespace) -> tuple[dict, list]:
+    from .training.tune import tune_postprocess
+
+    _, imgs, masks = _load_folder_pairs(args.val_images, args.val_masks)
+    return tune_postprocess(model, imgs, masks, device=args.device, save=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    p = argparse.ArgumentParser(prog="napari-unet", description="U-Net segmentation of microscopy images.")
+    p.add_argument("--version", action="version", version=f"napari-unet-seg {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("segment", help="segment image files; writes <stem>_semantic.tif and <stem>_instances.tif")
+    s.add_argument("images", nargs="+", help="image files (TIFF, PNG, JPEG)")
+    s.add_argument("--output", "-o", required=True, help="folder for the results")
+    s.add_argument("--model", "-m", default="default", help="bundled model name or model folder (default: the bundled nuclei model)")
+    s.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX, TYX, TZYX (default: inferred)")
+    s.add_argument("--mode", choices=["auto", "2d", "3d"], default="auto", help="stacks plane by plane (2d) or as volumes (3d)")
+    s.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    s.add_argument("--tile-size", type=int, help="tile edge in pixels")
+    s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
+    s.add_argument("--instance-method", choices=["components", "watershed"], help="how to split instances (default: the model's)")
+    s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels (default: the model's)")
+    s.set_defaults(func=_cmd_segment)
+
+    t = sub.add_parser("train", help="train a model from images and instance masks")
+    t.add_argument("--images", required=True, help="folder of training images")
+    t.add_argument("--masks", required=True, help="folder of instance masks with the same file names")
+    t.add_argument("--val-images", help="folder of validation images")
+    t.add_argument("--val-masks", help="folder of validation masks")
+    t.add_argument("--output", "-o", required=True, help="model folder to write (resumes if it holds a run)")
+    t.add_argument("--init-model", help="fine-tune this model (e.g. 'default') instead of starting fresh")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--steps-per-epoch", type=int, default=100)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--crop-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--no-tune", dest="tune", action="store_false",
+                   help="do not choose post-processing parameters on the validation images")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a model against instance masks (AP and F1 at IoU 0.5-0.9)")
+    e.add_argument("--images", required=True)
+    e.add_argument("--masks", required=True)
+    e.add_argument("--model", "-m", default="default")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", nargs="?", const="-", help="also write the scores as JSON (to a file, or - for stdout)")
+    e.set_defaults(func=_cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-unet`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SegmentationError as exc:
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        print(f"napari-unet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-unet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
