@@ -143,7 +143,7 @@ def iter_segment(
         semantic, method=post["instance_method"], seeds=seeds, elevation=elevation,
         min_size=int(post["min_size"]), fill_holes=bool(post["fill_holes"]), ndim=label_ndim,
     )
-    if cfg.target == "three_class":
+    if cfg.target == "three_class" or cfg.out_channels == 2:
         # Removed small objects and filled holes change the mask too: keep them in step.
         semantic = (instances > 0).astype(np.uint8)
     yield Progress("instances", 1, 1, f"{_count(instances, label_ndim)} objects")

@@ -88,8 +88,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             instance_method=args.instance_method, min_size=args.min_size,
             keep_probabilities=False), bar)
         meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
-        sem = write_tiff(out / f"{path.stem}_semantic.tif", result.semantic, metadata={"axes": result.axes, **meta})
-        inst = write_tiff(out / f"{path.stem}_instances.tif", result.instances, metadata={"axes": result.axes, **meta})
+        # The result's "axes" are the input's (with C); the files hold the output axes.
+        meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
+        try:
+            sem = write_tiff(out / f"{path.stem}_semantic.tif", result.semantic, metadata=meta)
+            inst = write_tiff(out / f"{path.stem}_instances.tif", result.instances, metadata=meta)
+        except OSError as exc:
+            raise SegmentationError(
+                f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
+                f"{exc.filename2 or exc.filename}).") from None
         n = int(result.instances.max())
         print(f"{path.name}: {n} objects -> {sem.name}, {inst.name}")
     return 0
@@ -140,7 +147,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.json == "-":
             print(text)
         else:
-            Path(args.json).write_text(text + "\n")
+            try:
+                Path(args.json).write_text(text + "\n")
+            except OSError as exc:
+                raise SegmentationError(
+                    f"Cannot write {args.json} ({exc.strerror or exc}). Give a writable path to --json.") from None
     return 0
 
 

@@ -40,7 +40,7 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, metadata: dict | N
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tif.tmp")
     os.close(fd)
     try:
-        tifffile.imwrite(tmp, array, compression="zlib", metadata=metadata)
+        tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack", metadata=metadata)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

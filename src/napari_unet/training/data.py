@@ -66,9 +66,9 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
         rgb = image[..., :3].astype(np.float32)
         image = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
     if image.ndim == labels.ndim:
-        x = normalize(image)[None]
+        x = normalize(image, low=low, high=high)[None]
     else:
-        x = np.moveaxis(normalize(image, channel_axis=-1), -1, 0)
+        x = np.moveaxis(normalize(image, low=low, high=high, channel_axis=-1), -1, 0)
     if x.shape[0] != in_channels:
         raise SegmentationError(f"{name}: image has {x.shape[0]} channel(s), model wants {in_channels}.")
     if x.shape[1:] != labels.shape:

@@ -184,9 +184,12 @@ def iter_train(
                                                 pct_start=0.05)
     start_epoch, best = 0, math.inf
     state_path = out / STATE
+    if not (resume and state_path.is_file()):
+        (out / LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location=dev, weights_only=True)
-        if state.get("total_steps") != total_steps:
+        if (state.get("total_steps") != total_steps
+                or state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch):
             raise SegmentationError(
                 f"{state_path} is from a run with a different schedule; use another output "
                 "folder, or resume=False to start over.")
@@ -231,7 +234,8 @@ def iter_train(
             best = val_loss if val_samples else best
             save_model(out, net, config)
         torch.save({"net": net.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch, "best": best, "total_steps": total_steps},
+                    "epoch": epoch, "best": best, "total_steps": total_steps,
+                    "steps_per_epoch": steps_per_epoch},
                    str(state_path) + ".tmp")
         os.replace(str(state_path) + ".tmp", state_path)
         with open(out / LOG, "a") as fh:

@@ -1,0 +1,435 @@
+"""The ``napari-unet`` command line: segment, evaluate and train, and its errors.
+
+Commands run in-process through :func:`napari_unet.cli.main` (output captured
+with ``capsys``); one test runs the installed console script in a subprocess.
+Bad input must end with exit status 2 and exactly one ``napari-unet: error:``
+line on stderr, never a traceback, and must leave no half-written files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from skimage import io as skio
+
+from napari_unet.checkpoint import load_model
+from napari_unet.cli import main
+from napari_unet.metrics import DEFAULT_THRESHOLDS
+
+# Non-touching discs: (centre y, centre x, radius) on a 64 x 64 canvas.
+DISCS = [
+    [(16, 16, 7), (18, 46, 6), (46, 30, 8)],
+    [(14, 40, 6), (44, 14, 7), (48, 48, 6)],
+    [(20, 20, 8), (44, 44, 7), (12, 52, 5)],
+]
+
+
+def _scene(discs, shape=(64, 64), *, noise: float = 0.0, seed: int = 0):
+    """A uint8 image of bright discs on a dark background and its instance labels."""
+    yy, xx = np.indices(shape)
+    labels = np.zeros(shape, np.uint16)
+    for i, (cy, cx, r) in enumerate(discs, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = i
+    image = np.where(labels > 0, 200.0, 20.0)
+    if noise:
+        image = image + np.random.default_rng(seed).normal(0.0, noise, shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def _write_set(root: Path, scenes, *, noise: float = 0.0, prefix: str = "img"):
+    """Write images and masks (same file names) into root/images and root/masks."""
+    img_dir, mask_dir = root / "images", root / "masks"
+    img_dir.mkdir(parents=True)
+    mask_dir.mkdir(parents=True)
+    for k, discs in enumerate(scenes):
+        image, labels = _scene(discs, noise=noise, seed=k)
+        tifffile.imwrite(img_dir / f"{prefix}{k}.tif", image)
+        tifffile.imwrite(mask_dir / f"{prefix}{k}.tif", labels)
+    return img_dir, mask_dir
+
+
+def _assert_one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("napari-unet: error:"), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Temporary or partial files in ``folder`` (hidden write tests, *.tmp)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name.endswith(".tmp") or p.name.startswith(".") or "tmp" in p.name)
+
+
+# --- segment ---------------------------------------------------------------------------
+
+def test_segment_writes_semantic_and_instances_per_image(models, tmp_path, capsys):
+    grey, _ = _scene(DISCS[0], noise=5)
+    grey2 = _scene(DISCS[1], noise=5)[0][:50, :61]  # a second, differently shaped image
+    tifffile.imwrite(tmp_path / "first.tif", grey)
+    skio.imsave(tmp_path / "second.png", grey2, check_contrast=False)
+    out = tmp_path / "results"
+
+    code = main(["segment", str(tmp_path / "first.tif"), str(tmp_path / "second.png"),
+                 "--output", str(out), "--model", str(models["2d"]), "--device", "cpu"])
+    captured = capsys.readouterr()
+
+    assert code == 0
+    assert "Traceback" not in captured.err
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("first.tif: ") and "first_semantic.tif" in lines[0]
+    assert lines[1].startswith("second.png: ") and "second_instances.tif" in lines[1]
+    for stem, shape, line in (("first", grey.shape, lines[0]), ("second", grey2.shape, lines[1])):
+        sem = tifffile.imread(out / f"{stem}_semantic.tif")
+        inst = tifffile.imread(out / f"{stem}_instances.tif")
+        assert sem.shape == shape and inst.shape == shape
+        assert sem.dtype == np.uint8 and inst.dtype == np.int32
+        # The printed count is the number of objects in the file.
+        assert f": {int(inst.max())} objects" in line
+        assert set(np.unique(sem)) <= {0, 1}
+    assert sorted(p.name for p in out.iterdir()) == [
+        "first_instances.tif", "first_semantic.tif", "second_instances.tif", "second_semantic.tif"]
+
+
+def test_segment_outputs_match_the_api(models, tmp_path, capsys):
+    """The CLI writes exactly what ``napari_unet.segment`` returns."""
+    import napari_unet
+
+    image, _ = _scene(DISCS[2], noise=5)
+    tifffile.imwrite(tmp_path / "x.tif", image)
+    assert main(["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "o"),
+                 "-m", str(models["three_class"]), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    expected = napari_unet.segment(image, model=str(models["three_class"]), device="cpu")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / "x_semantic.tif"), expected.semantic)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o" / "x_instances.tif"), expected.instances)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
+    grey, _ = _scene(DISCS[0], noise=5)
+    rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)  # (Y, X, 3)
+    path = tmp_path / f"colour{suffix}"
+    if suffix == ".png":
+        skio.imsave(path, rgb, check_contrast=False)
+    else:
+        tifffile.imwrite(path, rgb, photometric="rgb")
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+    for kind, dtype in (("semantic", np.uint8), ("instances", np.int32)):
+        with tifffile.TiffFile(out / f"colour_{kind}.tif") as tif:
+            data = tif.asarray()
+            meta = tif.shaped_metadata
+        assert data.shape == grey.shape and data.dtype == dtype
+        # The axes stored in the file describe the output (C is gone), so readers
+        # such as tifffile and napari interpret the file correctly.
+        assert meta and meta[0]["axes"] == "YX"
+
+
+def test_segment_time_series_with_axes(models, tmp_path, capsys):
+    stack = np.stack([_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)])  # (3, 64, 64)
+    tifffile.imwrite(tmp_path / "movie.tif", stack, photometric="minisblack")
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "-o", str(out),
+                 "-m", str(models["2d"]), "--device", "cpu"])
+    assert code == 0
+    assert capsys.readouterr().out.count("\n") == 1
+    sem = tifffile.imread(out / "movie_semantic.tif")
+    inst = tifffile.imread(out / "movie_instances.tif")
+    assert sem.shape == stack.shape and inst.shape == stack.shape
+    assert sem.dtype == np.uint8 and inst.dtype == np.int32
+    with tifffile.TiffFile(out / "movie_instances.tif") as tif:
+        assert tif.shaped_metadata[0]["axes"] == "TYX"
+
+
+# --- segment: bad input ------------------------------------------------------------------
+
+def _bad_cases(tmp_path: Path, model: Path):
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, _scene(DISCS[0])[0])
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_bytes(b"this is not a TIFF file at all" * 20)
+    a_file = tmp_path / "afile"
+    a_file.write_text("I am a file, not a folder")
+    out = tmp_path / "out"
+    return {
+        "missing image": ([str(tmp_path / "nope.tif")], ["-m", str(model)], out, "does not exist"),
+        "unreadable image": ([str(garbage)], ["-m", str(model)], out, "Could not read"),
+        "missing model": ([str(good)], ["-m", str(tmp_path / "no-model")], out, "not found"),
+        "bad axes": ([str(good)], ["-m", str(model), "--axes", "QX"], out, "Invalid axes"),
+        "wrong number of axes": ([str(good)], ["-m", str(model), "--axes", "ZYX"], out, "letters"),
+        "output not a folder": ([str(good)], ["-m", str(model)], a_file / "out", "Cannot write"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing image", "unreadable image", "missing model",
+                                  "bad axes", "wrong number of axes", "output not a folder"])
+def test_segment_bad_input_is_one_error_line(models, tmp_path, capsys, case):
+    images, extra, out, fragment = _bad_cases(tmp_path, models["2d"])[case]
+    code = main(["segment", *images, "--output", str(out), "--device", "cpu", *extra])
+    captured = capsys.readouterr()
+    assert code == 2
+    line = _assert_one_error_line(captured.err)
+    assert fragment in line
+    assert captured.out == ""
+    if out.is_dir():
+        assert list(out.iterdir()) == [], "nothing may be left in the output folder"
+    assert (tmp_path / "afile").read_text() == "I am a file, not a folder"
+
+
+def test_segment_bad_second_image_keeps_first_results_complete(models, tmp_path, capsys):
+    image, _ = _scene(DISCS[1], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    (tmp_path / "b.tif").write_bytes(b"\x00garbage" * 50)
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(out),
+                 "-m", str(models["2d"]), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "b.tif" in _assert_one_error_line(captured.err)
+    assert captured.out.startswith("a.tif: ") and captured.out.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif"]
+    assert tifffile.imread(out / "a_semantic.tif").shape == image.shape
+    assert tifffile.imread(out / "a_instances.tif").shape == image.shape
+    assert _leftovers(out) == []
+
+
+def test_segment_output_file_blocked_is_one_error_line(models, tmp_path, capsys):
+    """A result name taken by a folder: a clear error, no temporary files left."""
+    image, _ = _scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    out = tmp_path / "out"
+    (out / "a_semantic.tif").mkdir(parents=True)
+    code = main(["segment", str(tmp_path / "a.tif"), "-o", str(out), "-m", str(models["2d"]),
+                 "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "a_semantic.tif" in _assert_one_error_line(captured.err)
+    assert sorted(p.name for p in out.iterdir()) == ["a_semantic.tif"]
+    assert (out / "a_semantic.tif").is_dir()
+
+
+def test_debug_environment_variable_shows_the_traceback(models, tmp_path, monkeypatch):
+    from napari_unet.errors import SegmentationError
+
+    monkeypatch.setenv("NAPARI_UNET_DEBUG", "1")
+    with pytest.raises(SegmentationError, match="does not exist"):
+        main(["segment", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "o"), "-m", str(models["2d"])])
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+def _table_rows(text: str) -> list[list[str]]:
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:4] == ["IoU", "AP", "F1", "prec"])
+    return [line.split() for line in lines[header + 1:header + 10]]
+
+
+def test_evaluate_prints_table_and_writes_json(models, tmp_path, capsys):
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2], noise=5)
+    out_json = tmp_path / "scores.json"
+    code = main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir),
+                 "--model", str(models["2d"]), "--json", str(out_json), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "2 image(s)" in captured.out
+    rows = _table_rows(captured.out)
+    assert [float(r[0]) for r in rows] == list(DEFAULT_THRESHOLDS)
+    for row in rows:
+        ap, f1 = float(row[1]), float(row[2])
+        assert 0.0 <= ap <= 1.0 and 0.0 <= f1 <= 1.0
+        assert int(row[5]) + int(row[7]) == 6  # TP + FN = true objects
+
+    payload = json.loads(out_json.read_text())
+    assert payload["n_images"] == 2
+    assert payload["thresholds"] == pytest.approx([0.5 + 0.05 * i for i in range(9)])
+    assert len(payload["scores"]) == 9
+    assert payload["model_sha256"] == load_model(models["2d"]).sha256
+    for row, printed in zip(payload["scores"], rows):
+        assert 0.0 <= row["ap"] <= 1.0
+        assert row["n_true"] == 6
+        assert f"{row['ap']:.3f}" == printed[1]
+
+
+def test_evaluate_known_answer(models, tmp_path, capsys, fake_net):
+    """With a network whose foreground is the image itself, the answer is known.
+
+    Image 0 is segmented perfectly (AP 1 at every IoU). The mask of image 1
+    holds one object more than its image shows, so over both images TP = 6,
+    FP = 0, FN = 1 and AP = 6/7 at every threshold.
+    """
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
+    _, extra = _scene(DISCS[1] + [(30, 30, 5)])
+    tifffile.imwrite(mask_dir / "img1.tif", extra)
+    code = main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir),
+                 "--model", str(models["2d"]), "--json", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert fake_net, "the fake network ran"
+    rows = _table_rows(captured.out)
+    assert len(rows) == 9
+    for row in rows:
+        assert float(row[1]) == pytest.approx(6 / 7, abs=1e-3)
+        assert (int(row[5]), int(row[6]), int(row[7])) == (6, 0, 1)
+        assert float(row[8]) == pytest.approx((1.0 + 3 / 4) / 2, abs=1e-3)  # mean per-image AP
+    # --json without a file name prints the JSON after the table.
+    payload = json.loads(captured.out[captured.out.index("{"):])
+    assert [s["ap"] for s in payload["scores"]] == pytest.approx([6 / 7] * 9)
+    assert [s["tp"] for s in payload["scores"]] == [6] * 9
+
+
+def test_evaluate_perfect_prediction_scores_one(models, tmp_path, capsys, monkeypatch):
+    """``evaluate`` scores what ``segment`` returns: the truth itself gives AP 1."""
+    import napari_unet.api
+    from napari_unet.api import Segmentation
+
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS)
+    truth = {tifffile.imread(p).tobytes(): tifffile.imread(mask_dir / p.name)
+             for p in img_dir.iterdir()}
+
+    def fake_segment(image, **kwargs):
+        labels = truth[np.asarray(image).tobytes()].astype(np.int32)
+        return Segmentation((labels > 0).astype(np.uint8), labels, None, "YX", {})
+
+    monkeypatch.setattr(napari_unet.api, "segment", fake_segment)
+    out_json = tmp_path / "s.json"
+    assert main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir),
+                 "-m", str(models["2d"]), "--json", str(out_json)]) == 0
+    capsys.readouterr()
+    scores = json.loads(out_json.read_text())["scores"]
+    assert [s["ap"] for s in scores] == [1.0] * 9
+    assert [s["f1"] for s in scores] == [1.0] * 9
+    assert all(s["tp"] == 9 and s["fp"] == 0 and s["fn"] == 0 for s in scores)
+
+
+@pytest.mark.parametrize("case", ["missing masks folder", "mask missing", "json not writable"])
+def test_evaluate_bad_input(models, tmp_path, capsys, case):
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
+    args = ["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
+            "--device", "cpu"]
+    if case == "missing masks folder":
+        args[4] = str(tmp_path / "nothing")
+    elif case == "mask missing":
+        (mask_dir / "img1.tif").unlink()
+    else:
+        (tmp_path / "afile").write_text("x")
+        args += ["--json", str(tmp_path / "afile" / "scores.json")]
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 2
+    _assert_one_error_line(captured.err)
+
+
+# --- train ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def train_data(tmp_path):
+    train_dir = tmp_path / "train"
+    val_dir = tmp_path / "val"
+    ti, tm = _write_set(train_dir, DISCS, noise=6)
+    vi, vm = _write_set(val_dir, [DISCS[0][::-1], DISCS[2][:2]], noise=6, prefix="val")
+    return ti, tm, vi, vm
+
+
+def test_train_writes_a_loadable_model(tmp_path, capsys, train_data, monkeypatch):
+    import napari_unet.training.tune as tune
+
+    # A small grid keeps the post-processing search after training quick.
+    monkeypatch.setattr(tune, "DEFAULT_GRID", {"threshold": (0.5,), "seed_threshold": (0.6, 0.8),
+                                               "min_size": (0, 5)})
+    ti, tm, vi, vm = train_data
+    out = tmp_path / "my-model"
+    code = main(["train", "--images", str(ti), "--masks", str(tm), "--val-images", str(vi),
+                 "--val-masks", str(vm), "--output", str(out), "--epochs", "2",
+                 "--steps-per-epoch", "3", "--batch-size", "2", "--crop-size", "32",
+                 "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"model saved in {out}" in captured.out
+    assert "post-processing chosen" in captured.out
+    assert (out / "config.json").is_file() and (out / "weights.safetensors").is_file()
+
+    model = load_model(out)
+    assert model.name == "my-model"
+    assert model.config.target == "three_class" and model.config.out_channels == 3
+    assert model.config.provenance["epochs"] == 2
+    assert model.config.provenance["trained_on"] == ["img0", "img1", "img2"]
+    # The tuned post-processing went into the saved config.
+    post = model.config.postprocess
+    assert post["seed_threshold"] in (0.6, 0.8) and post["min_size"] in (0, 5)
+    assert post["instance_method"] == "watershed"
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert _leftovers(out) == []
+
+    # The trained model segments through the CLI.
+    assert main(["segment", str(ti / "img0.tif"), "-o", str(tmp_path / "seg"), "-m", str(out),
+                 "--device", "cpu"]) == 0
+    assert tifffile.imread(tmp_path / "seg" / "img0_instances.tif").shape == (64, 64)
+
+
+def test_train_without_validation_or_tuning(tmp_path, capsys, train_data):
+    ti, tm, _, _ = train_data
+    out = tmp_path / "m"
+    code = main(["train", "--images", str(ti), "--masks", str(tm), "-o", str(out), "--epochs", "1",
+                 "--steps-per-epoch", "2", "--batch-size", "2", "--crop-size", "32", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "post-processing chosen" not in captured.out
+    assert "model saved" in captured.out
+    load_model(out)
+
+
+@pytest.mark.parametrize("case", ["val images without masks", "val masks without images",
+                                  "missing mask", "missing folder", "output not a folder"])
+def test_train_bad_input(tmp_path, capsys, train_data, case):
+    ti, tm, vi, vm = train_data
+    out = tmp_path / "m"
+    args = ["train", "--images", str(ti), "--masks", str(tm), "-o", str(out), "--epochs", "1",
+            "--steps-per-epoch", "1", "--batch-size", "1", "--crop-size", "16", "--device", "cpu"]
+    if case == "val images without masks":
+        args += ["--val-images", str(vi)]
+    elif case == "val masks without images":
+        args += ["--val-masks", str(vm)]
+    elif case == "missing mask":
+        (tm / "img2.tif").unlink()
+    elif case == "missing folder":
+        args[2] = str(tmp_path / "nowhere")
+    else:
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "m"
+        args[6] = str(out)
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 2
+    line = _assert_one_error_line(captured.err)
+    if case.startswith("val"):
+        assert "--val-images" in line and "--val-masks" in line
+    assert not out.exists() or not (out / "config.json").exists()
+
+
+# --- the installed entry point -----------------------------------------------------------
+
+def test_console_script():
+    """The installed ``napari-unet`` script runs ``napari_unet.cli:main``."""
+    script = Path(sys.executable).parent / "napari-unet"
+    if not script.exists():
+        script = Path(shutil.which("napari-unet") or "napari-unet")
+    assert script.exists(), "the napari-unet console script is installed"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: napari-unet")
+    for command in ("segment", "train", "evaluate"):
+        assert command in done.stdout

@@ -1,0 +1,435 @@
+"""Training: targets, samples, crops, augmentation, the loop (resume, best model) and tuning.
+
+Every network here is tiny (``base_width`` 4 or 8, ``depth`` 2) and every data set
+a handful of 64 x 64 images of bright discs, so the whole module runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.checkpoint import load_model
+from napari_unet.errors import SegmentationError
+from napari_unet.training.augment import augment_batch, collate_crops
+from napari_unet.training.data import (
+    Sample,
+    load_pairs,
+    prepare_sample,
+    random_crops,
+    three_class_targets,
+)
+from napari_unet.training.loop import TrainProgress, _autocast_dtype, _validate, iter_train, train
+from napari_unet.training.tune import tune_postprocess
+
+DISCS = [
+    [(16, 16, 7), (18, 46, 6), (46, 30, 8)],
+    [(14, 40, 6), (44, 14, 7), (48, 48, 6)],
+    [(20, 20, 8), (44, 44, 7), (12, 52, 5)],
+    [(32, 18, 9), (30, 48, 8)],
+    [(50, 16, 6), (16, 30, 7), (40, 50, 8)],
+]
+
+
+def _scene(discs, shape=(64, 64), *, noise: float = 6.0, seed: int = 0):
+    """A uint8 image of bright discs on a dark background and its instance labels."""
+    yy, xx = np.indices(shape)
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx, r) in enumerate(discs, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = i
+    image = np.where(labels > 0, 180.0, 30.0)
+    if noise:
+        image = image + np.random.default_rng(seed).normal(0.0, noise, shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def _samples(indices, noise: float = 6.0) -> list[Sample]:
+    return [prepare_sample(*_scene(DISCS[i], noise=noise, seed=i), name=f"s{i}") for i in indices]
+
+
+def _drain(gen):
+    records = []
+    while True:
+        try:
+            records.append(next(gen))
+        except StopIteration as stop:
+            return records, stop.value
+
+
+def _log(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+
+
+TINY = dict(base_width=4, depth=2, batch_size=2, crop_size=16, device="cpu")
+
+
+# --- three-class targets -------------------------------------------------------------------
+
+def test_three_class_targets_two_touching_squares():
+    labels = np.zeros((7, 9), np.int32)
+    labels[1:6, 1:4] = 1  # 5 x 3 square
+    labels[1:6, 4:8] = 7  # 5 x 4 square touching it along column 3/4
+    b, i = 2, 1
+    expected = np.array([
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, b, b, b, b, b, b, b, 0],
+        [0, b, i, b, b, i, i, b, 0],
+        [0, b, i, b, b, i, i, b, 0],
+        [0, b, i, b, b, i, i, b, 0],
+        [0, b, b, b, b, b, b, b, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ], np.uint8)
+    target = three_class_targets(labels)
+    assert target.dtype == np.uint8
+    np.testing.assert_array_equal(target, expected)
+
+
+def test_three_class_targets_separate_objects_and_3d():
+    labels = np.zeros((6, 6), np.uint16)
+    labels[1:3, 1:3] = 5  # 2 x 2: all rim, no interior
+    labels[4, 4] = 9  # a single pixel is boundary
+    target = three_class_targets(labels)
+    np.testing.assert_array_equal(target, np.where(labels > 0, 2, 0))
+
+    cube = np.zeros((5, 5, 5), np.int32)
+    cube[1:4, 1:4, 1:4] = 3
+    target = three_class_targets(cube)
+    assert target[2, 2, 2] == 1
+    assert (target == 1).sum() == 1
+    assert (target == 2).sum() == 26
+    assert (target[cube == 0] == 0).all()
+
+
+# --- samples ----------------------------------------------------------------------------------
+
+def test_prepare_sample_normalises_with_percentiles():
+    image = np.arange(1000, dtype=np.uint16).reshape(25, 40)
+    labels = np.zeros((25, 40), np.int32)
+    labels[5:15, 5:20] = 1
+    s = prepare_sample(image, labels, name="ramp")
+    assert s.image.shape == (1, 25, 40) and s.image.dtype == np.float32
+    assert s.target.shape == (25, 40) and s.target.dtype == np.uint8
+    assert s.name == "ramp"
+    lo, hi = np.percentile(image, [1.0, 99.8])
+    np.testing.assert_allclose(s.image[0], (image - lo) / (hi - lo), rtol=1e-5, atol=1e-6)
+    # The 1st and 99.8th percentiles map to 0 and 1; values outside are not clipped.
+    np.testing.assert_allclose(np.percentile(s.image, [1.0, 99.8]), [0.0, 1.0], atol=1e-5)
+    assert s.image.min() < 0 < 1 < s.image.max()
+    np.testing.assert_array_equal(s.target, three_class_targets(labels))
+
+    # Other percentiles are honoured: 0 and 100 map the extremes to exactly 0 and 1.
+    full = prepare_sample(image, labels, low=0.0, high=100.0)
+    assert full.image.min() == 0.0 and full.image.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(full.image[0], image / 999.0, rtol=1e-5, atol=1e-6)
+
+
+def test_prepare_sample_rgb_becomes_grey_for_one_channel():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (20, 24, 3)).astype(np.uint8)
+    labels = np.zeros((20, 24), np.int32)
+    grey = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    from_rgb = prepare_sample(rgb, labels, in_channels=1)
+    from_grey = prepare_sample(grey, labels, in_channels=1)
+    assert from_rgb.image.shape == (1, 20, 24)
+    np.testing.assert_allclose(from_rgb.image, from_grey.image, rtol=1e-5, atol=1e-5)
+    # Alpha is ignored.
+    rgba = np.concatenate([rgb, np.full((20, 24, 1), 7, np.uint8)], axis=-1)
+    np.testing.assert_allclose(prepare_sample(rgba, labels).image, from_rgb.image, atol=1e-6)
+    # A 3-channel model keeps the colours, each channel normalised on its own.
+    colour = prepare_sample(rgb, labels, in_channels=3)
+    assert colour.image.shape == (3, 20, 24)
+    for c in range(3):
+        np.testing.assert_allclose(np.percentile(colour.image[c], [1, 99.8]), [0, 1], atol=1e-5)
+
+
+def test_prepare_sample_refuses_mismatches():
+    with pytest.raises(SegmentationError, match="does not match"):
+        prepare_sample(np.ones((20, 20)), np.zeros((20, 21), np.int32), name="a")
+    with pytest.raises(SegmentationError, match="channel"):
+        prepare_sample(np.ones((20, 20, 2)), np.zeros((20, 20), np.int32), in_channels=1)
+    with pytest.raises(SegmentationError, match="channel"):
+        prepare_sample(np.ones((20, 20)), np.zeros((20, 20), np.int32), in_channels=2)
+    two = prepare_sample(np.random.default_rng(0).random((20, 20, 2)), np.zeros((20, 20), np.int32),
+                         in_channels=2)
+    assert two.image.shape == (2, 20, 20)
+
+
+def test_load_pairs_reads_matching_files(tmp_path):
+    import tifffile
+
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    for k in range(3):
+        image, labels = _scene(DISCS[k], seed=k)
+        tifffile.imwrite(tmp_path / "im" / f"n{k}.tif", image)
+        tifffile.imwrite(tmp_path / "ma" / f"n{k}.tif", labels.astype(np.uint16))
+    (tmp_path / "im" / "notes.txt").write_text("not an image")
+    samples = load_pairs(tmp_path / "im", tmp_path / "ma")
+    assert [s.name for s in samples] == ["n0", "n1", "n2"]
+    np.testing.assert_array_equal(samples[1].target, three_class_targets(_scene(DISCS[1])[1]))
+    assert [s.name for s in load_pairs(tmp_path / "im", tmp_path / "ma", names=["n2"])] == ["n2"]
+    (tmp_path / "ma" / "n1.tif").unlink()
+    with pytest.raises(SegmentationError, match="No mask for n1.tif"):
+        load_pairs(tmp_path / "im", tmp_path / "ma")
+
+
+# --- crops and augmentation ---------------------------------------------------------------
+
+def _class_image_sample(shape=(64, 64), seed=0) -> Sample:
+    """A sample whose image equals its target (as floats), to check alignment."""
+    target = np.random.default_rng(seed).integers(0, 3, shape).astype(np.uint8)
+    return Sample(target[None].astype(np.float32), target, "classes")
+
+
+def test_random_crops_shapes_and_alignment():
+    samples = [_class_image_sample(seed=0), _class_image_sample((50, 70), seed=1)]
+    crops = random_crops(samples, np.random.default_rng(0), count=12, size=32)
+    assert len(crops) == 12
+    for img, tgt, size in crops:
+        assert size == 32
+        src = tgt.shape[0]
+        assert tgt.shape == (src, src) and img.shape == (1, src, src)
+        assert round(32 / 1.4) <= src <= round(32 / 0.7)
+        np.testing.assert_array_equal(img[0], tgt)
+    assert len({c[1].shape for c in crops}) > 1, "crops are taken at several scales"
+
+
+def test_random_crops_reflect_pad_small_images():
+    target = np.arange(10 * 12).reshape(10, 12).astype(np.uint8)
+    sample = Sample(target[None].astype(np.float32) / 10, target, "small")
+    (img, tgt, size), = random_crops([sample], np.random.default_rng(1), count=1, size=32,
+                                     scale_range=(1.0, 1.0))
+    assert size == 32 and img.shape == (1, 32, 32) and tgt.shape == (32, 32)
+    expected = np.pad(target, ((11, 11), (10, 10)), mode="reflect")
+    np.testing.assert_array_equal(tgt, expected)
+    np.testing.assert_allclose(img[0], expected / 10, rtol=1e-6)
+
+
+def test_random_crops_are_deterministic_for_a_seed():
+    samples = _samples([0, 1])
+    a = random_crops(samples, np.random.default_rng(42), count=5, size=24)
+    b = random_crops(samples, np.random.default_rng(42), count=5, size=24)
+    c = random_crops(samples, np.random.default_rng(43), count=5, size=24)
+    for (ia, ta, _), (ib, tb, _) in zip(a, b):
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(ta, tb)
+    assert any(ta.shape != tc.shape or not np.array_equal(ta, tc) for (_, ta, _), (_, tc, _) in zip(a, c))
+
+
+def test_collate_crops_resizes_to_the_crop_size():
+    samples = [_class_image_sample(seed=2)]
+    crops = random_crops(samples, np.random.default_rng(5), count=4, size=20)
+    crops.append((samples[0].image[:, :20, :20], samples[0].target[:20, :20], 20))
+    x, t = collate_crops(crops, torch.device("cpu"))
+    assert x.shape == (5, 1, 20, 20) and x.dtype == torch.float32
+    assert t.shape == (5, 20, 20) and t.dtype == torch.int64
+    assert set(t.unique().tolist()) <= {0, 1, 2}
+    # A crop that is already at size passes through unchanged.
+    np.testing.assert_array_equal(t[4].numpy(), samples[0].target[:20, :20])
+    np.testing.assert_array_equal(x[4, 0].numpy(), samples[0].image[0, :20, :20])
+
+
+def _dihedral(a: torch.Tensor) -> list[torch.Tensor]:
+    out = []
+    for flip in (False, True):
+        b = a.flip(-1) if flip else a
+        out += [torch.rot90(b, k, (-2, -1)) for k in range(4)]
+    return out
+
+
+def test_augment_keeps_image_and_target_aligned():
+    target = torch.randint(0, 3, (16, 24, 24), generator=torch.Generator().manual_seed(0))
+    image = target[:, None].float()
+    x, t = augment_batch(image, target, torch.Generator().manual_seed(1), strength=0.0)
+    assert x.shape == image.shape and t.shape == target.shape
+    assert x.dtype == torch.float32 and t.dtype == torch.int64
+    # With no intensity changes the image still equals the class of every pixel.
+    torch.testing.assert_close(x[:, 0], t.float(), rtol=0, atol=0)
+    # Each sample is one of the 8 flips/turns of its input, and the batch uses several.
+    used = set()
+    for i in range(16):
+        matches = [k for k, d in enumerate(_dihedral(target[i])) if torch.equal(d, t[i])]
+        assert matches, f"sample {i} is not a flip/turn of its input"
+        used.add(matches[0])
+    assert len(used) >= 3
+
+
+def test_augment_intensity_changes_and_determinism():
+    image = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    target = (image[:, 0] > 0.5).long()
+    a = augment_batch(image, target, torch.Generator().manual_seed(7), strength=1.0)
+    b = augment_batch(image, target, torch.Generator().manual_seed(7), strength=1.0)
+    c = augment_batch(image, target, torch.Generator().manual_seed(8), strength=1.0)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert a[0].shape == image.shape and a[1].shape == target.shape
+    assert torch.isfinite(a[0]).all()
+    # Intensities change: no augmented sample is a mere flip/turn of its input.
+    plain = augment_batch(image, target, torch.Generator().manual_seed(7), strength=0.0)
+    assert torch.equal(plain[1], a[1]), "geometry does not depend on strength"
+    assert not torch.allclose(plain[0], a[0])
+
+
+# --- the training loop ----------------------------------------------------------------------
+
+def test_short_training_lowers_the_loss(tmp_path):
+    samples = _samples(range(4))
+    out = tmp_path / "run"
+    records, model = _drain(iter_train(samples, out, epochs=3, steps_per_epoch=10, batch_size=4,
+                                       crop_size=48, base_width=8, depth=2, learning_rate=1e-2,
+                                       device="cpu", name="discs"))
+    train_recs = [r for r in records if r.stage == "train"]
+    val_recs = [r for r in records if r.stage == "validate"]
+    assert all(isinstance(r, TrainProgress) for r in records)
+    assert len(train_recs) == 30 and len(val_recs) == 3
+    assert [r.done for r in train_recs] == list(range(1, 31))
+    assert all(r.total == 30 for r in records)
+    assert [r.done for r in records] == sorted(r.done for r in records)
+    assert all(math.isfinite(r.eta_s) and r.eta_s >= 0 for r in train_recs)
+    assert train_recs[-1].eta_s == 0
+    assert [r.epoch for r in val_recs] == [0, 1, 2]
+
+    first = np.mean([r.loss for r in train_recs[:10]])
+    last = np.mean([r.loss for r in train_recs[-10:]])
+    assert last < 0.85 * first, (first, last)
+    log = _log(out)
+    assert [row["epoch"] for row in log] == [1, 2, 3]
+    middle = np.mean([r.loss for r in train_recs[10:20]])
+    assert [row["train_loss"] for row in log] == pytest.approx([first, middle, last])
+    # Without validation images every epoch is kept; the returned model is the saved one.
+    assert all(row["best"] for row in log) and all(math.isnan(row["val_loss"]) for row in log)
+    assert model.config.target == "three_class" and model.config.base_width == 8
+    assert model.name == "discs"
+    assert model.sha256 == load_model(out).sha256
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted 4-epoch run with validation images."""
+    out = tmp_path_factory.mktemp("full")
+    records, model = _drain(iter_train(_samples([0, 1]), out, val_samples=_samples([2]),
+                                       epochs=4, steps_per_epoch=2, **TINY))
+    return out, records, model
+
+
+def test_best_checkpoint_is_kept(full_run):
+    out, records, model = full_run
+    log = _log(out)
+    assert [row["epoch"] for row in log] == [1, 2, 3, 4]
+    best_so_far = math.inf
+    for row in log:
+        assert row["best"] == (row["val_loss"] < best_so_far)
+        best_so_far = min(best_so_far, row["val_loss"])
+    assert log[0]["best"]
+    val_losses = [r.val_loss for r in records if r.stage == "validate"]
+    assert val_losses == pytest.approx([row["val_loss"] for row in log])
+    # The saved model is the one with the lowest validation loss.
+    assert (out / "config.json").is_file() and (out / "weights.safetensors").is_file()
+    loaded = load_model(out)
+    assert loaded.sha256 == model.sha256
+    cpu = torch.device("cpu")
+    val_loss = _validate(loaded.net, _samples([2]), cpu, _autocast_dtype(cpu))
+    assert val_loss == pytest.approx(best_so_far, rel=1e-4)
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["best"] == pytest.approx(best_so_far)
+    assert not list(out.glob("*.tmp"))
+
+
+def test_resume_continues_where_it_stopped(tmp_path, full_run):
+    out = tmp_path / "resumable"
+    train_s, val_s = _samples([0, 1]), _samples([2])
+    gen = iter_train(train_s, out, val_samples=val_s, epochs=4, steps_per_epoch=2, **TINY)
+    seen = 0
+    for rec in gen:
+        if rec.stage == "validate":
+            seen += 1
+            if seen == 2:
+                break
+    gen.close()
+    assert [row["epoch"] for row in _log(out)] == [1, 2]
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["total_steps"] == 8
+
+    records, model = _drain(iter_train(train_s, out, val_samples=val_s, epochs=4, steps_per_epoch=2,
+                                       resume=True, **TINY))
+    assert records[0].stage == "train" and records[0].done == 2 * 2 + 1
+    assert records[-1].done == records[-1].total == 8
+    assert [r.epoch for r in records if r.stage == "validate"] == [2, 3]
+    assert [row["epoch"] for row in _log(out)] == [1, 2, 3, 4]
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 3
+    assert model.config.target == "three_class"
+
+    # Same seeds, same random stream: the resumed run ends where the uninterrupted one did.
+    full_out = full_run[0]
+    full_state = torch.load(full_out / "train_state.pt", weights_only=True)
+    for key, value in full_state["net"].items():
+        torch.testing.assert_close(state["net"][key], value, rtol=1e-4, atol=1e-5)
+    assert [row["val_loss"] for row in _log(out)] == pytest.approx(
+        [row["val_loss"] for row in _log(full_out)], rel=1e-4)
+
+    # A finished run resumed again does no more steps and returns the model.
+    records, again = _drain(iter_train(train_s, out, val_samples=val_s, epochs=4, steps_per_epoch=2,
+                                       **TINY))
+    assert records == [] and again.sha256 == model.sha256
+
+
+@pytest.mark.parametrize(("epochs", "steps"), [(5, 2), (2, 4)])
+def test_resume_with_another_schedule_is_refused(full_run, tmp_path, epochs, steps):
+    out = tmp_path / "copy"
+    shutil.copytree(full_run[0], out)
+    with pytest.raises(SegmentationError, match="different schedule"):
+        train(_samples([0, 1]), out, epochs=epochs, steps_per_epoch=steps, **TINY)
+    # resume=False starts over in the same folder.
+    records, _ = _drain(iter_train(_samples([0]), out, epochs=1, steps_per_epoch=1, resume=False, **TINY))
+    assert records[0].done == 1 and records[-1].total == 1
+
+
+def test_train_refuses_bad_arguments(tmp_path):
+    with pytest.raises(SegmentationError, match="No training samples"):
+        train([], tmp_path / "a", **TINY)
+    with pytest.raises(SegmentationError, match=">= 1"):
+        train(_samples([0]), tmp_path / "b", epochs=0, **TINY)
+
+
+# --- post-processing search -------------------------------------------------------------
+
+def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
+    """With a network whose interior probability is the image, small objects score perfectly."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(models["three_class"], model_dir)
+    scenes = [_scene(DISCS[i], noise=2.0, seed=i) for i in (0, 3)]
+    images = [im for im, _ in scenes]
+    masks = [lab for _, lab in scenes]
+    grid = {"threshold": (0.3, 0.5), "seed_threshold": (0.6, 0.7), "min_size": (0, 400)}
+
+    best, table = tune_postprocess(str(model_dir), images, masks, grid=grid, device="cpu")
+    assert fake_net, "the fake network ran"
+    assert len(table) == 8
+    assert sorted(tuple(p.values()) for p, _, _ in table) == sorted(
+        (t, s, m) for t in (0.3, 0.5) for s in (0.6, 0.7) for m in (0, 400))
+    keys = [(ap50, mean) for _, ap50, mean in table]
+    assert keys == sorted(keys, reverse=True), "best first"
+    assert table[0][1] == 1.0 and table[0][2] == 1.0
+    for params, ap50, _ in table:
+        assert 0.0 <= ap50 <= 1.0
+        if params["min_size"] == 400:  # removes every disc (areas < 300)
+            assert ap50 == 0.0
+    assert {k: best[k] for k in grid} == table[0][0]
+    assert best["min_size"] == 0
+    assert best["instance_method"] == "watershed"
+    # Without save=True the model folder is untouched.
+    assert json.loads((model_dir / "config.json").read_text()) == json.loads(
+        (models["three_class"] / "config.json").read_text())
+
+    best2, _ = tune_postprocess(str(model_dir), images, masks, grid=grid, device="cpu", save=True)
+    assert best2 == best
+    saved = json.loads((model_dir / "config.json").read_text())["postprocess"]
+    assert saved == best
+    assert load_model(model_dir).config.postprocess == best
