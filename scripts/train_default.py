@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--contacts", action="store_true",
+                   help="weight up boundary pixels where nuclei touch (see training.data.mark_contacts)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--init-model", help="continue from this model folder (a second stage)")
     p.add_argument("--probe", type=int, default=0, help="only time this many steps and exit")
     args = p.parse_args(argv)
@@ -55,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fit, tune = split_ids(args.data)
     t0 = time.perf_counter()
-    fit_s = load_pairs(args.data / "images", args.data / "masks", names=fit)
-    tune_s = load_pairs(args.data / "images", args.data / "masks", names=tune)
+    fit_s = load_pairs(args.data / "images", args.data / "masks", names=fit, contacts=args.contacts)
+    tune_s = load_pairs(args.data / "images", args.data / "masks", names=tune, contacts=args.contacts)
     print(f"loaded {len(fit_s)} fit + {len(tune_s)} tune images in {time.perf_counter() - t0:.1f}s", flush=True)
     if args.probe:
         out = args.output.with_name(args.output.name + "_probe")
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         fit_s, args.output, val_samples=tune_s, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
         base_width=args.base_width, depth=args.depth, seed=args.seed, device=args.device,
-        init_model=args.init_model, name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
+        init_model=args.init_model, num_threads=args.threads, name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
     )
     for rec in gen:
         if rec.stage == "validate" or rec.done % 100 == 0:

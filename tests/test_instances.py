@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_unet.errors import SegmentationError
-from napari_unet.instances import label_instances, split_touching
+from napari_unet.instances import label_instances, split_seeds_at_necks, split_touching
+from skimage import measure
 
 
 def _objects(labels: np.ndarray) -> set[int]:
@@ -216,3 +217,41 @@ def test_bad_arguments(kwargs):
 def test_empty_mask():
     labels = label_instances(np.zeros((9, 9), np.uint8), method="watershed", min_size=3)
     assert labels.dtype == np.int32 and not labels.any()
+
+
+# --- seeds cut at necks ----------------------------------------------------------------------
+
+def _disc(shape, center, radius):
+    yy, xx = np.indices(shape)
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius ** 2
+
+
+def test_necked_seed_region_is_cut_in_two():
+    # Two discs of radius 8 whose centres are 14 px apart overlap in a waist
+    # about 2 * sqrt(8**2 - 7**2) ~ 7.7 px wide: the saddle of the distance
+    # transform (~4) is far below 0.7 x the peaks (8).
+    seeds = _disc((40, 60), (20, 20), 8) | _disc((40, 60), (20, 34), 8)
+    assert measure.label(seeds).max() == 1
+    markers = split_seeds_at_necks(seeds, neck_ratio=0.7)
+    assert len(np.unique(markers[markers > 0])) == 2
+    assert markers[20, 14] != markers[20, 40] and markers[20, 14] > 0 and markers[20, 40] > 0
+    assert np.array_equal(markers > 0, seeds)
+
+
+def test_round_and_elongated_seeds_stay_whole():
+    disc = _disc((40, 40), (20, 20), 10)
+    yy, xx = np.indices((40, 80))
+    ellipse = ((yy - 20) / 6.0) ** 2 + ((xx - 40) / 30.0) ** 2 <= 1
+    for seeds in (disc, ellipse):
+        markers = split_seeds_at_necks(seeds, neck_ratio=0.7)
+        assert len(np.unique(markers[markers > 0])) == 1
+
+
+def test_label_instances_uses_neck_split_only_when_asked():
+    seeds = _disc((40, 60), (20, 20), 8) | _disc((40, 60), (20, 34), 8)
+    fg = _disc((40, 60), (20, 20), 11) | _disc((40, 60), (20, 34), 11)
+    plain = label_instances(fg, method="watershed", seeds=seeds)
+    cut = label_instances(fg, method="watershed", seeds=seeds, neck_ratio=0.7)
+    assert plain.max() == 1
+    assert cut.max() == 2
+    assert np.array_equal(cut > 0, fg)

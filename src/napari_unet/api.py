@@ -142,6 +142,7 @@ def iter_segment(
     instances = label_instances(
         semantic, method=post["instance_method"], seeds=seeds, elevation=elevation,
         min_size=int(post["min_size"]), fill_holes=bool(post["fill_holes"]), ndim=label_ndim,
+        neck_ratio=post.get("neck_ratio"),
     )
     if cfg.target == "three_class" or cfg.out_channels == 2:
         # Removed small objects and filled holes change the mask too: keep them in step.
@@ -153,10 +154,11 @@ def iter_segment(
         "model_sha256": predictor.model.sha256,
         "device": str(predictor.device),
         "axes": plan.axes,
-        "mode": mode,
+        "mode": "3d" if len(plan.net_axes) == 3 else "2d",
         "tile_size": predictor.tile_size,
         "overlap": predictor.overlap,
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
+        "neck_ratio": post.get("neck_ratio"),
     }
     return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
 

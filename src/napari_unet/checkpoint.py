@@ -70,6 +70,7 @@ class ModelConfig:
             "min_size": 10,
             "instance_method": "components",
             "fill_holes": True,
+            "neck_ratio": 0.0,
         }
     )
     pixel_size_um: float | None = None
@@ -224,6 +225,10 @@ def load_model(name_or_path: str | os.PathLike = "default") -> LoadedModel:
     else:
         folder, weights = path.parent, path
     config_path = folder / CONFIG
+    if path.is_dir() and not config_path.is_file():
+        raise SegmentationError(
+            f"No {CONFIG} in {folder}: a model is a folder with {CONFIG} and {WEIGHTS}."
+        )
     if not config_path.is_file():
         raise SegmentationError(
             f"No {CONFIG} next to {weights}: a model is a folder with {CONFIG} and {WEIGHTS}."

@@ -58,7 +58,8 @@ class Predictor:
         Tile edge in pixels (rounded up to the network's multiple); None picks
         1024 for 2D and 128 for 3D models.
     overlap : int or None
-        Pixels shared by neighbouring tiles; None picks 64 (2D) or 32 (3D).
+        Pixels shared by neighbouring tiles; None picks 64 (2D) or 32 (3D),
+        at most a quarter of the tile.
     halo : int or None
         Pixels at a shared tile edge given zero weight; None is ``overlap // 4``.
     batch_size : int
@@ -80,7 +81,9 @@ class Predictor:
         self.device = resolve_device(device)
         dims = self.config.spatial_dims
         self.tile_size = int(DEFAULT_TILE[dims] if tile_size is None else tile_size)
-        self.overlap = int(DEFAULT_OVERLAP[dims] if overlap is None else overlap)
+        # By default a small tile gets a proportionally small overlap, so that
+        # neighbouring tiles never advance by only a few pixels.
+        self.overlap = int(min(DEFAULT_OVERLAP[dims], self.tile_size // 4) if overlap is None else overlap)
         self.halo = int(self.overlap // 4 if halo is None else halo)
         if self.tile_size < 1 or self.overlap < 0 or self.halo < 0 or batch_size < 1:
             raise SegmentationError("tile_size and batch_size must be >= 1; overlap and halo >= 0.")

@@ -35,6 +35,7 @@ __all__ = ["TrainProgress", "iter_train", "train", "CLASS_WEIGHTS"]
 STATE = "train_state.pt"
 LOG = "train_log.jsonl"
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)
+CONTACT_WEIGHT = 5.0
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,15 @@ def _autocast_dtype(device: torch.device) -> torch.dtype | None:
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Weighted cross-entropy plus soft Dice on foreground and interior.
 
-    logits (N, 3, ...) float; target (N, ...) int64 with classes 0/1/2.
+    logits (N, 3, ...) float; target (N, ...) int64 with classes 0/1/2, and 3
+    for boundary pixels where objects touch (trained as boundary, with
+    ``CONTACT_WEIGHT`` times the weight).
     """
+    contact = target == 3
+    target = target.clamp(max=2)
     weights = torch.tensor(CLASS_WEIGHTS, device=logits.device, dtype=torch.float32)
-    ce = F.cross_entropy(logits.float(), target, weight=weights)
+    pixel_w = weights[target] * (1 + (CONTACT_WEIGHT - 1) * contact.float())
+    ce = (F.cross_entropy(logits.float(), target, reduction="none") * pixel_w).sum() / pixel_w.sum()
     prob = torch.softmax(logits.float(), dim=1)
     dims = tuple(range(1, target.ndim))
     dice = 0.0

@@ -23,9 +23,10 @@ from ..predict import Predictor, prepare_input
 __all__ = ["DEFAULT_GRID", "tune_postprocess"]
 
 DEFAULT_GRID: dict[str, Sequence[Any]] = {
-    "threshold": (0.5, 0.6, 0.7, 0.8),
-    "seed_threshold": (0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.96),
-    "min_size": (0, 16, 32),
+    "threshold": (0.5, 0.6, 0.7),
+    "seed_threshold": (0.7, 0.8, 0.9, 0.95),
+    "min_size": (0, 16, 24, 32),
+    "neck_ratio": (0.0, 0.7),
 }
 
 
@@ -33,7 +34,8 @@ def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.nda
     fg = semantic_from_probabilities(probs, target=target, threshold=params["threshold"])
     seeds = seeds_from_probabilities(probs, target=target, seed_threshold=params["seed_threshold"])
     return label_instances(fg, method="watershed", seeds=seeds, elevation=1.0 - probs[1],
-                           min_size=params["min_size"], fill_holes=True, ndim=2)
+                           min_size=params["min_size"], fill_holes=True, ndim=2,
+                           neck_ratio=params.get("neck_ratio"))
 
 
 def tune_postprocess(
