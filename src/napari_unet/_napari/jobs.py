@@ -1,0 +1,97 @@
+"""The work thread workers run, with every error turned into a message for the user.
+
+:func:`segment_job` runs the network; :func:`relabel_job` recomputes instances
+from an edited mask.
+
+:func:`segment_job` yields the engine's :class:`~napari_unet.progress.Progress`
+records unchanged, so the widget can move a progress bar and stop the work at
+any yield (``worker.quit()``). It never raises: a failure comes back as a
+:class:`JobFailed` holding a message for the user, so that napari shows a
+plain notification instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..api import Segmentation, iter_segment
+from ..errors import SegmentationError
+from ..instances import label_instances
+from ..progress import Progress
+
+__all__ = ["JobDone", "JobFailed", "segment_job", "relabel_job", "friendly_message", "count_objects"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """The engine finished; ``segmentation`` holds its result."""
+
+    segmentation: Segmentation
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """The engine stopped with a problem; ``message`` says what and what to do."""
+
+    message: str
+
+
+def friendly_message(exc: BaseException) -> str:
+    """A message a biologist can act on, for any exception the engine may raise."""
+    if isinstance(exc, SegmentationError):
+        return str(exc)
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return (
+            "Segmentation ran out of memory. Try a smaller tile size, the CPU device, "
+            "or a smaller image (e.g. a crop or fewer planes)."
+        )
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return (
+        f"Segmentation failed unexpectedly ({type(exc).__name__}{': ' + first if first else ''}). "
+        "Check the image and the options, and report this if it happens again."
+    )
+
+
+def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None, JobDone | JobFailed]:
+    """Run :func:`~napari_unet.api.iter_segment` on ``image`` with ``options``.
+
+    Yields
+    ------
+    Progress
+        The engine's records, one per tile (and per plane), then the instance step.
+
+    Returns
+    -------
+    JobDone or JobFailed
+    """
+    try:
+        seg = yield from iter_segment(image, **options)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        if not isinstance(exc, SegmentationError):
+            log.exception("napari-unet: segmentation failed")
+        return JobFailed(friendly_message(exc))
+    return JobDone(seg)
+
+
+def relabel_job(mask: np.ndarray, params: dict[str, Any]) -> np.ndarray | JobFailed:
+    """Instance labels from an edited mask (runs in a thread worker; never raises)."""
+    try:
+        return label_instances(mask, **params)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        return JobFailed(friendly_message(exc))
+
+
+def count_objects(instances: np.ndarray, label_ndim: int) -> int:
+    """Objects in all labelled blocks (ids restart at 1 in each time point)."""
+    if instances.ndim <= label_ndim:
+        return int(instances.max(initial=0))
+    blocks = instances.reshape(-1, *instances.shape[instances.ndim - label_ndim:])
+    return int(sum(int(b.max(initial=0)) for b in blocks))

@@ -1,0 +1,192 @@
+"""Segmentation results -> napari layer data, placed where the source image is.
+
+Output layers carry the source layer's world placement (scale, translate,
+rotate, shear, affine, units, axis labels) so that they overlay the image, and
+metadata that says how they were made (the engine's metadata plus the source
+layer's name).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Layer
+
+from ..api import Segmentation
+
+__all__ = [
+    "ROLES",
+    "channel_data_axis",
+    "spatial_kwargs",
+    "segmentation_layer_data",
+    "label_layer_data",
+    "output_name",
+    "create_layer",
+]
+
+ROLES = ("semantic", "instances")
+LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
+
+_STYLE = {
+    # The semantic mask is the layer to correct with the brush; hidden at first so the
+    # instances (one colour per object) are what one sees.
+    "semantic": {"visible": False, "opacity": 0.5},
+    "instances": {"visible": True, "opacity": 0.6},
+}
+
+
+def channel_data_axis(layer: Image, axes: str | None) -> int | None:
+    """The data axis of ``layer`` that the outputs lose, or None.
+
+    napari already leaves the channel axis of an RGB layer out of the layer's
+    dimensions, so only a channel axis the user named in a non-RGB layer (e.g.
+    ``"CYX"``) has to be dropped from the layer's placement.
+    """
+    if layer.rgb or not axes or "C" not in axes.upper():
+        return None
+    return axes.upper().index("C")
+
+
+def _decoupled(matrix: np.ndarray, axis: int) -> bool:
+    """True when ``axis`` does not mix with any other axis in ``matrix``."""
+    row = np.delete(matrix[axis], axis)
+    col = np.delete(matrix[:, axis], axis)
+    return bool(np.allclose(row, 0) and np.allclose(col, 0))
+
+
+def _shear_matrix(shear: np.ndarray, ndim: int) -> np.ndarray:
+    shear = np.asarray(shear, dtype=float)
+    if shear.ndim == 2:
+        return shear
+    out = np.eye(ndim)
+    out[np.triu_indices(ndim, 1)] = shear
+    return out
+
+
+def spatial_kwargs(layer: Layer, *, drop_axis: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """World placement of ``layer`` as layer keyword arguments.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        The source layer.
+    drop_axis : int or None
+        A layer dimension the outputs do not have (a channel axis); its entries
+        are removed. Rotation, shear and affine are kept only when that axis
+        does not mix with the others.
+
+    Returns
+    -------
+    kwargs : dict
+        ``scale``, ``translate``, ``units``, ``axis_labels`` and, where they are
+        not the identity, ``rotate``, ``shear``, ``affine``.
+    notes : list of str
+        What could not be carried over (empty when everything was).
+    """
+    ndim = layer.ndim
+    keep = [i for i in range(ndim) if i != drop_axis]
+    kwargs: dict[str, Any] = {
+        "scale": tuple(float(layer.scale[i]) for i in keep),
+        "translate": tuple(float(layer.translate[i]) for i in keep),
+        "units": tuple(str(layer.units[i]) for i in keep),
+        "axis_labels": tuple(str(layer.axis_labels[i]) for i in keep),
+    }
+    notes: list[str] = []
+    matrices = {
+        "rotate": np.asarray(layer.rotate, dtype=float),
+        "shear": _shear_matrix(layer.shear, ndim),
+        "affine": np.asarray(layer.affine.affine_matrix, dtype=float),
+    }
+    for name, matrix in matrices.items():
+        if np.allclose(matrix, np.eye(len(matrix))):
+            continue
+        if drop_axis is None:
+            kwargs[name] = matrix
+        elif _decoupled(matrix[:ndim, :ndim], drop_axis):  # a shift along C does not matter
+            sub = [*keep, ndim] if name == "affine" else keep
+            kwargs[name] = matrix[np.ix_(sub, sub)]
+        else:
+            notes.append(f"the source layer's {name} mixes in the channel axis and was not applied")
+    return kwargs, notes
+
+
+def output_name(source_name: str, role: str) -> str:
+    """``"<image> semantic"`` or ``"<image> instances"``."""
+    return f"{source_name} {role}"
+
+
+def segmentation_layer_data(
+    seg: Segmentation,
+    *,
+    source_name: str,
+    spatial: dict[str, Any],
+    notes: list[str] | tuple[str, ...] = (),
+) -> dict[str, LayerDataTuple]:
+    """Labels layer data for the semantic mask and the instances of ``seg``.
+
+    Parameters
+    ----------
+    seg : Segmentation
+        The engine's result.
+    source_name : str
+        Name of the segmented image layer (names the outputs, goes in metadata).
+    spatial : dict
+        Placement from :func:`spatial_kwargs`.
+    notes : sequence of str
+        Remarks stored in the metadata (e.g. a transform that was not carried over).
+
+    Returns
+    -------
+    dict
+        ``{"semantic": (data, kwargs, "labels"), "instances": (...)}``.
+    """
+    meta = {**seg.metadata, "source_layer": source_name}
+    if notes:
+        meta["placement_notes"] = list(notes)
+    return {
+        role: label_layer_data(data, role, source_name=source_name, spatial=spatial, metadata=meta)
+        for role, data in (("semantic", seg.semantic), ("instances", seg.instances))
+    }
+
+
+def label_layer_data(
+    data: np.ndarray,
+    role: str,
+    *,
+    source_name: str,
+    spatial: dict[str, Any],
+    metadata: dict[str, Any],
+) -> LayerDataTuple:
+    """One output as Labels layer data: named for its source, placed, styled for its role.
+
+    Parameters
+    ----------
+    data : ndarray
+        The labels (as many dimensions as ``spatial`` places).
+    role : {"semantic", "instances"}
+    source_name : str
+        Name of the segmented image layer.
+    spatial : dict
+        Placement from :func:`spatial_kwargs`.
+    metadata : dict
+        How the output was made; ``"output": role`` is added.
+    """
+    if data.ndim != len(spatial["scale"]):
+        raise ValueError(
+            f"{role} has {data.ndim} dimensions but the source placement has "
+            f"{len(spatial['scale'])}."
+        )
+    kwargs = {
+        "name": output_name(source_name, role),
+        "metadata": {**metadata, "output": role},
+        **spatial,
+        **_STYLE[role],
+    }
+    return (data, kwargs, "labels")
+
+
+def create_layer(data_tuple: LayerDataTuple) -> Layer:
+    """A napari layer from a layer data tuple."""
+    data, kwargs, layer_type = data_tuple
+    return Layer.create(data, kwargs, layer_type)

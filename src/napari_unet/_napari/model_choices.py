@@ -1,0 +1,108 @@
+"""The models a Segment widget offers: bundled, made in this session, or opened from disk.
+
+Each model is named by a key string (``"bundled:nuclei"``, ``"session:my model"``,
+``"file:/abs/path"``) that the widget's model list holds as its value; the
+:class:`ModelCatalog` turns a key into a loaded model and caches it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..checkpoint import CONFIG, DEFAULT_MODEL, LoadedModel, ModelConfig, bundled_models, load_model
+from ..errors import SegmentationError
+from .session import REGISTRY
+
+__all__ = ["ModelCatalog"]
+
+BUNDLED, SESSION, FILE = "bundled:", "session:", "file:"
+
+
+class ModelCatalog:
+    """Lists model choices and loads the chosen one (loaded models are cached)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, LoadedModel] = {}
+        self._files: dict[str, str] = {}  # key -> label, in the order opened
+
+    def choices(self) -> list[tuple[str, str]]:
+        """``(label, key)`` pairs: the bundled default first, then session models, then files."""
+        out: list[tuple[str, str]] = []
+        bundled = sorted(bundled_models(), key=lambda n: (n != DEFAULT_MODEL, n))
+        for name in bundled:
+            tag = "bundled default" if name == DEFAULT_MODEL else "bundled"
+            out.append((f"{name} ({tag})", BUNDLED + name))
+        for name in REGISTRY.snapshot():
+            out.append((f"{name} (this session)", SESSION + name))
+        out.extend((label, key) for key, label in self._files.items())
+        return out
+
+    def default_key(self) -> str | None:
+        """The key of the bundled default model, or the first choice there is."""
+        keys = [key for _, key in self.choices()]
+        preferred = BUNDLED + DEFAULT_MODEL
+        return preferred if preferred in keys else (keys[0] if keys else None)
+
+    def add_path(self, path: str | os.PathLike) -> str:
+        """Load a model folder (or a file in one) and add it to the choices.
+
+        Returns
+        -------
+        str
+            The new choice's key.
+
+        Raises
+        ------
+        SegmentationError
+            When the path holds no loadable model.
+        """
+        p = Path(path).expanduser().resolve()
+        key = FILE + str(p)
+        model = load_model(p)  # raises a user-ready SegmentationError
+        self._cache[key] = model
+        folder = p if p.is_dir() else p.parent
+        self._files[key] = f"{model.name} ({_short(folder)})"
+        return key
+
+    def get(self, key: str | None) -> LoadedModel:
+        """The model behind ``key`` (loaded on first use)."""
+        if not key:
+            raise SegmentationError(
+                "No model is chosen. The bundled model is missing from this installation: "
+                "use 'Browse…' to open a model folder (config.json + weights.safetensors)."
+            )
+        if key.startswith(SESSION):
+            model = REGISTRY.get(key[len(SESSION):])
+            if model is None:
+                raise SegmentationError(
+                    f"The session model {key[len(SESSION):]!r} is no longer available; choose another model."
+                )
+            return model
+        if key not in self._cache:
+            if key.startswith(BUNDLED):
+                self._cache[key] = load_model(key[len(BUNDLED):])
+            elif key.startswith(FILE):
+                self._cache[key] = load_model(key[len(FILE):])
+            else:
+                raise SegmentationError(f"Unknown model choice {key!r}.")
+        return self._cache[key]
+
+    def config(self, key: str | None) -> ModelConfig:
+        """The chosen model's config; bundled models are not loaded for this, only read."""
+        if key and key.startswith(BUNDLED) and key not in self._cache:
+            path = bundled_models().get(key[len(BUNDLED):])
+            if path is not None:
+                try:
+                    return ModelConfig.from_dict(json.loads((path / CONFIG).read_text()))
+                except SegmentationError:
+                    raise
+                except (OSError, ValueError, TypeError) as exc:
+                    raise SegmentationError(f"The bundled model's config is unreadable ({exc}).") from None
+        return self.get(key).config
+
+
+def _short(folder: Path, keep: int = 2) -> str:
+    parts = folder.parts
+    return str(Path(*parts[-keep:])) if len(parts) > keep else str(folder)

@@ -1,0 +1,127 @@
+"""Choices and help texts of the Segment widget's options (no Qt here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from napari.layers import Image
+
+__all__ = [
+    "AXES_HELP",
+    "MODE_CHOICES",
+    "METHOD_CHOICES",
+    "TILE_CHOICES",
+    "TOOLTIPS",
+    "axes_choices",
+    "layer_array",
+    "resolve_axes",
+]
+
+AXES_HELP = {
+    "YX": "2D image",
+    "YXC": "2D, channels last (RGB)",
+    "CYX": "2D, channels first",
+    "ZYX": "z-stack",
+    "TYX": "time series of 2D images",
+    "TZYX": "time series of z-stacks",
+    "ZYXC": "z-stack, channels last",
+    "TYXC": "time series, channels last",
+    "CZYX": "z-stack, channels first",
+    "TCYX": "time series, channels first",
+    "TZYXC": "time series of z-stacks, channels last",
+    "TZCYX": "time series of z-stacks, channels second to last",
+}
+"""Axes strings the widget offers, with what they mean."""
+
+_BY_NDIM = {
+    2: ("YX",),
+    3: ("ZYX", "TYX", "CYX", "YXC"),
+    4: ("TZYX", "CZYX", "TCYX", "ZYXC", "TYXC"),
+    5: ("TZYXC", "TZCYX"),
+}
+_RGB = {3: "YXC", 4: "ZYXC", 5: "TZYXC"}
+_PLAIN = {2: "YX", 3: "ZYX", 4: "TZYX"}
+
+MODE_CHOICES = [
+    ("auto (follow the model)", "auto"),
+    ("2D, plane by plane", "2d"),
+    ("3D volumes", "3d"),
+]
+TILE_CHOICES = [("auto (1024 px in 2D, 128 in 3D)", 0)] + [
+    (f"{size} px", size) for size in (64, 128, 256, 512, 1024, 2048)
+]
+METHOD_CHOICES = [
+    ("split touching (watershed)", "watershed"),
+    ("connected components", "components"),
+]
+
+TOOLTIPS = {
+    "image": "The image layer to segment. Labels, points and other layers are not listed.",
+    "model": (
+        "The network: the bundled default model, models trained in this napari session, "
+        "or a model folder opened with 'Browse…'."
+    ),
+    "browse": "Open a model from disk: choose its config.json or weights file (.safetensors, .pt).",
+    "axes": (
+        "What each dimension of the image is: T time, Z depth, Y/X the plane, C channels.\n"
+        "'auto' reads RGB layers as YXC and other 3D/4D layers as z-stacks (ZYX/TZYX);\n"
+        "choose TYX for a time series of 2D images, CYX for channels stored first."
+    ),
+    "mode": (
+        "How stacks are segmented: 'auto' follows the model (a 2D model goes plane by plane,\n"
+        "a 3D model sees whole volumes). Objects in a z-stack get one id across planes."
+    ),
+    "device": "Where the network runs: 'auto' uses a GPU when there is one, else the CPU.",
+    "tile_size": (
+        "Edge of the square tiles the image is cut into, in pixels. Smaller tiles use less\n"
+        "memory (choose one if the GPU runs out of memory) and let Cancel act sooner;\n"
+        "neighbouring tiles overlap by a quarter of a small tile (at most 64 px in 2D, 32 in 3D)."
+    ),
+    "threshold": (
+        "Probability above which a pixel counts as an object (default: the model's tuned\n"
+        "value). Lower it to catch dim nuclei, raise it to shrink objects and drop faint ones."
+    ),
+    "instance_method": (
+        "How the mask becomes separate objects: 'split touching' separates nuclei that touch\n"
+        "(watershed from each nucleus' centre); 'connected components' keeps touching nuclei as one."
+    ),
+    "min_size": "Objects smaller than this many pixels (voxels in 3D) are removed.",
+    "run": "Segment the chosen image. Adds '<image> semantic' and '<image> instances' Labels layers.",
+    "cancel": "Stop the running segmentation; nothing is added.",
+    "update": (
+        "Recompute '<image> instances' from '<image> semantic' after you corrected the mask\n"
+        "with the brush or eraser (uses the object options above; does not run the network)."
+    ),
+}
+
+
+def layer_array(layer: Image) -> Any:
+    """The full-resolution array of an image layer (level 0 when multiscale), never copied."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def axes_choices(layer: Image | None) -> list[tuple[str, str | None]]:
+    """``(label, axes)`` pairs for ``layer``; ``None`` stands for "auto"."""
+    if layer is None:
+        return [("auto", None)]
+    ndim = layer_array(layer).ndim
+    auto = resolve_axes(layer, None)
+    options = [_RGB[ndim]] if layer.rgb and ndim in _RGB else list(_BY_NDIM.get(ndim, ()))
+    choices: list[tuple[str, str | None]] = [(f"auto ({auto or 'guess from the shape'})", None)]
+    choices += [(f"{axes}: {AXES_HELP[axes]}", axes) for axes in options]
+    return choices
+
+
+def resolve_axes(layer: Image, choice: str | None) -> str | None:
+    """The axes string passed to the engine (None lets the engine guess).
+
+    An explicit choice wins. Otherwise an RGB layer is channels-last (``YXC``,
+    ``ZYXC``, ``TZYXC``), and napari's other image layers hold no channel axis,
+    so a 3D layer is a z-stack and a 4D one a time series of z-stacks.
+    """
+    if choice:
+        return choice
+    ndim = layer_array(layer).ndim
+    if layer.rgb:
+        return _RGB.get(ndim)
+    return _PLAIN.get(ndim)

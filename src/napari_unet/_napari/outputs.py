@@ -1,0 +1,153 @@
+"""Where results go: replace untouched outputs, never overwrite what a user edited.
+
+Each output layer the widget makes is remembered (weakly) with a fingerprint
+of the data it was given. When new results for the same image arrive, an
+output whose data still has that fingerprint is updated in place; one whose
+data changed in any way (brush, fill, eraser, a script writing into the array,
+new data assigned) is left alone and the result goes to a new layer named
+``"<image> semantic [2]"`` and so on. Undoing every edit makes a layer
+"untouched" again, as it should.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels
+
+from .layers import LayerDataTuple, create_layer
+
+__all__ = ["fingerprint", "OutputTracker", "RunRecord"]
+
+_PLACEMENT = ("scale", "translate", "units", "axis_labels")
+
+
+def fingerprint(data: Any) -> str | None:
+    """A digest of an array's shape, dtype and bytes (None when it is not a numpy array)."""
+    if not isinstance(data, np.ndarray):
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((data.shape, data.dtype.str)).encode())
+    digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
+    return digest.hexdigest()
+
+
+@dataclass
+class _Output:
+    layer: weakref.ref
+    digest: str | None
+    auto_name: str
+
+
+@dataclass
+class RunRecord:
+    """The outputs last produced for one source image layer.
+
+    Attributes
+    ----------
+    outputs : dict
+        Role (``"semantic"``/``"instances"``) -> the layer and its fingerprint.
+    label_ndim : int
+        Trailing dimensions labelled together (3 for z-stacks, else 2).
+    metadata : dict
+        The engine's metadata of the run.
+    """
+
+    outputs: dict[str, _Output] = field(default_factory=dict)
+    label_ndim: int = 2
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def layer(self, role: str) -> Labels | None:
+        out = self.outputs.get(role)
+        return None if out is None else out.layer()
+
+
+class OutputTracker:
+    """Adds, replaces and remembers the output layers of one viewer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    """
+
+    def __init__(self, viewer: Any) -> None:
+        self._viewer = viewer
+        self._records: weakref.WeakKeyDictionary[Image, RunRecord] = weakref.WeakKeyDictionary()
+
+    def record(self, source: Image) -> RunRecord | None:
+        """The outputs last made from ``source`` (None if there are none)."""
+        return self._records.get(source)
+
+    def is_edited(self, layer: Labels, digest: str | None) -> bool:
+        """True when ``layer``'s data no longer matches what was put there."""
+        return digest is None or fingerprint(layer.data) != digest
+
+    def publish(
+        self,
+        source: Image,
+        tuples: dict[str, LayerDataTuple],
+        *,
+        label_ndim: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Labels]:
+        """Show ``tuples`` (role -> layer data) as the outputs of ``source``.
+
+        Returns
+        -------
+        dict
+            Role -> the layer now holding that output.
+        """
+        rec = self._records.get(source)
+        if rec is None:
+            rec = self._records[source] = RunRecord()
+        if label_ndim is not None:
+            rec.label_ndim = int(label_ndim)
+        if metadata is not None:
+            rec.metadata = dict(metadata)
+        return {role: self._put(rec, role, data_tuple) for role, data_tuple in tuples.items()}
+
+    def _put(self, rec: RunRecord, role: str, data_tuple: LayerDataTuple) -> Labels:
+        data, kwargs, _ = data_tuple
+        previous = rec.outputs.get(role)
+        old = previous.layer() if previous is not None else None
+        layers = self._viewer.layers
+        if old is not None and old in layers and not self.is_edited(old, previous.digest):
+            if old.ndim == np.ndim(data):
+                layer = self._update(old, data, kwargs, previous.auto_name)
+            else:  # another axes choice: swap the untouched layer for a new one
+                index = layers.index(old)
+                name = old.name
+                layers.remove(old)
+                layer = create_layer((data, {**kwargs, "name": self._free_name(name)}, "labels"))
+                layers.insert(index, layer)
+        else:
+            layer = create_layer((data, {**kwargs, "name": self._free_name(kwargs["name"])}, "labels"))
+            self._viewer.add_layer(layer)
+        rec.outputs[role] = _Output(weakref.ref(layer), fingerprint(layer.data), kwargs["name"])
+        return layer
+
+    def _update(self, layer: Labels, data: np.ndarray, kwargs: dict[str, Any], auto_name: str) -> Labels:
+        ndim = np.ndim(data)
+        for key in _PLACEMENT:
+            setattr(layer, key, kwargs[key])
+        layer.rotate = kwargs.get("rotate", np.eye(ndim))
+        layer.shear = kwargs.get("shear", np.eye(ndim))
+        layer.affine = kwargs.get("affine", np.eye(ndim + 1))
+        layer.metadata = dict(kwargs["metadata"])
+        layer.data = data
+        if layer.name == auto_name and kwargs["name"] != auto_name:
+            layer.name = self._free_name(kwargs["name"])  # the source was renamed
+        return layer
+
+    def _free_name(self, base: str) -> str:
+        names = {layer.name for layer in self._viewer.layers}
+        if base not in names:
+            return base
+        n = 2
+        while f"{base} [{n}]" in names:
+            n += 1
+        return f"{base} [{n}]"

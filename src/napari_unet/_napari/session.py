@@ -1,0 +1,73 @@
+"""Models made in this napari session (e.g. by a training widget).
+
+A widget that trains a model calls :func:`register_session_model`; every open
+Segment widget then offers that model in its model list, labelled
+"(this session)". Registering a name again replaces the model.
+"""
+
+from __future__ import annotations
+
+from psygnal import Signal
+
+from ..checkpoint import LoadedModel
+
+__all__ = ["register_session_model", "unregister_session_model", "session_models", "REGISTRY"]
+
+
+class _SessionModels:
+    """Name -> :class:`LoadedModel`, with a ``changed`` signal for widgets."""
+
+    changed = Signal()
+
+    def __init__(self) -> None:
+        self._models: dict[str, LoadedModel] = {}
+
+    def set(self, name: str, model: LoadedModel) -> None:
+        self._models[name] = model
+        self.changed.emit()
+
+    def remove(self, name: str) -> None:
+        if self._models.pop(name, None) is not None:
+            self.changed.emit()
+
+    def get(self, name: str) -> LoadedModel | None:
+        return self._models.get(name)
+
+    def snapshot(self) -> dict[str, LoadedModel]:
+        return dict(self._models)
+
+
+REGISTRY = _SessionModels()
+"""The one registry of this Python process (napari runs one per process)."""
+
+
+def register_session_model(name: str, model: LoadedModel) -> None:
+    """Offer ``model`` in every Segment widget under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name shown in the model list (a name registered before is replaced).
+    model : LoadedModel
+        A model as :func:`napari_unet.checkpoint.load_model` returns it, or one
+        built from a freshly trained network.
+
+    Notes
+    -----
+    Safe to call from any thread: widgets refresh their lists in the main thread.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("A session model needs a non-empty name.")
+    if not isinstance(model, LoadedModel):
+        raise TypeError(f"Expected a LoadedModel, got {type(model).__name__}.")
+    REGISTRY.set(name.strip(), model)
+
+
+def unregister_session_model(name: str) -> None:
+    """Withdraw a model registered with :func:`register_session_model` (no-op if absent)."""
+    REGISTRY.remove(name)
+
+
+def session_models() -> dict[str, LoadedModel]:
+    """A copy of the models registered in this session, by name."""
+    return REGISTRY.snapshot()

@@ -1,0 +1,434 @@
+"""The Segment widget: choose an image, a model and options; run the U-Net in a thread.
+
+The engine's generator runs in a napari thread worker; each progress record it
+yields moves a napari progress bar and the widget's own bar, and Cancel stops
+the work at the next tile. Results become Labels layers placed like the source
+image (see :mod:`.layers`); outputs the user has edited are never overwritten
+(see :mod:`.outputs`).
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Labels, Layer
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from superqt.utils import ensure_main_thread
+
+from ..device import available_devices
+from ..errors import SegmentationError
+from ..predict import DEFAULT_OVERLAP
+from .jobs import JobDone, JobFailed, count_objects, relabel_job, segment_job
+from .layers import channel_data_axis, label_layer_data, segmentation_layer_data, spatial_kwargs
+from .model_choices import ModelCatalog
+from .options import (
+    METHOD_CHOICES,
+    MODE_CHOICES,
+    TILE_CHOICES,
+    TOOLTIPS,
+    axes_choices,
+    layer_array,
+    resolve_axes,
+)
+from .outputs import OutputTracker
+from .session import REGISTRY
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["SegmentWidget"]
+
+_LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
+
+
+def _unwrap(obj: Any) -> Any:
+    """The object behind napari's plugin proxy (layer identity matters here)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+@dataclass
+class _Run:
+    """One piece of work in flight (a segmentation or an instance update)."""
+
+    kind: str
+    source: Image
+    source_name: str
+    worker: Any
+    started: float = field(default_factory=time.perf_counter)
+    pbar: progress | None = None
+    stage: str = ""
+    drop_axis: int | None = None
+    source_removed: bool = False
+    answered: bool = False  # the result arrived (progress signals may still trail it)
+
+
+class SegmentWidget(Container):
+    """Segment nuclei (or cells) in an image layer with a U-Net.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose layers are offered and receive the results (napari
+        passes it when the widget is opened from the Plugins or Layers menu).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = _unwrap(napari_viewer)
+        self._catalog = ModelCatalog()
+        self._tracker = OutputTracker(self._viewer)
+        self._run: _Run | None = None
+        self._build()
+        self._connect()
+        default = self._catalog.default_key()
+        if default is not None:
+            self.model.value = default
+        self._on_model_changed(default)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        tip = TOOLTIPS
+        self.image = ComboBox(label="Image", choices=self._image_choices, tooltip=tip["image"])
+        self.model = ComboBox(choices=self._model_choices, tooltip=tip["model"])
+        self.browse = PushButton(text="Browse…", tooltip=tip["browse"])
+        model_row = Container(widgets=[self.model, self.browse], layout="horizontal",
+                              labels=False, label="Model")
+        model_row.margins = (0, 0, 0, 0)
+        self.axes = ComboBox(label="Axes", choices=self._axes_choices, tooltip=tip["axes"])
+        self.mode = ComboBox(label="Mode", choices=MODE_CHOICES, value="auto", tooltip=tip["mode"])
+        self.device = ComboBox(label="Device", choices=["auto", *available_devices()],
+                               value="auto", tooltip=tip["device"])
+        self.tile_size = ComboBox(label="Tile size", choices=TILE_CHOICES, value=0,
+                                  tooltip=tip["tile_size"])
+        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.05,
+                                      tooltip=tip["threshold"])
+        self.instance_method = ComboBox(label="Objects", choices=METHOD_CHOICES, value="watershed",
+                                        tooltip=tip["instance_method"])
+        self.min_size = SpinBox(label="Min size (px)", value=10, min=0, max=10_000_000,
+                                tooltip=tip["min_size"])
+        self.run_button = PushButton(text="Run", tooltip=tip["run"])
+        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=tip["cancel"])
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
+                            labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
+        self.progress_bar = ProgressBar(value=0, min=0, max=1, label="Progress")
+        self.status = Label(value="")
+        self.extend([self.image, model_row, self.axes, self.mode, self.device, self.tile_size,
+                     self.threshold, self.instance_method, self.min_size, buttons,
+                     self.update_button, self.progress_bar, self.status])
+
+    def _connect(self) -> None:
+        self.image.changed.connect(self._on_image_changed)
+        self.model.changed.connect(self._on_model_changed)
+        self.browse.changed.connect(self._browse)
+        self.run_button.changed.connect(lambda: self.run())
+        self.cancel_button.changed.connect(self.cancel)
+        self.update_button.changed.connect(self.update_instances)
+        events = self._viewer.layers.events
+        for name in _LAYER_EVENTS:
+            getattr(events, name).connect(self._on_layers_changed)
+        events.removed.connect(self._on_layer_removed)
+        REGISTRY.changed.connect(self._on_session_models_changed)
+        # The viewer and the registry may outlive this widget (its dock can be closed).
+        self.native.destroyed.connect(partial(_teardown, weakref.ref(self)))
+
+    def _disconnect(self) -> None:
+        """Stop listening to the viewer and the registry, and stop any work."""
+        events = self._viewer.layers.events
+        for name in _LAYER_EVENTS:
+            getattr(events, name).disconnect(self._on_layers_changed)
+        events.removed.disconnect(self._on_layer_removed)
+        REGISTRY.changed.disconnect(self._on_session_models_changed)
+        run, self._run = self._run, None
+        if run is not None:  # nobody is left to show its result: stop it, quietly
+            run.worker.quit()
+            for signal in (run.worker.yielded, run.worker.returned, run.worker.finished):
+                with suppress(TypeError, RuntimeError):
+                    signal.disconnect()
+            if run.pbar is not None:
+                run.pbar.close()
+
+    # ----------------------------------------------------------------- choices
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        return self._catalog.choices()
+
+    def _axes_choices(self, _widget: Any = None) -> list[tuple[str, str | None]]:
+        return axes_choices(self.image.value if hasattr(self, "image") else None)
+
+    def _on_layers_changed(self, _event: Any = None) -> None:
+        self.image.reset_choices()
+        self.axes.reset_choices()
+
+    def _on_image_changed(self, _value: Any = None) -> None:
+        # The axes describe one image: another image starts from "auto" again.
+        self.axes.reset_choices()
+        self.axes.value = None
+
+    @ensure_main_thread
+    def _on_session_models_changed(self) -> None:
+        self.model.reset_choices()
+
+    def _on_model_changed(self, key: str | None) -> None:
+        """Take the chosen model's tuned post-processing values as the option defaults."""
+        if key is None:
+            self.status.value = "No bundled model here: use 'Browse…' to open a model folder."
+            return
+        try:
+            post = self._catalog.config(key).postprocess
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return
+        self.threshold.value = float(post.get("threshold", self.threshold.value))
+        self.min_size.value = int(post.get("min_size", self.min_size.value))
+        if post.get("instance_method") in {v for _, v in METHOD_CHOICES}:
+            self.instance_method.value = post["instance_method"]
+
+    # ------------------------------------------------------------------ models
+    def _browse(self) -> None:
+        path = self._ask_model_path()
+        if path:
+            self.add_model(path)
+
+    def _ask_model_path(self) -> str | None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(
+            self.native,
+            "Open a U-Net model: choose its config.json (or weights file)",
+            "",
+            "U-Net models (config.json *.safetensors *.pt *.pth);;All files (*)",
+        )
+        return path or None
+
+    def add_model(self, path: str) -> bool:
+        """Open the model at ``path`` (folder or file), add it to the list and choose it."""
+        try:
+            key = self._catalog.add_path(path)
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return False
+        self.model.reset_choices()
+        self.model.value = key
+        return True
+
+    # --------------------------------------------------------------------- run
+    @property
+    def running(self) -> bool:
+        """True while a segmentation or an instance update is in progress."""
+        return self._run is not None
+
+    def run(self, layer: Layer | None = None) -> None:
+        """Segment ``layer`` (default: the chosen image) in a background thread."""
+        if self._run is not None:
+            show_info("A segmentation is already running: wait for it or press Cancel.")
+            return
+        layer = _unwrap(self.image.value if layer is None else layer)
+        try:
+            self._check_image(layer)
+            options = self._options(layer)
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return
+        worker = create_worker(segment_job, layer_array(layer), options,
+                               _start_thread=False, _ignore_errors=True)
+        self._run = _Run("segment", layer, layer.name, worker,
+                         drop_axis=channel_data_axis(layer, options["axes"]),
+                         pbar=progress(total=0, desc=f"U-Net: {layer.name}"))
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_segmented)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._set_busy(True, cancellable=True)
+        self.status.value = f"Segmenting {layer.name}…"
+        worker.start()
+
+    def _check_image(self, layer: Any) -> None:
+        if layer is None:
+            raise SegmentationError(
+                "There is no image layer to segment. Open an image (or File > Open Sample > "
+                "U-Net Segmentation > Nuclei (DSB2018)) and choose it under 'Image'."
+            )
+        if isinstance(layer, Labels):
+            raise SegmentationError(
+                f"'{layer.name}' is a Labels layer (a mask), not an image: choose an image layer to segment."
+            )
+        if not isinstance(layer, Image):
+            raise SegmentationError(
+                f"'{layer.name}' is a {type(layer).__name__} layer, not an image: choose an image layer."
+            )
+        if layer not in self._viewer.layers:
+            raise SegmentationError(f"The layer '{layer.name}' is no longer in the viewer.")
+
+    def _options(self, layer: Image) -> dict[str, Any]:
+        model = self._catalog.get(self.model.value)
+        tile = int(self.tile_size.value) or None
+        # The engine's default overlap (64 px in 2D) would leave small tiles almost no
+        # stride; a quarter of the tile keeps the stitching seamless and the count low.
+        overlap = None if tile is None else min(DEFAULT_OVERLAP[model.config.spatial_dims], tile // 4)
+        return {
+            "model": model,
+            "axes": resolve_axes(layer, self.axes.value),
+            "mode": self.mode.value,
+            "device": self.device.value,
+            "tile_size": tile,
+            "overlap": overlap,
+            "threshold": float(self.threshold.value),
+            "instance_method": self.instance_method.value,
+            "min_size": int(self.min_size.value),
+            "keep_probabilities": False,
+        }
+
+    def cancel(self) -> None:
+        """Stop the running segmentation at its next tile; nothing is added."""
+        if self._run is not None:
+            self._run.worker.quit()
+            self.cancel_button.enabled = False
+            self.status.value = "Cancelling…"
+
+    def _set_busy(self, busy: bool, *, cancellable: bool = False) -> None:
+        self.run_button.enabled = not busy
+        self.update_button.enabled = not busy
+        self.cancel_button.enabled = busy and cancellable
+        if busy:
+            self.progress_bar.max, self.progress_bar.value = 1, 0
+
+    def _on_progress(self, record: Any) -> None:
+        run = self._run
+        if run is None or run.answered:
+            return
+        self.progress_bar.max = max(int(record.total), 1)
+        self.progress_bar.value = min(int(record.done), self.progress_bar.max)
+        self.status.value = f"{record.stage}: {record.message}"
+        # napari's progress bar widget processes Qt events when it changes, so later
+        # records (even the result) may be handled inside these calls: check in between.
+        pbar = run.pbar
+        if pbar is None:
+            return
+        if record.stage != run.stage:
+            run.stage = record.stage
+            pbar.total = record.total
+            pbar.n = 0
+        if self._run is run and not run.answered:
+            pbar.update(record.done - pbar.n)
+        if self._run is run and not run.answered:
+            pbar.set_description(f"U-Net {record.stage}: {record.message}")
+
+    def _on_layer_removed(self, event: Any) -> None:
+        run = self._run
+        if run is not None and event.value is run.source:
+            run.source_removed = True
+            run.worker.quit()
+            what = "segmentation" if run.kind == "segment" else "instance update"
+            show_info(f"'{run.source_name}' was removed from the viewer: its {what} "
+                      "was stopped and nothing was added.")
+
+    def _on_segmented(self, result: JobDone | JobFailed) -> None:
+        run = self._run
+        if run is None or run.source_removed:
+            return
+        run.answered = True
+        if isinstance(result, JobFailed):
+            show_error(result.message)
+            self.status.value = "Failed: see the notification."
+            return
+        if run.source not in self._viewer.layers:
+            show_warning(f"'{run.source_name}' was removed from the viewer while it was "
+                         "being segmented: the result was discarded.")
+            return
+        seg = result.segmentation
+        spatial, notes = spatial_kwargs(run.source, drop_axis=run.drop_axis)
+        tuples = segmentation_layer_data(seg, source_name=run.source.name, spatial=spatial, notes=notes)
+        label_ndim = sum(a in "ZYX" for a in seg.axes)
+        self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata)
+        count = count_objects(seg.instances, label_ndim)
+        self.status.value = (f"{count} objects in {run.source.name} "
+                             f"({time.perf_counter() - run.started:.1f} s)")
+
+    def _on_aborted(self) -> None:
+        run = self._run
+        if run is not None and not run.source_removed:
+            show_info("Segmentation cancelled: no layers were added.")
+            self.status.value = "Cancelled."
+
+    def _on_finished(self) -> None:
+        run, self._run = self._run, None
+        if run is not None and run.pbar is not None:
+            run.pbar.close()
+        self._set_busy(False)
+
+    # --------------------------------------------------------- update instances
+    def update_instances(self) -> None:
+        """Recompute the instances from the (edited) semantic mask, without the network."""
+        if self._run is not None:
+            show_info("Wait for the running segmentation to finish (or cancel it) first.")
+            return
+        source = _unwrap(self.image.value)
+        record = self._tracker.record(source) if source is not None else None
+        semantic = record.layer("semantic") if record is not None else None
+        if semantic is None or semantic not in self._viewer.layers:
+            name = source.name if source is not None else "the image"
+            show_error(f"There is no semantic mask of {name} to update from: run the "
+                       "segmentation first, correct '<image> semantic' with the brush, "
+                       "then press 'Update instances'.")
+            return
+        mask = np.array(semantic.data, copy=True)
+        params = {
+            "method": self.instance_method.value,
+            "min_size": int(self.min_size.value),
+            "fill_holes": bool(record.metadata.get("fill_holes", True)),
+            "ndim": min(record.label_ndim, mask.ndim),
+        }
+        worker = create_worker(relabel_job, mask, params, _start_thread=False, _ignore_errors=True)
+        self._run = _Run("update", source, source.name, worker)
+        worker.returned.connect(lambda result: self._on_relabelled(result, semantic, params))
+        worker.finished.connect(self._on_finished)
+        self._set_busy(True)
+        self.status.value = f"Updating instances of {source.name}…"
+        worker.start()
+
+    def _on_relabelled(self, result: np.ndarray | JobFailed, semantic: Labels, params: dict) -> None:
+        run = self._run
+        if run is None or run.source_removed:
+            return
+        if isinstance(result, JobFailed):
+            show_error(result.message)
+            self.status.value = "Failed: see the notification."
+            return
+        record = self._tracker.record(run.source)
+        spatial, _ = spatial_kwargs(semantic)
+        meta = {**(record.metadata if record else {}), "source_layer": run.source.name,
+                "instance_method": params["method"], "min_size": params["min_size"],
+                "updated_from": semantic.name}
+        data_tuple = label_layer_data(result, "instances", source_name=run.source.name,
+                                      spatial=spatial, metadata=meta)
+        self._tracker.publish(run.source, {"instances": data_tuple})
+        count = count_objects(result, params["ndim"])
+        self.status.value = f"{count} objects after the update of {run.source.name}"
+
+
+def _teardown(ref: weakref.ref, *_: Any) -> None:
+    """Called when the widget's Qt object is destroyed (holds the widget weakly)."""
+    widget = ref()
+    if widget is not None:
+        widget._disconnect()

@@ -1,0 +1,118 @@
+"""Fixtures for the viewer tests: tiny untrained models, a docked widget, notifications.
+
+Run under a virtual display with OpenGL, e.g.::
+
+    xvfb-run -a --server-args="-screen 0 1600x1000x24" python -m pytest tests/napari
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from napari.utils.notifications import Notification, notification_manager
+
+from napari_unet.checkpoint import ModelConfig, save_model
+
+
+def _tiny(folder: Path, **overrides) -> Path:
+    fields = {
+        "base_width": 4,
+        "depth": 2,
+        "out_channels": 3,
+        "target": "three_class",
+        "classes": ["background", "interior", "boundary"],
+        "name": "tiny",
+        **overrides,
+    }
+    cfg = ModelConfig(**fields)
+    torch.manual_seed(0)
+    return save_model(folder, cfg.build(), cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2D three-class U-Net with 4 base filters (untrained: fast, deterministic)."""
+    return _tiny(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def two_channel_model(tmp_path_factory) -> Path:
+    """A tiny model that takes 2 input channels."""
+    return _tiny(tmp_path_factory.mktemp("models") / "tiny2ch", in_channels=2, name="tiny2ch")
+
+
+@pytest.fixture(scope="session")
+def tuned_model(tmp_path_factory) -> Path:
+    """A tiny model whose config carries non-default post-processing values."""
+    post = {"threshold": 0.3, "seed_threshold": 0.6, "min_size": 25,
+            "instance_method": "components", "fill_holes": False}
+    return _tiny(tmp_path_factory.mktemp("models") / "tuned", postprocess=post, name="tuned")
+
+
+@dataclass
+class Notes:
+    """Notifications napari received during a test."""
+
+    items: list[Notification]
+
+    def messages(self, severity: str | None = None) -> list[str]:
+        return [n.message for n in self.items
+                if severity is None or str(n.severity).lower() == severity]
+
+
+@pytest.fixture
+def notes():
+    """Collect every napari notification (show_info/show_warning/show_error, errors)."""
+    items: list[Notification] = []
+    notification_manager.notification_ready.connect(items.append)
+    yield Notes(items)
+    notification_manager.notification_ready.disconnect(items.append)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer, tiny_model):
+    """A Segment widget docked in ``viewer``, with the tiny model chosen."""
+    from napari_unet._napari.widget import SegmentWidget
+
+    wdg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(wdg, name="Segment (U-Net)")
+    assert wdg.add_model(str(tiny_model))
+    wdg.device.value = "cpu"
+    return wdg
+
+
+@pytest.fixture
+def wait_done(qtbot):
+    """``wait_done(widget)`` waits until the widget's worker has finished."""
+
+    def wait(wdg, timeout: int = 30_000) -> None:
+        qtbot.waitUntil(lambda: not wdg.running, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
+def make_blobs():
+    """``make_blobs(shape)``: a synthetic nuclei-like image (see :func:`blobs`)."""
+    return blobs
+
+
+def blobs(shape: tuple[int, ...], *, seed: int = 0) -> np.ndarray:
+    """A float32 image of bright round blobs on a dark background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[-2], : shape[-1]]
+    img = np.zeros(shape[-2:], np.float32)
+    for _ in range(max(3, shape[-2] * shape[-1] // 400)):
+        cy, cx = rng.uniform(0, shape[-2]), rng.uniform(0, shape[-1])
+        img += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0**2))
+    out = np.broadcast_to(img, shape).copy()
+    return out + rng.normal(0, 0.02, shape).astype(np.float32)

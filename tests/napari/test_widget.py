@@ -1,0 +1,283 @@
+"""The Segment widget in a real viewer: runs, shapes, placement, threads, bad input.
+
+A napari viewer costs about a second to make and close, so related checks share
+one viewer and run one after the other.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+from napari.utils import progress
+from qtpy.QtCore import QTimer
+
+import napari_unet
+from napari_unet._napari import jobs, register_session_model, unregister_session_model
+from napari_unet._napari.widget import SegmentWidget
+from napari_unet.checkpoint import load_model
+
+pytestmark = pytest.mark.gui
+
+
+def outputs(viewer, name):
+    return viewer.layers[f"{name} semantic"], viewer.layers[f"{name} instances"]
+
+
+def test_run_2d_places_outputs_like_the_source(viewer, widget, wait_done, make_blobs):
+    img = viewer.add_image(make_blobs((64, 80)), name="cells", scale=(0.5, 0.25),
+                           translate=(10.0, -4.0), units=("um", "um"))
+    widget.image.value = img
+    widget.run_button.clicked()
+    assert widget.running and not widget.run_button.enabled and widget.cancel_button.enabled
+    wait_done(widget)
+    sem, inst = outputs(viewer, "cells")
+    assert sem.data.shape == inst.data.shape == (64, 80)
+    assert sem.data.dtype == np.uint8 and inst.data.dtype == np.int32
+    for layer in (sem, inst):
+        np.testing.assert_allclose(layer.scale, (0.5, 0.25))
+        np.testing.assert_allclose(layer.translate, (10.0, -4.0))
+        assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
+    meta = inst.metadata
+    assert meta["source_layer"] == "cells" and meta["output"] == "instances"
+    assert meta["model"] == "tiny"
+    assert meta["model_sha256"] == load_model(widget.model.value[len("file:"):]).sha256
+    assert meta["napari_unet_version"] == napari_unet.__version__
+    assert meta["threshold"] == pytest.approx(widget.threshold.value)
+    assert meta["instance_method"] == widget.instance_method.value
+    assert sem.metadata["output"] == "semantic"
+    assert not widget.running and widget.run_button.enabled and not widget.cancel_button.enabled
+    assert "objects in cells" in widget.status.value
+    assert not [p for p in progress._all_instances if "cells" in p.desc]  # bar closed
+
+
+def _rgb(make_blobs):
+    return (np.clip(make_blobs((48, 64, 3)), 0, 1) * 255).astype(np.uint8)
+
+
+# name, image, layer kwargs, widget settings, output shape, output scale, engine axes, label ndim
+CASES = [
+    ("rgb", _rgb, {"scale": (2.0, 3.0)}, {}, (48, 64), (2.0, 3.0), "YXC", 2),
+    ("stack", lambda b: b((4, 40, 48)), {"scale": (2.0, 0.5, 0.5)}, {"mode": "2d"},
+     (4, 40, 48), (2.0, 0.5, 0.5), "ZYX", 3),
+    ("movie", lambda b: b((3, 40, 48)), {"scale": (5.0, 1.0, 1.0)}, {"axes": "TYX"},
+     (3, 40, 48), (5.0, 1.0, 1.0), "TYX", 2),
+    ("lazy", lambda b: da.from_array(b((3, 40, 48)), chunks=(1, 40, 48)), {}, {},
+     (3, 40, 48), (1.0, 1.0, 1.0), "ZYX", 3),
+]
+
+
+def test_rgb_stacks_time_series_and_dask(viewer, widget, wait_done, make_blobs, monkeypatch):
+    seen = []
+    real = jobs.iter_segment
+
+    def spy(image, **kwargs):
+        seen.append(image)
+        return (yield from real(image, **kwargs))
+
+    monkeypatch.setattr(jobs, "iter_segment", spy)
+    for name, make, layer_kwargs, settings, shape, scale, axes, label_ndim in CASES:
+        img = viewer.add_image(make(make_blobs), name=name, **layer_kwargs)
+        widget.image.value = img
+        for option, value in settings.items():
+            getattr(widget, option).value = value
+        widget.run()
+        wait_done(widget)
+        sem, inst = outputs(viewer, name)
+        assert sem.data.shape == inst.data.shape == shape, name
+        np.testing.assert_allclose(inst.scale, scale)
+        np.testing.assert_allclose(sem.scale, scale)
+        assert inst.metadata["axes"] == axes, name
+        assert widget._tracker.record(img).label_ndim == label_ndim, name
+        widget.mode.value = "auto"
+    assert viewer.layers["rgb"].rgb and widget.axes.choices
+    # The dask layer reached the engine as it was, not read into memory.
+    assert isinstance(seen[-1], da.Array)
+
+
+def test_channel_axis_named_by_the_user_is_dropped(viewer, widget, wait_done, make_blobs,
+                                                   two_channel_model):
+    img = viewer.add_image(make_blobs((2, 40, 48)), name="two", scale=(1.0, 0.3, 0.2),
+                           translate=(0.0, 5.0, 6.0))
+    assert widget.add_model(str(two_channel_model))
+    widget.image.value = img
+    assert "CYX" in widget.axes.choices
+    widget.axes.value = "CYX"
+    widget.run()
+    wait_done(widget)
+    sem, inst = outputs(viewer, "two")
+    assert inst.data.shape == (40, 48)
+    np.testing.assert_allclose(inst.scale, (0.3, 0.2))
+    np.testing.assert_allclose(inst.translate, (5.0, 6.0))
+
+
+def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):
+    img = viewer.add_image(np.random.default_rng(0).random((40, 512, 512), np.float32), name="big")
+    widget.image.value = img
+    widget.tile_size.value = 128
+    records = []
+    n_layers = len(viewer.layers)
+    widget.run()
+    assert widget.running and not widget.run_button.enabled and widget.cancel_button.enabled
+    widget._run.worker.yielded.connect(records.append)
+    qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
+    start = time.perf_counter()
+    with qtbot.waitSignal(widget._run.worker.finished, timeout=5_000):
+        widget.cancel_button.clicked()
+    assert time.perf_counter() - start < 2.5
+    assert not widget.running and widget.run_button.enabled and not widget.cancel_button.enabled
+    assert len(viewer.layers) == n_layers
+    assert records[-1].done < records[-1].total
+    assert any("cancelled" in m.lower() for m in notes.messages("info"))
+
+
+def test_event_loop_keeps_turning_during_a_run(viewer, widget, qtbot):
+    img = viewer.add_image(np.random.default_rng(1).random((6, 512, 512), np.float32), name="busy")
+    widget.image.value = img
+    widget.tile_size.value = 128
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(widget.running))
+    records = []
+    timer.start()
+    widget.run()
+    widget._run.worker.yielded.connect(lambda rec: records.append(len(ticks)))
+    bar_values = []
+    widget._run.pbar.events.value.connect(lambda event: bar_values.append(event.value))
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    timer.stop()
+    # The napari progress bar advanced tile by tile (150 tiles, then the instance step).
+    assert 150 in bar_values and len(set(bar_values)) > 100
+    assert len(records) > 100  # 6 planes x 25 tiles, each record handled in the GUI thread
+    assert sum(ticks) >= 10  # the timer fired while the worker ran ...
+    assert len(set(records)) > 5  # ... and between tiles, not only before and after
+    assert viewer.layers["busy instances"].data.shape == (6, 512, 512)
+
+
+def test_removing_the_source_discards_the_result(viewer, widget, qtbot, notes, make_blobs):
+    # Removed while the network runs: the work stops.
+    img = viewer.add_image(np.random.default_rng(2).random((20, 256, 256), np.float32), name="gone")
+    widget.image.value = img
+    widget.tile_size.value = 64
+    records = []
+    widget.run()
+    widget._run.worker.yielded.connect(records.append)
+    qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
+    viewer.layers.remove(img)
+    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
+    assert len(viewer.layers) == 0 and widget.image.value is None
+    assert sum("removed" in m for m in notes.messages()) == 1
+    # Removed when the result is already waiting in the event queue: it is dropped.
+    img = viewer.add_image(make_blobs((40, 48)), name="late")
+    widget.image.value = img
+    widget.tile_size.value = 0
+    widget.run()
+    run = widget._run
+    deadline = time.monotonic() + 30
+    while run.worker.is_running and time.monotonic() < deadline:
+        time.sleep(0.01)  # no Qt events handled here: the result stays queued
+    assert not run.worker.is_running and widget.running
+    viewer.layers.remove(img)
+    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
+    assert len(viewer.layers) == 0
+    assert sum("removed" in m for m in notes.messages()) == 2
+
+
+def test_bad_input_becomes_a_notification(viewer, widget, wait_done, notes, monkeypatch,
+                                          two_channel_model, make_blobs):
+    # No image layer at all (a Labels layer is not offered as an image).
+    mask = viewer.add_labels(np.zeros((16, 16), np.uint8), name="mask")
+    assert widget.image.choices == ()
+    widget.run_button.clicked()
+    assert not widget.running
+    (error,) = notes.messages("error")
+    assert "no image layer" in error
+    # A Labels layer handed over as the image.
+    notes.items.clear()
+    widget.run(layer=mask)
+    assert not widget.running
+    assert notes.messages("error") == [
+        "'mask' is a Labels layer (a mask), not an image: choose an image layer to segment."
+    ]
+    # A model that wants two channels, on a one-channel image (found in the worker).
+    notes.items.clear()
+    img = viewer.add_image(make_blobs((40, 48)), name="grey")
+    assert widget.add_model(str(two_channel_model))
+    widget.image.value = img
+    widget.run()
+    wait_done(widget)
+    (error,) = notes.messages("error")
+    assert "takes 2 channels" in error
+    assert [layer.name for layer in viewer.layers] == ["mask", "grey"]
+    assert widget.run_button.enabled
+    # An unexpected failure deep in the engine: a plain message, no traceback.
+    notes.items.clear()
+
+    def broken(image, **kwargs):
+        yield from ()
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(jobs, "iter_segment", broken)
+    widget.run()
+    wait_done(widget)
+    (error,) = notes.messages("error")
+    assert "ran out of memory" in error and "smaller tile size" in error
+    for note in notes.items:
+        assert "Traceback" not in note.message
+        assert type(note).__name__ == "Notification"  # not an ErrorNotification with a traceback
+
+
+def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, tmp_path, monkeypatch,
+                                            notes):
+    # Browse… opens a model; its tuned post-processing values become the defaults.
+    # (patched on the class: magicgui containers treat attribute deletion as widget removal)
+    monkeypatch.setattr(SegmentWidget, "_ask_model_path", lambda self: str(tuned_model / "config.json"))
+    widget.browse.clicked()
+    assert widget.model.value == f"file:{tuned_model / 'config.json'}"
+    assert widget.threshold.value == pytest.approx(0.3)
+    assert widget.min_size.value == 25
+    assert widget.instance_method.value == "components"
+    # A folder without a model: a notification, and the choice stays.
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(SegmentWidget, "_ask_model_path", lambda self: str(tmp_path / "empty"))
+    widget.browse.clicked()
+    assert widget.model.value == f"file:{tuned_model / 'config.json'}"
+    (error,) = notes.messages("error")
+    assert "config.json" in error
+    # Every option explains itself.
+    for name in ("image", "model", "browse", "axes", "mode", "device", "tile_size", "threshold",
+                 "instance_method", "min_size", "run_button", "cancel_button", "update_button"):
+        assert getattr(widget, name).tooltip, name
+    assert widget.device.choices[0] == "auto" and "cpu" in widget.device.choices
+
+
+def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, make_blobs):
+    model = load_model(tuned_model)
+    register_session_model("trained here", model)
+    try:
+        assert "session:trained here" in widget.model.choices
+        widget.model.value = "session:trained here"
+        assert widget.min_size.value == 25
+        viewer.add_image(make_blobs((40, 48)), name="img")
+        widget.run()
+        wait_done(widget)
+        assert viewer.layers["img instances"].metadata["model"] == "tuned"
+    finally:
+        unregister_session_model("trained here")
+    assert "session:trained here" not in widget.model.choices
+
+
+def test_widget_without_a_bundled_model_says_what_to_do(make_napari_viewer, monkeypatch, notes):
+    monkeypatch.setattr("napari_unet._napari.model_choices.bundled_models", dict)
+    viewer = make_napari_viewer()
+    wdg = SegmentWidget(viewer)
+    viewer.add_image(np.zeros((16, 16), np.float32))
+    assert wdg.model.choices == ()
+    assert "Browse" in wdg.status.value
+    wdg.run()
+    assert not wdg.running
+    (error,) = notes.messages("error")
+    assert "Browse" in error
