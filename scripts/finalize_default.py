@@ -46,8 +46,9 @@ def main() -> int:
         "fit_images": prov.get("n_train"), "tune_images": prov.get("n_val"),
         "postprocess_tuned_on": f"{len(ids)} fluorescence images of the tune subset",
         "tune_ap50": round(table[0][1], 4), "tune_mean_ap": round(table[0][2], 4),
-        "stages": json.loads(args.stages) if args.stages else [],
     })
+    if args.stages:
+        prov["stages"] = json.loads(args.stages)
     cfg.provenance = prov
     save_model(args.dest, model.net, cfg)
     print("installed", args.dest)
