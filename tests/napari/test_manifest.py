@@ -53,7 +53,7 @@ def test_contributions(manifest):
     contrib = manifest.contributions
     ids = {c.id for c in contrib.commands}
     assert {f"{PLUGIN}.segment_widget", f"{PLUGIN}.sample_nuclei"} <= ids
-    assert [w.display_name for w in contrib.widgets] == ["Segment (U-Net)"]
+    assert [w.display_name for w in contrib.widgets] == ["Segment (U-Net)", "Train (U-Net)"]
     assert [(s.key, s.display_name) for s in contrib.sample_data] == [("nuclei", "Nuclei (DSB2018)")]
     menu = contrib.menus["napari/layers/segment"]
     assert [item.command for item in menu] == [f"{PLUGIN}.segment_widget"]

@@ -1,0 +1,713 @@
+"""The Train widget: teach a U-Net from corrected labels, in a thread.
+
+The user picks image/labels pairs from the viewer (a 2D image, or a stack whose
+planes become separate samples), a starting model (the bundled one, a session
+model, or a new network) and a short schedule. The engine's
+:func:`~napari_unet.training.loop.iter_train` runs in a napari thread worker,
+each progress record moves a napari progress bar, and Cancel stops at the next
+step. The trained model is saved in its own folder and offered to every
+Segment widget through :func:`~napari_unet._napari.session.register_session_model`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import re
+import shutil
+import time
+import weakref
+from collections.abc import Generator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from superqt.utils import ensure_main_thread
+
+from ..checkpoint import CONFIG, LoadedModel
+from ..device import available_devices
+from ..errors import SegmentationError
+from ..progress import Progress
+from .jobs import JobFailed
+from .model_choices import ModelCatalog
+from .options import layer_array
+from .session import REGISTRY, register_session_model
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["TrainWidget", "TrainDone", "train_job", "default_models_dir"]
+
+log = logging.getLogger(__name__)
+
+NEW = "new"
+"""The start-model choice meaning "a fresh, untrained network"."""
+NEW_DEPTH = 4
+NEW_WIDTH = 12
+LR_FINE_TUNE = 5e-4
+LR_NEW = 2e-3
+_LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
+
+TOOLTIPS = {
+    "image": "The image the network should learn from (2D, RGB, or a stack of 2D planes).",
+    "labels": (
+        "The corrected labels of that image, same height and width (and same planes for a stack).\n"
+        "Instance labels (each nucleus its own id) teach the network to split touching nuclei.\n"
+        "A 0/1 semantic mask is accepted too: its objects are its connected regions\n"
+        "(scikit-image connected components), so touching nuclei count as one.\n"
+        "Planes of a stack whose labels are all 0 are skipped."
+    ),
+    "add": "Add the image/labels pair above to the training pairs.",
+    "pairs": (
+        "The training pairs. With an empty list, Train uses the Image and Labels chosen above.\n"
+        "Select pairs and press 'Remove' to drop them."
+    ),
+    "remove": "Remove the selected pairs from the list.",
+    "clear": "Remove every pair from the list.",
+    "start": (
+        "The network to start from. Fine-tuning the bundled model (or a model trained in this\n"
+        "session) needs few corrected images; 'new network' learns from scratch and needs more\n"
+        "data and epochs."
+    ),
+    "browse": "Fine-tune a model from disk: choose its config.json or weights file.",
+    "epochs": "Passes over the training schedule; the model is saved after every epoch.",
+    "steps": "Batches per epoch. Training time grows with epochs x steps.",
+    "batch_size": "Random crops per step. Lower it if the device runs out of memory.",
+    "learning_rate": (
+        f"How fast the weights change. {LR_FINE_TUNE:g} suits fine-tuning (the default);\n"
+        f"{LR_NEW:g} suits a new network. Too high a value can spoil a good starting model."
+    ),
+    "crop_size": (
+        "Edge of the square random crops the network sees, in pixels. It is reduced to the\n"
+        "smallest training image and rounded down to a multiple of 16."
+    ),
+    "device": "Where training runs: 'auto' uses a GPU when there is one, else the CPU (slow).",
+    "name": (
+        "The new model's name: the Segment widget lists it as '<name> (this session)'.\n"
+        "If the name is taken, a number is added (e.g. nuclei-finetuned-2)."
+    ),
+    "save_in": (
+        "The model is saved in a new folder '<name>' inside this folder (created if needed);\n"
+        "open it later with 'Browse…' in the Segment widget."
+    ),
+    "train": "Train on the pairs (a background thread: napari stays usable).",
+    "cancel": "Stop training at the next step; the model is not added to the Segment widget.",
+}
+
+
+def default_models_dir() -> Path:
+    """Where trained models go unless the user chooses another folder."""
+    return Path.home() / ".napari-unet" / "models"
+
+
+def _unwrap(obj: Any) -> Any:
+    """The object behind napari's plugin proxy (layer identity matters here)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+def _format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True, eq=False)
+class _Pair:
+    image: Image
+    labels: Labels
+
+    @property
+    def label(self) -> str:
+        return f"{self.image.name}  +  {self.labels.name}"
+
+
+@dataclass(frozen=True)
+class _PairData:
+    """What the worker needs of one pair: arrays (not copies) and how to read them."""
+
+    name: str
+    image: Any  # (..., Y, X) or (..., Y, X, C) when rgb
+    labels: Any  # (..., Y, X)
+    rgb: bool
+    semantic: bool
+
+
+def _spatial_shape(layer: Image) -> tuple[int, ...]:
+    shape = tuple(layer_array(layer).shape)
+    return shape[:-1] if layer.rgb else shape
+
+
+def _labels_array(layer: Labels) -> Any:
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def check_pair(image: Any, labels: Any, layers: Sequence[Any]) -> _PairData:
+    """Check one image/labels pair and describe it for the worker.
+
+    Raises
+    ------
+    SegmentationError
+        With a message for the user (layer gone, wrong kind, shapes differ, labels empty).
+    """
+    for layer, kind, cls in ((image, "image", Image), (labels, "labels", Labels)):
+        if layer is None:
+            raise SegmentationError(
+                f"There is no {kind} layer to train on. Open an image, segment it (or draw "
+                "labels with a new Labels layer), correct the labels, then choose both here."
+            )
+        if not isinstance(layer, cls):
+            raise SegmentationError(f"'{layer.name}' is not a {kind} layer: choose a {cls.__name__} layer.")
+        if layer not in layers:
+            raise SegmentationError(f"The layer '{layer.name}' is no longer in the viewer.")
+    img_shape, lab = _spatial_shape(image), _labels_array(labels)
+    if len(img_shape) < 2:
+        raise SegmentationError(f"'{image.name}' is not an image of at least 2 dimensions.")
+    if img_shape != tuple(lab.shape):
+        raise SegmentationError(
+            f"'{image.name}' ({' x '.join(map(str, img_shape))} pixels) and '{labels.name}' "
+            f"({' x '.join(map(str, lab.shape))}) differ in shape: choose the labels made for "
+            "this image (e.g. '<image> instances')."
+        )
+    top = int(np.max(lab)) if lab.size else 0
+    if top <= 0:
+        raise SegmentationError(
+            f"'{labels.name}' has no labelled objects (all 0): paint the nuclei of "
+            f"'{image.name}' first, or segment it and correct the result."
+        )
+    return _PairData(image.name, layer_array(image), lab, bool(image.rgb), semantic=top == 1)
+
+
+# ---------------------------------------------------------------------------- job
+@dataclass(frozen=True)
+class TrainDone:
+    """Training finished; ``model`` was saved in ``folder``."""
+
+    model: LoadedModel
+    folder: Path
+    n_samples: int
+    n_skipped: int
+    final_loss: float
+
+
+def _planes(pair: _PairData) -> Generator[tuple[str, np.ndarray, np.ndarray], None, None]:
+    """Each 2D plane of a pair, with its name (a 2D pair is one plane)."""
+    lead = tuple(pair.labels.shape[:-2])
+    for index in np.ndindex(*lead) if lead else [()]:
+        name = pair.name + ("[" + ",".join(map(str, index)) + "]" if index else "")
+        yield name, np.asarray(pair.image[index]), np.asarray(pair.labels[index])
+
+
+def _n_planes(pair: _PairData) -> int:
+    return int(np.prod(pair.labels.shape[:-2], dtype=np.int64))
+
+
+def _train_message(exc: BaseException) -> str:
+    if isinstance(exc, SegmentationError):
+        return str(exc)
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return ("Training ran out of memory. Lower 'Batch size' or 'Crop size', or choose the "
+                "CPU device.")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return (f"Training failed unexpectedly ({type(exc).__name__}{': ' + first if first else ''}). "
+            "Check the pairs and the options, and report this if it happens again.")
+
+
+def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
+              ) -> Generator[Progress, None, TrainDone | JobFailed]:
+    """Make samples from ``pairs`` and run :func:`~napari_unet.training.loop.iter_train`.
+
+    Runs in a thread worker: yields the preparation's and the engine's progress
+    records and never raises (a failure comes back as :class:`JobFailed`).
+    ``options["init"]`` is the model to fine-tune (copied here, never changed)
+    or None for a new network.
+    """
+    from skimage.measure import label as connected_components
+
+    from ..training.data import prepare_sample
+    from ..training.loop import iter_train
+
+    try:
+        init: LoadedModel | None = options["init"]
+        in_channels = init.config.in_channels if init is not None else 1
+        total = sum(_n_planes(p) for p in pairs)
+        samples, skipped, done = [], 0, 0
+        for pair in pairs:
+            for name, image, labels in _planes(pair):
+                done += 1
+                if labels.any():
+                    if pair.semantic:
+                        labels = connected_components(labels > 0)
+                    samples.append(prepare_sample(image, labels, name=name, in_channels=in_channels))
+                else:
+                    skipped += 1
+                yield Progress("prepare", done, total, f"plane {done}/{total}")
+        if not samples:
+            raise SegmentationError("Every plane of the chosen labels is empty: nothing to learn from.")
+        multiple = 2 ** (init.config.depth if init is not None else NEW_DEPTH)
+        smallest = min(min(s.target.shape) for s in samples)
+        crop = max(multiple, min(int(options["crop_size"]), smallest) // multiple * multiple)
+        folder: Path = options["folder"]
+        model = yield from iter_train(
+            samples, folder,
+            epochs=options["epochs"], steps_per_epoch=options["steps"],
+            batch_size=options["batch_size"], crop_size=crop,
+            learning_rate=options["learning_rate"],
+            init_model=copy.deepcopy(init) if init is not None else None,
+            base_width=NEW_WIDTH, depth=NEW_DEPTH,
+            device=options["device"], resume=False, name=options["name"],
+            description="trained in napari with the Train (U-Net) widget",
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        if not isinstance(exc, SegmentationError):
+            log.exception("napari-unet: training failed")
+        return JobFailed(_train_message(exc))
+    loss = float("nan")
+    with suppress(OSError, ValueError, KeyError, IndexError):
+        last = (folder / "train_log.jsonl").read_text().strip().splitlines()[-1]
+        loss = float(json.loads(last)["train_loss"])
+    return TrainDone(model, folder, len(samples), skipped, loss)
+
+
+# ------------------------------------------------------------------------- widget
+@dataclass
+class _Run:
+    worker: Any
+    name: str
+    folder: Path
+    started: float = field(default_factory=time.perf_counter)
+    pbar: progress | None = None
+    stage: str = ""
+    answered: bool = False
+
+
+class TrainWidget(Container):
+    """Train (or fine-tune) a U-Net on image/labels pairs of the viewer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer whose Image and Labels layers are offered as training pairs.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = _unwrap(napari_viewer)
+        self._catalog = ModelCatalog()
+        self._pairs: list[_Pair] = []
+        self._run: _Run | None = None
+        self.last_folder: Path | None = None
+        self._build()
+        self._connect()
+        default = self._catalog.default_key()
+        self.start_model.value = default if default is not None else NEW
+        self._on_start_changed(self.start_model.value)
+        self._on_image_changed()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        tip = TOOLTIPS
+        self.image = ComboBox(label="Image", choices=self._image_choices, tooltip=tip["image"])
+        self.labels = ComboBox(label="Labels", choices=self._labels_choices, tooltip=tip["labels"])
+        self.add_button = PushButton(text="Add pair", tooltip=tip["add"])
+        self.remove_button = PushButton(text="Remove", tooltip=tip["remove"])
+        self.clear_button = PushButton(text="Clear", tooltip=tip["clear"])
+        pair_buttons = Container(widgets=[self.add_button, self.remove_button, self.clear_button],
+                                 layout="horizontal", labels=False)
+        pair_buttons.margins = (0, 0, 0, 0)
+        self.pairs = Select(label="Pairs", choices=self._pair_choices, tooltip=tip["pairs"])
+        self.pairs.native.setFixedHeight(90)
+        self.start_model = ComboBox(choices=self._start_choices, tooltip=tip["start"])
+        self.browse = PushButton(text="Browse…", tooltip=tip["browse"])
+        start_row = Container(widgets=[self.start_model, self.browse], layout="horizontal",
+                              labels=False, label="Start from")
+        start_row.margins = (0, 0, 0, 0)
+        self.epochs = SpinBox(label="Epochs", value=10, min=1, max=10_000, tooltip=tip["epochs"])
+        self.steps = SpinBox(label="Steps per epoch", value=20, min=1, max=100_000, tooltip=tip["steps"])
+        self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=256, tooltip=tip["batch_size"])
+        self.learning_rate = FloatSpinBox(label="Learning rate", value=LR_FINE_TUNE, min=1e-4,
+                                          max=0.1, step=1e-4, tooltip=tip["learning_rate"])
+        self.crop_size = SpinBox(label="Crop size (px)", value=256, min=16, max=2048, step=16,
+                                 tooltip=tip["crop_size"])
+        self.device = ComboBox(label="Device", choices=["auto", *available_devices()], value="auto",
+                               tooltip=tip["device"])
+        self.model_name = LineEdit(label="Model name", value="nuclei-finetuned", tooltip=tip["name"])
+        self.save_in = FileEdit(label="Save in", mode="d", value=default_models_dir(),
+                                tooltip=tip["save_in"])
+        self.train_button = PushButton(text="Train", tooltip=tip["train"])
+        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=tip["cancel"])
+        buttons = Container(widgets=[self.train_button, self.cancel_button], layout="horizontal",
+                            labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.progress_bar = ProgressBar(value=0, min=0, max=1, label="Progress")
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        self.extend([self.image, self.labels, pair_buttons, self.pairs, start_row, self.epochs,
+                     self.steps, self.batch_size, self.learning_rate, self.crop_size, self.device,
+                     self.model_name, self.save_in, buttons, self.progress_bar, self.status])
+        from qtpy.QtWidgets import QSizePolicy
+
+        row = self.pairs.native.parentWidget()  # the list's labelled row: keep it compact
+        if row is not None:
+            row.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.native.layout().addStretch()  # spare height goes below the controls
+
+    def _connect(self) -> None:
+        self.image.changed.connect(self._on_image_changed)
+        self.add_button.changed.connect(lambda: self.add_pair())
+        self.remove_button.changed.connect(self.remove_selected)
+        self.clear_button.changed.connect(self.clear_pairs)
+        self.start_model.changed.connect(self._on_start_changed)
+        self.browse.changed.connect(self._browse)
+        self.train_button.changed.connect(lambda: self.train())
+        self.cancel_button.changed.connect(self.cancel)
+        events = self._viewer.layers.events
+        for name in _LAYER_EVENTS:
+            getattr(events, name).connect(self._on_layers_changed)
+        events.removed.connect(self._on_layer_removed)
+        REGISTRY.changed.connect(self._on_session_models_changed)
+        self.native.destroyed.connect(partial(_teardown, weakref.ref(self)))
+
+    def _disconnect(self) -> None:
+        """Stop listening to the viewer and the registry, and stop any training."""
+        events = self._viewer.layers.events
+        for name in _LAYER_EVENTS:
+            getattr(events, name).disconnect(self._on_layers_changed)
+        events.removed.disconnect(self._on_layer_removed)
+        REGISTRY.changed.disconnect(self._on_session_models_changed)
+        run, self._run = self._run, None
+        if run is not None:
+            run.worker.quit()
+            for signal in (run.worker.yielded, run.worker.returned, run.worker.aborted,
+                           run.worker.finished):
+                with suppress(TypeError, RuntimeError):
+                    signal.disconnect()
+            if run.pbar is not None:
+                run.pbar.close()
+
+    # ----------------------------------------------------------------- choices
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Labels]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
+
+    def _pair_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        return [(pair.label, i) for i, pair in enumerate(getattr(self, "_pairs", ()))]
+
+    def _start_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        return [*self._catalog.choices(), ("new network (untrained, small U-Net)", NEW)]
+
+    def _on_layers_changed(self, _event: Any = None) -> None:
+        self.image.reset_choices()
+        self.labels.reset_choices()
+        self.pairs.reset_choices()  # names may have changed
+        self._match_labels(prefer_named=False)
+
+    def _on_layer_removed(self, event: Any) -> None:
+        gone = _unwrap(event.value)
+        kept = [p for p in self._pairs if gone is not p.image and gone is not p.labels]
+        if len(kept) != len(self._pairs):
+            dropped = len(self._pairs) - len(kept)
+            self._pairs = kept
+            self.pairs.reset_choices()
+            show_info(f"'{gone.name}' was removed from the viewer: {dropped} training pair(s) "
+                      "using it were removed from the list.")
+
+    def _on_image_changed(self, _value: Any = None) -> None:
+        self._match_labels(prefer_named=True)
+
+    def _match_labels(self, *, prefer_named: bool) -> None:
+        """Offer labels that fit the chosen image: its '<image> instances' first when asked,
+        else keep the current labels if they fit, else take the first that fits."""
+        image = _unwrap(self.image.value)
+        if image is None:
+            return
+        shape = _spatial_shape(image)
+        current = _unwrap(self.labels.value)
+        fits = [layer for _, layer in self._labels_choices() if tuple(_labels_array(layer).shape) == shape]
+        named = [layer for layer in fits if layer.name == f"{image.name} instances"]
+        if prefer_named and named:
+            self.labels.value = named[0]
+        elif fits and not any(layer is current for layer in fits):
+            self.labels.value = (named or fits)[0]
+
+    @ensure_main_thread
+    def _on_session_models_changed(self) -> None:
+        self.start_model.reset_choices()
+
+    def _on_start_changed(self, key: str | None) -> None:
+        """A new network learns faster than a fine-tuned one should: swap the default rate."""
+        value = self.learning_rate.value
+        if key == NEW and math.isclose(value, LR_FINE_TUNE):
+            self.learning_rate.value = LR_NEW
+        elif key != NEW and math.isclose(value, LR_NEW):
+            self.learning_rate.value = LR_FINE_TUNE
+
+    def _browse(self) -> None:
+        path = self._ask_model_path()
+        if path:
+            self.add_model(path)
+
+    def _ask_model_path(self) -> str | None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(
+            self.native, "Fine-tune a U-Net model: choose its config.json (or weights file)", "",
+            "U-Net models (config.json *.safetensors *.pt *.pth);;All files (*)",
+        )
+        return path or None
+
+    def add_model(self, path: str) -> bool:
+        """Open the model at ``path`` as a starting model and choose it."""
+        try:
+            key = self._catalog.add_path(path)
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return False
+        self.start_model.reset_choices()
+        self.start_model.value = key
+        return True
+
+    # ------------------------------------------------------------------- pairs
+    @property
+    def pair_layers(self) -> list[tuple[Image, Labels]]:
+        """The training pairs in the list, as (image, labels) layers."""
+        return [(p.image, p.labels) for p in self._pairs]
+
+    def add_pair(self, image: Image | None = None, labels: Labels | None = None) -> bool:
+        """Add ``image`` and ``labels`` (default: those chosen) to the pairs, if they fit."""
+        image = _unwrap(self.image.value if image is None else image)
+        labels = _unwrap(self.labels.value if labels is None else labels)
+        try:
+            data = check_pair(image, labels, self._viewer.layers)
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return False
+        if any(p.image is image and p.labels is labels for p in self._pairs):
+            show_info(f"'{image.name}' with '{labels.name}' is already in the list.")
+            return False
+        self._pairs.append(_Pair(image, labels))
+        self.pairs.reset_choices()
+        note = (" ('" + labels.name + "' is a 0/1 mask: each connected region counts as one object)"
+                if data.semantic else "")
+        self.status.value = f"Added {image.name} + {labels.name}{note}."
+        return True
+
+    def remove_selected(self) -> None:
+        """Drop the pairs selected in the list."""
+        chosen = set(self.pairs.value)
+        self._pairs = [p for i, p in enumerate(self._pairs) if i not in chosen]
+        self.pairs.reset_choices()
+
+    def clear_pairs(self) -> None:
+        """Empty the list of pairs."""
+        self._pairs = []
+        self.pairs.reset_choices()
+
+    # ------------------------------------------------------------------- train
+    @property
+    def running(self) -> bool:
+        """True while training."""
+        return self._run is not None
+
+    def train(self) -> None:
+        """Train on the pairs (or the chosen image and labels) in a background thread."""
+        if self._run is not None:
+            show_info("Training is already running: wait for it or press Cancel.")
+            return
+        try:
+            pairs = self._checked_pairs()
+            options = self._options()
+            name, folder = self._reserve_folder()
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return
+        options.update(name=name, folder=folder)
+        worker = create_worker(train_job, pairs, options, _start_thread=False, _ignore_errors=True)
+        total = options["epochs"] * options["steps"]
+        self._run = _Run(worker, name, folder, pbar=progress(total=total, desc=f"Training {name}"))
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._set_busy(True)
+        self.status.value = f"Preparing {len(pairs)} pair(s) for '{name}'…"
+        worker.start()
+
+    def _checked_pairs(self) -> list[_PairData]:
+        layers = self._viewer.layers
+        if self._pairs:
+            return [check_pair(p.image, p.labels, layers) for p in self._pairs]
+        image, labels = _unwrap(self.image.value), _unwrap(self.labels.value)
+        if image is None and labels is None:
+            raise SegmentationError(
+                "There are no training pairs: open an image and its corrected labels, choose "
+                "them under 'Image' and 'Labels', and press 'Add pair' (or just 'Train')."
+            )
+        return [check_pair(image, labels, layers)]
+
+    def _options(self) -> dict[str, Any]:
+        key = self.start_model.value
+        init = None
+        if key != NEW:
+            init = self._catalog.get(key)
+            if init.config.target != "three_class" or init.config.spatial_dims != 2:
+                raise SegmentationError(
+                    f"'{init.name}' cannot be fine-tuned here (only 2D background/interior/"
+                    "boundary models can): start from the bundled model or a new network."
+                )
+        return {
+            "init": init,
+            "epochs": int(self.epochs.value),
+            "steps": int(self.steps.value),
+            "batch_size": int(self.batch_size.value),
+            "learning_rate": float(self.learning_rate.value),
+            "crop_size": int(self.crop_size.value),
+            "device": self.device.value,
+        }
+
+    def _reserve_folder(self) -> tuple[str, Path]:
+        """A model name and a new, empty folder for it (numbered when taken)."""
+        wanted = re.sub(r"[^\w.-]+", "_", str(self.model_name.value).strip()).strip("._")
+        if not wanted:
+            raise SegmentationError("Give the model a name (letters, digits, '-', '_' or '.').")
+        text = str(self.save_in.value or "").strip()
+        parent = Path(text).expanduser() if text not in ("", ".") else default_models_dir()
+        taken = set(REGISTRY.snapshot())
+        number = 1
+        while True:
+            name = wanted if number == 1 else f"{wanted}-{number}"
+            folder = parent / name
+            if name not in taken and not folder.exists():
+                break
+            number += 1
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            raise SegmentationError(
+                f"Cannot create the model folder {folder} ({exc.strerror or exc}): choose "
+                "another folder under 'Save in'."
+            ) from None
+        return name, folder.resolve()
+
+    def cancel(self) -> None:
+        """Stop training at the next step; the model is not registered."""
+        if self._run is not None:
+            self._run.worker.quit()
+            self.cancel_button.enabled = False
+            self.status.value = "Cancelling…"
+
+    def _set_busy(self, busy: bool) -> None:
+        self.train_button.enabled = not busy
+        self.browse.enabled = not busy
+        self.cancel_button.enabled = busy
+        if busy:
+            self.progress_bar.max, self.progress_bar.value = 1, 0
+
+    def _on_progress(self, record: Progress) -> None:
+        run = self._run
+        if run is None or run.answered:
+            return
+        self.progress_bar.max = max(int(record.total), 1)
+        self.progress_bar.value = min(int(record.done), self.progress_bar.max)
+        eta = _format_eta(getattr(record, "eta_s", float("nan")))
+        text = f"{record.stage}: {record.message}" + (f", about {eta} left" if eta else "")
+        self.status.value = text
+        pbar = run.pbar
+        if pbar is None:
+            return
+        # The bar counts prepared planes, then training steps.
+        phase = "prepare" if record.stage == "prepare" else "train"
+        if phase != run.stage:
+            run.stage = phase
+            pbar.total = record.total
+            pbar.n = 0
+        # napari's bar may handle Qt events (even the result) inside these calls: recheck.
+        if self._run is run and not run.answered:
+            pbar.update(record.done - pbar.n)
+        if self._run is run and not run.answered:
+            pbar.set_description(f"Training {run.name}: {record.message}")
+
+    def _on_returned(self, result: TrainDone | JobFailed) -> None:
+        run = self._run
+        if run is None:
+            return
+        run.answered = True
+        if isinstance(result, JobFailed):
+            show_error(result.message)
+            self.status.value = "Failed: see the notification."
+            _remove_if_no_model(run.folder)
+            return
+        register_session_model(run.name, result.model)
+        self.last_folder = result.folder
+        minutes = (time.perf_counter() - run.started) / 60
+        skipped = f" ({result.n_skipped} empty plane(s) skipped)" if result.n_skipped else ""
+        loss = f", final loss {result.final_loss:.3f}" if math.isfinite(result.final_loss) else ""
+        show_info(
+            f"Model '{run.name}' trained on {result.n_samples} image(s){skipped}{loss}. "
+            f"Saved in {result.folder}. Choose '{run.name} (this session)' in the Segment (U-Net) "
+            f"widget to use it; in a later session open it there with 'Browse…' "
+            f"({result.folder / CONFIG})."
+        )
+        self.status.value = f"'{run.name}' saved in {result.folder} ({minutes:.1f} min)."
+
+    def _on_aborted(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        run.answered = True
+        kept = (run.folder / CONFIG).is_file()
+        if not kept:
+            _remove_if_no_model(run.folder)
+        where = (f" The model of the last finished epoch stays in {run.folder}; open it with "
+                 "'Browse…' if you want it." if kept else "")
+        show_info(f"Training of '{run.name}' cancelled: it was not added to the model list.{where}")
+        self.status.value = "Cancelled."
+
+    def _on_finished(self) -> None:
+        run, self._run = self._run, None
+        if run is not None and run.pbar is not None:
+            run.pbar.close()
+        self._set_busy(False)
+
+
+def _remove_if_no_model(folder: Path) -> None:
+    """Remove a model folder this widget made when no model was saved in it."""
+    if folder.is_dir() and not (folder / CONFIG).is_file():
+        with suppress(OSError):
+            shutil.rmtree(folder)
+
+
+def _teardown(ref: weakref.ref, *_: Any) -> None:
+    """Called when the widget's Qt object is destroyed (holds the widget weakly)."""
+    widget = ref()
+    if widget is not None:
+        widget._disconnect()

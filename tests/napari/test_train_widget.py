@@ -1,0 +1,225 @@
+"""The Train widget in a real viewer: trains, registers, cancels, refuses bad input.
+
+Training runs are tiny (1 epoch of 2 steps on 32 px crops) so each takes seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet._napari import session_models, unregister_session_model
+from napari_unet._napari import train_widget as tw
+from napari_unet._napari.train_widget import NEW, TrainWidget
+from napari_unet._napari.widget import SegmentWidget
+from napari_unet.checkpoint import load_model
+
+pytestmark = pytest.mark.gui
+
+
+def discs(shape=(64, 64), seed=0):
+    """A float32 image of bright discs and its instance labels (int32)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.int32)
+    for i in range(1, 7):
+        cy, cx = rng.uniform(8, shape[0] - 8), rng.uniform(8, shape[1] - 8)
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(16, 40)] = i
+    image = (labels > 0) * 0.8 + rng.normal(0.1, 0.05, shape)
+    return image.astype(np.float32), labels
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry(tmp_path, monkeypatch):
+    """No models written under the real home; session models made here are withdrawn."""
+    monkeypatch.setattr(tw, "default_models_dir", lambda: tmp_path / "default-models")
+    before = set(session_models())
+    yield
+    for name in set(session_models()) - before:
+        unregister_session_model(name)
+
+
+@pytest.fixture
+def trainer(viewer, tmp_path):
+    """A docked Train widget set for a tiny run that saves under ``tmp_path/models``."""
+    wdg = TrainWidget(viewer)
+    viewer.window.add_dock_widget(wdg, name="Train (U-Net)")
+    wdg.start_model.value = NEW
+    wdg.epochs.value, wdg.steps.value, wdg.batch_size.value = 1, 2, 2
+    wdg.crop_size.value = 32
+    wdg.device.value = "cpu"
+    wdg.model_name.value = "test-net"
+    wdg.save_in.value = tmp_path / "models"
+    return wdg
+
+
+def wait_trained(qtbot, wdg, timeout=60_000):
+    qtbot.waitUntil(lambda: not wdg.running, timeout=timeout)
+
+
+def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, qtbot, notes,
+                                                               tmp_path):
+    image, labels = discs()
+    img = viewer.add_image(image, name="cells")
+    viewer.add_labels(np.zeros((32, 32), np.int32), name="other")
+    lab = viewer.add_labels(labels, name="cells instances")
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment (U-Net)")
+    # Choosing the image offers its fitting labels; the pair goes into the list.
+    trainer.image.value = img
+    assert trainer.labels.value is lab
+    assert trainer.add_pair()
+    assert trainer.pair_layers == [(img, lab)]
+    assert trainer.pairs.choices == (0,)
+    assert trainer.learning_rate.value == pytest.approx(tw.LR_NEW)  # a new network's default
+    trainer.train_button.clicked()
+    assert trainer.running and not trainer.train_button.enabled and trainer.cancel_button.enabled
+    wait_trained(qtbot, trainer)
+    assert not trainer.running and trainer.train_button.enabled and not trainer.cancel_button.enabled
+    folder = tmp_path / "models" / "test-net"
+    assert trainer.last_folder == folder.resolve()
+    assert (folder / "config.json").is_file() and (folder / "weights.safetensors").is_file()
+    assert "test-net" in session_models()
+    assert session_models()["test-net"].name == "test-net"
+    # The Segment widget lists it and segments with it.
+    assert "session:test-net" in segment.model.choices
+    (info,) = [m for m in notes.messages("info") if "trained" in m]
+    assert str(folder.resolve()) in info and "test-net (this session)" in info
+    assert not notes.messages("error")
+    segment.model.value = "session:test-net"
+    segment.image.value = img
+    segment.device.value = "cpu"
+    segment.run()
+    qtbot.waitUntil(lambda: not segment.running, timeout=30_000)
+    (made,) = [layer for layer in viewer.layers if layer.metadata.get("output") == "instances"]
+    assert made.metadata["model"] == "test-net" and made.data.shape == (64, 64)
+    assert viewer.layers["cells instances"] is lab  # the user's labels stay as they were
+    # The same name again makes a new folder and a new session model, never overwriting.
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert {"test-net", "test-net-2"} <= set(session_models())
+    # An emptied 'Save in' field means the default folder.
+    trainer.save_in.line_edit.value = ""
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert (tmp_path / "default-models" / "test-net-3" / "config.json").is_file()
+    assert (tmp_path / "models" / "test-net-2" / "config.json").is_file()
+
+
+def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, tiny_model):
+    image, labels = discs()
+    stack = np.stack([image, image[::-1], image.T])
+    mask = np.stack([labels > 0, np.zeros_like(labels, bool), (labels > 0).T]).astype(np.uint8)
+    img = viewer.add_image(stack, name="stack")
+    lab = viewer.add_labels(mask, name="stack mask")
+    assert trainer.add_model(str(tiny_model))
+    assert trainer.learning_rate.value == pytest.approx(tw.LR_FINE_TUNE)
+    start = trainer._catalog.get(trainer.start_model.value)
+    before = {k: v.clone() for k, v in start.net.state_dict().items()}
+    trainer.model_name.value = "tuned stack"  # made folder-safe
+    assert trainer.add_pair(img, lab)
+    assert "0/1 mask" in trainer.status.value
+    seen = []
+    trainer.train()
+    trainer._run.worker.yielded.connect(seen.append)
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    model = session_models()["tuned_stack"]
+    assert model.config.base_width == 4 and model.config.depth == 2  # the tiny model's
+    (info,) = [m for m in notes.messages("info") if "trained" in m]
+    assert "on 2 image(s) (1 empty plane(s) skipped)" in info
+    assert model.config.provenance["trained_on"] == ["stack[0]", "stack[2]"]
+    assert model.config.provenance["crop_size"] == 32
+    # The starting model was copied, not trained in place.
+    for key, value in start.net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert any(r.stage == "train" for r in seen)
+
+
+def test_cancel_registers_nothing(viewer, trainer, qtbot, notes, tmp_path):
+    image, labels = discs()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="cells instances")
+    trainer.epochs.value, trainer.steps.value = 50, 100
+    records = []
+    trainer.train()  # an empty list: the pair chosen above
+    trainer._run.worker.yielded.connect(records.append)
+    qtbot.waitUntil(lambda: any(r.stage == "train" for r in records), timeout=30_000)
+    with qtbot.waitSignal(trainer._run.worker.finished, timeout=10_000):
+        trainer.cancel_button.clicked()
+    assert not trainer.running and trainer.train_button.enabled
+    assert "test-net" not in session_models()
+    assert any("cancelled" in m for m in notes.messages("info"))
+    assert not (tmp_path / "models" / "test-net").exists()  # no epoch finished: nothing kept
+    assert records[-1].done < records[-1].total
+
+
+def test_bad_input_becomes_a_notification(viewer, trainer, notes, tmp_path):
+    # No layers at all.
+    trainer.train_button.clicked()
+    assert not trainer.running
+    (error,) = notes.messages("error")
+    assert "no training pairs" in error
+    # Image and labels of different shapes.
+    notes.items.clear()
+    img = viewer.add_image(discs()[0], name="img")
+    small = viewer.add_labels(np.ones((32, 32), np.int32), name="small")
+    assert not trainer.add_pair(img, small)
+    (error,) = notes.messages("error")
+    assert "differ in shape" in error and "'img'" in error and "'small'" in error
+    notes.items.clear()
+    trainer.image.value, trainer.labels.value = img, small
+    trainer.train()
+    assert not trainer.running
+    assert "differ in shape" in notes.messages("error")[0]
+    # Labels with no object.
+    notes.items.clear()
+    empty = viewer.add_labels(np.zeros((64, 64), np.int32), name="empty")
+    assert not trainer.add_pair(img, empty)
+    assert "no labelled objects" in notes.messages("error")[0]
+    # A pair whose labels were erased after it was added.
+    notes.items.clear()
+    lab = viewer.add_labels(discs()[1], name="lab")
+    assert trainer.add_pair(img, lab)
+    lab.data = np.zeros_like(lab.data)
+    trainer.train()
+    assert not trainer.running
+    assert "no labelled objects" in notes.messages("error")[0]
+    # A removed layer takes its pairs out of the list.
+    notes.items.clear()
+    lab.data = discs()[1]
+    viewer.layers.remove(lab)
+    assert trainer.pair_layers == []
+    assert "removed" in notes.messages("info")[0]
+    for note in notes.items:
+        assert "Traceback" not in note.message
+    assert not list((tmp_path / "models").glob("*"))
+    # Clear and Remove.
+    lab2 = viewer.add_labels(discs()[1], name="lab2")
+    assert trainer.add_pair(img, lab2)
+    assert not trainer.add_pair(img, lab2)  # already there
+    trainer.pairs.value = [0]
+    trainer.remove_button.clicked()
+    assert trainer.pair_layers == []
+    trainer.add_pair(img, lab2)
+    trainer.clear_button.clicked()
+    assert trainer.pairs.choices == ()
+
+
+def test_options_explain_themselves_and_default_sensibly(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, wdg = viewer.window.add_plugin_dock_widget("napari-unet-seg", "Train (U-Net)")
+    assert isinstance(wdg, TrainWidget)
+    assert wdg.start_model.value == "bundled:nuclei"
+    assert NEW in wdg.start_model.choices
+    assert (wdg.epochs.value, wdg.steps.value, wdg.crop_size.value) == (10, 20, 256)
+    assert wdg.learning_rate.value == pytest.approx(5e-4)
+    assert wdg.model_name.value == "nuclei-finetuned"
+    assert wdg.device.choices[0] == "auto"
+    for name in ("image", "labels", "add_button", "remove_button", "clear_button", "pairs",
+                 "start_model", "browse", "epochs", "steps", "batch_size", "learning_rate",
+                 "crop_size", "device", "model_name", "save_in", "train_button", "cancel_button"):
+        assert getattr(wdg, name).tooltip, name
+    assert "connected components" in wdg.labels.tooltip
+    assert load_model("nuclei").config.target == "three_class"  # fine-tunable
