@@ -12,7 +12,7 @@ from ._version import __version__
 from .checkpoint import LoadedModel
 from .errors import SegmentationError
 from .instances import METHODS, label_instances
-from .postprocess import seeds_from_probabilities, semantic_from_probabilities
+from .postprocess import seeds_from_probabilities, semantic_from_probabilities, watershed_elevation
 from .predict import Predictor, prepare_input
 from .progress import Progress
 
@@ -109,7 +109,7 @@ def iter_segment(
     out_shape = prepared.out_shape
     semantic = np.zeros(out_shape, np.uint8)
     seeds = np.zeros(out_shape, bool) if cfg.target == "three_class" else None
-    elevation = np.zeros(out_shape, np.float16) if seeds is not None else None
+    elevation = np.zeros(out_shape, np.uint8) if seeds is not None else None
     probs_out = np.zeros((cfg.out_channels, *out_shape), np.float32) if keep_probabilities else None
     per_item = len(predictor.grid(prepared.net_shape))
     n_items = int(np.prod(prepared.loop_shape))
@@ -134,7 +134,7 @@ def iter_segment(
         if seeds is not None:
             seeds[key_t] = seeds_from_probabilities(probs, target=cfg.target,
                                                     seed_threshold=float(post["seed_threshold"]))
-            elevation[key_t] = 1.0 - probs[1]
+            elevation[key_t] = watershed_elevation(probs)
         if probs_out is not None:
             probs_out[(slice(None), *key_t)] = probs
     label_ndim = len(plan.label_axes)

@@ -38,14 +38,23 @@ def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
-    """Fill holes inside each object (a hole belongs to the object around it)."""
+    """Fill holes inside each object (a hole takes the nearest object's label).
+
+    Holes are few and small, so each is filled within its own bounding box
+    (grown by one pixel, which reaches the object around it).
+    """
     filled = ndi.binary_fill_holes(labels > 0)
     holes = filled & (labels == 0)
     if not holes.any():
         return labels
-    _, nearest = ndi.distance_transform_edt(labels == 0, return_indices=True)
     out = labels.copy()
-    out[holes] = labels[tuple(ix[holes] for ix in nearest)]
+    hole_ids, _ = ndi.label(holes)
+    for index, box in enumerate(ndi.find_objects(hole_ids), start=1):
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        local = labels[box]
+        hole = hole_ids[box] == index
+        _, nearest = ndi.distance_transform_edt(local == 0, return_indices=True)
+        out[box][hole] = local[tuple(ix[hole] for ix in nearest)]
     return out
 
 
@@ -76,21 +85,32 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
     structure = np.ones((3,) * seeds.ndim, bool)
     regions, n = ndi.label(seeds, structure)
     markers = regions.astype(np.int32)
-    next_id = n + 1
+    if n == 0:
+        return markers
+    # Regions never touch (full connectivity), so one distance transform of the
+    # whole mask equals each region's own. A region with one distance maximum
+    # cannot be cut (each maximum of the reconstruction holds one of them), so
+    # only regions with several maxima are examined.
+    distance = ndi.distance_transform_edt(seeds)
+    plateaus, _ = ndi.label(morphology.local_maxima(distance) & seeds, structure)
+    where = plateaus > 0
+    _, first = np.unique(plateaus[where], return_index=True)
+    maxima_per_region = np.bincount(regions[where][first], minlength=n + 1)
+    candidates = np.flatnonzero(maxima_per_region >= 2)
     ball = np.pi if seeds.ndim == 2 else 4.0 / 3.0 * np.pi
-    for index, box in enumerate(ndi.find_objects(regions), start=1):
-        if box is None:
+    boxes = ndi.find_objects(regions)
+    next_id = n + 1
+    for label in candidates:
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[label - 1])
+        region = regions[box] == label
+        dist = np.where(region, distance[box], 0.0)
+        if region.sum() <= lobed * ball * dist.max() ** seeds.ndim:
             continue
-        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
-        region = regions[box] == index
-        distance = ndi.distance_transform_edt(region)
-        if region.sum() <= lobed * ball * distance.max() ** seeds.ndim:
-            continue
-        domes = morphology.reconstruction(distance * neck_ratio, distance, method="dilation")
+        domes = morphology.reconstruction(dist * neck_ratio, dist, method="dilation")
         peaks, count = ndi.label(morphology.local_maxima(domes) & region, structure)
         if count < 2:
             continue
-        pieces = segmentation.watershed(-distance, peaks, mask=region)
+        pieces = segmentation.watershed(-dist, peaks, mask=region)
         markers[box][region] = pieces[region] + next_id - 1
         next_id += count
     return markers

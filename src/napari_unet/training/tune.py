@@ -17,7 +17,7 @@ import numpy as np
 from ..checkpoint import LoadedModel, load_model, save_model
 from ..instances import label_instances
 from ..metrics import evaluate
-from ..postprocess import seeds_from_probabilities, semantic_from_probabilities
+from ..postprocess import seeds_from_probabilities, semantic_from_probabilities, watershed_elevation
 from ..predict import Predictor, prepare_input
 
 __all__ = ["DEFAULT_GRID", "tune_postprocess"]
@@ -33,7 +33,7 @@ DEFAULT_GRID: dict[str, Sequence[Any]] = {
 def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.ndarray:
     fg = semantic_from_probabilities(probs, target=target, threshold=params["threshold"])
     seeds = seeds_from_probabilities(probs, target=target, seed_threshold=params["seed_threshold"])
-    return label_instances(fg, method="watershed", seeds=seeds, elevation=1.0 - probs[1],
+    return label_instances(fg, method="watershed", seeds=seeds, elevation=watershed_elevation(probs),
                            min_size=params["min_size"], fill_holes=True, ndim=2,
                            neck_ratio=params.get("neck_ratio"))
 
