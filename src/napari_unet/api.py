@@ -13,7 +13,7 @@ from .checkpoint import LoadedModel
 from .errors import SegmentationError
 from .instances import METHODS, label_instances
 from .postprocess import seeds_from_probabilities, semantic_from_probabilities, watershed_elevation
-from .predict import Predictor, prepare_input
+from .predict import Predictor, prepare_input, stream_probabilities
 from .progress import Progress
 
 __all__ = ["Segmentation", "iter_segment", "segment"]
@@ -111,32 +111,17 @@ def iter_segment(
     seeds = np.zeros(out_shape, bool) if cfg.target == "three_class" else None
     elevation = np.zeros(out_shape, np.uint8) if seeds is not None else None
     probs_out = np.zeros((cfg.out_channels, *out_shape), np.float32) if keep_probabilities else None
-    per_item = len(predictor.grid(prepared.net_shape))
-    n_items = int(np.prod(prepared.loop_shape))
-    total = per_item * n_items
-    loop_out = [i - (plan.channel_axis is not None and i > plan.channel_axis) for i in plan.loop_axes]
-    for n, (index, x) in enumerate(prepared.items()):
-        gen = predictor.iter_array(x)
-        while True:
-            try:
-                done = next(gen)
-            except StopIteration as stop:
-                probs = prepared.from_canonical(stop.value)
-                break
-            note = f"tile {done}/{per_item}" + (f" of plane {n + 1}/{n_items}" if n_items > 1 else "")
-            yield Progress("predict", n * per_item + done, total, note)
-        key: list[Any] = [slice(None)] * len(out_shape)
-        for axis, i in zip(loop_out, index):
-            key[axis] = i
-        key_t = tuple(key)
-        semantic[key_t] = semantic_from_probabilities(probs, target=cfg.target,
-                                                      threshold=float(post["threshold"]))
+    threshold, seed_threshold = float(post["threshold"]), float(post["seed_threshold"])
+
+    def store(key: tuple, probs: np.ndarray) -> None:
+        semantic[key] = semantic_from_probabilities(probs, target=cfg.target, threshold=threshold)
         if seeds is not None:
-            seeds[key_t] = seeds_from_probabilities(probs, target=cfg.target,
-                                                    seed_threshold=float(post["seed_threshold"]))
-            elevation[key_t] = watershed_elevation(probs)
+            seeds[key] = seeds_from_probabilities(probs, target=cfg.target, seed_threshold=seed_threshold)
+            elevation[key] = watershed_elevation(probs)
         if probs_out is not None:
-            probs_out[(slice(None), *key_t)] = probs
+            probs_out[(slice(None), *key)] = probs
+
+    yield from stream_probabilities(predictor, prepared, store)
     label_ndim = len(plan.label_axes)
     yield Progress("instances", 0, 1, "splitting objects")
     instances = label_instances(

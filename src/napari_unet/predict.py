@@ -10,7 +10,7 @@ one plane or volume is read and normalised at a time.
 from __future__ import annotations
 
 import copy
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,9 @@ from .normalize import apply_range, check_dtype, percentile_range
 from .progress import Progress
 from .tiling import TileGrid, pad_to_multiple
 
-__all__ = ["Predictor", "iter_predict", "predict", "prepare_input", "Progress", "MIN_SIZE"]
+__all__ = [
+    "Predictor", "iter_predict", "predict", "prepare_input", "stream_probabilities", "Progress", "MIN_SIZE",
+]
 
 MIN_SIZE = 4
 """Smallest size of each spatial axis the engine accepts."""
@@ -311,6 +313,39 @@ def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tu
                             max_samples=budget)
 
 
+def stream_probabilities(
+    predictor: Predictor,
+    prepared: PreparedInput,
+    on_item: Callable[[tuple, np.ndarray], None],
+) -> Generator[Progress, None, None]:
+    """Run every plane or volume of a prepared input through the network.
+
+    Yields a ``Progress("predict", ...)`` per batch of tiles, and after each
+    item calls ``on_item(key, probabilities)``: ``key`` indexes that item in
+    an output array of shape ``prepared.out_shape``; ``probabilities`` is
+    (K, *item shape) float32, axes in the input's order.
+    """
+    plan = prepared.plan
+    per_item = len(predictor.grid(prepared.net_shape))
+    n_items = int(np.prod(prepared.loop_shape))
+    total = per_item * n_items
+    loop_out = [i - (plan.channel_axis is not None and i > plan.channel_axis) for i in plan.loop_axes]
+    for n, (index, x) in enumerate(prepared.items()):
+        gen = predictor.iter_array(x)
+        while True:
+            try:
+                done = next(gen)
+            except StopIteration as stop:
+                probs = prepared.from_canonical(stop.value)
+                break
+            note = f"tile {done}/{per_item}" + (f" of plane {n + 1}/{n_items}" if n_items > 1 else "")
+            yield Progress("predict", n * per_item + done, total, note)
+        key: list[object] = [slice(None)] * len(prepared.out_shape)
+        for axis, i in zip(loop_out, index):
+            key[axis] = i
+        on_item(tuple(key), probs)
+
+
 def iter_predict(
     image: object,
     model: LoadedModel | str = "default",
@@ -342,24 +377,11 @@ def iter_predict(
         batch_size=batch_size)
     prepared = prepare_input(image, predictor.config, axes=axes, mode=mode, channel=channel)
     out = np.zeros((predictor.config.out_channels, *prepared.out_shape), np.float32)
-    per_item = len(predictor.grid(prepared.net_shape))
-    total = per_item * int(np.prod(prepared.loop_shape))
-    loop_out = [i - (prepared.plan.channel_axis is not None and i > prepared.plan.channel_axis)
-                for i in prepared.plan.loop_axes]
-    for n, (index, x) in enumerate(prepared.items()):
-        gen = predictor.iter_array(x)
-        while True:
-            try:
-                done = next(gen)
-            except StopIteration as stop:
-                probs = stop.value
-                break
-            yield Progress("predict", n * per_item + done, total,
-                           f"tile {done}/{per_item}" + (f", plane {n + 1}" if total > per_item else ""))
-        key: list[object] = [slice(None)] * (out.ndim - 1)
-        for axis, i in zip(loop_out, index):
-            key[axis] = i
-        out[(slice(None), *key)] = prepared.from_canonical(probs)
+
+    def store(key: tuple, probs: np.ndarray) -> None:
+        out[(slice(None), *key)] = probs
+
+    yield from stream_probabilities(predictor, prepared, store)
     return out
 
 

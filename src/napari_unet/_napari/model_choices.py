@@ -106,3 +106,31 @@ class ModelCatalog:
 def _short(folder: Path, keep: int = 2) -> str:
     parts = folder.parts
     return str(Path(*parts[-keep:])) if len(parts) > keep else str(folder)
+
+
+MODEL_FILE_FILTER = "U-Net models (config.json *.safetensors *.pt *.pth);;All files (*)"
+
+
+def ask_model_path(parent: object, title: str) -> str | None:
+    """A file dialog for a model's config.json (or weights file); None if cancelled."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getOpenFileName(parent, title, "", MODEL_FILE_FILTER)
+    return path or None
+
+
+def add_model_choice(catalog: ModelCatalog, combobox: object, path: str) -> bool:
+    """Open the model at ``path``, add it to ``combobox``'s choices and select it.
+
+    A model that cannot be opened becomes an error notification (False).
+    """
+    from napari.utils.notifications import show_error
+
+    try:
+        key = catalog.add_path(path)
+    except SegmentationError as exc:
+        show_error(str(exc))
+        return False
+    combobox.reset_choices()
+    combobox.value = key
+    return True

@@ -42,7 +42,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_info
 from superqt.utils import ensure_main_thread
 
 from ..checkpoint import CONFIG, LoadedModel
@@ -50,7 +50,7 @@ from ..device import available_devices
 from ..errors import SegmentationError
 from ..progress import Progress
 from .jobs import JobFailed
-from .model_choices import ModelCatalog
+from .model_choices import ModelCatalog, add_model_choice, ask_model_path
 from .options import layer_array
 from .session import REGISTRY, register_session_model
 
@@ -477,24 +477,11 @@ class TrainWidget(Container):
             self.add_model(path)
 
     def _ask_model_path(self) -> str | None:
-        from qtpy.QtWidgets import QFileDialog
-
-        path, _ = QFileDialog.getOpenFileName(
-            self.native, "Fine-tune a U-Net model: choose its config.json (or weights file)", "",
-            "U-Net models (config.json *.safetensors *.pt *.pth);;All files (*)",
-        )
-        return path or None
+        return ask_model_path(self.native, "Fine-tune a U-Net model: choose its config.json (or weights file)")
 
     def add_model(self, path: str) -> bool:
         """Open the model at ``path`` as a starting model and choose it."""
-        try:
-            key = self._catalog.add_path(path)
-        except SegmentationError as exc:
-            show_error(str(exc))
-            return False
-        self.start_model.reset_choices()
-        self.start_model.value = key
-        return True
+        return add_model_choice(self._catalog, self.start_model, path)
 
     # ------------------------------------------------------------------- pairs
     @property

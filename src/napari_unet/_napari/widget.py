@@ -37,7 +37,7 @@ from ..errors import SegmentationError
 from ..predict import DEFAULT_OVERLAP
 from .jobs import JobDone, JobFailed, count_objects, relabel_job, segment_job
 from .layers import channel_data_axis, label_layer_data, segmentation_layer_data, spatial_kwargs
-from .model_choices import ModelCatalog
+from .model_choices import ModelCatalog, add_model_choice, ask_model_path
 from .options import (
     METHOD_CHOICES,
     MODE_CHOICES,
@@ -211,26 +211,11 @@ class SegmentWidget(Container):
             self.add_model(path)
 
     def _ask_model_path(self) -> str | None:
-        from qtpy.QtWidgets import QFileDialog
-
-        path, _ = QFileDialog.getOpenFileName(
-            self.native,
-            "Open a U-Net model: choose its config.json (or weights file)",
-            "",
-            "U-Net models (config.json *.safetensors *.pt *.pth);;All files (*)",
-        )
-        return path or None
+        return ask_model_path(self.native, "Open a U-Net model: choose its config.json (or weights file)")
 
     def add_model(self, path: str) -> bool:
         """Open the model at ``path`` (folder or file), add it to the list and choose it."""
-        try:
-            key = self._catalog.add_path(path)
-        except SegmentationError as exc:
-            show_error(str(exc))
-            return False
-        self.model.reset_choices()
-        self.model.value = key
-        return True
+        return add_model_choice(self._catalog, self.model, path)
 
     # --------------------------------------------------------------------- run
     @property
