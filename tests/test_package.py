@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import os
 import subprocess
 import sys
 import zipfile
@@ -107,11 +108,29 @@ def test_wheel_ships_manifest(wheel):
 
 def test_wheel_ships_models(wheel):
     models = _payload_files(PKG_SRC / "models")
-    if not models:
-        pytest.skip("no bundled model files in src/napari_unet/models yet")
+    assert any(p.name == "weights.safetensors" for p in models), "the bundled model is missing"
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         for path in models:
             arcname = path.relative_to(PKG_SRC.parent).as_posix()
             assert arcname in names, f"{arcname} is missing from the wheel"
             assert zf.getinfo(arcname).file_size == path.stat().st_size
+
+
+def test_npe2_discovers_the_manifest_of_an_installed_wheel(wheel, tmp_path):
+    """Install the wheel into a folder of its own and let npe2 find the plugin there."""
+    target = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(target)  # a wheel is a zip laid out as site-packages
+    code = (
+        "import npe2, napari_unet, pathlib, sys\n"
+        "mf = npe2.PluginManifest.from_distribution('napari-unet-seg')\n"
+        "assert mf.name == 'napari-unet-seg', mf.name\n"
+        "assert pathlib.Path(napari_unet.__file__).parent.parent == pathlib.Path(sys.argv[1])\n"
+        "print(sorted(c.id for c in mf.contributions.commands))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "napari-unet-seg.segment_widget" in proc.stdout
