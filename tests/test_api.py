@@ -14,7 +14,7 @@ import napari_unet
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
 from napari_unet.predict import Predictor, predict
-from napari_unet.progress import Progress
+from napari_unet.progress import Progress, drain
 
 
 def _objects(labels: np.ndarray) -> set[int]:
@@ -200,11 +200,7 @@ def test_z_stack_labels_are_unique_across_the_volume(models, helpers, fake_net, 
 
 def _drain(gen):
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            return records, stop.value
+    return records, drain(gen, records.append)
 
 
 def test_iter_segment_progress(models, rng):

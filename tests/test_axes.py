@@ -9,7 +9,6 @@ from napari_unet.axes import infer_axes, plan_axes
 from napari_unet.errors import SegmentationError
 from napari_unet.predict import Predictor, predict
 
-
 # --- inference and planning ------------------------------------------------------------
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage import measure
 
 from napari_unet.errors import SegmentationError
 from napari_unet.instances import label_instances, split_seeds_at_necks, split_touching
-from skimage import measure
 
 
 def _objects(labels: np.ndarray) -> set[int]:

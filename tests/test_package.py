@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import stat
 import os
+import stat
 import subprocess
 import sys
 import zipfile

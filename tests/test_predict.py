@@ -10,8 +10,7 @@ from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
 from napari_unet.normalize import normalize
 from napari_unet.predict import MIN_SIZE, Predictor, iter_predict, predict
-from napari_unet.progress import Progress
-
+from napari_unet.progress import Progress, drain
 
 # --- shapes --------------------------------------------------------------------------
 
@@ -217,11 +216,7 @@ def test_lazy_array_is_read_one_plane_at_a_time(models, rng):
 
 def _drain(gen):
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            return records, stop.value
+    return records, drain(gen, records.append)
 
 
 def test_progress_records(models, rng):

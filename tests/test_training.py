@@ -17,6 +17,7 @@ import torch
 
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
+from napari_unet.progress import drain
 from napari_unet.training.augment import augment_batch, collate_crops
 from napari_unet.training.data import (
     Sample,
@@ -25,7 +26,13 @@ from napari_unet.training.data import (
     random_crops,
     three_class_targets,
 )
-from napari_unet.training.loop import TrainProgress, _autocast_dtype, _validate, iter_train, train
+from napari_unet.training.loop import (
+    TrainProgress,
+    _autocast_dtype,
+    _validate,
+    iter_train,
+    train,
+)
 from napari_unet.training.tune import tune_postprocess
 
 DISCS = [
@@ -55,11 +62,7 @@ def _samples(indices, noise: float = 6.0) -> list[Sample]:
 
 def _drain(gen):
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            return records, stop.value
+    return records, drain(gen, records.append)
 
 
 def _log(folder: Path) -> list[dict]:

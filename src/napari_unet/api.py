@@ -12,9 +12,13 @@ from ._version import __version__
 from .checkpoint import LoadedModel
 from .errors import SegmentationError
 from .instances import METHODS, label_instances
-from .postprocess import seeds_from_probabilities, semantic_from_probabilities, watershed_elevation
+from .postprocess import (
+    seeds_from_probabilities,
+    semantic_from_probabilities,
+    watershed_elevation,
+)
 from .predict import Predictor, prepare_input, stream_probabilities
-from .progress import Progress
+from .progress import Progress, drain
 
 __all__ = ["Segmentation", "iter_segment", "segment"]
 
@@ -164,9 +168,4 @@ def segment(image: Any, **kwargs: Any) -> Segmentation:
     >>> result.semantic.shape == image.shape               # doctest: +SKIP
     True
     """
-    gen = iter_segment(image, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_segment(image, **kwargs))

@@ -48,12 +48,10 @@ class ProgressBar:
 
 
 def _drain(gen: Generator[Any, None, Any], bar: ProgressBar) -> Any:
+    from .progress import drain
+
     try:
-        while True:
-            rec = next(gen)
-            bar.update(rec.done, rec.total, rec.message)
-    except StopIteration as stop:
-        return stop.value
+        return drain(gen, lambda rec: bar.update(rec.done, rec.total, rec.message))
     finally:
         bar.close()
 

@@ -22,7 +22,7 @@ from .device import resolve_device
 from .errors import SegmentationError
 from .model import DoubleConv, UNet
 from .normalize import apply_range, check_dtype, percentile_range
-from .progress import Progress
+from .progress import Progress, drain
 from .tiling import TileGrid, pad_to_multiple
 
 __all__ = [
@@ -387,9 +387,4 @@ def iter_predict(
 
 def predict(image: object, model: LoadedModel | str = "default", **kwargs) -> np.ndarray:
     """Drain :func:`iter_predict` and return the probabilities."""
-    gen = iter_predict(image, model, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_predict(image, model, **kwargs))

@@ -11,7 +11,14 @@ import json
 import os
 from pathlib import Path
 
-from ..checkpoint import CONFIG, DEFAULT_MODEL, LoadedModel, ModelConfig, bundled_models, load_model
+from ..checkpoint import (
+    CONFIG,
+    DEFAULT_MODEL,
+    LoadedModel,
+    ModelConfig,
+    bundled_models,
+    load_model,
+)
 from ..errors import SegmentationError
 from .session import REGISTRY
 

@@ -18,11 +18,9 @@ import math
 import re
 import shutil
 import time
-import weakref
 from collections.abc import Generator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +51,7 @@ from .jobs import JobFailed
 from .model_choices import ModelCatalog, add_model_choice, ask_model_path
 from .options import layer_array
 from .session import REGISTRY, register_session_model
+from .wiring import ViewerListener, unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -67,7 +66,6 @@ NEW_DEPTH = 4
 NEW_WIDTH = 12
 LR_FINE_TUNE = 5e-4
 LR_NEW = 2e-3
-_LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
 
 TOOLTIPS = {
     "image": "The image the network should learn from (2D, RGB, or a stack of 2D planes).",
@@ -119,11 +117,6 @@ TOOLTIPS = {
 def default_models_dir() -> Path:
     """Where trained models go unless the user chooses another folder."""
     return Path.home() / ".napari-unet" / "models"
-
-
-def _unwrap(obj: Any) -> Any:
-    """The object behind napari's plugin proxy (layer identity matters here)."""
-    return getattr(obj, "__wrapped__", obj)
 
 
 def _format_eta(seconds: float) -> str:
@@ -308,7 +301,7 @@ class _Run:
     answered: bool = False
 
 
-class TrainWidget(Container):
+class TrainWidget(ViewerListener, Container):
     """Train (or fine-tune) a U-Net on image/labels pairs of the viewer.
 
     Parameters
@@ -319,7 +312,7 @@ class TrainWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        self._viewer = _unwrap(napari_viewer)
+        self._viewer = unwrap(napari_viewer)
         self._catalog = ModelCatalog()
         self._pairs: list[_Pair] = []
         self._run: _Run | None = None
@@ -388,20 +381,11 @@ class TrainWidget(Container):
         self.browse.changed.connect(self._browse)
         self.train_button.changed.connect(lambda: self.train())
         self.cancel_button.changed.connect(self.cancel)
-        events = self._viewer.layers.events
-        for name in _LAYER_EVENTS:
-            getattr(events, name).connect(self._on_layers_changed)
-        events.removed.connect(self._on_layer_removed)
-        REGISTRY.changed.connect(self._on_session_models_changed)
-        self.native.destroyed.connect(partial(_teardown, weakref.ref(self)))
+        self._listen()
 
     def _disconnect(self) -> None:
         """Stop listening to the viewer and the registry, and stop any training."""
-        events = self._viewer.layers.events
-        for name in _LAYER_EVENTS:
-            getattr(events, name).disconnect(self._on_layers_changed)
-        events.removed.disconnect(self._on_layer_removed)
-        REGISTRY.changed.disconnect(self._on_session_models_changed)
+        self._stop_listening()
         run, self._run = self._run, None
         if run is not None:
             run.worker.quit()
@@ -432,7 +416,7 @@ class TrainWidget(Container):
         self._match_labels(prefer_named=False)
 
     def _on_layer_removed(self, event: Any) -> None:
-        gone = _unwrap(event.value)
+        gone = unwrap(event.value)
         kept = [p for p in self._pairs if gone is not p.image and gone is not p.labels]
         if len(kept) != len(self._pairs):
             dropped = len(self._pairs) - len(kept)
@@ -447,11 +431,11 @@ class TrainWidget(Container):
     def _match_labels(self, *, prefer_named: bool) -> None:
         """Offer labels that fit the chosen image: its '<image> instances' first when asked,
         else keep the current labels if they fit, else take the first that fits."""
-        image = _unwrap(self.image.value)
+        image = unwrap(self.image.value)
         if image is None:
             return
         shape = _spatial_shape(image)
-        current = _unwrap(self.labels.value)
+        current = unwrap(self.labels.value)
         fits = [layer for _, layer in self._labels_choices() if tuple(_labels_array(layer).shape) == shape]
         named = [layer for layer in fits if layer.name == f"{image.name} instances"]
         if prefer_named and named:
@@ -491,8 +475,8 @@ class TrainWidget(Container):
 
     def add_pair(self, image: Image | None = None, labels: Labels | None = None) -> bool:
         """Add ``image`` and ``labels`` (default: those chosen) to the pairs, if they fit."""
-        image = _unwrap(self.image.value if image is None else image)
-        labels = _unwrap(self.labels.value if labels is None else labels)
+        image = unwrap(self.image.value if image is None else image)
+        labels = unwrap(self.labels.value if labels is None else labels)
         try:
             data = check_pair(image, labels, self._viewer.layers)
         except SegmentationError as exc:
@@ -553,7 +537,7 @@ class TrainWidget(Container):
         layers = self._viewer.layers
         if self._pairs:
             return [check_pair(p.image, p.labels, layers) for p in self._pairs]
-        image, labels = _unwrap(self.image.value), _unwrap(self.labels.value)
+        image, labels = unwrap(self.image.value), unwrap(self.labels.value)
         if image is None and labels is None:
             raise SegmentationError(
                 "There are no training pairs: open an image and its corrected labels, choose "
@@ -693,8 +677,3 @@ def _remove_if_no_model(folder: Path) -> None:
             shutil.rmtree(folder)
 
 
-def _teardown(ref: weakref.ref, *_: Any) -> None:
-    """Called when the widget's Qt object is destroyed (holds the widget weakly)."""
-    widget = ref()
-    if widget is not None:
-        widget._disconnect()

@@ -10,10 +10,8 @@ image (see :mod:`.layers`); outputs the user has edited are never overwritten
 from __future__ import annotations
 
 import time
-import weakref
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +34,12 @@ from ..device import available_devices
 from ..errors import SegmentationError
 from ..predict import DEFAULT_OVERLAP
 from .jobs import JobDone, JobFailed, count_objects, relabel_job, segment_job
-from .layers import channel_data_axis, label_layer_data, segmentation_layer_data, spatial_kwargs
+from .layers import (
+    channel_data_axis,
+    label_layer_data,
+    segmentation_layer_data,
+    spatial_kwargs,
+)
 from .model_choices import ModelCatalog, add_model_choice, ask_model_path
 from .options import (
     METHOD_CHOICES,
@@ -48,20 +51,12 @@ from .options import (
     resolve_axes,
 )
 from .outputs import OutputTracker
-from .session import REGISTRY
+from .wiring import ViewerListener, unwrap
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["SegmentWidget"]
-
-_LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
-
-
-def _unwrap(obj: Any) -> Any:
-    """The object behind napari's plugin proxy (layer identity matters here)."""
-    return getattr(obj, "__wrapped__", obj)
-
 
 @dataclass
 class _Run:
@@ -79,7 +74,7 @@ class _Run:
     answered: bool = False  # the result arrived (progress signals may still trail it)
 
 
-class SegmentWidget(Container):
+class SegmentWidget(ViewerListener, Container):
     """Segment nuclei (or cells) in an image layer with a U-Net.
 
     Parameters
@@ -91,7 +86,7 @@ class SegmentWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        self._viewer = _unwrap(napari_viewer)
+        self._viewer = unwrap(napari_viewer)
         self._catalog = ModelCatalog()
         self._tracker = OutputTracker(self._viewer)
         self._run: _Run | None = None
@@ -142,21 +137,11 @@ class SegmentWidget(Container):
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
         self.update_button.changed.connect(self.update_instances)
-        events = self._viewer.layers.events
-        for name in _LAYER_EVENTS:
-            getattr(events, name).connect(self._on_layers_changed)
-        events.removed.connect(self._on_layer_removed)
-        REGISTRY.changed.connect(self._on_session_models_changed)
-        # The viewer and the registry may outlive this widget (its dock can be closed).
-        self.native.destroyed.connect(partial(_teardown, weakref.ref(self)))
+        self._listen()
 
     def _disconnect(self) -> None:
         """Stop listening to the viewer and the registry, and stop any work."""
-        events = self._viewer.layers.events
-        for name in _LAYER_EVENTS:
-            getattr(events, name).disconnect(self._on_layers_changed)
-        events.removed.disconnect(self._on_layer_removed)
-        REGISTRY.changed.disconnect(self._on_session_models_changed)
+        self._stop_listening()
         run, self._run = self._run, None
         if run is not None:  # nobody is left to show its result: stop it, quietly
             run.worker.quit()
@@ -228,7 +213,7 @@ class SegmentWidget(Container):
         if self._run is not None:
             show_info("A segmentation is already running: wait for it or press Cancel.")
             return
-        layer = _unwrap(self.image.value if layer is None else layer)
+        layer = unwrap(self.image.value if layer is None else layer)
         try:
             self._check_image(layer)
             options = self._options(layer)
@@ -368,7 +353,7 @@ class SegmentWidget(Container):
         if self._run is not None:
             show_info("Wait for the running segmentation to finish (or cancel it) first.")
             return
-        source = _unwrap(self.image.value)
+        source = unwrap(self.image.value)
         record = self._tracker.record(source) if source is not None else None
         semantic = record.layer("semantic") if record is not None else None
         if semantic is None or semantic not in self._viewer.layers:
@@ -412,8 +397,3 @@ class SegmentWidget(Container):
         self.status.value = f"{count} objects after the update of {run.source.name}"
 
 
-def _teardown(ref: weakref.ref, *_: Any) -> None:
-    """Called when the widget's Qt object is destroyed (holds the widget weakly)."""
-    widget = ref()
-    if widget is not None:
-        widget._disconnect()

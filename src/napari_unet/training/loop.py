@@ -26,7 +26,7 @@ from .._version import __version__
 from ..checkpoint import LoadedModel, ModelConfig, load_model, save_model
 from ..device import resolve_device
 from ..errors import SegmentationError
-from ..progress import Progress
+from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
 from .data import Sample, random_crops
 
@@ -258,9 +258,4 @@ def iter_train(
 
 def train(*args, **kwargs) -> LoadedModel:
     """Drain :func:`iter_train` and return the best model."""
-    gen = iter_train(*args, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_train(*args, **kwargs))

@@ -17,7 +17,11 @@ import numpy as np
 from ..checkpoint import LoadedModel, load_model, save_model
 from ..instances import label_instances
 from ..metrics import evaluate
-from ..postprocess import seeds_from_probabilities, semantic_from_probabilities, watershed_elevation
+from ..postprocess import (
+    seeds_from_probabilities,
+    semantic_from_probabilities,
+    watershed_elevation,
+)
 from ..predict import Predictor, prepare_input
 
 __all__ = ["DEFAULT_GRID", "tune_postprocess"]
