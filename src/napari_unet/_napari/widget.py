@@ -32,7 +32,6 @@ from superqt.utils import ensure_main_thread
 
 from ..device import available_devices
 from ..errors import SegmentationError
-from ..predict import DEFAULT_OVERLAP
 from .jobs import JobDone, JobFailed, count_objects, relabel_job, segment_job
 from .layers import (
     channel_data_axis,
@@ -251,18 +250,13 @@ class SegmentWidget(ViewerListener, Container):
             raise SegmentationError(f"The layer '{layer.name}' is no longer in the viewer.")
 
     def _options(self, layer: Image) -> dict[str, Any]:
-        model = self._catalog.get(self.model.value)
-        tile = int(self.tile_size.value) or None
-        # The engine's default overlap (64 px in 2D) would leave small tiles almost no
-        # stride; a quarter of the tile keeps the stitching seamless and the count low.
-        overlap = None if tile is None else min(DEFAULT_OVERLAP[model.config.spatial_dims], tile // 4)
         return {
-            "model": model,
+            "model": self._catalog.get(self.model.value),
             "axes": resolve_axes(layer, self.axes.value),
             "mode": self.mode.value,
             "device": self.device.value,
-            "tile_size": tile,
-            "overlap": overlap,
+            # None lets the engine choose; its default overlap shrinks with small tiles.
+            "tile_size": int(self.tile_size.value) or None,
             "threshold": float(self.threshold.value),
             "instance_method": self.instance_method.value,
             "min_size": int(self.min_size.value),
