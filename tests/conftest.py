@@ -131,6 +131,22 @@ def fake_net(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def forward_calls(monkeypatch) -> list:
+    """Batch shapes of every real forward pass (``Predictor._forward`` still runs)."""
+    from napari_unet.predict import Predictor
+
+    calls: list = []
+    original = Predictor._forward
+
+    def counting(self, batch):
+        calls.append(batch.shape)
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "_forward", counting)
+    return calls
+
+
 def disc(shape: tuple[int, int], center: tuple[float, float], radius: float) -> np.ndarray:
     """Boolean disc of ``radius`` around ``center`` in an array of ``shape``."""
     yy, xx = np.indices(shape)

@@ -13,7 +13,7 @@ import pytest
 import napari_unet
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
-from napari_unet.predict import Predictor, predict
+from napari_unet.predict import predict
 from napari_unet.progress import Progress, drain
 
 
@@ -223,15 +223,8 @@ def test_iter_segment_progress(models, rng):
     assert "objects" in rest[-1].message
 
 
-def test_closing_iter_segment_stops_work(models, rng, monkeypatch):
-    calls = []
-    original = Predictor._forward
-
-    def counting(self, batch):
-        calls.append(batch.shape)
-        return original(self, batch)
-
-    monkeypatch.setattr(Predictor, "_forward", counting)
+def test_closing_iter_segment_stops_work(models, rng, forward_calls):
+    calls = forward_calls
     gen = napari_unet.iter_segment(rng.random((3, 40, 44)), model=str(models["2d"]),
                                    axes="TYX", tile_size=16, overlap=8)
     first = next(gen)

@@ -238,15 +238,8 @@ def test_progress_records(models, rng):
     np.testing.assert_allclose(probs, predict(image, predictor, axes="TYX"))
 
 
-def test_closing_the_generator_stops_work(models, rng, monkeypatch):
-    calls = []
-    original = Predictor._forward
-
-    def counting(self, batch):
-        calls.append(batch.shape)
-        return original(self, batch)
-
-    monkeypatch.setattr(Predictor, "_forward", counting)
+def test_closing_the_generator_stops_work(models, rng, forward_calls):
+    calls = forward_calls
     image = rng.random((2, 40, 44)).astype(np.float32)
     predictor = Predictor(str(models["2d"]), device="cpu", tile_size=16, overlap=8, halo=2)
     gen = iter_predict(image, predictor, axes="TYX")
