@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--contacts", action="store_true",
                    help="weight up boundary pixels where nuclei touch (see training.data.mark_contacts)")
+    p.add_argument("--core-fraction", type=float, default=0.0,
+                   help="interior = each nucleus' core deeper than this fraction of its radius (see training.data.three_class_targets)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--init-model", help="continue from this model folder (a second stage)")
     p.add_argument("--probe", type=int, default=0, help="only time this many steps and exit")
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     fit, tune = split_ids(args.data)
     t0 = time.perf_counter()
-    fit_s = load_pairs(args.data / "images", args.data / "masks", names=fit, contacts=args.contacts)
-    tune_s = load_pairs(args.data / "images", args.data / "masks", names=tune, contacts=args.contacts)
+    fit_s = load_pairs(args.data / "images", args.data / "masks", names=fit, contacts=args.contacts,
+                       core_fraction=args.core_fraction)
+    tune_s = load_pairs(args.data / "images", args.data / "masks", names=tune, contacts=args.contacts,
+                        core_fraction=args.core_fraction)
     print(f"loaded {len(fit_s)} fit + {len(tune_s)} tune images in {time.perf_counter() - t0:.1f}s", flush=True)
     if args.probe:
         out = args.output.with_name(args.output.name + "_probe")

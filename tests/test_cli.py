@@ -22,25 +22,10 @@ from skimage import io as skio
 from napari_unet.checkpoint import load_model
 from napari_unet.cli import main
 from napari_unet.metrics import DEFAULT_THRESHOLDS
+from scenes import DISCS as ALL_DISCS
+from scenes import disc_scene
 
-# Non-touching discs: (centre y, centre x, radius) on a 64 x 64 canvas.
-DISCS = [
-    [(16, 16, 7), (18, 46, 6), (46, 30, 8)],
-    [(14, 40, 6), (44, 14, 7), (48, 48, 6)],
-    [(20, 20, 8), (44, 44, 7), (12, 52, 5)],
-]
-
-
-def _scene(discs, shape=(64, 64), *, noise: float = 0.0, seed: int = 0):
-    """A uint8 image of bright discs on a dark background and its instance labels."""
-    yy, xx = np.indices(shape)
-    labels = np.zeros(shape, np.uint16)
-    for i, (cy, cx, r) in enumerate(discs, start=1):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = i
-    image = np.where(labels > 0, 200.0, 20.0)
-    if noise:
-        image = image + np.random.default_rng(seed).normal(0.0, noise, shape)
-    return np.clip(image, 0, 255).astype(np.uint8), labels
+DISCS = ALL_DISCS[:3]  # non-touching discs on a 64 x 64 canvas
 
 
 def _write_set(root: Path, scenes, *, noise: float = 0.0, prefix: str = "img"):
@@ -49,7 +34,7 @@ def _write_set(root: Path, scenes, *, noise: float = 0.0, prefix: str = "img"):
     img_dir.mkdir(parents=True)
     mask_dir.mkdir(parents=True)
     for k, discs in enumerate(scenes):
-        image, labels = _scene(discs, noise=noise, seed=k)
+        image, labels = disc_scene(discs, noise=noise, seed=k)
         tifffile.imwrite(img_dir / f"{prefix}{k}.tif", image)
         tifffile.imwrite(mask_dir / f"{prefix}{k}.tif", labels)
     return img_dir, mask_dir
@@ -74,8 +59,8 @@ def _leftovers(folder: Path) -> list[str]:
 # --- segment ---------------------------------------------------------------------------
 
 def test_segment_writes_semantic_and_instances_per_image(models, tmp_path, capsys):
-    grey, _ = _scene(DISCS[0], noise=5)
-    grey2 = _scene(DISCS[1], noise=5)[0][:50, :61]  # a second, differently shaped image
+    grey, _ = disc_scene(DISCS[0], noise=5)
+    grey2 = disc_scene(DISCS[1], noise=5)[0][:50, :61]  # a second, differently shaped image
     tifffile.imwrite(tmp_path / "first.tif", grey)
     skio.imsave(tmp_path / "second.png", grey2, check_contrast=False)
     out = tmp_path / "results"
@@ -106,7 +91,7 @@ def test_segment_outputs_match_the_api(models, tmp_path, capsys):
     """The CLI writes exactly what ``napari_unet.segment`` returns."""
     import napari_unet
 
-    image, _ = _scene(DISCS[2], noise=5)
+    image, _ = disc_scene(DISCS[2], noise=5)
     tifffile.imwrite(tmp_path / "x.tif", image)
     assert main(["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "o"),
                  "-m", str(models["three_class"]), "--device", "cpu"]) == 0
@@ -118,7 +103,7 @@ def test_segment_outputs_match_the_api(models, tmp_path, capsys):
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
-    grey, _ = _scene(DISCS[0], noise=5)
+    grey, _ = disc_scene(DISCS[0], noise=5)
     rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)  # (Y, X, 3)
     path = tmp_path / f"colour{suffix}"
     if suffix == ".png":
@@ -139,7 +124,7 @@ def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
 
 
 def test_segment_time_series_with_axes(models, tmp_path, capsys):
-    stack = np.stack([_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)])  # (3, 64, 64)
+    stack = np.stack([disc_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)])  # (3, 64, 64)
     tifffile.imwrite(tmp_path / "movie.tif", stack, photometric="minisblack")
     out = tmp_path / "out"
     code = main(["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "-o", str(out),
@@ -158,7 +143,7 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
 
 def _bad_cases(tmp_path: Path, model: Path):
     good = tmp_path / "good.tif"
-    tifffile.imwrite(good, _scene(DISCS[0])[0])
+    tifffile.imwrite(good, disc_scene(DISCS[0])[0])
     garbage = tmp_path / "garbage.tif"
     garbage.write_bytes(b"this is not a TIFF file at all" * 20)
     a_file = tmp_path / "afile"
@@ -190,7 +175,7 @@ def test_segment_bad_input_is_one_error_line(models, tmp_path, capsys, case):
 
 
 def test_segment_bad_second_image_keeps_first_results_complete(models, tmp_path, capsys):
-    image, _ = _scene(DISCS[1], noise=5)
+    image, _ = disc_scene(DISCS[1], noise=5)
     tifffile.imwrite(tmp_path / "a.tif", image)
     (tmp_path / "b.tif").write_bytes(b"\x00garbage" * 50)
     out = tmp_path / "out"
@@ -208,7 +193,7 @@ def test_segment_bad_second_image_keeps_first_results_complete(models, tmp_path,
 
 def test_segment_output_file_blocked_is_one_error_line(models, tmp_path, capsys):
     """A result name taken by a folder: a clear error, no temporary files left."""
-    image, _ = _scene(DISCS[0], noise=5)
+    image, _ = disc_scene(DISCS[0], noise=5)
     tifffile.imwrite(tmp_path / "a.tif", image)
     out = tmp_path / "out"
     (out / "a_semantic.tif").mkdir(parents=True)
@@ -271,7 +256,7 @@ def test_evaluate_known_answer(models, tmp_path, capsys, fake_net):
     FP = 0, FN = 1 and AP = 6/7 at every threshold.
     """
     img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
-    _, extra = _scene(DISCS[1] + [(30, 30, 5)])
+    _, extra = disc_scene(DISCS[1] + [(30, 30, 5)])
     tifffile.imwrite(mask_dir / "img1.tif", extra)
     code = main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir),
                  "--model", str(models["2d"]), "--json", "--device", "cpu"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
@@ -34,30 +35,11 @@ from napari_unet.training.loop import (
     train,
 )
 from napari_unet.training.tune import tune_postprocess
-
-DISCS = [
-    [(16, 16, 7), (18, 46, 6), (46, 30, 8)],
-    [(14, 40, 6), (44, 14, 7), (48, 48, 6)],
-    [(20, 20, 8), (44, 44, 7), (12, 52, 5)],
-    [(32, 18, 9), (30, 48, 8)],
-    [(50, 16, 6), (16, 30, 7), (40, 50, 8)],
-]
-
-
-def _scene(discs, shape=(64, 64), *, noise: float = 6.0, seed: int = 0):
-    """A uint8 image of bright discs on a dark background and its instance labels."""
-    yy, xx = np.indices(shape)
-    labels = np.zeros(shape, np.int32)
-    for i, (cy, cx, r) in enumerate(discs, start=1):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = i
-    image = np.where(labels > 0, 180.0, 30.0)
-    if noise:
-        image = image + np.random.default_rng(seed).normal(0.0, noise, shape)
-    return np.clip(image, 0, 255).astype(np.uint8), labels
+from scenes import DISCS, disc_scene
 
 
 def _samples(indices, noise: float = 6.0) -> list[Sample]:
-    return [prepare_sample(*_scene(DISCS[i], noise=noise, seed=i), name=f"s{i}") for i in indices]
+    return [prepare_sample(*disc_scene(DISCS[i], noise=noise, seed=i), name=f"s{i}") for i in indices]
 
 
 def _drain(gen):
@@ -107,6 +89,34 @@ def test_three_class_targets_separate_objects_and_3d():
     assert (target == 1).sum() == 1
     assert (target == 2).sum() == 26
     assert (target[cube == 0] == 0).all()
+
+
+def test_three_class_targets_core_fraction_keeps_touching_cores_apart():
+    # A big disc (radius 12) touching a small one (radius 5) along a line.
+    _, labels = disc_scene([(20, 16, 12), (20, 33, 5)], shape=(40, 48), noise=0)
+    rim = three_class_targets(labels)
+    core = three_class_targets(labels, core_fraction=0.4)
+    # The objects (interior + boundary) are the same; only interiors shrink.
+    np.testing.assert_array_equal(core > 0, labels > 0)
+    assert ((core == 1) <= (rim == 1)).all()
+    # Each object keeps one interior core, at its centre.
+    for index, (cy, cx, _) in enumerate([(20, 16, 12), (20, 33, 5)], start=1):
+        assert core[cy, cx] == 1
+        _, n = ndi.label((core == 1) & (labels == index))
+        assert n == 1
+    # Cores are size-relative: the band is about 0.4 x the radius for both discs.
+    depth_big = np.ptp(np.flatnonzero((core[20] == 1) & (labels[20] == 1))) + 1
+    depth_small = np.ptp(np.flatnonzero((core[20] == 1) & (labels[20] == 2))) + 1
+    assert 12 <= depth_big <= 16  # 2 x 0.6 x 12 = 14.4
+    assert 4 <= depth_small <= 7  # 2 x 0.6 x 5 = 6
+    # With the one-pixel rim the two interiors lie 2 pixels apart; the cores lie
+    # at least the two bands apart.
+    gap = np.flatnonzero(core[20] == 1)
+    assert np.diff(gap).max() >= 6
+    assert np.diff(np.flatnonzero(rim[20] == 1)).max() == 3
+    # core_fraction 0 is the rim target; an empty mask stays empty.
+    np.testing.assert_array_equal(three_class_targets(labels, core_fraction=0.0), rim)
+    assert not three_class_targets(np.zeros((5, 5), np.int32), core_fraction=0.4).any()
 
 
 # --- samples ----------------------------------------------------------------------------------
@@ -169,13 +179,13 @@ def test_load_pairs_reads_matching_files(tmp_path):
     (tmp_path / "im").mkdir()
     (tmp_path / "ma").mkdir()
     for k in range(3):
-        image, labels = _scene(DISCS[k], seed=k)
+        image, labels = disc_scene(DISCS[k], noise=6.0, seed=k)
         tifffile.imwrite(tmp_path / "im" / f"n{k}.tif", image)
         tifffile.imwrite(tmp_path / "ma" / f"n{k}.tif", labels.astype(np.uint16))
     (tmp_path / "im" / "notes.txt").write_text("not an image")
     samples = load_pairs(tmp_path / "im", tmp_path / "ma")
     assert [s.name for s in samples] == ["n0", "n1", "n2"]
-    np.testing.assert_array_equal(samples[1].target, three_class_targets(_scene(DISCS[1])[1]))
+    np.testing.assert_array_equal(samples[1].target, three_class_targets(disc_scene(DISCS[1])[1]))
     assert [s.name for s in load_pairs(tmp_path / "im", tmp_path / "ma", names=["n2"])] == ["n2"]
     (tmp_path / "ma" / "n1.tif").unlink()
     with pytest.raises(SegmentationError, match="No mask for n1.tif"):
@@ -407,7 +417,7 @@ def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
     """With a network whose interior probability is the image, small objects score perfectly."""
     model_dir = tmp_path / "model"
     shutil.copytree(models["three_class"], model_dir)
-    scenes = [_scene(DISCS[i], noise=2.0, seed=i) for i in (0, 3)]
+    scenes = [disc_scene(DISCS[i], noise=2.0, seed=i) for i in (0, 3)]
     images = [im for im, _ in scenes]
     masks = [lab for _, lab in scenes]
     grid = {"threshold": (0.3, 0.5), "seed_threshold": (0.6, 0.7), "min_size": (0, 400)}

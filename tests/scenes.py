@@ -1,0 +1,31 @@
+"""Synthetic test scenes shared by several test modules (imported, not a fixture)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Disc layouts (centre y, centre x, radius) inside 64 x 64 images.
+DISCS = [
+    [(16, 16, 7), (18, 46, 6), (46, 30, 8)],
+    [(14, 40, 6), (44, 14, 7), (48, 48, 6)],
+    [(20, 20, 8), (44, 44, 7), (12, 52, 5)],
+    [(32, 18, 9), (30, 48, 8)],
+    [(50, 16, 6), (16, 30, 7), (40, 50, 8)],
+]
+
+
+def disc_scene(discs, shape=(64, 64), *, noise: float = 0.0, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 image of bright discs on a dark background, and its int32 instance labels.
+
+    Disc ``i`` (from 1) is labelled ``i``; later discs overwrite earlier ones
+    where they overlap. ``noise`` is the standard deviation of Gaussian noise.
+    """
+    yy, xx = np.indices(shape)
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx, r) in enumerate(discs, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r**2] = i
+    image = np.where(labels > 0, 200.0, 20.0)
+    if noise:
+        image = image + np.random.default_rng(seed).normal(0.0, noise, shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
