@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         fit_s, args.output, val_samples=tune_s, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
         base_width=args.base_width, depth=args.depth, seed=args.seed, device=args.device,
-        init_model=args.init_model, num_threads=args.threads, name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
+        init_model=args.init_model, num_threads=args.threads, core_fraction=args.core_fraction,
+        name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
     )
     for rec in gen:
         if rec.stage == "validate" or rec.done % 100 == 0:

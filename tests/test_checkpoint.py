@@ -44,7 +44,7 @@ def _edit_config(folder: Path, **changes) -> None:
 
 def test_round_trip(tmp_path):
     cfg = ModelConfig(base_width=4, depth=2, out_channels=3, target="semantic",
-                      classes=["background", "a", "b"], name="tiny", pixel_size_um=0.65,
+                      classes=["background", "a", "b"], name="tiny", pixel_size_um=0.65, core_fraction=0.3,
                       provenance={"trained_on": "synthetic"})
     torch.manual_seed(0)
     net = cfg.build().eval()
@@ -207,6 +207,8 @@ def test_unknown_format_version(saved, tmp_path, version):
         ({"base_width": None}, "invalid"),
         ({"classes": None}, "invalid"),
         ({"spatial_dims": 5}, "invalid"),
+        ({"core_fraction": 1.5}, "core_fraction"),
+        ({"core_fraction": "deep"}, "invalid"),
     ],
 )
 def test_invalid_config_values(saved, tmp_path, changes, fragment):

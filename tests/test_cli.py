@@ -374,7 +374,21 @@ def test_train_without_validation_or_tuning(tmp_path, capsys, train_data):
     assert code == 0, captured.err
     assert "post-processing chosen" not in captured.out
     assert "model saved" in captured.out
-    load_model(out)
+    assert load_model(out).config.core_fraction == 0.0
+
+
+def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data):
+    ti, tm, _, _ = train_data
+    common = ["--images", str(ti), "--masks", str(tm), "--epochs", "1", "--steps-per-epoch", "1",
+              "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]
+    cores = tmp_path / "cores"
+    assert main(["train", *common, "-o", str(cores), "--core-fraction", "0.3"]) == 0
+    assert load_model(cores).config.core_fraction == pytest.approx(0.3)
+    # Fine-tuning without --core-fraction teaches the starting model's targets.
+    tuned = tmp_path / "tuned"
+    assert main(["train", *common, "-o", str(tuned), "--init-model", str(cores)]) == 0
+    assert load_model(tuned).config.core_fraction == pytest.approx(0.3)
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("case", ["val images without masks", "val masks without images",

@@ -404,6 +404,25 @@ def test_resume_with_another_schedule_is_refused(full_run, tmp_path, epochs, ste
     assert records[0].done == 1 and records[-1].total == 1
 
 
+def test_core_fraction_is_recorded_and_must_match_the_samples(tmp_path):
+    cores = [prepare_sample(*disc_scene(DISCS[i], noise=6.0, seed=i), core_fraction=0.3) for i in (0, 1)]
+    rims = _samples([0, 1])
+    assert cores[0].core_fraction == 0.3 and rims[0].core_fraction == 0.0
+    # A new network takes the samples' core fraction into its config.
+    first = train(cores, tmp_path / "cores", epochs=1, steps_per_epoch=1, **TINY)
+    assert first.config.core_fraction == pytest.approx(0.3)
+    assert load_model(tmp_path / "cores").config.core_fraction == pytest.approx(0.3)
+    # Fine-tuning it on rim targets would silently change what its classes mean.
+    with pytest.raises(SegmentationError, match="core_fraction=0.3"):
+        train(rims, tmp_path / "bad", init_model=tmp_path / "cores", epochs=1, steps_per_epoch=1, **TINY)
+    with pytest.raises(SegmentationError, match="core_fraction"):
+        train(cores[:1], tmp_path / "mixed", val_samples=rims[:1], epochs=1, steps_per_epoch=1, **TINY)
+    # ... unless asked for: then the config records the new targets.
+    retaught = train(rims, tmp_path / "rims", init_model=tmp_path / "cores", core_fraction=0.0,
+                     epochs=1, steps_per_epoch=1, **TINY)
+    assert retaught.config.core_fraction == 0.0
+
+
 def test_train_refuses_bad_arguments(tmp_path):
     with pytest.raises(SegmentationError, match="No training samples"):
         train([], tmp_path / "a", **TINY)

@@ -51,6 +51,11 @@ class ModelConfig:
       class 1 above ``postprocess["threshold"]``).
     - ``"three_class"``: background / interior / boundary. The semantic mask is
       interior + boundary; instances grow from interior seeds.
+
+    ``core_fraction`` (three_class only) says how the model was taught: 0 for
+    a one-pixel boundary rim; above 0, interiors are each object's core deeper
+    than this fraction of its inscribed radius (see
+    :func:`napari_unet.training.data.three_class_targets`). Fine-tuning keeps it.
     """
 
     spatial_dims: int = 2
@@ -73,6 +78,7 @@ class ModelConfig:
             "neck_ratio": 0.0,
         }
     )
+    core_fraction: float = 0.0
     pixel_size_um: float | None = None
     name: str = "unnamed"
     description: str = ""
@@ -84,6 +90,8 @@ class ModelConfig:
             raise SegmentationError(f"Unknown model target {self.target!r}.")
         if self.target == "three_class" and self.out_channels != 3:
             raise SegmentationError("A three_class model must have 3 output channels.")
+        if not 0.0 <= float(self.core_fraction) < 1.0:
+            raise SegmentationError(f"core_fraction must be in [0, 1), got {self.core_fraction}.")
         if len(self.classes) != self.out_channels:
             raise SegmentationError(
                 f"The model config names {len(self.classes)} classes but has "
@@ -243,7 +251,7 @@ def load_model(name_or_path: str | os.PathLike = "default") -> LoadedModel:
         raise SegmentationError(f"Model config {config_path} must hold a JSON object.")
     try:
         config = ModelConfig.from_dict(data)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # e.g. "core_fraction": "deep"
         raise SegmentationError(f"Model config {config_path} is invalid ({exc}).") from None
     try:
         net = config.build()

@@ -154,20 +154,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
     from .training.data import load_pairs
     from .training.loop import iter_train
 
     if bool(args.val_images) != bool(args.val_masks):
         raise SegmentationError("Give both --val-images and --val-masks, or neither.")
-    train_s = load_pairs(args.images, args.masks)
-    val_s = load_pairs(args.val_images, args.val_masks) if args.val_images else []
+    core = args.core_fraction
+    if core is None:
+        core = load_model(args.init_model).config.core_fraction if args.init_model else 0.0
+    train_s = load_pairs(args.images, args.masks, core_fraction=core)
+    val_s = load_pairs(args.val_images, args.val_masks, core_fraction=core) if args.val_images else []
     _check_writable(Path(args.output))
     bar = ProgressBar("train")
     model = _drain(iter_train(
         train_s, args.output, val_samples=val_s, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         crop_size=args.crop_size, learning_rate=args.lr, init_model=args.init_model,
-        seed=args.seed, device=args.device, name=Path(args.output).name,
+        seed=args.seed, device=args.device, name=Path(args.output).name, core_fraction=core,
     ), bar)
     if val_s and args.tune:
         best, _ = _tune(model, args)
@@ -211,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--val-masks", help="folder of validation masks")
     t.add_argument("--output", "-o", required=True, help="model folder to write (resumes if it holds a run)")
     t.add_argument("--init-model", help="fine-tune this model (e.g. 'default') instead of starting fresh")
+    t.add_argument("--core-fraction", type=float, default=None,
+                   help="teach interiors as each object's core deeper than this fraction of its radius "
+                        "(0: all but a one-pixel rim; default: the --init-model's, else 0)")
     t.add_argument("--epochs", type=int, default=50)
     t.add_argument("--steps-per-epoch", type=int, default=100)
     t.add_argument("--batch-size", type=int, default=8)

@@ -116,6 +116,7 @@ def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, 
     assert trainer.add_model(str(tiny_model))
     assert trainer.learning_rate.value == pytest.approx(tw.LR_FINE_TUNE)
     start = trainer._catalog.get(trainer.start_model.value)
+    start.config.core_fraction = 0.25  # taught on core targets: fine-tuning must keep them
     before = {k: v.clone() for k, v in start.net.state_dict().items()}
     trainer.model_name.value = "tuned stack"  # made folder-safe
     assert trainer.add_pair(img, lab)
@@ -127,6 +128,7 @@ def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, 
     assert not notes.messages("error")
     model = session_models()["tuned_stack"]
     assert model.config.base_width == 4 and model.config.depth == 2  # the tiny model's
+    assert model.config.core_fraction == 0.25
     (info,) = [m for m in notes.messages("info") if "trained" in m]
     assert "on 2 image(s) (1 empty plane(s) skipped)" in info
     assert model.config.provenance["trained_on"] == ["stack[0]", "stack[2]"]

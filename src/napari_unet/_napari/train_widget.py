@@ -64,6 +64,7 @@ NEW = "new"
 """The start-model choice meaning "a fresh, untrained network"."""
 NEW_DEPTH = 4
 NEW_WIDTH = 12
+NEW_CORE_FRACTION = 0.0
 LR_FINE_TUNE = 5e-4
 LR_NEW = 2e-3
 
@@ -250,6 +251,7 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
     try:
         init: LoadedModel | None = options["init"]
         in_channels = init.config.in_channels if init is not None else 1
+        core = init.config.core_fraction if init is not None else NEW_CORE_FRACTION
         total = sum(_n_planes(p) for p in pairs)
         samples, skipped, done = [], 0, 0
         for pair in pairs:
@@ -258,7 +260,8 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
                 if labels.any():
                     if pair.semantic:
                         labels = connected_components(labels > 0)
-                    samples.append(prepare_sample(image, labels, name=name, in_channels=in_channels))
+                    samples.append(prepare_sample(image, labels, name=name, in_channels=in_channels,
+                                                  core_fraction=core))
                 else:
                     skipped += 1
                 yield Progress("prepare", done, total, f"plane {done}/{total}")

@@ -89,11 +89,16 @@ def mark_contacts(target: np.ndarray, labels: np.ndarray, *, radius: int = 1) ->
 
 @dataclass
 class Sample:
-    """One training pair: normalised image (C, *spatial) float32 and target (*spatial) uint8."""
+    """One training pair: normalised image (C, *spatial) float32 and target (*spatial) uint8.
+
+    ``core_fraction`` is the one the target was made with (see
+    :func:`three_class_targets`); training checks it matches the model's.
+    """
 
     image: np.ndarray
     target: np.ndarray
     name: str
+    core_fraction: float = 0.0
 
 
 def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
@@ -124,7 +129,7 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
     target = three_class_targets(labels, core_fraction=core_fraction)
     if contacts:
         target = mark_contacts(target, labels)
-    return Sample(np.ascontiguousarray(x, dtype=np.float32), target, name)
+    return Sample(np.ascontiguousarray(x, dtype=np.float32), target, name, float(core_fraction))
 
 
 def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,

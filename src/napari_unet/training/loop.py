@@ -120,6 +120,7 @@ def iter_train(
     description: str = "",
     augment_strength: float = 1.0,
     num_threads: int | None = None,
+    core_fraction: float | None = None,
 ) -> Generator[TrainProgress, None, LoadedModel]:
     """Train a three-class (background/interior/boundary) 2D U-Net.
 
@@ -142,6 +143,11 @@ def iter_train(
         bf16) train under bf16 autocast.
     resume : bool
         Continue from ``output/train_state.pt`` when it exists.
+    core_fraction : float or None
+        How interiors are taught (see
+        :func:`~napari_unet.training.data.three_class_targets`), recorded in the
+        model's config. None keeps ``init_model``'s, or for a new network takes
+        the samples'. The samples' targets must have been made with it.
 
     Yields
     ------
@@ -171,11 +177,14 @@ def iter_train(
         net = base.net
         if config.target != "three_class":
             raise SegmentationError("Fine-tuning needs a three_class model.")
+        if core_fraction is not None:
+            config.core_fraction = float(core_fraction)
     else:
         config = ModelConfig(
             spatial_dims=2, in_channels=in_channels, out_channels=3, base_width=base_width,
             depth=depth, target="three_class", classes=["background", "interior", "boundary"],
             name=name, description=description,
+            core_fraction=float(train_samples[0].core_fraction if core_fraction is None else core_fraction),
             postprocess={"threshold": 0.5, "seed_threshold": 0.5, "min_size": 10,
                          "instance_method": "watershed", "fill_holes": True},
         )
@@ -183,6 +192,11 @@ def iter_train(
     if config.in_channels != in_channels:
         raise SegmentationError(
             f"The model takes {config.in_channels} channel(s); the images have {in_channels}.")
+    made = sorted({float(s.core_fraction) for s in (*train_samples, *val_samples)} - {config.core_fraction})
+    if made:
+        raise SegmentationError(
+            f"The samples' targets were made with core_fraction {made[0]}, but the model is taught "
+            f"with {config.core_fraction}: make the samples with core_fraction={config.core_fraction}.")
     net = net.to(dev).train()
     total_steps = epochs * steps_per_epoch
     optim = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
