@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Generator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +47,12 @@ from ..checkpoint import CONFIG, LoadedModel
 from ..device import available_devices
 from ..errors import SegmentationError
 from ..progress import Progress
+from .engine_widget import EngineWidget, Run
 from .jobs import JobFailed
-from .model_choices import ModelCatalog, add_model_choice, ask_model_path
+from .model_choices import ModelCatalog
 from .options import layer_array
 from .session import REGISTRY, register_session_model
-from .wiring import ViewerListener, unwrap
+from .wiring import unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -293,18 +294,13 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
 
 
 # ------------------------------------------------------------------------- widget
-@dataclass
-class _Run:
-    worker: Any
+@dataclass(kw_only=True)
+class _Run(Run):
     name: str
     folder: Path
-    started: float = field(default_factory=time.perf_counter)
-    pbar: progress | None = None
-    stage: str = ""
-    answered: bool = False
 
 
-class TrainWidget(ViewerListener, Container):
+class TrainWidget(EngineWidget):
     """Train (or fine-tune) a U-Net on image/labels pairs of the viewer.
 
     Parameters
@@ -312,6 +308,8 @@ class TrainWidget(ViewerListener, Container):
     napari_viewer : napari.Viewer
         The viewer whose Image and Labels layers are offered as training pairs.
     """
+
+    BROWSE_TITLE = "Fine-tune a U-Net model: choose its config.json (or weights file)"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
@@ -386,19 +384,6 @@ class TrainWidget(ViewerListener, Container):
         self.cancel_button.changed.connect(self.cancel)
         self._listen()
 
-    def _disconnect(self) -> None:
-        """Stop listening to the viewer and the registry, and stop any training."""
-        self._stop_listening()
-        run, self._run = self._run, None
-        if run is not None:
-            run.worker.quit()
-            for signal in (run.worker.yielded, run.worker.returned, run.worker.aborted,
-                           run.worker.finished):
-                with suppress(TypeError, RuntimeError):
-                    signal.disconnect()
-            if run.pbar is not None:
-                run.pbar.close()
-
     # ----------------------------------------------------------------- choices
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
@@ -458,17 +443,8 @@ class TrainWidget(ViewerListener, Container):
         elif key != NEW and math.isclose(value, LR_NEW):
             self.learning_rate.value = LR_FINE_TUNE
 
-    def _browse(self) -> None:
-        path = self._ask_model_path()
-        if path:
-            self.add_model(path)
-
-    def _ask_model_path(self) -> str | None:
-        return ask_model_path(self.native, "Fine-tune a U-Net model: choose its config.json (or weights file)")
-
-    def add_model(self, path: str) -> bool:
-        """Open the model at ``path`` as a starting model and choose it."""
-        return add_model_choice(self._catalog, self.start_model, path)
+    def _model_box(self) -> ComboBox:
+        return self.start_model
 
     # ------------------------------------------------------------------- pairs
     @property
@@ -507,11 +483,6 @@ class TrainWidget(ViewerListener, Container):
         self.pairs.reset_choices()
 
     # ------------------------------------------------------------------- train
-    @property
-    def running(self) -> bool:
-        """True while training."""
-        return self._run is not None
-
     def train(self) -> None:
         """Train on the pairs (or the chosen image and labels) in a background thread."""
         if self._run is not None:
@@ -527,14 +498,11 @@ class TrainWidget(ViewerListener, Container):
         options.update(name=name, folder=folder)
         worker = create_worker(train_job, pairs, options, _start_thread=False, _ignore_errors=True)
         total = options["epochs"] * options["steps"]
-        self._run = _Run(worker, name, folder, pbar=progress(total=total, desc=f"Training {name}"))
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
         self._set_busy(True)
         self.status.value = f"Preparing {len(pairs)} pair(s) for '{name}'…"
-        worker.start()
+        self._start(_Run(worker=worker, name=name, folder=folder,
+                         pbar=progress(total=total, desc=f"Training {name}")),
+                    self._on_returned)
 
     def _checked_pairs(self) -> list[_PairData]:
         layers = self._viewer.layers
@@ -592,13 +560,6 @@ class TrainWidget(ViewerListener, Container):
             ) from None
         return name, folder.resolve()
 
-    def cancel(self) -> None:
-        """Stop training at the next step; the model is not registered."""
-        if self._run is not None:
-            self._run.worker.quit()
-            self.cancel_button.enabled = False
-            self.status.value = "Cancelling…"
-
     def _set_busy(self, busy: bool) -> None:
         self.train_button.enabled = not busy
         self.browse.enabled = not busy
@@ -606,29 +567,16 @@ class TrainWidget(ViewerListener, Container):
         if busy:
             self.progress_bar.max, self.progress_bar.value = 1, 0
 
-    def _on_progress(self, record: Progress) -> None:
-        run = self._run
-        if run is None or run.answered:
-            return
-        self.progress_bar.max = max(int(record.total), 1)
-        self.progress_bar.value = min(int(record.done), self.progress_bar.max)
+    def _status_text(self, record: Progress) -> str:
         eta = _format_eta(getattr(record, "eta_s", float("nan")))
-        text = f"{record.stage}: {record.message}" + (f", about {eta} left" if eta else "")
-        self.status.value = text
-        pbar = run.pbar
-        if pbar is None:
-            return
+        return f"{record.stage}: {record.message}" + (f", about {eta} left" if eta else "")
+
+    def _phase(self, record: Progress) -> str:
         # The bar counts prepared planes, then training steps.
-        phase = "prepare" if record.stage == "prepare" else "train"
-        if phase != run.stage:
-            run.stage = phase
-            pbar.total = record.total
-            pbar.n = 0
-        # napari's bar may handle Qt events (even the result) inside these calls: recheck.
-        if self._run is run and not run.answered:
-            pbar.update(record.done - pbar.n)
-        if self._run is run and not run.answered:
-            pbar.set_description(f"Training {run.name}: {record.message}")
+        return "prepare" if record.stage == "prepare" else "train"
+
+    def _describe(self, run: Run, record: Progress) -> str:
+        return f"Training {run.name}: {record.message}"
 
     def _on_returned(self, result: TrainDone | JobFailed) -> None:
         run = self._run
@@ -665,13 +613,6 @@ class TrainWidget(ViewerListener, Container):
                  "'Browse…' if you want it." if kept else "")
         show_info(f"Training of '{run.name}' cancelled: it was not added to the model list.{where}")
         self.status.value = "Cancelled."
-
-    def _on_finished(self) -> None:
-        run, self._run = self._run, None
-        if run is not None and run.pbar is not None:
-            run.pbar.close()
-        self._set_busy(False)
-
 
 def _remove_if_no_model(folder: Path) -> None:
     """Remove a model folder this widget made when no model was saved in it."""

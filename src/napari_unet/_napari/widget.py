@@ -10,8 +10,7 @@ image (see :mod:`.layers`); outputs the user has edited are never overwritten
 from __future__ import annotations
 
 import time
-from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from superqt.utils import ensure_main_thread
 
 from ..device import available_devices
 from ..errors import SegmentationError
+from .engine_widget import EngineWidget, Run
 from .jobs import JobDone, JobFailed, count_objects, relabel_job, segment_job
 from .layers import (
     channel_data_axis,
@@ -39,7 +39,7 @@ from .layers import (
     segmentation_layer_data,
     spatial_kwargs,
 )
-from .model_choices import ModelCatalog, add_model_choice, ask_model_path
+from .model_choices import ModelCatalog
 from .options import (
     METHOD_CHOICES,
     MODE_CHOICES,
@@ -50,30 +50,25 @@ from .options import (
     resolve_axes,
 )
 from .outputs import OutputTracker
-from .wiring import ViewerListener, unwrap
+from .wiring import unwrap
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["SegmentWidget"]
 
-@dataclass
-class _Run:
+@dataclass(kw_only=True)
+class _Run(Run):
     """One piece of work in flight (a segmentation or an instance update)."""
 
     kind: str
     source: Image
     source_name: str
-    worker: Any
-    started: float = field(default_factory=time.perf_counter)
-    pbar: progress | None = None
-    stage: str = ""
     drop_axis: int | None = None
     source_removed: bool = False
-    answered: bool = False  # the result arrived (progress signals may still trail it)
 
 
-class SegmentWidget(ViewerListener, Container):
+class SegmentWidget(EngineWidget):
     """Segment nuclei (or cells) in an image layer with a U-Net.
 
     Parameters
@@ -138,18 +133,6 @@ class SegmentWidget(ViewerListener, Container):
         self.update_button.changed.connect(self.update_instances)
         self._listen()
 
-    def _disconnect(self) -> None:
-        """Stop listening to the viewer and the registry, and stop any work."""
-        self._stop_listening()
-        run, self._run = self._run, None
-        if run is not None:  # nobody is left to show its result: stop it, quietly
-            run.worker.quit()
-            for signal in (run.worker.yielded, run.worker.returned, run.worker.finished):
-                with suppress(TypeError, RuntimeError):
-                    signal.disconnect()
-            if run.pbar is not None:
-                run.pbar.close()
-
     # ----------------------------------------------------------------- choices
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
@@ -188,25 +171,10 @@ class SegmentWidget(ViewerListener, Container):
         if post.get("instance_method") in {v for _, v in METHOD_CHOICES}:
             self.instance_method.value = post["instance_method"]
 
-    # ------------------------------------------------------------------ models
-    def _browse(self) -> None:
-        path = self._ask_model_path()
-        if path:
-            self.add_model(path)
-
-    def _ask_model_path(self) -> str | None:
-        return ask_model_path(self.native, "Open a U-Net model: choose its config.json (or weights file)")
-
-    def add_model(self, path: str) -> bool:
-        """Open the model at ``path`` (folder or file), add it to the list and choose it."""
-        return add_model_choice(self._catalog, self.model, path)
+    def _model_box(self) -> ComboBox:
+        return self.model
 
     # --------------------------------------------------------------------- run
-    @property
-    def running(self) -> bool:
-        """True while a segmentation or an instance update is in progress."""
-        return self._run is not None
-
     def run(self, layer: Layer | None = None) -> None:
         """Segment ``layer`` (default: the chosen image) in a background thread."""
         if self._run is not None:
@@ -221,16 +189,12 @@ class SegmentWidget(ViewerListener, Container):
             return
         worker = create_worker(segment_job, layer_array(layer), options,
                                _start_thread=False, _ignore_errors=True)
-        self._run = _Run("segment", layer, layer.name, worker,
-                         drop_axis=channel_data_axis(layer, options["axes"]),
-                         pbar=progress(total=0, desc=f"U-Net: {layer.name}"))
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_segmented)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
-        worker.start()
+        self._start(_Run(kind="segment", source=layer, source_name=layer.name, worker=worker,
+                         drop_axis=channel_data_axis(layer, options["axes"]),
+                         pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
+                    self._on_segmented)
 
     def _check_image(self, layer: Any) -> None:
         if layer is None:
@@ -263,40 +227,12 @@ class SegmentWidget(ViewerListener, Container):
             "keep_probabilities": False,
         }
 
-    def cancel(self) -> None:
-        """Stop the running segmentation at its next tile; nothing is added."""
-        if self._run is not None:
-            self._run.worker.quit()
-            self.cancel_button.enabled = False
-            self.status.value = "Cancelling…"
-
     def _set_busy(self, busy: bool, *, cancellable: bool = False) -> None:
         self.run_button.enabled = not busy
         self.update_button.enabled = not busy
         self.cancel_button.enabled = busy and cancellable
         if busy:
             self.progress_bar.max, self.progress_bar.value = 1, 0
-
-    def _on_progress(self, record: Any) -> None:
-        run = self._run
-        if run is None or run.answered:
-            return
-        self.progress_bar.max = max(int(record.total), 1)
-        self.progress_bar.value = min(int(record.done), self.progress_bar.max)
-        self.status.value = f"{record.stage}: {record.message}"
-        # napari's progress bar widget processes Qt events when it changes, so later
-        # records (even the result) may be handled inside these calls: check in between.
-        pbar = run.pbar
-        if pbar is None:
-            return
-        if record.stage != run.stage:
-            run.stage = record.stage
-            pbar.total = record.total
-            pbar.n = 0
-        if self._run is run and not run.answered:
-            pbar.update(record.done - pbar.n)
-        if self._run is run and not run.answered:
-            pbar.set_description(f"U-Net {record.stage}: {record.message}")
 
     def _on_layer_removed(self, event: Any) -> None:
         run = self._run
@@ -335,12 +271,6 @@ class SegmentWidget(ViewerListener, Container):
             show_info("Segmentation cancelled: no layers were added.")
             self.status.value = "Cancelled."
 
-    def _on_finished(self) -> None:
-        run, self._run = self._run, None
-        if run is not None and run.pbar is not None:
-            run.pbar.close()
-        self._set_busy(False)
-
     # --------------------------------------------------------- update instances
     def update_instances(self) -> None:
         """Recompute the instances from the (edited) semantic mask, without the network."""
@@ -364,12 +294,10 @@ class SegmentWidget(ViewerListener, Container):
             "ndim": min(record.label_ndim, mask.ndim),
         }
         worker = create_worker(relabel_job, mask, params, _start_thread=False, _ignore_errors=True)
-        self._run = _Run("update", source, source.name, worker)
-        worker.returned.connect(lambda result: self._on_relabelled(result, semantic, params))
-        worker.finished.connect(self._on_finished)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
-        worker.start()
+        self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
+                    lambda result: self._on_relabelled(result, semantic, params), progress_records=False)
 
     def _on_relabelled(self, result: np.ndarray | JobFailed, semantic: Labels, params: dict) -> None:
         run = self._run

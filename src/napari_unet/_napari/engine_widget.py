@@ -1,0 +1,150 @@
+"""What the Segment and Train widgets share: one engine job at a time, in a thread.
+
+:class:`EngineWidget` starts a napari thread worker over an engine generator,
+moves its own progress bar and a napari progress bar with each record, lets
+Cancel stop the work at the next step, and stops the work quietly when the
+dock is closed. It also opens model folders for the widget's model chooser.
+Subclasses build the controls (``status``, ``progress_bar``, ``cancel_button``
+and a model chooser are expected) and handle the job's result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from napari.utils import progress
+
+from ..progress import Progress
+from .model_choices import ModelCatalog, add_model_choice, ask_model_path
+from .wiring import ViewerListener
+
+__all__ = ["EngineWidget", "Run"]
+
+
+@dataclass(kw_only=True)
+class Run:
+    """One job in flight: its worker, napari progress bar and state."""
+
+    worker: Any
+    started: float = field(default_factory=time.perf_counter)
+    pbar: progress | None = None
+    stage: str = ""
+    answered: bool = False  # the result arrived (progress signals may still trail it)
+
+
+class EngineWidget(ViewerListener, Container):
+    """Base class of a widget that runs engine generators in a thread worker."""
+
+    #: Title of the file dialog that opens a model.
+    BROWSE_TITLE = "Open a U-Net model: choose its config.json (or weights file)"
+
+    _catalog: ModelCatalog
+    _run: Run | None
+    status: Label
+    progress_bar: ProgressBar
+    cancel_button: PushButton
+
+    # ------------------------------------------------------------------ models
+    def _model_box(self) -> ComboBox:  # pragma: no cover - overridden
+        """The combo box that lists models."""
+        raise NotImplementedError
+
+    def _browse(self) -> None:
+        path = self._ask_model_path()
+        if path:
+            self.add_model(path)
+
+    def _ask_model_path(self) -> str | None:
+        return ask_model_path(self.native, self.BROWSE_TITLE)
+
+    def add_model(self, path: str) -> bool:
+        """Open the model at ``path`` (folder or file), add it to the list and choose it."""
+        return add_model_choice(self._catalog, self._model_box(), path)
+
+    # -------------------------------------------------------------------- jobs
+    @property
+    def running(self) -> bool:
+        """True while a job is in progress."""
+        return self._run is not None
+
+    def _start(self, run: Run, on_returned: Callable[[Any], None], *, progress_records: bool = True) -> None:
+        """Make ``run`` the current job, connect its worker and start it."""
+        worker = run.worker
+        if progress_records:
+            worker.yielded.connect(self._on_progress)
+            worker.aborted.connect(self._on_aborted)
+        worker.returned.connect(on_returned)
+        worker.finished.connect(self._on_finished)
+        self._run = run
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running job at its next step; nothing is added."""
+        if self._run is not None:
+            self._run.worker.quit()
+            self.cancel_button.enabled = False
+            self.status.value = "Cancelling…"
+
+    def _disconnect(self) -> None:
+        """Stop listening to the viewer and the registry, and stop any work quietly."""
+        self._stop_listening()
+        run, self._run = self._run, None
+        if run is not None:  # nobody is left to show its result
+            run.worker.quit()
+            for signal in (run.worker.yielded, run.worker.returned, run.worker.aborted,
+                           run.worker.finished):
+                with suppress(TypeError, RuntimeError):
+                    signal.disconnect()
+            if run.pbar is not None:
+                run.pbar.close()
+
+    def _set_busy(self, busy: bool) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _on_aborted(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- progress
+    def _status_text(self, record: Progress) -> str:
+        return f"{record.stage}: {record.message}"
+
+    def _phase(self, record: Progress) -> str:
+        """Records of one phase share one count on the napari progress bar."""
+        return record.stage
+
+    def _describe(self, run: Run, record: Progress) -> str:
+        """The napari progress bar's description."""
+        return f"U-Net {record.stage}: {record.message}"
+
+    def _on_progress(self, record: Progress) -> None:
+        run = self._run
+        if run is None or run.answered:
+            return
+        self.progress_bar.max = max(int(record.total), 1)
+        self.progress_bar.value = min(int(record.done), self.progress_bar.max)
+        self.status.value = self._status_text(record)
+        pbar = run.pbar
+        if pbar is None:
+            return
+        phase = self._phase(record)
+        if phase != run.stage:
+            run.stage = phase
+            pbar.total = record.total
+            pbar.n = 0
+        # napari's progress bar widget processes Qt events when it changes, so later
+        # records (even the result) may be handled inside these calls: check in between.
+        if self._run is run and not run.answered:
+            pbar.update(record.done - pbar.n)
+        if self._run is run and not run.answered:
+            pbar.set_description(self._describe(run, record))
+
+    def _on_finished(self) -> None:
+        run, self._run = self._run, None
+        if run is not None and run.pbar is not None:
+            run.pbar.close()
+        self._set_busy(False)
