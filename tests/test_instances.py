@@ -161,6 +161,24 @@ def test_holes_are_filled():
     assert np.all(label_instances(notch, fill_holes=True)[8:11, 8:11] == 0)
 
 
+@pytest.mark.parametrize("shape", [(40, 50), (6, 20, 24)])
+def test_holes_match_scipy_fill_holes(shape):
+    from scipy import ndimage as ndi
+
+    from napari_unet.instances import _holes
+
+    rng = np.random.default_rng(len(shape))
+    found = 0
+    for density in (0.3, 0.55, 0.7, 0.8):
+        mask = ndi.binary_opening(rng.random(shape) < density)
+        expected = ndi.binary_fill_holes(mask) & ~mask
+        np.testing.assert_array_equal(_holes(mask), expected)
+        found += int(expected.sum())
+    assert found > 0  # the dense masks did enclose holes
+    assert not _holes(np.ones(shape, bool)).any()
+    assert not _holes(np.zeros(shape, bool)).any()
+
+
 def test_hole_between_two_touching_objects_goes_to_a_neighbour(helpers):
     mask, _, _ = helpers.touching_discs()
     centre = (mask.shape[0] // 2, mask.shape[1] // 2)

@@ -37,14 +37,32 @@ def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return labels
 
 
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """Background pixels enclosed by ``mask`` (what ``binary_fill_holes`` would fill).
+
+    A hole is a face-connected background region that touches no edge of the
+    array. One labelling of the background finds them all; this is many times
+    faster than ``scipy.ndimage.binary_fill_holes``, which grows the outside
+    by repeated dilation.
+    """
+    background, n = ndi.label(~mask)
+    if n == 0:
+        return np.zeros(mask.shape, bool)
+    outside = np.zeros(n + 1, bool)
+    outside[0] = True
+    for axis in range(mask.ndim):
+        for end in (0, -1):
+            outside[np.take(background, end, axis=axis)] = True
+    return ~outside[background]
+
+
 def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
     """Fill holes inside each object (a hole takes the nearest object's label).
 
     Holes are few and small, so each is filled within its own bounding box
     (grown by one pixel, which reaches the object around it).
     """
-    filled = ndi.binary_fill_holes(labels > 0)
-    holes = filled & (labels == 0)
+    holes = _holes(labels > 0)
     if not holes.any():
         return labels
     out = labels.copy()
