@@ -87,6 +87,7 @@ def test_metadata_says_how_the_result_was_made(models, rng):
     assert meta["napari_unet_version"] == napari_unet.__version__
     assert meta["tile_size"] == 64 and meta["min_size"] == 3
     assert meta["axes"] == "YX"
+    assert meta["scale"] == 1.0
     # Model defaults fill in what was not given.
     assert meta["threshold"] == model.config.postprocess["threshold"]
 
@@ -125,6 +126,18 @@ def test_separate_objects(models, helpers, fake_net):
     np.testing.assert_array_equal(result.semantic, image > 0)
     assert len(_objects(result.instances)) == 2
     assert fake_net, "the fake network was used"
+
+
+def test_scale_keeps_outputs_at_the_image_size(models, helpers, fake_net):
+    image = _two_discs(helpers, touching=False)
+    result = napari_unet.segment(image, model=str(models["2d"]), scale=2.0)
+    assert result.metadata["scale"] == 2.0
+    assert result.semantic.shape == result.instances.shape == image.shape
+    assert result.probabilities.shape[1:] == image.shape
+    assert all(b[-2:] == tuple(2 * s for s in image.shape) for b in fake_net)
+    # Two discs, found where they are, to within the blur of resampling.
+    assert len(_objects(result.instances)) == 2
+    assert ((result.semantic > 0) != (image > 0)).mean() < 0.02
 
 
 def test_touching_objects_components_vs_watershed(models, helpers, fake_net):

@@ -50,6 +50,9 @@ CASES = [
      "3D mode needs a 3D model"),
     ("2d mode, 3d model", np.ones((8, 16, 16)), "3d", {"mode": "2d"}, "plane by plane"),
     ("3d model, 2d image", np.ones((16, 16)), "3d", {}, "no Z axis"),
+    ("scale zero", np.ones((16, 16)), "2d", {"scale": 0}, "between 0.1 and 10"),
+    ("scale huge", np.ones((16, 16)), "2d", {"scale": 50}, "between 0.1 and 10"),
+    ("scale not a number", np.ones((16, 16)), "2d", {"scale": "big"}, "must be a number"),
 ]
 
 

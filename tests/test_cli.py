@@ -111,7 +111,8 @@ def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
     else:
         tifffile.imwrite(path, rgb, photometric="rgb")
     out = tmp_path / "out"
-    assert main(["segment", str(path), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]) == 0
+    assert main(["segment", str(path), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu",
+                 "--scale", "1.5"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1
     for kind, dtype in (("semantic", np.uint8), ("instances", np.int32)):
         with tifffile.TiffFile(out / f"colour_{kind}.tif") as tif:
@@ -121,6 +122,7 @@ def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
         # The axes stored in the file describe the output (C is gone), so readers
         # such as tifffile and napari interpret the file correctly.
         assert meta and meta[0]["axes"] == "YX"
+        assert meta[0]["scale"] == 1.5
 
 
 def test_segment_time_series_with_axes(models, tmp_path, capsys):

@@ -17,7 +17,7 @@ from .postprocess import (
     semantic_from_probabilities,
     watershed_elevation,
 )
-from .predict import Predictor, prepare_input, stream_probabilities
+from .predict import Predictor, check_scale, prepare_input, stream_probabilities
 from .progress import Progress, drain
 
 __all__ = ["Segmentation", "iter_segment", "segment"]
@@ -60,6 +60,7 @@ def iter_segment(
     tile_size: int | None = None,
     overlap: int | None = None,
     batch_size: int = 1,
+    scale: float = 1.0,
     threshold: float | None = None,
     seed_threshold: float | None = None,
     instance_method: str | None = None,
@@ -83,6 +84,10 @@ def iter_segment(
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     tile_size, overlap, batch_size : tiling (see :class:`~napari_unet.predict.Predictor`)
+    scale : float
+        Resample Y and X by this factor for the network: 2 when the objects
+        are about half the size the model was trained on, 0.5 when twice. The
+        outputs keep the image's size; ``min_size`` counts its pixels.
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
         ``instance_method`` is ``"components"`` or ``"watershed"``.
@@ -106,6 +111,7 @@ def iter_segment(
     if post["instance_method"] not in METHODS:
         raise SegmentationError(
             f"Unknown instance method {post['instance_method']!r}: use one of {METHODS}.")
+    scale = check_scale(scale)
     if not 0.0 < float(post["threshold"]) < 1.0:
         raise SegmentationError(f"threshold must be between 0 and 1, got {post['threshold']}.")
     prepared = prepare_input(image, cfg, axes=axes, mode=mode, channel=channel)
@@ -125,7 +131,7 @@ def iter_segment(
         if probs_out is not None:
             probs_out[(slice(None), *key)] = probs
 
-    yield from stream_probabilities(predictor, prepared, store)
+    yield from stream_probabilities(predictor, prepared, store, scale=scale)
     label_ndim = len(plan.label_axes)
     yield Progress("instances", 0, 1, "splitting objects")
     instances = label_instances(
@@ -145,6 +151,7 @@ def iter_segment(
         "axes": plan.axes,
         "mode": "3d" if len(plan.net_axes) == 3 else "2d",
         "tile_size": predictor.tile_size,
+        "scale": float(scale),
         "overlap": predictor.overlap,
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
         "neck_ratio": post.get("neck_ratio"),

@@ -82,7 +82,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         bar = ProgressBar(path.name)
         result = _drain(iter_segment(
             image, model=model, axes=args.axes, mode=args.mode, channel=args.channel,
-            device=args.device, tile_size=args.tile_size, threshold=args.threshold,
+            device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
             instance_method=args.instance_method, min_size=args.min_size,
             keep_probabilities=False), bar)
         meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
@@ -203,6 +203,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     s.add_argument("--tile-size", type=int, help="tile edge in pixels")
+    s.add_argument("--scale", type=float, default=1.0,
+                   help="resample the images by this factor for the network: 2 for nuclei half the size "
+                        "the model knows, 0.5 for twice (outputs keep the image size)")
     s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
     s.add_argument("--instance-method", choices=["components", "watershed"], help="how to split instances (default: the model's)")
     s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels (default: the model's)")

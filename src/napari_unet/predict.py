@@ -26,7 +26,8 @@ from .progress import Progress, drain
 from .tiling import TileGrid, pad_to_multiple
 
 __all__ = [
-    "Predictor", "iter_predict", "predict", "prepare_input", "stream_probabilities", "Progress", "MIN_SIZE",
+    "MIN_SIZE", "Predictor", "Progress", "check_scale", "iter_predict", "predict", "prepare_input",
+    "resample", "scaled_shape", "stream_probabilities",
 ]
 
 MIN_SIZE = 4
@@ -313,10 +314,48 @@ def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tu
                             max_samples=budget)
 
 
+def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    """``shape`` (canonical [Z,] Y, X) with Y and X multiplied by ``scale`` (Z is kept)."""
+    lead, yx = tuple(shape[:-2]), shape[-2:]
+    return (*lead, *(max(MIN_SIZE, round(s * scale)) for s in yx))
+
+
+def resample(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Linear resampling of (K, *spatial) float32 to (K, *shape).
+
+    Shrinking a 2D array averages (antialiased bilinear), so no detail aliases.
+    """
+    if tuple(array.shape[1:]) == tuple(shape):
+        return array
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    if len(shape) == 2:
+        shrink = any(n < s for n, s in zip(shape, array.shape[1:]))
+        out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear",
+                                              align_corners=False, antialias=shrink)
+    else:
+        out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="trilinear", align_corners=False)
+    return out[0].numpy()
+
+
+def check_scale(scale: float) -> float:
+    """``scale`` as a float, or a SegmentationError saying what is allowed."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise SegmentationError(f"scale must be a number, got {scale!r}.") from None
+    if not 0.1 <= value <= 10.0:
+        raise SegmentationError(
+            f"scale must be between 0.1 and 10, got {scale}: 2 doubles the image for nuclei half "
+            "the size the model knows, 0.5 halves it for nuclei twice the size.")
+    return value
+
+
 def stream_probabilities(
     predictor: Predictor,
     prepared: PreparedInput,
     on_item: Callable[[tuple, np.ndarray], None],
+    *,
+    scale: float = 1.0,
 ) -> Generator[Progress, None, None]:
     """Run every plane or volume of a prepared input through the network.
 
@@ -324,19 +363,24 @@ def stream_probabilities(
     item calls ``on_item(key, probabilities)``: ``key`` indexes that item in
     an output array of shape ``prepared.out_shape``; ``probabilities`` is
     (K, *item shape) float32, axes in the input's order.
+
+    With ``scale`` other than 1, each item is resampled in Y and X by that
+    factor before the network, and its probabilities are resampled back.
     """
+    scale = check_scale(scale)
     plan = prepared.plan
-    per_item = len(predictor.grid(prepared.net_shape))
+    net_shape = scaled_shape(prepared.net_shape, scale)
+    per_item = len(predictor.grid(net_shape))
     n_items = int(np.prod(prepared.loop_shape))
     total = per_item * n_items
     loop_out = [i - (plan.channel_axis is not None and i > plan.channel_axis) for i in plan.loop_axes]
     for n, (index, x) in enumerate(prepared.items()):
-        gen = predictor.iter_array(x)
+        gen = predictor.iter_array(resample(x, net_shape))
         while True:
             try:
                 done = next(gen)
             except StopIteration as stop:
-                probs = prepared.from_canonical(stop.value)
+                probs = prepared.from_canonical(resample(stop.value, x.shape[1:]))
                 break
             note = f"tile {done}/{per_item}" + (f" of plane {n + 1}/{n_items}" if n_items > 1 else "")
             yield Progress("predict", n * per_item + done, total, note)
@@ -358,8 +402,13 @@ def iter_predict(
     overlap: int | None = None,
     halo: int | None = None,
     batch_size: int = 1,
+    scale: float = 1.0,
 ) -> Generator[Progress, None, np.ndarray]:
     """Class probabilities of a whole array, tile by tile.
+
+    ``scale`` resamples Y and X by that factor for the network (2 for nuclei
+    half the size the model was trained on); the probabilities come back at
+    the image's own size.
 
     Yields
     ------
@@ -381,7 +430,7 @@ def iter_predict(
     def store(key: tuple, probs: np.ndarray) -> None:
         out[(slice(None), *key)] = probs
 
-    yield from stream_probabilities(predictor, prepared, store)
+    yield from stream_probabilities(predictor, prepared, store, scale=scale)
     return out
 
 

@@ -30,6 +30,7 @@ def test_run_2d_places_outputs_like_the_source(viewer, widget, wait_done, make_b
     img = viewer.add_image(make_blobs((64, 80)), name="cells", scale=(0.5, 0.25),
                            translate=(10.0, -4.0), units=("um", "um"))
     widget.image.value = img
+    widget.scale.value = 1.5  # the network sees a 96 x 120 image; the layers keep 64 x 80
     widget.run_button.clicked()
     assert widget.running and not widget.run_button.enabled and widget.cancel_button.enabled
     wait_done(widget)
@@ -47,6 +48,7 @@ def test_run_2d_places_outputs_like_the_source(viewer, widget, wait_done, make_b
     assert meta["napari_unet_version"] == napari_unet.__version__
     assert meta["threshold"] == pytest.approx(widget.threshold.value)
     assert meta["instance_method"] == widget.instance_method.value
+    assert meta["scale"] == 1.5
     assert sem.metadata["output"] == "semantic"
     assert not widget.running and widget.run_button.enabled and not widget.cancel_button.enabled
     assert "objects in cells" in widget.status.value
@@ -248,7 +250,7 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, tmp_pa
     (error,) = notes.messages("error")
     assert "config.json" in error
     # Every option explains itself.
-    for name in ("image", "model", "browse", "axes", "mode", "device", "tile_size", "threshold",
+    for name in ("image", "model", "browse", "axes", "mode", "device", "scale", "tile_size", "threshold",
                  "instance_method", "min_size", "run_button", "cancel_button", "update_button"):
         assert getattr(widget, name).tooltip, name
     assert widget.device.choices[0] == "auto" and "cpu" in widget.device.choices

@@ -106,6 +106,8 @@ class SegmentWidget(EngineWidget):
                                value="auto", tooltip=tip["device"])
         self.tile_size = ComboBox(label="Tile size", choices=TILE_CHOICES, value=0,
                                   tooltip=tip["tile_size"])
+        self.scale = FloatSpinBox(label="Scale", value=1.0, min=0.1, max=10.0, step=0.25,
+                                  tooltip=tip["scale"])
         self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.05,
                                       tooltip=tip["threshold"])
         self.instance_method = ComboBox(label="Objects", choices=METHOD_CHOICES, value="watershed",
@@ -120,7 +122,7 @@ class SegmentWidget(EngineWidget):
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
         self.progress_bar = ProgressBar(value=0, min=0, max=1, label="Progress")
         self.status = Label(value="")
-        self.extend([self.image, model_row, self.axes, self.mode, self.device, self.tile_size,
+        self.extend([self.image, model_row, self.axes, self.mode, self.device, self.scale, self.tile_size,
                      self.threshold, self.instance_method, self.min_size, buttons,
                      self.update_button, self.progress_bar, self.status])
 
@@ -221,6 +223,7 @@ class SegmentWidget(EngineWidget):
             "device": self.device.value,
             # None lets the engine choose; its default overlap shrinks with small tiles.
             "tile_size": int(self.tile_size.value) or None,
+            "scale": float(self.scale.value),
             "threshold": float(self.threshold.value),
             "instance_method": self.instance_method.value,
             "min_size": int(self.min_size.value),

@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_GRID", "tune_postprocess"]
 
 DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "threshold": (0.5, 0.6, 0.7),
-    "seed_threshold": (0.7, 0.8, 0.9, 0.95),
+    "seed_threshold": (0.5, 0.6, 0.7, 0.8, 0.9),
     "min_size": (0, 16, 24, 32),
     "neck_ratio": (0.0, 0.7),
 }
