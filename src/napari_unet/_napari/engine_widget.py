@@ -23,7 +23,15 @@ from ..progress import Progress
 from .model_choices import ModelCatalog, add_model_choice, ask_model_path
 from .wiring import ViewerListener
 
-__all__ = ["EngineWidget", "Run"]
+__all__ = ["EngineWidget", "Run", "row"]
+
+
+def row(*widgets: Any, label: str | None = None) -> Container:
+    """Widgets side by side, flush with the form's other rows (one form label, or none)."""
+    box = Container(widgets=list(widgets), layout="horizontal", labels=False,
+                    **({"label": label} if label is not None else {}))
+    box.margins = (0, 0, 0, 0)
+    return box
 
 
 @dataclass(kw_only=True)
@@ -48,6 +56,13 @@ class EngineWidget(ViewerListener, Container):
     status: Label
     progress_bar: ProgressBar
     cancel_button: PushButton
+
+    def _job_controls(self, start: PushButton, *, cancel_tooltip: str) -> Container:
+        """Make ``cancel_button``, ``progress_bar`` and ``status``; return the start/Cancel row."""
+        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=cancel_tooltip)
+        self.progress_bar = ProgressBar(value=0, min=0, max=1, label="Progress")
+        self.status = Label(value="")
+        return row(start, self.cancel_button)
 
     # ------------------------------------------------------------------ models
     def _model_box(self) -> ComboBox:  # pragma: no cover - overridden

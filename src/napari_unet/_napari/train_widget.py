@@ -27,12 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     LineEdit,
-    ProgressBar,
     PushButton,
     Select,
     SpinBox,
@@ -47,7 +44,7 @@ from ..checkpoint import CONFIG, LoadedModel
 from ..device import available_devices
 from ..errors import SegmentationError
 from ..progress import Progress
-from .engine_widget import EngineWidget, Run
+from .engine_widget import EngineWidget, Run, row
 from .jobs import JobFailed
 from .model_choices import ModelCatalog
 from .options import layer_array
@@ -333,16 +330,12 @@ class TrainWidget(EngineWidget):
         self.add_button = PushButton(text="Add pair", tooltip=tip["add"])
         self.remove_button = PushButton(text="Remove", tooltip=tip["remove"])
         self.clear_button = PushButton(text="Clear", tooltip=tip["clear"])
-        pair_buttons = Container(widgets=[self.add_button, self.remove_button, self.clear_button],
-                                 layout="horizontal", labels=False)
-        pair_buttons.margins = (0, 0, 0, 0)
+        pair_buttons = row(self.add_button, self.remove_button, self.clear_button)
         self.pairs = Select(label="Pairs", choices=self._pair_choices, tooltip=tip["pairs"])
         self.pairs.native.setFixedHeight(90)
         self.start_model = ComboBox(choices=self._start_choices, tooltip=tip["start"])
         self.browse = PushButton(text="Browse…", tooltip=tip["browse"])
-        start_row = Container(widgets=[self.start_model, self.browse], layout="horizontal",
-                              labels=False, label="Start from")
-        start_row.margins = (0, 0, 0, 0)
+        start_row = row(self.start_model, self.browse, label="Start from")
         self.epochs = SpinBox(label="Epochs", value=10, min=1, max=10_000, tooltip=tip["epochs"])
         self.steps = SpinBox(label="Steps per epoch", value=20, min=1, max=100_000, tooltip=tip["steps"])
         self.batch_size = SpinBox(label="Batch size", value=8, min=1, max=256, tooltip=tip["batch_size"])
@@ -356,21 +349,16 @@ class TrainWidget(EngineWidget):
         self.save_in = FileEdit(label="Save in", mode="d", value=default_models_dir(),
                                 tooltip=tip["save_in"])
         self.train_button = PushButton(text="Train", tooltip=tip["train"])
-        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=tip["cancel"])
-        buttons = Container(widgets=[self.train_button, self.cancel_button], layout="horizontal",
-                            labels=False)
-        buttons.margins = (0, 0, 0, 0)
-        self.progress_bar = ProgressBar(value=0, min=0, max=1, label="Progress")
-        self.status = Label(value="")
+        buttons = self._job_controls(self.train_button, cancel_tooltip=tip["cancel"])
         self.status.native.setWordWrap(True)
         self.extend([self.image, self.labels, pair_buttons, self.pairs, start_row, self.epochs,
                      self.steps, self.batch_size, self.learning_rate, self.crop_size, self.device,
                      self.model_name, self.save_in, buttons, self.progress_bar, self.status])
         from qtpy.QtWidgets import QSizePolicy
 
-        row = self.pairs.native.parentWidget()  # the list's labelled row: keep it compact
-        if row is not None:
-            row.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        pairs_row = self.pairs.native.parentWidget()  # the list's labelled row: keep it compact
+        if pairs_row is not None:
+            pairs_row.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.native.layout().addStretch()  # spare height goes below the controls
 
     def _connect(self) -> None:
@@ -613,6 +601,7 @@ class TrainWidget(EngineWidget):
                  "'Browse…' if you want it." if kept else "")
         show_info(f"Training of '{run.name}' cancelled: it was not added to the model list.{where}")
         self.status.value = "Cancelled."
+
 
 def _remove_if_no_model(folder: Path) -> None:
     """Remove a model folder this widget made when no model was saved in it."""

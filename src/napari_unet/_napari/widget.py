@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FloatSpinBox,
-    Label,
-    ProgressBar,
     PushButton,
     SpinBox,
 )
@@ -31,7 +28,7 @@ from superqt.utils import ensure_main_thread
 
 from ..device import available_devices
 from ..errors import SegmentationError
-from .engine_widget import EngineWidget, Run
+from .engine_widget import EngineWidget, Run, row
 from .jobs import JobDone, JobFailed, count_objects, relabel_job, segment_job
 from .layers import (
     channel_data_axis,
@@ -97,9 +94,7 @@ class SegmentWidget(EngineWidget):
         self.image = ComboBox(label="Image", choices=self._image_choices, tooltip=tip["image"])
         self.model = ComboBox(choices=self._model_choices, tooltip=tip["model"])
         self.browse = PushButton(text="Browse…", tooltip=tip["browse"])
-        model_row = Container(widgets=[self.model, self.browse], layout="horizontal",
-                              labels=False, label="Model")
-        model_row.margins = (0, 0, 0, 0)
+        model_row = row(self.model, self.browse, label="Model")
         self.axes = ComboBox(label="Axes", choices=self._axes_choices, tooltip=tip["axes"])
         self.mode = ComboBox(label="Mode", choices=MODE_CHOICES, value="auto", tooltip=tip["mode"])
         self.device = ComboBox(label="Device", choices=["auto", *available_devices()],
@@ -115,13 +110,8 @@ class SegmentWidget(EngineWidget):
         self.min_size = SpinBox(label="Min size (px)", value=10, min=0, max=10_000_000,
                                 tooltip=tip["min_size"])
         self.run_button = PushButton(text="Run", tooltip=tip["run"])
-        self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=tip["cancel"])
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
-                            labels=False)
-        buttons.margins = (0, 0, 0, 0)
+        buttons = self._job_controls(self.run_button, cancel_tooltip=tip["cancel"])
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
-        self.progress_bar = ProgressBar(value=0, min=0, max=1, label="Progress")
-        self.status = Label(value="")
         self.extend([self.image, model_row, self.axes, self.mode, self.device, self.scale, self.tile_size,
                      self.threshold, self.instance_method, self.min_size, buttons,
                      self.update_button, self.progress_bar, self.status])
