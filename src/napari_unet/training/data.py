@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from ..errors import SegmentationError
@@ -50,8 +51,6 @@ def three_class_targets(labels: np.ndarray, *, core_fraction: float = 0.0) -> np
     target = (labels > 0).astype(np.uint8)
     target[boundary] = 2
     if core_fraction > 0 and labels.any():
-        from scipy import ndimage as ndi
-
         # Depth inside each object: rims between touching objects are zero, so
         # one transform of the whole mask measures every object on its own.
         depth = ndi.distance_transform_edt(target == 1) + (target == 1)
@@ -73,8 +72,6 @@ def mark_contacts(target: np.ndarray, labels: np.ndarray, *, radius: int = 1) ->
     Touching nuclei merge when the network misses the thin line between them;
     the loss weights these pixels up (see ``segmentation_loss``).
     """
-    from scipy import ndimage as ndi
-
     labels = np.asarray(labels)
     size = 2 * radius + 1
     big = np.iinfo(np.int64).max
