@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import napari_unet
+from napari_unet.api import median_object_area
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
 from napari_unet.predict import predict
@@ -138,6 +139,55 @@ def test_scale_keeps_outputs_at_the_image_size(models, helpers, fake_net):
     # Two discs, found where they are, to within the blur of resampling.
     assert len(_objects(result.instances)) == 2
     assert ((result.semantic > 0) != (image > 0)).mean() < 0.02
+
+
+def _auto_model(helpers, folder, area):
+    return helpers.build_model(folder, postprocess={"scale": "auto", "auto_scale_area": area,
+                                                    "auto_scale_factor": 2.0})
+
+
+@pytest.mark.parametrize(("area", "again"), [(300.0, True), (150.0, False)])
+def test_auto_scale_segments_again_only_when_objects_are_small(helpers, fake_net, tmp_path, area, again):
+    """Discs of radius 8 cover about 200 px: under a 300 px reference they are small."""
+    image = _two_discs(helpers, touching=False)
+    model = _auto_model(helpers, tmp_path / "auto", area)
+    result = napari_unet.segment(image, model=str(model))  # scale=None: the model's "auto"
+    assert fake_net[0][-2:] == image.shape, "the first pass is at the image's own size"
+    doubled = [b for b in fake_net if b[-2:] == tuple(2 * s for s in image.shape)]
+    assert bool(doubled) == again
+    assert result.metadata["scale"] == (2.0 if again else 1.0)
+    assert result.metadata["scale_mode"] == "auto"
+    assert result.semantic.shape == result.instances.shape == result.probabilities.shape[1:] == image.shape
+    assert len(_objects(result.instances)) == 2
+
+
+def test_explicit_scale_overrides_the_models_auto(helpers, fake_net, tmp_path):
+    image = _two_discs(helpers, touching=False)
+    result = napari_unet.segment(image, model=str(_auto_model(helpers, tmp_path / "auto", 300.0)), scale=1.0)
+    assert {b[-2:] for b in fake_net} == {image.shape}
+    assert result.metadata["scale"] == 1.0 and result.metadata["scale_mode"] == "fixed"
+
+
+def test_auto_scale_decides_once_for_a_whole_stack(helpers, fake_net, tmp_path):
+    plane = _two_discs(helpers, touching=False)
+    stack = np.stack([plane, plane, np.zeros_like(plane)])
+    result = napari_unet.segment(stack, model=str(_auto_model(helpers, tmp_path / "auto", 300.0)),
+                                 axes="TYX")
+    doubled = [b for b in fake_net if b[-2:] == tuple(2 * s for s in plane.shape)]
+    assert len(doubled) == 3, "every plane, the empty one too, is segmented again"
+    assert result.metadata["scale"] == 2.0
+    assert result.instances.shape == stack.shape
+    assert [len(_objects(p)) for p in result.instances] == [2, 2, 0]
+
+
+def test_median_object_area_counts_cross_sections_in_yx():
+    labels = np.zeros((2, 6, 5), np.int32)  # ZYX: object 1 spans both planes
+    labels[0, :2, :2] = 1    # 4 px
+    labels[1, :3, :3] = 1    # 9 px
+    labels[1, 4:, 3:] = 2    # 4 px
+    assert median_object_area(labels, "ZYX") == 4.0
+    assert median_object_area(np.moveaxis(labels, 0, -1), "YXZ") == 4.0
+    assert median_object_area(np.zeros((4, 4), np.int32), "YX") is None
 
 
 def test_touching_objects_components_vs_watershed(models, helpers, fake_net):

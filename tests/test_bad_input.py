@@ -52,7 +52,9 @@ CASES = [
     ("3d model, 2d image", np.ones((16, 16)), "3d", {}, "no Z axis"),
     ("scale zero", np.ones((16, 16)), "2d", {"scale": 0}, "between 0.1 and 10"),
     ("scale huge", np.ones((16, 16)), "2d", {"scale": 50}, "between 0.1 and 10"),
-    ("scale not a number", np.ones((16, 16)), "2d", {"scale": "big"}, "must be a number"),
+    ("scale not a number", np.ones((16, 16)), "2d", {"scale": "big"}, "must be a number or 'auto'"),
+    ("auto scale, no reference size", np.ones((16, 16)), "2d", {"scale": "auto"},
+     "no reference object size"),
 ]
 
 

@@ -125,6 +125,22 @@ def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
         assert meta[0]["scale"] == 1.5
 
 
+def test_segment_scale_auto_records_the_scale_used(helpers, tmp_path, capsys, fake_net):
+    model = helpers.build_model(tmp_path / "auto", postprocess={"scale": "auto", "auto_scale_area": 1e6})
+    image, _ = disc_scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "x.tif", image)
+    for flag, mode in ((["--scale", "auto"], "auto"), ([], "auto"), (["--scale", "1"], "fixed")):
+        out = tmp_path / f"out{len(flag)}{mode}"
+        assert main(["segment", str(tmp_path / "x.tif"), "-o", str(out), "-m", str(model),
+                     "--device", "cpu", *flag]) == 0
+        with tifffile.TiffFile(out / "x_instances.tif") as tif:
+            meta = tif.shaped_metadata[0]
+        # Any object is "small" under a reference of a million pixels: auto goes to scale 2.
+        assert meta["scale_mode"] == mode
+        assert meta["scale"] == (2.0 if mode == "auto" else 1.0)
+    capsys.readouterr()
+
+
 def test_segment_time_series_with_axes(models, tmp_path, capsys):
     stack = np.stack([disc_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)])  # (3, 64, 64)
     tifffile.imwrite(tmp_path / "movie.tif", stack, photometric="minisblack")
@@ -158,11 +174,15 @@ def _bad_cases(tmp_path: Path, model: Path):
         "bad axes": ([str(good)], ["-m", str(model), "--axes", "QX"], out, "Invalid axes"),
         "wrong number of axes": ([str(good)], ["-m", str(model), "--axes", "ZYX"], out, "letters"),
         "output not a folder": ([str(good)], ["-m", str(model)], a_file / "out", "Cannot write"),
+        "scale not a number": ([str(good)], ["-m", str(model), "--scale", "big"], out, "number or 'auto'"),
+        "auto scale without a reference": ([str(good)], ["-m", str(model), "--scale", "auto"], out,
+                                           "no reference object size"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing image", "unreadable image", "missing model",
-                                  "bad axes", "wrong number of axes", "output not a folder"])
+                                  "bad axes", "wrong number of axes", "output not a folder",
+                                  "scale not a number", "auto scale without a reference"])
 def test_segment_bad_input_is_one_error_line(models, tmp_path, capsys, case):
     images, extra, out, fragment = _bad_cases(tmp_path, models["2d"])[case]
     code = main(["segment", *images, "--output", str(out), "--device", "cpu", *extra])

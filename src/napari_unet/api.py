@@ -20,7 +20,7 @@ from .postprocess import (
 from .predict import Predictor, check_scale, prepare_input, stream_probabilities
 from .progress import Progress, drain
 
-__all__ = ["Segmentation", "iter_segment", "segment"]
+__all__ = ["Segmentation", "iter_segment", "median_object_area", "segment"]
 
 
 @dataclass
@@ -60,7 +60,7 @@ def iter_segment(
     tile_size: int | None = None,
     overlap: int | None = None,
     batch_size: int = 1,
-    scale: float = 1.0,
+    scale: float | str | None = None,
     threshold: float | None = None,
     seed_threshold: float | None = None,
     instance_method: str | None = None,
@@ -84,10 +84,15 @@ def iter_segment(
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     tile_size, overlap, batch_size : tiling (see :class:`~napari_unet.predict.Predictor`)
-    scale : float
+    scale : float, "auto" or None
         Resample Y and X by this factor for the network: 2 when the objects
         are about half the size the model was trained on, 0.5 when twice. The
         outputs keep the image's size; ``min_size`` counts its pixels.
+        ``"auto"`` segments at scale 1 and, when the objects' median area is
+        under the model's ``auto_scale_area`` (pixels), once more at its
+        ``auto_scale_factor``. None takes the model's choice
+        (``postprocess["scale"]``; 1 when it has none, "auto" for the bundled
+        model). ``metadata["scale"]`` says which scale gave the result.
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
         ``instance_method`` is ``"components"`` or ``"watershed"``.
@@ -111,11 +116,73 @@ def iter_segment(
     if post["instance_method"] not in METHODS:
         raise SegmentationError(
             f"Unknown instance method {post['instance_method']!r}: use one of {METHODS}.")
-    scale = check_scale(scale)
+    auto, first = _scale_choice(scale, post)
     if not 0.0 < float(post["threshold"]) < 1.0:
         raise SegmentationError(f"threshold must be between 0 and 1, got {post['threshold']}.")
     prepared = prepare_input(image, cfg, axes=axes, mode=mode, channel=channel)
     plan = prepared.plan
+    label_ndim = len(plan.label_axes)
+    semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, first,
+                                                          keep_probabilities)
+    used = first
+    if auto:
+        area = median_object_area(instances, plan.out_axes)
+        if area is not None and area < float(post["auto_scale_area"]):
+            used = check_scale(post.get("auto_scale_factor", 2.0))
+            yield Progress("predict", 0, 1, f"small objects (median {area:.0f} px): again at scale {used:g}")
+            semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, used,
+                                                                  keep_probabilities)
+    yield Progress("instances", 1, 1, f"{_count(instances, label_ndim)} objects")
+    meta = {
+        "napari_unet_version": __version__,
+        "model": predictor.model.name,
+        "model_sha256": predictor.model.sha256,
+        "device": str(predictor.device),
+        "axes": plan.axes,
+        "mode": "3d" if len(plan.net_axes) == 3 else "2d",
+        "tile_size": predictor.tile_size,
+        "scale": float(used),
+        "scale_mode": "auto" if auto else "fixed",
+        "overlap": predictor.overlap,
+        **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
+        "neck_ratio": post.get("neck_ratio"),
+    }
+    return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
+
+
+def _scale_choice(scale: float | str | None, post: dict[str, Any]) -> tuple[bool, float]:
+    """(auto?, scale of the first pass) from the caller's ``scale`` and the model's defaults."""
+    chosen = post.get("scale", 1.0) if scale is None else scale
+    if isinstance(chosen, str) and chosen.strip().lower() == "auto":
+        if "auto_scale_area" not in post:
+            raise SegmentationError(
+                "This model has no reference object size, so scale 'auto' cannot be used: give a "
+                "number instead (2 for objects half the size it was trained on, 0.5 for twice).")
+        return True, 1.0
+    if isinstance(chosen, str):
+        try:
+            chosen = float(chosen)
+        except ValueError:
+            raise SegmentationError(f"scale must be a number or 'auto', got {chosen!r}.") from None
+    return False, check_scale(chosen)
+
+
+def median_object_area(instances: np.ndarray, axes: str) -> float | None:
+    """Median area in pixels of the objects' cross-sections in the Y/X planes (None if no objects).
+
+    ``instances`` has the axes ``axes`` (letters from ``TZYX``, with Y and X).
+    """
+    planes = np.moveaxis(instances, [axes.index("Y"), axes.index("X")], [-2, -1])
+    planes = planes.reshape(-1, *planes.shape[-2:])
+    areas = [a[a > 0] for a in (np.bincount(p.ravel())[1:] for p in planes)]
+    areas = np.concatenate(areas) if areas else np.zeros(0)
+    return float(np.median(areas)) if areas.size else None
+
+
+def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: float,
+              keep_probabilities: bool) -> Generator[Progress, None, tuple]:
+    """Network and post-processing at one scale: (semantic, instances, probabilities or None)."""
+    cfg = predictor.config
     out_shape = prepared.out_shape
     semantic = np.zeros(out_shape, np.uint8)
     seeds = np.zeros(out_shape, bool) if cfg.target == "three_class" else None
@@ -132,31 +199,16 @@ def iter_segment(
             probs_out[(slice(None), *key)] = probs
 
     yield from stream_probabilities(predictor, prepared, store, scale=scale)
-    label_ndim = len(plan.label_axes)
     yield Progress("instances", 0, 1, "splitting objects")
     instances = label_instances(
         semantic, method=post["instance_method"], seeds=seeds, elevation=elevation,
-        min_size=int(post["min_size"]), fill_holes=bool(post["fill_holes"]), ndim=label_ndim,
-        neck_ratio=post.get("neck_ratio"),
+        min_size=int(post["min_size"]), fill_holes=bool(post["fill_holes"]),
+        ndim=len(prepared.plan.label_axes), neck_ratio=post.get("neck_ratio"),
     )
     if cfg.target == "three_class" or cfg.out_channels == 2:
         # Removed small objects and filled holes change the mask too: keep them in step.
         semantic = (instances > 0).astype(np.uint8)
-    yield Progress("instances", 1, 1, f"{_count(instances, label_ndim)} objects")
-    meta = {
-        "napari_unet_version": __version__,
-        "model": predictor.model.name,
-        "model_sha256": predictor.model.sha256,
-        "device": str(predictor.device),
-        "axes": plan.axes,
-        "mode": "3d" if len(plan.net_axes) == 3 else "2d",
-        "tile_size": predictor.tile_size,
-        "scale": float(scale),
-        "overlap": predictor.overlap,
-        **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
-        "neck_ratio": post.get("neck_ratio"),
-    }
-    return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
+    return semantic, instances, probs_out
 
 
 def _count(instances: np.ndarray, ndim: int) -> int:

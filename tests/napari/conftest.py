@@ -40,6 +40,14 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def auto_model(tmp_path_factory) -> Path:
+    """A tiny model whose config asks for scale "auto" (reference object area 50 px)."""
+    post = {"threshold": 0.5, "seed_threshold": 0.5, "min_size": 0, "instance_method": "watershed",
+            "fill_holes": True, "scale": "auto", "auto_scale_area": 50.0, "auto_scale_factor": 2.0}
+    return _tiny(tmp_path_factory.mktemp("models") / "auto", postprocess=post, name="auto")
+
+
+@pytest.fixture(scope="session")
 def two_channel_model(tmp_path_factory) -> Path:
     """A tiny model that takes 2 input channels."""
     return _tiny(tmp_path_factory.mktemp("models") / "tiny2ch", in_channels=2, name="tiny2ch")

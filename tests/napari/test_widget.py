@@ -232,13 +232,23 @@ def test_bad_input_becomes_a_notification(viewer, widget, wait_done, notes, monk
         assert type(note).__name__ == "Notification"  # not an ErrorNotification with a traceback
 
 
-def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, tmp_path, monkeypatch,
-                                            notes):
+def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_model, tmp_path,
+                                            monkeypatch, notes, make_blobs):
     # Browse… opens a model; its tuned post-processing values become the defaults.
     # (patched on the class: magicgui containers treat attribute deletion as widget removal)
+    # A model whose config asks for scale "auto" (as the bundled one does) gets it.
+    assert not widget.auto_scale.value and widget.scale.enabled  # the tiny model has a fixed scale
+    assert widget.add_model(str(auto_model))
+    assert widget.auto_scale.enabled and widget.auto_scale.value and not widget.scale.enabled
+    img = viewer.add_image(make_blobs((32, 32)), name="blobs")
+    assert widget._options(img)["scale"] == "auto"
+    widget.auto_scale.value = False
+    assert widget.scale.enabled and widget._options(img)["scale"] == widget.scale.value
     monkeypatch.setattr(SegmentWidget, "_ask_model_path", lambda self: str(tuned_model / "config.json"))
     widget.browse.clicked()
     assert widget.model.value == f"file:{tuned_model / 'config.json'}"
+    # A model without a reference object size cannot scale automatically.
+    assert not widget.auto_scale.enabled and not widget.auto_scale.value and widget.scale.enabled
     assert widget.threshold.value == pytest.approx(0.3)
     assert widget.min_size.value == 25
     assert widget.instance_method.value == "components"
@@ -250,7 +260,8 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, tmp_pa
     (error,) = notes.messages("error")
     assert "config.json" in error
     # Every option explains itself.
-    for name in ("image", "model", "browse", "axes", "mode", "device", "scale", "tile_size", "threshold",
+    for name in ("image", "model", "browse", "axes", "mode", "device", "scale", "auto_scale", "tile_size",
+                 "threshold",
                  "instance_method", "min_size", "run_button", "cancel_button", "update_button"):
         assert getattr(widget, name).tooltip, name
     assert widget.device.choices[0] == "auto" and "cpu" in widget.device.choices

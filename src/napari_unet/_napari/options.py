@@ -77,6 +77,11 @@ TOOLTIPS = {
         "half the size the model was trained on (for the bundled model, under ~10 px across),\n"
         "0.5 when they are twice the size. The layers keep the image's size; 2 takes about 4x longer."
     ),
+    "auto_scale": (
+        "Measure the objects first: when they are much smaller than the model knows (median area\n"
+        "under the model's reference), segment again at its scale (2 for the bundled model).\n"
+        "Only models that record a reference object size offer this."
+    ),
     "tile_size": (
         "Edge of the square tiles the image is cut into, in pixels. Smaller tiles use less\n"
         "memory (choose one if the GPU runs out of memory) and let Cancel act sooner;\n"

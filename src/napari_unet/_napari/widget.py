@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     FloatSpinBox,
     PushButton,
@@ -101,8 +102,9 @@ class SegmentWidget(EngineWidget):
                                value="auto", tooltip=tip["device"])
         self.tile_size = ComboBox(label="Tile size", choices=TILE_CHOICES, value=0,
                                   tooltip=tip["tile_size"])
-        self.scale = FloatSpinBox(label="Scale", value=1.0, min=0.1, max=10.0, step=0.25,
-                                  tooltip=tip["scale"])
+        self.scale = FloatSpinBox(value=1.0, min=0.1, max=10.0, step=0.25, tooltip=tip["scale"])
+        self.auto_scale = CheckBox(text="auto", value=False, tooltip=tip["auto_scale"])
+        scale_row = row(self.scale, self.auto_scale, label="Scale")
         self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.05,
                                       tooltip=tip["threshold"])
         self.instance_method = ComboBox(label="Objects", choices=METHOD_CHOICES, value="watershed",
@@ -112,7 +114,7 @@ class SegmentWidget(EngineWidget):
         self.run_button = PushButton(text="Run", tooltip=tip["run"])
         buttons = self._job_controls(self.run_button, cancel_tooltip=tip["cancel"])
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
-        self.extend([self.image, model_row, self.axes, self.mode, self.device, self.scale, self.tile_size,
+        self.extend([self.image, model_row, self.axes, self.mode, self.device, scale_row, self.tile_size,
                      self.threshold, self.instance_method, self.min_size, buttons,
                      self.update_button, self.progress_bar, self.status])
 
@@ -120,6 +122,7 @@ class SegmentWidget(EngineWidget):
         self.image.changed.connect(self._on_image_changed)
         self.model.changed.connect(self._on_model_changed)
         self.browse.changed.connect(self._browse)
+        self.auto_scale.changed.connect(self._on_auto_scale_changed)
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
         self.update_button.changed.connect(self.update_instances)
@@ -162,6 +165,14 @@ class SegmentWidget(EngineWidget):
         self.min_size.value = int(post.get("min_size", self.min_size.value))
         if post.get("instance_method") in {v for _, v in METHOD_CHOICES}:
             self.instance_method.value = post["instance_method"]
+        # "auto" needs the model's reference object size; a model without one runs at a fixed scale.
+        self.auto_scale.enabled = "auto_scale_area" in post
+        self.auto_scale.value = self.auto_scale.enabled and post.get("scale") == "auto"
+        if not self.auto_scale.value:
+            self.scale.value = float(post.get("scale", 1.0))
+
+    def _on_auto_scale_changed(self, auto: bool) -> None:
+        self.scale.enabled = not auto
 
     def _model_box(self) -> ComboBox:
         return self.model
@@ -213,7 +224,7 @@ class SegmentWidget(EngineWidget):
             "device": self.device.value,
             # None lets the engine choose; its default overlap shrinks with small tiles.
             "tile_size": int(self.tile_size.value) or None,
-            "scale": float(self.scale.value),
+            "scale": "auto" if self.auto_scale.value else float(self.scale.value),
             "threshold": float(self.threshold.value),
             "instance_method": self.instance_method.value,
             "min_size": int(self.min_size.value),

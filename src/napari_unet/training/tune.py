@@ -24,7 +24,7 @@ from ..postprocess import (
 )
 from ..predict import Predictor, prepare_input
 
-__all__ = ["DEFAULT_GRID", "tune_postprocess"]
+__all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "tune_auto_scale", "tune_postprocess"]
 
 DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "threshold": (0.5, 0.6, 0.7),
@@ -32,6 +32,9 @@ DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "min_size": (0, 16, 24, 32),
     "neck_ratio": (0.0, 0.7),
 }
+
+AUTO_SCALE_AREAS: Sequence[float] = (60, 80, 100, 120, 150, 200)
+"""Candidate median object areas (pixels) under which ``scale="auto"`` segments again."""
 
 
 def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.ndarray:
@@ -95,3 +98,46 @@ def tune_postprocess(
         loaded.config.postprocess = best
         save_model(loaded.path, loaded.net, loaded.config)
     return best, table
+
+
+def tune_auto_scale(
+    model: LoadedModel | str,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    factor: float = 2.0,
+    areas: Sequence[float] = AUTO_SCALE_AREAS,
+    device: str = "auto",
+) -> tuple[float | None, list[tuple[float | None, float, float]]]:
+    """Choose the median object area under which ``scale="auto"`` segments again at ``factor``.
+
+    Every image is segmented with the model's post-processing at scale 1 and
+    at ``factor``; each candidate area picks, per image, the second result
+    when the first one's median object area is under it.
+
+    Returns
+    -------
+    area : float or None
+        The winner (highest AP at IoU 0.5, then mean AP); None when never
+        rescaling scores best.
+    table : list of (area or None, AP@0.5, mean AP 0.5..0.9), best first
+    """
+    from ..api import median_object_area, segment
+
+    loaded = load_model(model)
+    first, second, medians = [], [], []
+    for image in images:
+        a = segment(image, model=loaded, device=device, scale=1.0, keep_probabilities=False)
+        first.append(a.instances)
+        medians.append(median_object_area(a.instances, a.axes))
+        second.append(segment(image, model=loaded, device=device, scale=factor,
+                              keep_probabilities=False).instances)
+    table = []
+    for area in (None, *areas):
+        chosen = [b if area is not None and m is not None and m < area else a
+                  for a, b, m in zip(first, second, medians)]
+        aps = [t.ap for t in evaluate(masks, chosen).totals]
+        table.append((area, aps[0], float(np.mean(aps))))
+    # Best AP@0.5, then mean AP; on ties the smallest area (fewest second passes).
+    table.sort(key=lambda row: (row[1], row[2], -(row[0] or 0)), reverse=True)
+    return table[0][0], table
