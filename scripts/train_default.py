@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 
-def split_ids(data: Path) -> tuple[list[str], list[str]]:
-    """(fit, tune) image ids, both from the `train` split."""
+def split_ids(data: Path, modality: str = "all") -> tuple[list[str], list[str]]:
+    """(fit, tune) image ids, both from the `train` split, of one modality or all."""
     fit, tune = [], []
     with open(data / "splits.csv") as fh:
         for row in csv.DictReader(fh):
-            if row["split"] != "train":
+            if row["split"] != "train" or modality not in ("all", row["modality"]):
                 continue
             h = int(hashlib.sha1(("tune:" + row["id"]).encode()).hexdigest(), 16)
             (tune if h % 10 == 0 else fit).append(row["id"])
@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="weight up boundary pixels where nuclei touch (see training.data.mark_contacts)")
     p.add_argument("--core-fraction", type=float, default=0.0,
                    help="interior = each nucleus' core deeper than this fraction of its radius (see training.data.three_class_targets)")
+    p.add_argument("--modality", default="all", choices=["all", "fluorescence", "color", "brightfield_gray"],
+                   help="train (and pick the best epoch) on images of this modality only")
+    p.add_argument("--snapshots", action="store_true",
+                   help="keep the model of every epoch in OUTPUT/snapshots (see scripts/average_snapshots.py)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--init-model", help="continue from this model folder (a second stage)")
     p.add_argument("--probe", type=int, default=0, help="only time this many steps and exit")
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_unet.training.data import load_pairs
     from napari_unet.training.loop import iter_train
 
-    fit, tune = split_ids(args.data)
+    fit, tune = split_ids(args.data, args.modality)
     t0 = time.perf_counter()
     fit_s = load_pairs(args.data / "images", args.data / "masks", names=fit, contacts=args.contacts,
                        core_fraction=args.core_fraction)
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
         base_width=args.base_width, depth=args.depth, seed=args.seed, device=args.device,
         init_model=args.init_model, num_threads=args.threads, core_fraction=args.core_fraction,
+        snapshots=args.snapshots,
         name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
     )
     for rec in gen:

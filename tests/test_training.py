@@ -10,12 +10,14 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
 
+import napari_unet.api
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
 from napari_unet.progress import drain
@@ -34,7 +36,8 @@ from napari_unet.training.loop import (
     iter_train,
     train,
 )
-from napari_unet.training.tune import tune_postprocess
+from napari_unet.training.snapshots import average_models, snapshot_path
+from napari_unet.training.tune import tune_auto_scale, tune_postprocess
 from scenes import DISCS, disc_scene
 
 
@@ -354,6 +357,34 @@ def test_best_checkpoint_is_kept(full_run):
     assert not list(out.glob("*.tmp"))
 
 
+def test_snapshots_keep_every_epoch_and_average(tmp_path):
+    out = tmp_path / "snap"
+    _, best = _drain(iter_train(_samples([0, 1]), out, val_samples=_samples([2]), epochs=3,
+                                steps_per_epoch=2, snapshots=True, **TINY))
+    snaps = [load_model(snapshot_path(out, e)) for e in (1, 2, 3)]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["epoch_001", "epoch_002", "epoch_003"]
+    assert len({m.sha256 for m in snaps}) == 3, "each epoch's weights differ"
+    assert best.sha256 in {m.sha256 for m in snaps}, "the best model is one of the snapshots"
+    avg = average_models([snapshot_path(out, e) for e in (2, 3)], tmp_path / "avg")
+    states = [m.net.state_dict() for m in (snaps[1], snaps[2], avg)]
+    for key, value in states[2].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (states[0][key] + states[1][key]) / 2)
+        else:
+            assert torch.equal(value, states[1][key])
+    assert avg.config.to_dict() == snaps[2].config.to_dict()
+    one = average_models([snaps[0]], tmp_path / "one").net.state_dict()
+    first = snaps[0].net.state_dict()
+    assert all(torch.allclose(v.float(), first[k].float()) for k, v in one.items()), "one model: itself"
+
+
+def test_average_models_refuses_other_architectures(tmp_path, models):
+    with pytest.raises(SegmentationError, match="another architecture"):
+        average_models([models["2d"], models["2d_k3"]], tmp_path / "avg")
+    with pytest.raises(SegmentationError, match="at least one"):
+        average_models([], tmp_path / "avg")
+
+
 def test_resume_continues_where_it_stopped(tmp_path, full_run):
     out = tmp_path / "resumable"
     train_s, val_s = _samples([0, 1]), _samples([2])
@@ -465,3 +496,38 @@ def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
     saved = json.loads((model_dir / "config.json").read_text())["postprocess"]
     assert saved == best
     assert load_model(model_dir).config.postprocess == best
+
+
+def test_tune_auto_scale_chooses_a_reference_area(monkeypatch):
+    """Small objects come out right only at scale 2, big ones only at scale 1: the winning
+    reference area lies between their sizes."""
+    def pair(radius, centres):
+        shape = (64, 96)
+        labels = np.zeros(shape, np.int32)
+        yy, xx = np.indices(shape)
+        for i, (cy, cx) in enumerate(centres, 1):
+            labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i
+        return labels
+
+    small = pair(2.5, [(10, 10), (10, 30), (40, 60)])   # about 21 px each
+    big = pair(12, [(20, 20), (40, 70)])                 # about 450 px each
+    merged_small, merged_big = (small > 0).astype(np.int32), (big > 0).astype(np.int32)
+    answers = {("small", 1.0): merged_small, ("small", 2.0): small,
+               ("big", 1.0): big, ("big", 2.0): merged_big}
+    calls = []
+
+    def fake_segment(image, *, scale, **kwargs):
+        calls.append((image, scale))
+        return SimpleNamespace(instances=answers[(image, scale)], axes="YX")
+
+    monkeypatch.setattr(napari_unet.api, "segment", fake_segment)
+    monkeypatch.setattr("napari_unet.training.tune.load_model", lambda model: model)
+    area, table = tune_auto_scale("model", ["small", "big"], [small, big], factor=2.0,
+                                  areas=(10, 100, 1000))
+    assert sorted(calls) == sorted([("small", 1.0), ("small", 2.0), ("big", 1.0), ("big", 2.0)])
+    assert area == 100
+    scores = {row[0]: row[1] for row in table}
+    assert scores[100] == 1.0
+    assert scores[None] == scores[10] < 1.0 and scores[1000] < 1.0
+    keys = [(ap50, mean) for _, ap50, mean in table]
+    assert keys == sorted(keys, reverse=True), "best first"

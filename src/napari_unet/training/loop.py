@@ -29,6 +29,7 @@ from ..errors import SegmentationError
 from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
 from .data import Sample, random_crops
+from .snapshots import snapshot_path
 
 __all__ = ["TrainProgress", "iter_train", "train", "CLASS_WEIGHTS"]
 
@@ -121,6 +122,7 @@ def iter_train(
     augment_strength: float = 1.0,
     num_threads: int | None = None,
     core_fraction: float | None = None,
+    snapshots: bool = False,
 ) -> Generator[TrainProgress, None, LoadedModel]:
     """Train a three-class (background/interior/boundary) 2D U-Net.
 
@@ -148,6 +150,9 @@ def iter_train(
         :func:`~napari_unet.training.data.three_class_targets`), recorded in the
         model's config. None keeps ``init_model``'s, or for a new network takes
         the samples'. The samples' targets must have been made with it.
+    snapshots : bool
+        Also save the model after every epoch, in ``output/snapshots/epoch_NNN``
+        (for :func:`~napari_unet.training.snapshots.average_models`).
 
     Yields
     ------
@@ -253,6 +258,8 @@ def iter_train(
         if improved:
             best = val_loss if val_samples else best
             save_model(out, net, config)
+        if snapshots:
+            save_model(snapshot_path(out, epoch + 1), net, config)
         torch.save({"net": net.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
                     "epoch": epoch, "best": best, "total_steps": total_steps,
                     "steps_per_epoch": steps_per_epoch},
