@@ -25,7 +25,9 @@ def main() -> int:
     p.add_argument("--dest", type=Path, required=True)
     p.add_argument("--stages", default="", help="JSON list describing the training commands")
     p.add_argument("--auto-scale-factor", type=float, default=2.0,
-                   help="scale of the second pass of scale='auto' (0 turns 'auto' off)")
+                   help="scale of the second pass of scale='auto' (0: no reference size, no 'auto')")
+    p.add_argument("--auto-by-default", action="store_true",
+                   help="make scale='auto' the model's default (else it is offered, and the default is 1)")
     args = p.parse_args()
 
     from napari_unet.checkpoint import load_model, save_model
@@ -43,15 +45,17 @@ def main() -> int:
     for key in ("scale", "auto_scale_area", "auto_scale_factor"):
         best.pop(key, None)
     cfg.postprocess = best
-    scores = table[0][1:]
+    scores, auto_scores = table[0][1:], None
     if args.auto_scale_factor:
         area, auto_table = tune_auto_scale(model, images, masks, factor=args.auto_scale_factor)
         for row in auto_table:
             print(f"auto scale below median area {row[0]}: tune AP@0.5 {row[1]:.4f} mean AP {row[2]:.4f}")
         if area is not None:
-            cfg.postprocess = {**best, "scale": "auto", "auto_scale_area": area,
-                               "auto_scale_factor": args.auto_scale_factor}
-            scores = auto_table[0][1:]
+            cfg.postprocess = {**best, "auto_scale_area": area, "auto_scale_factor": args.auto_scale_factor}
+            auto_scores = auto_table[0][1:]
+            if args.auto_by_default:
+                cfg.postprocess["scale"] = "auto"
+                scores = auto_table[0][1:]
     prov = dict(cfg.provenance)
     prov.pop("trained_on", None)
     prov.update({
@@ -60,6 +64,9 @@ def main() -> int:
         "postprocess_tuned_on": f"{len(ids)} fluorescence images of the tune subset",
         "tune_ap50": round(scores[0], 4), "tune_mean_ap": round(scores[1], 4),
     })
+    if auto_scores is not None:
+        prov["tune_ap50_scale_auto"] = round(auto_scores[0], 4)
+        prov["tune_mean_ap_scale_auto"] = round(auto_scores[1], 4)
     if args.stages:
         prov["stages"] = json.loads(args.stages)
     cfg.provenance = prov

@@ -270,6 +270,16 @@ def test_evaluate_prints_table_and_writes_json(models, tmp_path, capsys):
         assert f"{row['ap']:.3f}" == printed[1]
 
 
+def test_evaluate_passes_the_scale_on(models, tmp_path, capsys, fake_net):
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:1])
+    out_json = tmp_path / "scores.json"
+    assert main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "--model",
+                 str(models["2d"]), "--device", "cpu", "--scale", "2", "--json", str(out_json)]) == 0
+    assert fake_net and all(b[-2:] == (128, 128) for b in fake_net), "the network saw 64 px images at 2x"
+    assert json.loads(out_json.read_text())["scale"] == "2"
+    capsys.readouterr()
+
+
 def test_evaluate_known_answer(models, tmp_path, capsys, fake_net):
     """With a network whose foreground is the image itself, the answer is known.
 

@@ -132,7 +132,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     bar = ProgressBar("evaluate")
     preds = []
     for i, img in enumerate(imgs):
-        preds.append(segment(img, model=model, device=args.device, keep_probabilities=False).instances)
+        preds.append(segment(img, model=model, device=args.device, scale=args.scale,
+                             keep_probabilities=False).instances)
         bar.update(i + 1, len(imgs), names[i][:20])
     bar.close()
     scores = evaluate(masks, preds)
@@ -140,7 +141,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(scores.format_table())
     if args.json:
         payload = {"model": model.name, "model_sha256": model.sha256, "images": args.images,
-                   **scores.to_dict()}
+                   "scale": args.scale, **scores.to_dict()}
         text = json.dumps(payload, indent=2)
         if args.json == "-":
             print(text)
@@ -238,6 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--masks", required=True)
     e.add_argument("--model", "-m", default="default")
     e.add_argument("--device", default="auto")
+    e.add_argument("--scale", default=None, help="as for segment: a number, or 'auto' (default: the model's)")
     e.add_argument("--json", nargs="?", const="-", help="also write the scores as JSON (to a file, or - for stdout)")
     e.set_defaults(func=_cmd_evaluate)
     return p
