@@ -17,6 +17,7 @@ import argparse
 import csv
 import hashlib
 import sys
+import shutil
 import time
 from pathlib import Path
 
@@ -31,6 +32,39 @@ def split_ids(data: Path, modality: str = "all") -> tuple[list[str], list[str]]:
             h = int(hashlib.sha1(("tune:" + row["id"]).encode()).hexdigest(), 16)
             (tune if h % 10 == 0 else fit).append(row["id"])
     return fit, tune
+
+
+def probe(fit_s, tune_s, args: argparse.Namespace, steps: int) -> tuple[float, float]:
+    """Seconds per training step and per validation, timed on a throwaway run of ``steps`` steps."""
+    from napari_unet.training.loop import iter_train
+
+    out = args.output.with_name(args.output.name + "_probe")
+    gen = iter_train(fit_s, out, val_samples=tune_s, epochs=1, steps_per_epoch=steps,
+                     batch_size=args.batch_size, crop_size=args.crop_size, base_width=args.base_width,
+                     depth=args.depth, device=args.device, init_model=args.init_model,
+                     num_threads=args.threads, core_fraction=args.core_fraction, resume=False)
+    times, val_s = [], 0.0
+    for rec in gen:
+        now = time.perf_counter()
+        if rec.stage == "train":
+            times.append(now)
+        else:
+            val_s = now - times[-1]  # validation and saving the epoch's files
+    shutil.rmtree(out, ignore_errors=True)
+    half = len(times) // 2  # the first steps warm up
+    return (times[-1] - times[half]) / max(len(times) - 1 - half, 1), val_s
+
+
+def budget_epochs(args: argparse.Namespace, rate: float, val_s: float, spent_s: float) -> int:
+    """Epochs that fit in ``--time-budget`` minutes, or the schedule of the run being resumed."""
+    import torch
+
+    state = args.output / "train_state.pt"
+    if state.is_file():
+        total = int(torch.load(state, map_location="cpu", weights_only=True)["total_steps"])
+        return total // args.steps_per_epoch
+    left = args.time_budget * 60 - spent_s
+    return max(1, int(left / (1.05 * (rate * args.steps_per_epoch + val_s))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--init-model", help="continue from this model folder (a second stage)")
     p.add_argument("--probe", type=int, default=0, help="only time this many steps and exit")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="minutes for the whole run: times a few steps, then sets --epochs to fit "
+                        "(a resumed run keeps its schedule)")
     args = p.parse_args(argv)
 
     from napari_unet.training.data import load_pairs
@@ -70,16 +107,14 @@ def main(argv: list[str] | None = None) -> int:
                         core_fraction=args.core_fraction)
     print(f"loaded {len(fit_s)} fit + {len(tune_s)} tune images in {time.perf_counter() - t0:.1f}s", flush=True)
     if args.probe:
-        out = args.output.with_name(args.output.name + "_probe")
-        gen = iter_train(fit_s, out, epochs=1, steps_per_epoch=args.probe, batch_size=args.batch_size,
-                         crop_size=args.crop_size, base_width=args.base_width, depth=args.depth,
-                         device=args.device, resume=False)
-        times = []
-        for rec in gen:
-            times.append(time.perf_counter())
-        rate = (times[-2] - times[len(times) // 2]) / (len(times) - 2 - len(times) // 2)
-        print(f"PROBE_SECONDS_PER_STEP {rate:.4f}", flush=True)
+        rate, val_s = probe(fit_s, tune_s, args, args.probe)
+        print(f"PROBE_SECONDS_PER_STEP {rate:.4f} validation {val_s:.1f}s", flush=True)
         return 0
+    if args.time_budget:
+        rate, val_s = probe(fit_s, tune_s, args, 40)
+        args.epochs = budget_epochs(args, rate, val_s, time.perf_counter() - t0)
+        print(f"{rate:.4f} s/step, validation {val_s:.1f}s: {args.epochs} epochs fit "
+              f"{args.time_budget:g} min", flush=True)
     gen = iter_train(
         fit_s, args.output, val_samples=tune_s, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
@@ -89,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
     )
     for rec in gen:
-        if rec.stage == "validate" or rec.done % 100 == 0:
+        if rec.stage == "validate":
+            print(rec.message, flush=True)
+        elif rec.done % 100 == 0:
             print(f"{rec.message}  eta {rec.eta_s / 60:.1f} min", flush=True)
     return 0
 
