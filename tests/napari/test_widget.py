@@ -283,6 +283,19 @@ def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, m
     assert "session:trained here" not in widget.model.choices
 
 
+def test_auto_scale_run_records_its_scale(viewer, widget, wait_done, auto_model, helpers, fake_net):
+    """Discs of about 13 px, under the model's 50 px reference: segmented again at scale 2."""
+    assert widget.add_model(str(auto_model)) and widget.auto_scale.value
+    image = sum(helpers.disc((40, 48), (10 + 20 * (i // 3), 8 + 14 * (i % 3)), 2) for i in range(6))
+    viewer.add_image(image.astype(np.float32), name="img")
+    widget.run()
+    wait_done(widget)
+    assert any(b[-2:] == (80, 96) for b in fake_net), "the second pass saw the image at 2x"
+    meta = viewer.layers["img instances"].metadata
+    assert meta["model"] == "auto" and meta["scale_mode"] == "auto" and meta["scale"] == 2.0
+    assert viewer.layers["img instances"].data.shape == (40, 48)
+
+
 def test_widget_without_a_bundled_model_says_what_to_do(make_napari_viewer, monkeypatch, notes):
     monkeypatch.setattr("napari_unet._napari.model_choices.bundled_models", dict)
     viewer = make_napari_viewer()
