@@ -90,9 +90,10 @@ def iter_segment(
         outputs keep the image's size; ``min_size`` counts its pixels.
         ``"auto"`` segments at scale 1 and, when the objects' median area is
         under the model's ``auto_scale_area`` (pixels), once more at its
-        ``auto_scale_factor``. None takes the model's choice
-        (``postprocess["scale"]``; 1 when it has none, "auto" for the bundled
-        model). ``metadata["scale"]`` says which scale gave the result.
+        ``auto_scale_factor``; a stack is measured as a whole and decided
+        once. None takes the model's choice (``postprocess["scale"]``, 1 when
+        it has none; the bundled model offers "auto" but defaults to 1).
+        ``metadata["scale"]`` says which scale gave the result.
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
         ``instance_method`` is ``"components"`` or ``"watershed"``.

@@ -207,7 +207,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", default=None,
                    help="resample the images by this factor for the network: 2 for nuclei half the size "
                         "the model knows, 0.5 for twice (outputs keep the image size); 'auto' measures "
-                        "the objects first (default: the model's choice, 'auto' for the bundled model)")
+                        "the objects first and rescales only when they are small (default: the model's choice, 1 for "
+                        "the bundled model)")
     s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
     s.add_argument("--instance-method", choices=["components", "watershed"], help="how to split instances (default: the model's)")
     s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels (default: the model's)")

@@ -168,8 +168,9 @@ class SegmentWidget(EngineWidget):
         # "auto" needs the model's reference object size; a model without one runs at a fixed scale.
         self.auto_scale.enabled = "auto_scale_area" in post
         self.auto_scale.value = self.auto_scale.enabled and post.get("scale") == "auto"
-        if not self.auto_scale.value:
-            self.scale.value = float(post.get("scale", 1.0))
+        default = post.get("scale", 1.0)
+        if not self.auto_scale.value and not isinstance(default, str):
+            self.scale.value = float(default)
 
     def _on_auto_scale_changed(self, auto: bool) -> None:
         self.scale.enabled = not auto
