@@ -55,14 +55,18 @@ def probe(fit_s, tune_s, args: argparse.Namespace, steps: int) -> tuple[float, f
     return (times[-1] - times[half]) / max(len(times) - 1 - half, 1), val_s
 
 
-def budget_epochs(args: argparse.Namespace, rate: float, val_s: float, spent_s: float) -> int:
-    """Epochs that fit in ``--time-budget`` minutes, or the schedule of the run being resumed."""
+def resumed_epochs(args: argparse.Namespace) -> int | None:
+    """Epochs of the run being resumed in ``--output`` (None for a fresh run)."""
     import torch
 
     state = args.output / "train_state.pt"
-    if state.is_file():
-        total = int(torch.load(state, map_location="cpu", weights_only=True)["total_steps"])
-        return total // args.steps_per_epoch
+    if not state.is_file():
+        return None
+    return int(torch.load(state, map_location="cpu", weights_only=True)["total_steps"]) // args.steps_per_epoch
+
+
+def budget_epochs(args: argparse.Namespace, rate: float, val_s: float, spent_s: float) -> int:
+    """Epochs that fit in what is left of ``--time-budget`` minutes."""
     left = args.time_budget * 60 - spent_s
     return max(1, int(left / (1.05 * (rate * args.steps_per_epoch + val_s))))
 
@@ -111,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PROBE_SECONDS_PER_STEP {rate:.4f} validation {val_s:.1f}s", flush=True)
         return 0
     if args.time_budget:
-        rate, val_s = probe(fit_s, tune_s, args, 40)
-        args.epochs = budget_epochs(args, rate, val_s, time.perf_counter() - t0)
-        print(f"{rate:.4f} s/step, validation {val_s:.1f}s: {args.epochs} epochs fit "
-              f"{args.time_budget:g} min", flush=True)
+        resumed = resumed_epochs(args)
+        if resumed is not None:  # keep the schedule of the run being resumed; no timing needed
+            args.epochs = resumed
+            print(f"resuming a run of {resumed} epochs", flush=True)
+        else:
+            rate, val_s = probe(fit_s, tune_s, args, 40)
+            args.epochs = budget_epochs(args, rate, val_s, time.perf_counter() - t0)
+            print(f"{rate:.4f} s/step, validation {val_s:.1f}s: {args.epochs} epochs fit "
+                  f"{args.time_budget:g} min", flush=True)
     gen = iter_train(
         fit_s, args.output, val_samples=tune_s, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
