@@ -55,7 +55,7 @@ def main() -> int:
             auto_scores = auto_table[0][1:]
             if args.auto_by_default:
                 cfg.postprocess["scale"] = "auto"
-                scores = auto_table[0][1:]
+                scores = auto_scores
     prov = dict(cfg.provenance)
     prov.pop("trained_on", None)
     prov.update({

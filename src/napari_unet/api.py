@@ -20,7 +20,7 @@ from .postprocess import (
 from .predict import Predictor, check_scale, prepare_input, stream_probabilities
 from .progress import Progress, drain
 
-__all__ = ["Segmentation", "iter_segment", "median_object_area", "segment"]
+__all__ = ["Segmentation", "iter_segment", "median_object_area", "objects_are_small", "segment"]
 
 
 @dataclass
@@ -128,7 +128,7 @@ def iter_segment(
     used = first
     if auto:
         area = median_object_area(instances, plan.out_axes)
-        if area is not None and area < float(post["auto_scale_area"]):
+        if objects_are_small(area, post["auto_scale_area"]):
             used = check_scale(post.get("auto_scale_factor", 2.0))
             yield Progress("predict", 0, 1, f"small objects (median {area:.0f} px): again at scale {used:g}")
             semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, used,
@@ -178,6 +178,11 @@ def median_object_area(instances: np.ndarray, axes: str) -> float | None:
     areas = [a[a > 0] for a in (np.bincount(p.ravel())[1:] for p in planes)]
     areas = np.concatenate(areas) if areas else np.zeros(0)
     return float(np.median(areas)) if areas.size else None
+
+
+def objects_are_small(median_area: float | None, reference_area: float) -> bool:
+    """Whether scale "auto" segments again: objects found, with a median area under the reference."""
+    return median_area is not None and median_area < float(reference_area)
 
 
 def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: float,

@@ -122,7 +122,7 @@ def tune_auto_scale(
         rescaling scores best.
     table : list of (area or None, AP@0.5, mean AP 0.5..0.9), best first
     """
-    from ..api import median_object_area, segment
+    from ..api import median_object_area, objects_are_small, segment
 
     loaded = load_model(model)
     first, second, medians = [], [], []
@@ -134,7 +134,7 @@ def tune_auto_scale(
                               keep_probabilities=False).instances)
     table = []
     for area in (None, *areas):
-        chosen = [b if area is not None and m is not None and m < area else a
+        chosen = [b if area is not None and objects_are_small(m, area) else a
                   for a, b, m in zip(first, second, medians)]
         aps = [t.ap for t in evaluate(masks, chosen).totals]
         table.append((area, aps[0], float(np.mean(aps))))
