@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train (and pick the best epoch) on images of this modality only")
     p.add_argument("--snapshots", action="store_true",
                    help="keep the model of every epoch in OUTPUT/snapshots (see scripts/average_snapshots.py)")
+    p.add_argument("--sampling", default="image", choices=["image", "area"],
+                   help="crops pick images equally often, or in proportion to their area")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--init-model", help="continue from this model folder (a second stage)")
     p.add_argument("--probe", type=int, default=0, help="only time this many steps and exit")
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
         base_width=args.base_width, depth=args.depth, seed=args.seed, device=args.device,
         init_model=args.init_model, num_threads=args.threads, core_fraction=args.core_fraction,
-        snapshots=args.snapshots,
+        snapshots=args.snapshots, sampling=args.sampling,
         name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
     )
     for rec in gen:

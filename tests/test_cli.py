@@ -382,6 +382,7 @@ def test_train_writes_a_loadable_model(tmp_path, capsys, train_data, monkeypatch
     assert model.name == "my-model"
     assert model.config.target == "three_class" and model.config.out_channels == 3
     assert model.config.provenance["epochs"] == 2
+    assert model.config.provenance["sampling"] == "image", "each image equally often by default"
     assert model.config.provenance["trained_on"] == ["img0", "img1", "img2"]
     # The tuned post-processing went into the saved config.
     post = model.config.postprocess
@@ -401,12 +402,14 @@ def test_train_without_validation_or_tuning(tmp_path, capsys, train_data):
     ti, tm, _, _ = train_data
     out = tmp_path / "m"
     code = main(["train", "--images", str(ti), "--masks", str(tm), "-o", str(out), "--epochs", "1",
-                 "--steps-per-epoch", "2", "--batch-size", "2", "--crop-size", "32", "--device", "cpu"])
+                 "--steps-per-epoch", "2", "--batch-size", "2", "--crop-size", "32", "--device", "cpu",
+                 "--sampling", "area"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "post-processing chosen" not in captured.out
     assert "model saved" in captured.out
     assert load_model(out).config.core_fraction == 0.0
+    assert load_model(out).config.provenance["sampling"] == "area"
 
 
 def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data):

@@ -27,6 +27,7 @@ from napari_unet.training.data import (
     load_pairs,
     prepare_sample,
     random_crops,
+    sampling_weights,
     three_class_targets,
 )
 from napari_unet.training.loop import (
@@ -236,6 +237,36 @@ def test_random_crops_are_deterministic_for_a_seed():
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_array_equal(ta, tb)
     assert any(ta.shape != tc.shape or not np.array_equal(ta, tc) for (_, ta, _), (_, tc, _) in zip(a, c))
+
+
+def test_sampling_weights_follow_the_image_area():
+    small, large = _class_image_sample((32, 32)), _class_image_sample((64, 128), seed=1)
+    assert sampling_weights([small, large], "image") is None
+    np.testing.assert_allclose(sampling_weights([small, large], "area"), [1 / 9, 8 / 9])
+    with pytest.raises(SegmentationError, match="sampling must be one of image, area"):
+        sampling_weights([small], "objects")
+
+
+def test_area_sampling_picks_large_images_as_often_as_their_pixels_deserve():
+    small = Sample(np.zeros((1, 32, 32), np.float32), np.zeros((32, 32), np.uint8), "small")
+    large = Sample(np.ones((1, 64, 128), np.float32), np.ones((64, 128), np.uint8), "large")
+    samples = [small, large]
+
+    def share_of_large(weights):
+        crops = random_crops(samples, np.random.default_rng(3), count=900, size=16,
+                             scale_range=(1.0, 1.0), weights=weights)
+        return np.mean([t[0, 0] == 1 for _, t, _ in crops])
+
+    assert share_of_large(None) == pytest.approx(0.5, abs=0.06)
+    assert share_of_large(sampling_weights(samples, "area")) == pytest.approx(8 / 9, abs=0.04)
+
+
+def test_iter_train_records_the_sampling_and_refuses_unknown_ones(tmp_path):
+    model = train(_samples([0, 1]), tmp_path / "run", sampling="area", epochs=1, steps_per_epoch=2, **TINY)
+    assert model.config.provenance["sampling"] == "area"
+    with pytest.raises(SegmentationError, match="sampling must be one of"):
+        train(_samples([0]), tmp_path / "bad", sampling="pixels", **TINY)
+    assert not (tmp_path / "bad").exists(), "a refused run leaves no folder behind"
 
 
 def test_collate_crops_resizes_to_the_crop_size():

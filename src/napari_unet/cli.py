@@ -173,6 +173,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         crop_size=args.crop_size, learning_rate=args.lr, init_model=args.init_model,
         seed=args.seed, device=args.device, name=Path(args.output).name, core_fraction=core,
+        sampling=args.sampling,
     ), bar)
     if val_s and args.tune:
         best, _ = _tune(model, args)
@@ -230,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--crop-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--sampling", choices=["image", "area"], default="image",
+                   help="crops pick each image equally often, or in proportion to its area (for data sets of "
+                        "mixed image sizes: large crowded images are then seen as often as their pixels deserve)")
     t.add_argument("--device", default="auto")
     t.add_argument("--no-tune", dest="tune", action="store_false",
                    help="do not choose post-processing parameters on the validation images")

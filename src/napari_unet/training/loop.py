@@ -28,7 +28,7 @@ from ..device import resolve_device
 from ..errors import SegmentationError
 from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
-from .data import Sample, random_crops
+from .data import Sample, random_crops, sampling_weights
 from .snapshots import snapshot_path
 
 __all__ = ["TrainProgress", "iter_train", "train", "CLASS_WEIGHTS"]
@@ -123,6 +123,7 @@ def iter_train(
     num_threads: int | None = None,
     core_fraction: float | None = None,
     snapshots: bool = False,
+    sampling: str = "image",
 ) -> Generator[TrainProgress, None, LoadedModel]:
     """Train a three-class (background/interior/boundary) 2D U-Net.
 
@@ -153,6 +154,9 @@ def iter_train(
     snapshots : bool
         Also save the model after every epoch, in ``output/snapshots/epoch_NNN``
         (for :func:`~napari_unet.training.snapshots.average_models`).
+    sampling : {"image", "area"}
+        How each crop picks its image: every image equally often, or in
+        proportion to its area (see :func:`~napari_unet.training.data.sampling_weights`).
 
     Yields
     ------
@@ -168,6 +172,7 @@ def iter_train(
         raise SegmentationError("No training samples: give at least one image with its mask.")
     if epochs < 1 or steps_per_epoch < 1 or batch_size < 1:
         raise SegmentationError("epochs, steps_per_epoch and batch_size must be >= 1.")
+    weights = sampling_weights(train_samples, sampling)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -228,7 +233,7 @@ def iter_train(
         "n_train": len(train_samples), "n_val": len(val_samples),
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
         "crop_size": crop_size, "learning_rate": learning_rate, "seed": seed,
-        "augment_strength": augment_strength, "device": dev.type,
+        "augment_strength": augment_strength, "sampling": sampling, "device": dev.type,
         "autocast": str(amp) if amp else None,
     }
     t0, steps_done_at_start = time.perf_counter(), start_epoch * steps_per_epoch
@@ -237,7 +242,7 @@ def iter_train(
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         running = []
         for step in range(steps_per_epoch):
-            crops = random_crops(train_samples, rng, count=batch_size, size=crop_size)
+            crops = random_crops(train_samples, rng, count=batch_size, size=crop_size, weights=weights)
             x, t = collate_crops(crops, dev)
             x, t = augment_batch(x, t, gen, strength=augment_strength)
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
