@@ -34,15 +34,21 @@ def split_ids(data: Path, modality: str = "all") -> tuple[list[str], list[str]]:
     return fit, tune
 
 
+def run_settings(args: argparse.Namespace) -> dict:
+    """The ``iter_train`` arguments that the run and its timing probe share."""
+    return {"batch_size": args.batch_size, "crop_size": args.crop_size, "learning_rate": args.lr,
+            "base_width": args.base_width, "depth": args.depth, "seed": args.seed, "device": args.device,
+            "init_model": args.init_model, "num_threads": args.threads,
+            "core_fraction": args.core_fraction, "sampling": args.sampling}
+
+
 def probe(fit_s, tune_s, args: argparse.Namespace, steps: int) -> tuple[float, float]:
     """Seconds per training step and per validation, timed on a throwaway run of ``steps`` steps."""
     from napari_unet.training.loop import iter_train
 
     out = args.output.with_name(args.output.name + "_probe")
-    gen = iter_train(fit_s, out, val_samples=tune_s, epochs=1, steps_per_epoch=steps,
-                     batch_size=args.batch_size, crop_size=args.crop_size, base_width=args.base_width,
-                     depth=args.depth, device=args.device, init_model=args.init_model,
-                     num_threads=args.threads, core_fraction=args.core_fraction, resume=False)
+    gen = iter_train(fit_s, out, val_samples=tune_s, epochs=1, steps_per_epoch=steps, resume=False,
+                     **run_settings(args))
     times, val_s = [], 0.0
     for rec in gen:
         now = time.perf_counter()
@@ -128,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.time_budget:g} min", flush=True)
     gen = iter_train(
         fit_s, args.output, val_samples=tune_s, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size, crop_size=args.crop_size, learning_rate=args.lr,
-        base_width=args.base_width, depth=args.depth, seed=args.seed, device=args.device,
-        init_model=args.init_model, num_threads=args.threads, core_fraction=args.core_fraction,
-        snapshots=args.snapshots, sampling=args.sampling,
+        snapshots=args.snapshots, **run_settings(args),
         name="nuclei", description="2D nuclei (DSB2018 train split), background/interior/boundary U-Net",
     )
     for rec in gen:
