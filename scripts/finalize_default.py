@@ -1,4 +1,8 @@
-"""Tune post-processing on the `tune` subset and install a trained run as the bundled model.
+"""Tune inference settings on the `tune` subset and install a trained run as the bundled model.
+
+In order: the input percentiles (``tune_normalization``, with the run's own
+post-processing), then the post-processing grid (``tune_postprocess``), then
+the reference area of ``scale="auto"`` (``tune_auto_scale``).
 
     python scripts/finalize_default.py --data ../shared/data/dsb2018_stage1_train \
         --run runs/nuclei2 --dest src/napari_unet/models/nuclei
@@ -26,19 +30,27 @@ def main() -> int:
     p.add_argument("--stages", default="", help="JSON list describing the training commands")
     p.add_argument("--auto-scale-factor", type=float, default=2.0,
                    help="scale of the second pass of scale='auto' (0: no reference size, no 'auto')")
+    p.add_argument("--keep-normalization", action="store_true",
+                   help="keep the run's input percentiles (else choose them on tune first)")
     p.add_argument("--auto-by-default", action="store_true",
                    help="make scale='auto' the model's default (else it is offered, and the default is 1)")
     args = p.parse_args()
 
     from napari_unet.checkpoint import load_model, save_model
     from napari_unet.io import read_image
-    from napari_unet.training.tune import tune_auto_scale, tune_postprocess
+    from napari_unet.training.tune import tune_auto_scale, tune_normalization, tune_postprocess
 
     meta = {r["id"]: r for r in csv.DictReader(open(args.data / "metadata.csv"))}
     ids = [i for i in split_ids(args.data)[1] if meta[i]["modality"] == "fluorescence"]
     model = load_model(args.run)
     images = [read_image(args.data / "images" / f"{i}.tif") for i in ids]
     masks = [read_image(args.data / "masks" / f"{i}.tif") for i in ids]
+    if not args.keep_normalization:
+        norm, norm_table = tune_normalization(model, images, masks)
+        for row in norm_table:
+            print(f"percentiles {row[0]['low']}-{row[0]['high']}: tune AP@0.5 {row[1]:.4f} "
+                  f"mean AP {row[2]:.4f}")
+        model.config.normalization = norm
     best, table = tune_postprocess(model, images, masks)
     print("chosen:", best, "tune AP@0.5 %.3f mean AP %.3f" % table[0][1:])
     cfg = model.config
@@ -62,6 +74,8 @@ def main() -> int:
         "data": "DSB2018 stage1_train (BBBC038v1, CC0), community-fixed; 'train' split of splits.csv only",
         "fit_images": prov.get("n_train"), "tune_images": prov.get("n_val"),
         "postprocess_tuned_on": f"{len(ids)} fluorescence images of the tune subset",
+        "normalization_tuned_on": (None if args.keep_normalization
+                                   else f"{len(ids)} fluorescence images of the tune subset"),
         "tune_ap50": round(scores[0], 4), "tune_mean_ap": round(scores[1], 4),
     })
     if auto_scores is not None:

@@ -38,7 +38,7 @@ from napari_unet.training.loop import (
     train,
 )
 from napari_unet.training.snapshots import average_models, snapshot_path
-from napari_unet.training.tune import tune_auto_scale, tune_postprocess
+from napari_unet.training.tune import tune_auto_scale, tune_normalization, tune_postprocess
 from scenes import DISCS, disc_scene
 
 
@@ -527,6 +527,58 @@ def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
     saved = json.loads((model_dir / "config.json").read_text())["postprocess"]
     assert saved == best
     assert load_model(model_dir).config.postprocess == best
+
+
+def _outlier_scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Discs at 100 on 10, and 12 single pixels at 1000 (0.3 % of the image) in the background."""
+    image, labels = disc_scene(DISCS[seed])
+    image = np.where(labels > 0, 100.0, 10.0).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    ys, xs = np.nonzero(labels == 0)
+    pick = rng.choice(len(ys), 12, replace=False)
+    image[ys[pick], xs[pick]] = 1000.0
+    return image, labels
+
+
+def test_tune_normalization_escapes_bright_outliers(models, tmp_path, fake_net):
+    """A few very bright pixels set the 99.8th percentile and dim every disc below the
+    threshold; a lower upper percentile restores them, and the search finds it."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(models["three_class"], model_dir)
+    scenes = [_outlier_scene(i) for i in (0, 1)]
+    images = [im for im, _ in scenes]
+    masks = [lab for _, lab in scenes]
+
+    best, table = tune_normalization(str(model_dir), images, masks, lows=(1.0, 99.5),
+                                     highs=(99.0, 99.8), device="cpu")
+    assert fake_net, "the fake network ran"
+    pairs = sorted((n["low"], n["high"]) for n, _, _ in table)
+    assert pairs == [(1.0, 99.0), (1.0, 99.8), (99.5, 99.8)], "low >= high is skipped"
+    scores = {(n["low"], n["high"]): ap50 for n, ap50, _ in table}
+    assert scores[(1.0, 99.0)] == 1.0
+    assert scores[(1.0, 99.8)] == 0.0, "the discs fall under the threshold"
+    assert best == {"method": "percentile", "low": 1.0, "high": 99.0}
+    keys = [(ap50, mean) for _, ap50, mean in table]
+    assert keys == sorted(keys, reverse=True), "best first"
+    # Without save=True the model folder is untouched; with it, segment() uses the winner.
+    assert load_model(model_dir).config.normalization["high"] == 99.8
+    tune_normalization(str(model_dir), images, masks, lows=(1.0,), highs=(99.0, 99.8),
+                       device="cpu", save=True)
+    assert load_model(model_dir).config.normalization == best
+    assert napari_unet.api.segment(images[0], model=str(model_dir), device="cpu").instances.max() == 3
+
+
+def test_tune_normalization_prefers_the_current_pair_on_ties(models, fake_net):
+    """Clean discs score perfectly under every pair: the model's own pair stays first."""
+    scenes = [disc_scene(DISCS[i]) for i in (0, 2)]
+    _, table = tune_normalization(str(models["three_class"]), [im for im, _ in scenes],
+                                  [lab for _, lab in scenes], lows=(0.5, 1.0),
+                                  highs=(99.5, 99.8), device="cpu")
+    assert {ap50 for _, ap50, _ in table} == {1.0}
+    assert (table[0][0]["low"], table[0][0]["high"]) == (1.0, 99.8)
+    with pytest.raises(SegmentationError, match="No candidate"):
+        tune_normalization(str(models["three_class"]), [scenes[0][0]], [scenes[0][1]],
+                           lows=(99.9,), highs=(99.0,), device="cpu")
 
 
 def test_tune_auto_scale_chooses_a_reference_area(monkeypatch):

@@ -56,6 +56,12 @@ class ModelConfig:
     a one-pixel boundary rim; above 0, interiors are each object's core deeper
     than this fraction of its inscribed radius (see
     :func:`napari_unet.training.data.three_class_targets`). Fine-tuning keeps it.
+
+    ``normalization`` holds the percentiles that map to 0 and 1 at inference.
+    Training always normalises from the 1st to the 99.8th percentile (with gain
+    and offset augmented around that); :func:`napari_unet.training.tune.tune_normalization`
+    may choose another pair on held-out images. Fine-tuning keeps the starting
+    model's pair, as it keeps its post-processing.
     """
 
     spatial_dims: int = 2

@@ -1,13 +1,17 @@
-"""Choosing post-processing parameters on held-out training images.
+"""Choosing inference settings on held-out training images.
 
-The network runs once per image; every combination of thresholds and
-minimum size is then scored from the cached probabilities. The winner
-(highest AP at IoU 0.5, ties broken by the mean AP over 0.5..0.9) is stored in
-the model's config, where :func:`napari_unet.segment` takes its defaults.
+:func:`tune_postprocess`: the network runs once per image; every combination of
+thresholds and minimum size is then scored from the cached probabilities.
+:func:`tune_normalization`: the network runs once per image and candidate pair
+of input percentiles. :func:`tune_auto_scale`: the reference object area of
+``scale="auto"``. Each winner (highest AP at IoU 0.5, ties broken by the mean AP
+over 0.5..0.9) is stored in the model's config, where :func:`napari_unet.segment`
+takes its defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -15,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import LoadedModel, load_model, save_model
+from ..errors import SegmentationError
 from ..instances import label_instances
 from ..metrics import evaluate
 from ..postprocess import (
@@ -24,7 +29,8 @@ from ..postprocess import (
 )
 from ..predict import Predictor, prepare_input
 
-__all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "tune_auto_scale", "tune_postprocess"]
+__all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "NORMALIZATION_GRID", "tune_auto_scale",
+           "tune_normalization", "tune_postprocess"]
 
 DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "threshold": (0.5, 0.6, 0.7),
@@ -32,6 +38,12 @@ DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "min_size": (0, 16, 24, 32),
     "neck_ratio": (0.0, 0.7),
 }
+
+NORMALIZATION_GRID: dict[str, Sequence[float]] = {
+    "low": (0.5, 1.0, 2.0),
+    "high": (99.5, 99.8, 99.9, 99.95, 99.99),
+}
+"""Candidate lower and upper input percentiles for :func:`tune_normalization`."""
 
 AUTO_SCALE_AREAS: Sequence[float] = (60, 80, 100, 120, 150, 200)
 """Candidate median object areas (pixels) under which ``scale="auto"`` segments again."""
@@ -43,6 +55,17 @@ def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.nda
     return label_instances(fg, method="watershed", seeds=seeds, elevation=watershed_elevation(probs),
                            min_size=params["min_size"], fill_holes=True, ndim=2,
                            neck_ratio=params.get("neck_ratio"))
+
+
+def _probabilities(predictor: Predictor, image: np.ndarray, config) -> np.ndarray:
+    """(K, Y, X) class probabilities of one 2D image, normalised as ``config`` says."""
+    (_, x), = list(prepare_input(image, config).items())
+    gen = predictor.iter_array(x)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
 
 
 def tune_postprocess(
@@ -72,17 +95,8 @@ def tune_postprocess(
     """
     loaded = load_model(model)
     predictor = Predictor(loaded, device=device)
-    cached = []
-    for image, mask in zip(images, masks):
-        prepared = prepare_input(image, loaded.config)
-        (_, x), = list(prepared.items())
-        gen = predictor.iter_array(x)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                cached.append((stop.value, np.asarray(mask)))
-                break
+    cached = [(_probabilities(predictor, image, loaded.config), np.asarray(mask))
+              for image, mask in zip(images, masks)]
     grid = grid or DEFAULT_GRID
     keys = list(grid)
     table = []
@@ -96,6 +110,71 @@ def tune_postprocess(
     best = {**loaded.config.postprocess, **table[0][0], "instance_method": "watershed"}
     if save and loaded.path is not None:
         loaded.config.postprocess = best
+        save_model(loaded.path, loaded.net, loaded.config)
+    return best, table
+
+
+def tune_normalization(
+    model: LoadedModel | str,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    lows: Sequence[float] = NORMALIZATION_GRID["low"],
+    highs: Sequence[float] = NORMALIZATION_GRID["high"],
+    device: str = "auto",
+    save: bool = False,
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], float, float]]]:
+    """Choose the input percentiles that map to 0 and 1 at inference.
+
+    Training normalises every image from its 1st to its 99.8th percentile
+    (:func:`~napari_unet.training.data.prepare_sample`), and augments gain and
+    offset around that. At inference a different pair can serve better, for
+    example where a few very bright nuclei (mitoses, apoptotic cells) set the
+    upper percentile and dim the rest. Each pair is scored by
+    :func:`napari_unet.segment` at scale 1 with the model's own post-processing.
+
+    Parameters
+    ----------
+    model : the model to tune
+    images, masks : sequences of (Y, X[, C]) images and their instance labels
+    lows, highs : candidate lower and upper percentiles (pairs with low >= high are skipped)
+    save : bool
+        Write the winner into the model folder's ``config.json``.
+
+    Returns
+    -------
+    best : dict
+        The chosen ``normalization`` entry of the config.
+    table : list of (normalization, AP@0.5, mean AP 0.5..0.9), best first; on
+        ties the model's current pair comes first.
+    """
+    from ..api import segment
+
+    loaded = load_model(model)
+    masks = [np.asarray(m) for m in masks]
+    current = loaded.config.normalization
+    table = []
+    for low, high in itertools.product(lows, highs):
+        if low >= high:
+            continue
+        norm = {**current, "method": "percentile", "low": float(low), "high": float(high)}
+        candidate = dataclasses.replace(
+            loaded, config=dataclasses.replace(loaded.config, normalization=norm))
+        labels = [segment(image, model=candidate, device=device, scale=1.0,
+                          keep_probabilities=False).instances for image in images]
+        aps = [t.ap for t in evaluate(masks, labels).totals]
+        table.append((norm, aps[0], float(np.mean(aps))))
+    if not table:
+        raise SegmentationError("No candidate normalisation: every low percentile is >= every high one.")
+
+    def is_current(norm: dict[str, Any]) -> bool:
+        return (float(current.get("low", 1.0)), float(current.get("high", 99.8))) == (
+            norm["low"], norm["high"])
+
+    table.sort(key=lambda row: (row[1], row[2], is_current(row[0])), reverse=True)
+    best = dict(table[0][0])
+    if save and loaded.path is not None:
+        loaded.config.normalization = best
         save_model(loaded.path, loaded.net, loaded.config)
     return best, table
 
