@@ -1,16 +1,41 @@
 #!/usr/bin/env bash
-# One device session: time a few steps, train the default model to fit the budget
-# ($1 seconds of training), then check the CUDA path. Writes into $OUT.
+# One device lease: train a default-model candidate for MINUTES, then check the CUDA path.
+#
+#   bash scripts/gpu_train.sh MINUTES NAME [train_default.py options ...]
+#   e.g. bash scripts/gpu_train.sh 9 w16 --base-width 16 --sampling area --snapshots
+#
+# Reads .data/dsb_train (a copy of the DSB2018 `train` split with metadata.csv and
+# splits.csv, carried to the device). Writes into $OUT, within what a lease brings back
+# (at most 8 files of 16 MiB, two folders down):
+#   NAME/            the run's best model (config.json, weights.safetensors) and its
+#                    resumable state, split into train_state.part.* of 15 MiB
+#   NAME_avg/        with --snapshots: the weights of the last third of the epochs averaged
+#   NAME.log, device_check.log
+# A run brought back by an earlier lease and carried as .data/NAME resumes where it stopped.
 set -uo pipefail
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-budget=${1:-360}
+minutes=$1 name=$2
+shift 2
+run=/tmp/$name
 nvidia-smi -L
-python3 scripts/train_default.py --data .data/dsb_train --output /tmp/probe --probe 40 --batch-size 16 2>&1 | grep -v Warning | tee $OUT/probe.log
-rate=$(grep PROBE_SECONDS_PER_STEP $OUT/probe.log | awk '{print $2}')
-epochs=$(python3 -c "print(max(8, min(100, int($budget / ($rate * 200)))))")
-echo "rate $rate s/step -> epochs $epochs" | tee -a $OUT/probe.log
-python3 scripts/train_default.py --data .data/dsb_train --output $OUT/nuclei --epochs $epochs \
-  --steps-per-epoch 200 --batch-size 16 2>&1 | tee $OUT/train.log | grep -E "val loss|eta" | tail -n 40
-rm -f $OUT/nuclei/train_state.pt.tmp
-python3 scripts/check_device.py $OUT/nuclei .data/dsb_train/images/$(ls .data/dsb_train/images | head -1) 2>&1 | tee $OUT/device_check.log
-echo "epochs=$epochs" > $OUT/nuclei/epochs.txt
+if [ -d ".data/$name" ]; then
+  cp -r ".data/$name" "$run"
+  if ls "$run"/train_state.part.* >/dev/null 2>&1; then
+    cat "$run"/train_state.part.* > "$run/train_state.pt" && rm "$run"/train_state.part.*
+  fi
+fi
+python3 scripts/train_default.py --data .data/dsb_train --output "$run" --time-budget "$minutes" \
+  --device cuda "$@" 2>&1 | grep -v Warning > "$OUT/$name.log"
+tail -n 25 "$OUT/$name.log"
+mkdir -p "$OUT/$name"
+cp "$run/config.json" "$run/weights.safetensors" "$OUT/$name/"
+[ -f "$run/train_state.pt" ] && split -b 15m "$run/train_state.pt" "$OUT/$name/train_state.part."
+if [ -d "$run/snapshots" ]; then
+  last=$(ls -d "$run"/snapshots/epoch_* | wc -l)
+  first=$(( last - last / 3 ))
+  [ "$first" -lt 1 ] && first=1
+  python3 scripts/average_snapshots.py --run "$run" --first "$first" --last "$last" --output "$OUT/${name}_avg"
+fi
+python3 scripts/check_device.py "$OUT/$name" ".data/dsb_train/images/$(ls .data/dsb_train/images | head -1)" \
+  2>&1 | tee "$OUT/device_check.log"
+ls -la "$OUT" "$OUT/$name"
