@@ -61,6 +61,20 @@ def test_round_trip(tmp_path):
         assert torch.equal(net(x), loaded.net(x))
 
 
+def test_saved_files_follow_the_umask(tmp_path):
+    """A model folder is shared with colleagues: not owner-only like a temporary file."""
+    import stat
+
+    cfg = ModelConfig(base_width=4, depth=2)
+    old = os.umask(0o022)
+    try:
+        folder = save_model(tmp_path / "m", cfg.build(), cfg)
+    finally:
+        os.umask(old)
+    for name in (CONFIG, WEIGHTS):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644
+
+
 def test_sha256_is_the_weights_file_hash_and_stable(saved, tmp_path):
     first = load_model(saved)
     digest = hashlib.sha256((saved / WEIGHTS).read_bytes()).hexdigest()

@@ -166,10 +166,23 @@ def _bad_cases(tmp_path: Path, model: Path):
     garbage.write_bytes(b"this is not a TIFF file at all" * 20)
     a_file = tmp_path / "afile"
     a_file.write_text("I am a file, not a folder")
+    bad_png = tmp_path / "bad.png"
+    bad_png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 30)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "good.tif"
+    tifffile.imwrite(twin, disc_scene(DISCS[1])[0])
     out = tmp_path / "out"
     return {
         "missing image": ([str(tmp_path / "nope.tif")], ["-m", str(model)], out, "does not exist"),
         "unreadable image": ([str(garbage)], ["-m", str(model)], out, "Could not read"),
+        "unreadable png": ([str(bad_png)], ["-m", str(model)], out, "Could not read"),
+        "a folder": ([str(tmp_path)], ["-m", str(model)], out, "is a folder"),
+        "unsupported file type": ([str(notes)], ["-m", str(model)], out, "unsupported file type"),
+        "missing later image": ([str(good), str(tmp_path / "nope.tif")], ["-m", str(model)], out,
+                                "does not exist"),
+        "same name twice": ([str(good), str(twin)], ["-m", str(model)], out, "would both write"),
         "missing model": ([str(good)], ["-m", str(tmp_path / "no-model")], out, "not found"),
         "bad axes": ([str(good)], ["-m", str(model), "--axes", "QX"], out, "Invalid axes"),
         "wrong number of axes": ([str(good)], ["-m", str(model), "--axes", "ZYX"], out, "letters"),
@@ -180,7 +193,9 @@ def _bad_cases(tmp_path: Path, model: Path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing image", "unreadable image", "missing model",
+@pytest.mark.parametrize("case", ["missing image", "unreadable image", "unreadable png", "a folder",
+                                  "unsupported file type", "missing later image", "same name twice",
+                                  "missing model",
                                   "bad axes", "wrong number of axes", "output not a folder",
                                   "scale not a number", "auto scale without a reference"])
 def test_segment_bad_input_is_one_error_line(models, tmp_path, capsys, case):
@@ -226,6 +241,83 @@ def test_segment_output_file_blocked_is_one_error_line(models, tmp_path, capsys)
     assert "a_semantic.tif" in _assert_one_error_line(captured.err)
     assert sorted(p.name for p in out.iterdir()) == ["a_semantic.tif"]
     assert (out / "a_semantic.tif").is_dir()
+
+
+def test_segment_never_replaces_files_silently(models, tmp_path, capsys, fake_net):
+    """Existing results need --overwrite; an input image is never replaced, even with it."""
+    image, _ = disc_scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_instances.tif").write_text("my hand-made labels")
+    args = ["segment", str(tmp_path / "a.tif"), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+
+    assert main(args) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "already exists" in line and "--overwrite" in line
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif"]
+    assert (out / "a_instances.tif").read_text() == "my hand-made labels"
+
+    assert main([*args, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert tifffile.imread(out / "a_instances.tif").max() == 3
+
+    # An image named like a result of another image in the same folder: refused,
+    # with or without --overwrite, before anything is written.
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    tifffile.imwrite(folder / "x.tif", image)
+    other = disc_scene(DISCS[1], noise=5)[0]
+    tifffile.imwrite(folder / "x_semantic.tif", other)
+    for extra in ([], ["--overwrite"]):
+        code = main(["segment", str(folder / "x.tif"), str(folder / "x_semantic.tif"), "-o", str(folder),
+                     "-m", str(models["2d"]), "--device", "cpu", *extra])
+        assert code == 2
+        assert "would replace the input image" in _assert_one_error_line(capsys.readouterr().err)
+        assert sorted(p.name for p in folder.iterdir()) == ["x.tif", "x_semantic.tif"]
+        np.testing.assert_array_equal(tifffile.imread(folder / "x_semantic.tif"), other)
+
+
+def test_segment_results_follow_the_umask(models, tmp_path, capsys):
+    import os
+    import stat
+
+    image, _ = disc_scene(DISCS[0])
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    old = os.umask(0o022)
+    try:
+        assert main(["segment", str(tmp_path / "a.tif"), "-o", str(tmp_path / "out"),
+                     "-m", str(models["2d"]), "--device", "cpu"]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    for name in ("a_semantic.tif", "a_instances.tif"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o644
+
+
+def test_segment_reads_the_axes_an_imagej_file_declares(models, tmp_path, capsys, fake_net):
+    """A ZCYX hyperstack is not mistaken for a time series of z-stacks: the channels are
+    channels (so a 1-channel model asks which one), and --channel picks one."""
+    stack = np.stack([np.stack([disc_scene(DISCS[z])[0], np.full((64, 64), 7, np.uint8)])
+                      for z in range(3)])
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZCYX"})
+    out = tmp_path / "out"
+    args = ["segment", str(path), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main(args) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "ZCYX" in line and "channel" in line
+    assert main([*args, "--channel", "0"]) == 0
+    assert "hyper.tif: " in capsys.readouterr().out
+    semantic = tifffile.imread(out / "hyper_semantic.tif")
+    assert semantic.shape == (3, 64, 64)
+    for z in range(3):
+        _, labels = disc_scene(DISCS[z])
+        assert ((semantic[z] > 0) == (labels > 0)).mean() > 0.97
+    # --axes still wins over the file.
+    assert main([*args, "--overwrite", "--axes", "TCYX", "--channel", "1"]) == 0
+    capsys.readouterr()
+    assert tifffile.imread(out / "hyper_semantic.tif").max() == 0, "channel 1 is flat"
 
 
 def test_debug_environment_variable_shows_the_traceback(models, tmp_path, monkeypatch):
@@ -331,7 +423,8 @@ def test_evaluate_perfect_prediction_scores_one(models, tmp_path, capsys, monkey
     assert all(s["tp"] == 9 and s["fp"] == 0 and s["fn"] == 0 for s in scores)
 
 
-@pytest.mark.parametrize("case", ["missing masks folder", "mask missing", "json not writable"])
+@pytest.mark.parametrize("case", ["missing masks folder", "mask missing", "json not writable",
+                                  "mask of another shape"])
 def test_evaluate_bad_input(models, tmp_path, capsys, case):
     img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
     args = ["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
@@ -340,13 +433,18 @@ def test_evaluate_bad_input(models, tmp_path, capsys, case):
         args[4] = str(tmp_path / "nothing")
     elif case == "mask missing":
         (mask_dir / "img1.tif").unlink()
+    elif case == "mask of another shape":
+        tifffile.imwrite(mask_dir / "img1.tif", np.zeros((60, 64), np.uint16))
     else:
         (tmp_path / "afile").write_text("x")
         args += ["--json", str(tmp_path / "afile" / "scores.json")]
     code = main(args)
     captured = capsys.readouterr()
     assert code == 2
-    _assert_one_error_line(captured.err)
+    line = _assert_one_error_line(captured.err)
+    assert captured.out == "", "refused before any image is segmented"
+    if case == "mask of another shape":
+        assert "img1.tif" in line and "(60, 64)" in line
 
 
 # --- train ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import torch
 
 from ._version import __version__
 from .errors import SegmentationError
+from .io import file_mode
 from .model import UNet
 
 __all__ = [
@@ -167,7 +168,8 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
     """Write ``net``'s weights and ``config`` into the folder ``path``.
 
     The files are written to temporary names and renamed, so an interrupted
-    save never leaves a half-written model behind.
+    save never leaves a half-written model behind. They get the permissions of
+    any new file (the umask).
     """
     from safetensors.torch import save_file
 
@@ -185,6 +187,8 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
         # config.json.
         save_file(state, tmp_w, metadata={"format": "pt"})
         Path(tmp_c).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        for tmp in (tmp_w, tmp_c):  # mkstemp makes owner-only files; a model is shared
+            os.chmod(tmp, file_mode())
         os.replace(tmp_w, folder / WEIGHTS)
         os.replace(tmp_c, folder / CONFIG)
     finally:

@@ -68,20 +68,52 @@ def _check_writable(folder: Path) -> None:
         ) from None
 
 
+def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool) -> list[tuple[Path, Path, Path]]:
+    """(input, semantic, instances) paths of every image, checked before any work starts.
+
+    Refuses a missing or unsupported input, two inputs whose results would
+    share a name, a result that would replace an input image, and (without
+    ``overwrite``) a result file that already exists.
+    """
+    from .io import check_image_path
+
+    paths = [check_image_path(p) for p in images]
+    inputs = {p.resolve(): p for p in paths}
+    plan, taken = [], {}
+    for path in paths:
+        sem, inst = out / f"{path.stem}_semantic.tif", out / f"{path.stem}_instances.tif"
+        for target in (sem, inst):
+            if target.name in taken:
+                raise SegmentationError(
+                    f"{taken[target.name]} and {path} would both write {target.name} in {out}: "
+                    "segment them into different --output folders, or rename one.")
+            taken[target.name] = path
+            if target.resolve() in inputs:
+                raise SegmentationError(
+                    f"The results of {path.name} would replace the input image "
+                    f"{inputs[target.resolve()]}: choose another --output folder.")
+            if target.exists() and not overwrite:
+                raise SegmentationError(
+                    f"{target} already exists (an earlier run?): add --overwrite to replace it, "
+                    "or choose another --output folder.")
+        plan.append((path, sem, inst))
+    return plan
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .api import iter_segment
     from .checkpoint import load_model
-    from .io import read_image, write_tiff
+    from .io import read_image_axes, write_tiff
 
     out = Path(args.output)
+    plan = _segment_plan(args.images, out, overwrite=args.overwrite)
     _check_writable(out)
     model = load_model(args.model)
-    for path in args.images:
-        path = Path(path)
-        image = read_image(path)
+    for path, sem, inst in plan:
+        image, file_axes = read_image_axes(path)
         bar = ProgressBar(path.name)
         result = _drain(iter_segment(
-            image, model=model, axes=args.axes, mode=args.mode, channel=args.channel,
+            image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
             device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
             instance_method=args.instance_method, min_size=args.min_size,
             keep_probabilities=False), bar)
@@ -89,8 +121,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         # The result's "axes" are the input's (with C); the files hold the output axes.
         meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
         try:
-            sem = write_tiff(out / f"{path.stem}_semantic.tif", result.semantic, metadata=meta)
-            inst = write_tiff(out / f"{path.stem}_instances.tif", result.instances, metadata=meta)
+            write_tiff(sem, result.semantic, metadata=meta)
+            write_tiff(inst, result.instances, metadata=meta)
         except OSError as exc:
             raise SegmentationError(
                 f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
@@ -114,12 +146,29 @@ def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], l
             continue
         if p.stem not in masks_by_stem:
             raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
+        image, mask = read_image(p), read_image(masks_by_stem[p.stem])
+        if mask.shape not in (image.shape, image.shape[:-1]):
+            raise SegmentationError(
+                f"{masks_by_stem[p.stem]} has shape {mask.shape} but its image {p.name} has "
+                f"{image.shape}: a mask must label the image pixel for pixel.")
         names.append(p.stem)
-        imgs.append(read_image(p))
-        msks.append(read_image(masks_by_stem[p.stem]))
+        imgs.append(image)
+        msks.append(mask)
     if not names:
         raise SegmentationError(f"No images found in {img_dir}.")
     return names, imgs, msks
+
+
+def _check_json_target(path: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, a --json file that exists (without --overwrite) or cannot be written."""
+    if path.is_dir():
+        raise SegmentationError(f"--json {path} is a folder: give a file name, e.g. {path / 'scores.json'}.")
+    if path.exists() and not overwrite:
+        raise SegmentationError(f"{path} already exists: add --overwrite to replace it, or give another --json file.")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise SegmentationError(f"Cannot write {path}: its folder {folder} does not exist or is not "
+                                "writable. Give a writable path to --json.")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -127,6 +176,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .metrics import evaluate
 
+    if args.json and args.json != "-":
+        _check_json_target(Path(args.json), overwrite=args.overwrite)
     names, imgs, masks = _load_folder_pairs(args.images, args.masks)
     model = load_model(args.model)
     bar = ProgressBar("evaluate")
@@ -200,7 +251,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("images", nargs="+", help="image files (TIFF, PNG, JPEG)")
     s.add_argument("--output", "-o", required=True, help="folder for the results")
     s.add_argument("--model", "-m", default="default", help="bundled model name or model folder (default: the bundled nuclei model)")
-    s.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX, TYX, TZYX (default: inferred)")
+    s.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX, TYX, TZYX (default: the axes an ImageJ or "
+                        "OME-TIFF file declares, else inferred from the shape)")
     s.add_argument("--mode", choices=["auto", "2d", "3d"], default="auto", help="stacks plane by plane (2d) or as volumes (3d)")
     s.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -213,6 +265,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
     s.add_argument("--instance-method", choices=["components", "watershed"], help="how to split instances (default: the model's)")
     s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels (default: the model's)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace results already in the output folder (input images are never replaced)")
     s.set_defaults(func=_cmd_segment)
 
     t = sub.add_parser("train", help="train a model from images and instance masks")
@@ -246,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--scale", default=None, help="as for segment: a number, or 'auto' (default: the model's)")
     e.add_argument("--json", nargs="?", const="-", help="also write the scores as JSON (to a file, or - for stdout)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     e.set_defaults(func=_cmd_evaluate)
     return p
 

@@ -10,30 +10,92 @@ import numpy as np
 
 from .errors import SegmentationError
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "write_tiff"]
+__all__ = ["IMAGE_SUFFIXES", "check_image_path", "file_mode", "read_image", "read_image_axes",
+           "write_tiff"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
+_TIFF = (".tif", ".tiff")
+
+
+def check_image_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it names an image file this package reads; else a clear error."""
+    path = Path(path)
+    if path.is_dir():
+        raise SegmentationError(
+            f"{path} is a folder: give image files, e.g. {path / '*.tif'}.")
+    if not path.is_file():
+        raise SegmentationError(f"Image file {path} does not exist.")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise SegmentationError(
+            f"{path.name}: unsupported file type {path.suffix or '(none)'!r}; give "
+            f"{', '.join(sorted(s.lstrip('.').upper() for s in IMAGE_SUFFIXES))} images.")
+    return path
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into a numpy array; a clear error if it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise SegmentationError(f"Image file {path} does not exist.")
+    return read_image_axes(path)[0]
+
+
+def _tiff_axes(series) -> str | None:
+    """The axes a TIFF declares (ImageJ or OME metadata) in this package's letters, else None.
+
+    tifffile names RGB samples ``S``; plain TIFFs without such metadata have
+    unknown axes (``Q``, ``I``), for which None lets the caller infer them.
+    """
+    axes = series.axes.upper().replace("S", "C")
+    if len(axes) != len(series.shape) or set(axes) - set("TZCYX") or len(set(axes)) != len(axes):
+        return None
+    return axes
+
+
+def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+    """Read an image file and the axes its metadata declares.
+
+    Returns
+    -------
+    image : ndarray
+    axes : str or None
+        Letters from T, Z, C, Y, X, one per axis of ``image``, when the file
+        says them (ImageJ hyperstacks, OME-TIFF); None when it does not (plain
+        TIFF, PNG, JPEG), so that the axes are inferred from the shape.
+    """
+    path = check_image_path(path)
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if path.suffix.lower() in _TIFF:
             import tifffile
 
-            return tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                image = series.asarray()
+                axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome) else None
+            return image, axes
         from skimage import io
 
-        return io.imread(path)
+        return io.imread(path), None
     except Exception as exc:  # noqa: BLE001 - any reader failure is the same for a user
-        raise SegmentationError(f"Could not read {path}: {type(exc).__name__}: {exc}") from None
+        raise SegmentationError(
+            f"Could not read {path}: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def file_mode() -> int:
+    """Permission bits a new file gets from the process umask (e.g. 0o644 under umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray, *, metadata: dict | None = None) -> Path:
-    """Write ``array`` to a compressed TIFF atomically (temporary file, then rename)."""
+    """Write ``array`` to a compressed TIFF atomically (temporary file, then rename).
+
+    The file gets the permissions of any new file (the umask), not the
+    owner-only ones of the temporary file.
+    """
     import tifffile
 
     path = Path(path)
@@ -41,6 +103,7 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, metadata: dict | N
     os.close(fd)
     try:
         tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack", metadata=metadata)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

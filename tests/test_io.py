@@ -1,0 +1,60 @@
+"""Reading image files (and the axes they declare) and writing results."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import tifffile
+from skimage import io as skio
+
+from napari_unet.errors import SegmentationError
+from napari_unet.io import check_image_path, read_image, read_image_axes, write_tiff
+
+
+@pytest.mark.parametrize(("axes", "shape"), [("ZCYX", (3, 2, 16, 16)), ("TZCYX", (2, 3, 2, 16, 16)),
+                                             ("CYX", (2, 16, 16)), ("ZYX", (4, 16, 16))])
+def test_imagej_axes_are_read(tmp_path, axes, shape):
+    data = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    tifffile.imwrite(tmp_path / "h.tif", data, imagej=True, metadata={"axes": axes})
+    image, found = read_image_axes(tmp_path / "h.tif")
+    assert found == axes
+    np.testing.assert_array_equal(image, data)
+
+
+def test_plain_files_declare_no_axes(tmp_path):
+    stack = np.zeros((3, 16, 16), np.uint8)
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    skio.imsave(tmp_path / "rgb.png", rgb, check_contrast=False)
+    for name, shape in (("stack.tif", stack.shape), ("rgb.tif", rgb.shape), ("rgb.png", rgb.shape)):
+        image, axes = read_image_axes(tmp_path / name)
+        assert axes is None and image.shape == shape
+        assert read_image(tmp_path / name).shape == shape
+
+
+def test_bad_paths_get_one_clear_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 30)
+    cases = {tmp_path: "is a folder", tmp_path / "nope.tif": "does not exist",
+             tmp_path / "notes.txt": "unsupported file type '.txt'",
+             tmp_path / "bad.png": "Could not read"}
+    for path, fragment in cases.items():
+        with pytest.raises(SegmentationError, match=fragment) as info:
+            read_image(path)
+        assert "\n" not in str(info.value)
+    assert check_image_path(tmp_path / "bad.png") == tmp_path / "bad.png"
+
+
+def test_write_tiff_is_atomic_and_follows_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = write_tiff(tmp_path / "r.tif", np.arange(12, dtype=np.int32).reshape(3, 4))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    np.testing.assert_array_equal(tifffile.imread(path), np.arange(12).reshape(3, 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]
