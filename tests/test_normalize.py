@@ -72,6 +72,14 @@ def test_constant_image_gives_zeros(dtype):
     assert np.all(out == 0)
 
 
+@pytest.mark.parametrize("factor", [1e-9, 1e-30, 1e9])
+def test_tiny_or_huge_values_are_not_taken_for_a_constant_image(rng, factor):
+    """Intensities in watts or photon counts: the scale of the values does not matter."""
+    image = rng.random((20, 30)) + 0.5
+    np.testing.assert_allclose(normalize(image * factor), normalize(image), rtol=1e-4, atol=1e-4)
+    assert np.all(normalize(np.full((8, 8), 3e-12)) == 0)
+
+
 def test_constant_channel_next_to_a_varying_one(rng):
     image = np.stack([np.full((10, 10), 3.0), rng.random((10, 10))])
     out = normalize(image, channel_axis=0)

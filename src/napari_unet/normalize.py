@@ -96,8 +96,9 @@ def percentile_range(
 def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_axis: int = 0) -> np.ndarray:
     """Map ``lo`` to 0 and ``hi`` to 1 per channel; returns float32.
 
-    A constant channel (``hi - lo`` tiny) becomes all zeros rather than
-    dividing by zero. NaN or infinity in ``block`` raise a SegmentationError.
+    A constant channel (``hi - lo`` within a millionth of the values' size)
+    becomes all zeros rather than dividing by zero; the test is relative, so
+    images of very small or very large values are normalised like any other. NaN or infinity in ``block`` raise a SegmentationError.
     """
     x = np.asarray(block, dtype=np.float32)
     if not np.all(np.isfinite(x)):
@@ -107,10 +108,14 @@ def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_ax
         )
     shape = [1] * x.ndim
     shape[channel_axis] = -1
-    lo_b = np.asarray(lo, dtype=np.float32).reshape(shape)
-    span = np.asarray(hi, dtype=np.float32).reshape(shape) - lo_b
-    scale = np.where(span > _EPS, 1.0 / np.maximum(span, _EPS), 0.0).astype(np.float32)
-    return (x - lo_b) * scale
+    lo64 = np.asarray(lo, dtype=np.float64).reshape(shape)
+    hi64 = np.asarray(hi, dtype=np.float64).reshape(shape)
+    span = hi64 - lo64
+    # Constant means no span at the precision of the values (relative), so an
+    # image of tiny float values (say 1e-9 W) still varies.
+    varies = span > _EPS * np.maximum(np.abs(lo64), np.abs(hi64))
+    scale = np.where(varies, 1.0 / np.where(varies, span, 1.0), 0.0)
+    return ((x - lo64.astype(np.float32)) * scale.astype(np.float32)).astype(np.float32)
 
 
 def normalize(
