@@ -93,6 +93,8 @@ def test_rgb_stacks_time_series_and_dask(viewer, widget, wait_done, make_blobs, 
         np.testing.assert_allclose(sem.scale, scale)
         assert inst.metadata["axes"] == axes, name
         assert widget._tracker.record(img).label_ndim == label_ndim, name
+        assert ("objects in movie over 3 time points" in widget.status.value) == (name == "movie"), \
+            widget.status.value
         widget.mode.value = "auto"
     assert viewer.layers["rgb"].rgb and widget.axes.choices
     # The dask layer reached the engine as it was, not read into memory.
@@ -113,6 +115,49 @@ def test_channel_axis_named_by_the_user_is_dropped(viewer, widget, wait_done, ma
     assert inst.data.shape == (40, 48)
     np.testing.assert_allclose(inst.scale, (0.3, 0.2))
     np.testing.assert_allclose(inst.translate, (5.0, 6.0))
+
+
+def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_blobs, notes,
+                                                monkeypatch):
+    """A 1-channel model on a 2-channel image: 'all' asks for a channel, and the Channel
+    box (shown only when the axes hold C) picks one."""
+    seen = []
+    real = jobs.iter_segment
+
+    def spy(image, **kwargs):
+        seen.append(kwargs["channel"])
+        return (yield from real(image, **kwargs))
+
+    monkeypatch.setattr(jobs, "iter_segment", spy)
+
+    def shown() -> bool:  # the viewer is not on screen: ask whether the box was hidden
+        return not widget.channel.native.isHidden()
+
+    plain = viewer.add_image(make_blobs((40, 48)), name="plain")
+    widget.image.value = plain
+    assert not shown() and widget.channel.value is None
+    rgb = viewer.add_image(_rgb(make_blobs), name="rgb")
+    widget.image.value = rgb
+    assert shown() and widget.channel.choices == (None, 0, 1, 2)
+
+    data = np.stack([np.zeros((40, 48), np.float32), make_blobs((40, 48))])
+    two = viewer.add_image(data, name="two")
+    widget.image.value = two
+    assert not shown(), "napari's plain 3D layer is a z-stack until told otherwise"
+    widget.axes.value = "CYX"
+    assert shown() and widget.channel.choices == (None, 0, 1)
+    widget.run()
+    wait_done(widget)
+    assert any("channel" in m for m in notes.messages("error"))
+    assert "two instances" not in [layer.name for layer in viewer.layers]
+    widget.channel.value = 1
+    widget.run()
+    wait_done(widget)
+    assert seen == [None, 1]
+    sem, inst = outputs(viewer, "two")
+    assert inst.data.shape == sem.data.shape == (40, 48)
+    widget.image.value = plain
+    assert not shown() and widget.channel.value is None
 
 
 def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):

@@ -13,6 +13,7 @@ __all__ = [
     "TILE_CHOICES",
     "TOOLTIPS",
     "axes_choices",
+    "channel_choices",
     "layer_array",
     "resolve_axes",
 ]
@@ -66,6 +67,10 @@ TOOLTIPS = {
         "What each dimension of the image is: T time, Z depth, Y/X the plane, C channels.\n"
         "'auto' reads RGB layers as YXC and other 3D/4D layers as z-stacks (ZYX/TZYX);\n"
         "choose TYX for a time series of 2D images, CYX for channels stored first."
+    ),
+    "channel": (
+        "Which channel the network sees, for images with a channel axis: 'all' turns RGB into\n"
+        "grey; a number segments that channel alone (e.g. the nuclear stain of a composite)."
     ),
     "mode": (
         "How stacks are segmented: 'auto' follows the model (a 2D model goes plane by plane,\n"
@@ -135,3 +140,22 @@ def resolve_axes(layer: Image, choice: str | None) -> str | None:
     if layer.rgb:
         return _RGB.get(ndim)
     return _PLAIN.get(ndim)
+
+
+def channel_choices(layer: Image | None, axes_choice: str | None) -> list[tuple[str, int | None]]:
+    """``(label, channel)`` pairs for ``layer`` read with ``axes_choice``.
+
+    Only images with a channel axis get more than the one "all" entry: then
+    each channel can be segmented alone (say the DAPI channel of a colour
+    composite). "all" turns RGB into grey, and asks for a choice when a
+    1-channel model meets other multichannel images.
+    """
+    if layer is None:
+        return [("all", None)]
+    axes = resolve_axes(layer, axes_choice)
+    shape = layer_array(layer).shape
+    if not axes or "C" not in axes or len(axes) != len(shape):
+        return [("all", None)]
+    n = int(shape[axes.index("C")])
+    first = "all (RGB as grey)" if layer.rgb and n in (3, 4) else "all"
+    return [(first, None)] + [(f"{i}", i) for i in range(n)]

@@ -44,6 +44,7 @@ from .options import (
     TILE_CHOICES,
     TOOLTIPS,
     axes_choices,
+    channel_choices,
     layer_array,
     resolve_axes,
 )
@@ -97,6 +98,7 @@ class SegmentWidget(EngineWidget):
         self.browse = PushButton(text="Browse…", tooltip=tip["browse"])
         model_row = row(self.model, self.browse, label="Model")
         self.axes = ComboBox(label="Axes", choices=self._axes_choices, tooltip=tip["axes"])
+        self.channel = ComboBox(label="Channel", choices=self._channel_choices, tooltip=tip["channel"])
         self.mode = ComboBox(label="Mode", choices=MODE_CHOICES, value="auto", tooltip=tip["mode"])
         self.device = ComboBox(label="Device", choices=["auto", *available_devices()],
                                value="auto", tooltip=tip["device"])
@@ -114,12 +116,13 @@ class SegmentWidget(EngineWidget):
         self.run_button = PushButton(text="Run", tooltip=tip["run"])
         buttons = self._job_controls(self.run_button, cancel_tooltip=tip["cancel"])
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
-        self.extend([self.image, model_row, self.axes, self.mode, self.device, scale_row, self.tile_size,
+        self.extend([self.image, model_row, self.axes, self.channel, self.mode, self.device, scale_row, self.tile_size,
                      self.threshold, self.instance_method, self.min_size, buttons,
                      self.update_button, self.progress_bar, self.status])
 
     def _connect(self) -> None:
         self.image.changed.connect(self._on_image_changed)
+        self.axes.changed.connect(self._on_axes_changed)
         self.model.changed.connect(self._on_model_changed)
         self.browse.changed.connect(self._browse)
         self.auto_scale.changed.connect(self._on_auto_scale_changed)
@@ -138,14 +141,27 @@ class SegmentWidget(EngineWidget):
     def _axes_choices(self, _widget: Any = None) -> list[tuple[str, str | None]]:
         return axes_choices(self.image.value if hasattr(self, "image") else None)
 
+    def _channel_choices(self, _widget: Any = None) -> list[tuple[str, int | None]]:
+        layer = self.image.value if hasattr(self, "image") else None
+        axes = self.axes.value if hasattr(self, "axes") else None
+        return channel_choices(layer, axes)
+
     def _on_layers_changed(self, _event: Any = None) -> None:
         self.image.reset_choices()
         self.axes.reset_choices()
+        self._on_axes_changed()
 
     def _on_image_changed(self, _value: Any = None) -> None:
         # The axes describe one image: another image starts from "auto" again.
         self.axes.reset_choices()
         self.axes.value = None
+        self._on_axes_changed()
+
+    def _on_axes_changed(self, _value: Any = None) -> None:
+        """Offer a channel choice only for images with a channel axis."""
+        self.channel.reset_choices()
+        self.channel.value = None
+        self.channel.visible = len(self.channel.choices) > 1
 
     @ensure_main_thread
     def _on_session_models_changed(self) -> None:
@@ -221,6 +237,7 @@ class SegmentWidget(EngineWidget):
         return {
             "model": self._catalog.get(self.model.value),
             "axes": resolve_axes(layer, self.axes.value),
+            "channel": self.channel.value,
             "mode": self.mode.value,
             "device": self.device.value,
             # None lets the engine choose; its default overlap shrinks with small tiles.
@@ -267,7 +284,9 @@ class SegmentWidget(EngineWidget):
         label_ndim = sum(a in "ZYX" for a in seg.axes)
         self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata)
         count = count_objects(seg.instances, label_ndim)
-        self.status.value = (f"{count} objects in {run.source.name} "
+        planes = seg.instances.size // max(1, int(np.prod(seg.instances.shape[-label_ndim:])))
+        where = f" over {planes} time points" if planes > 1 else ""
+        self.status.value = (f"{count} objects in {run.source.name}{where} "
                              f"({time.perf_counter() - run.started:.1f} s)")
 
     def _on_aborted(self) -> None:
