@@ -308,8 +308,17 @@ def test_closing_iter_segment_stops_work(models, rng, forward_calls):
         ({"threshold": 1.5}, "threshold must be between 0 and 1"),
         ({"threshold": 0.0}, "threshold must be between 0 and 1"),
         ({"mode": "4d"}, "mode must be one of"),
+        ({"min_size": -5}, "min_size counts pixels and must be 0 or more"),
     ],
 )
 def test_bad_parameters(models, kwargs, fragment):
     with pytest.raises(SegmentationError, match=fragment):
         napari_unet.segment(np.ones((16, 16)), model=str(models["2d"]), **kwargs)
+
+
+def test_mode_ignores_case(models):
+    stack = np.random.default_rng(0).random((2, 24, 24)).astype(np.float32)
+    lower = napari_unet.segment(stack, model=str(models["2d"]), mode="2d")
+    upper = napari_unet.segment(stack, model=str(models["2d"]), mode="2D")
+    np.testing.assert_array_equal(lower.instances, upper.instances)
+    assert upper.metadata["mode"] == "2d"

@@ -120,6 +120,8 @@ def iter_segment(
     auto, first = _scale_choice(scale, post)
     if not 0.0 < float(post["threshold"]) < 1.0:
         raise SegmentationError(f"threshold must be between 0 and 1, got {post['threshold']}.")
+    if int(post["min_size"]) < 0:
+        raise SegmentationError(f"min_size counts pixels and must be 0 or more, got {post['min_size']}.")
     prepared = prepare_input(image, cfg, axes=axes, mode=mode, channel=channel)
     plan = prepared.plan
     label_ndim = len(plan.label_axes)

@@ -96,6 +96,8 @@ def plan_axes(
         ``"2d"`` segments stacks plane by plane (needs a 2D model); ``"3d"``
         whole volumes (needs a 3D model); ``"auto"`` follows the model.
     """
+    if isinstance(mode, str):
+        mode = mode.lower()
     if mode not in MODES:
         raise SegmentationError(f"mode must be one of {MODES}, got {mode!r}.")
     if len(shape) > 5:
