@@ -423,6 +423,21 @@ def test_evaluate_perfect_prediction_scores_one(models, tmp_path, capsys, monkey
     assert all(s["tp"] == 9 and s["fp"] == 0 and s["fn"] == 0 for s in scores)
 
 
+def test_evaluate_reads_binary_masks_as_connected_regions(models, tmp_path, capsys, fake_net):
+    """A 0/255 mask is not one object: its separate regions are scored one by one."""
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
+    for p in mask_dir.iterdir():
+        tifffile.imwrite(p, ((tifffile.imread(p) > 0) * 255).astype(np.uint8))
+    json_path = tmp_path / "s.json"
+    assert main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
+                 "--device", "cpu", "--json", str(json_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("binary mask") == 2 and "3 connected regions" in captured.err
+    scores = json.loads(json_path.read_text())["scores"][0]
+    assert scores["tp"] + scores["fn"] == 6
+    assert scores["ap"] == 1.0
+
+
 @pytest.mark.parametrize("case", ["missing masks folder", "mask missing", "json not writable",
                                   "mask of another shape"])
 def test_evaluate_bad_input(models, tmp_path, capsys, case):

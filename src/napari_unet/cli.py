@@ -153,10 +153,26 @@ def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], l
                 f"{image.shape}: a mask must label the image pixel for pixel.")
         names.append(p.stem)
         imgs.append(image)
-        msks.append(mask)
+        msks.append(_instances_of(mask, masks_by_stem[p.stem]))
     if not names:
         raise SegmentationError(f"No images found in {img_dir}.")
     return names, imgs, msks
+
+
+def _instances_of(mask: Any, path: Path) -> Any:
+    """A mask holding one value (0/1 or 0/255) becomes one object per connected region."""
+    import numpy as np
+
+    values = np.unique(mask)
+    if len(values[values != 0]) != 1:
+        return mask
+    from skimage.measure import label
+
+    labels = label(mask != 0)
+    if labels.max() > 1:
+        print(f"napari-unet: note: {path.name} is a binary mask: each of its {labels.max()} connected "
+              "regions counts as one object (touching objects count as one).", file=sys.stderr)
+    return labels
 
 
 def _check_json_target(path: Path, *, overwrite: bool) -> None:
