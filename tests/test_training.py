@@ -25,15 +25,19 @@ from napari_unet.training.augment import augment_batch, collate_crops
 from napari_unet.training.data import (
     Sample,
     load_pairs,
+    plane_name,
+    plane_samples,
     prepare_sample,
     random_crops,
     sampling_weights,
     three_class_targets,
 )
 from napari_unet.training.loop import (
+    COMPLETE,
     TrainProgress,
     _autocast_dtype,
     _validate,
+    fit_crop_size,
     iter_train,
     train,
 )
@@ -194,6 +198,96 @@ def test_load_pairs_reads_matching_files(tmp_path):
     (tmp_path / "ma" / "n1.tif").unlink()
     with pytest.raises(SegmentationError, match="No mask for n1.tif"):
         load_pairs(tmp_path / "im", tmp_path / "ma")
+
+
+def test_load_pairs_reads_binary_masks_as_connected_regions(tmp_path):
+    """A 0/255 mask of three discs teaches three objects, as its instance labels would."""
+    import tifffile
+
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0)
+    tifffile.imwrite(tmp_path / "im" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "ma" / "a.tif", ((labels > 0) * 255).astype(np.uint8))
+    sample, = load_pairs(tmp_path / "im", tmp_path / "ma")
+    np.testing.assert_array_equal(sample.target, three_class_targets(labels))
+
+
+def _stack(tmp_path, name="vol", empty=(1,)):
+    """A 3-plane volume (Z, Y, X) of disc scenes and its instance labels, written as TIFFs."""
+    import tifffile
+
+    planes = [disc_scene(DISCS[z], noise=6.0, seed=z) for z in range(3)]
+    image = np.stack([im for im, _ in planes])
+    labels = np.stack([np.zeros_like(lab) if z in empty else lab for z, (_, lab) in enumerate(planes)])
+    for folder, array in (("im", image), ("ma", labels.astype(np.uint16))):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        tifffile.imwrite(tmp_path / folder / f"{name}.tif", array, photometric="minisblack")
+    return image, labels
+
+
+def test_load_pairs_splits_stacks_into_planes_and_skips_empty_ones(tmp_path):
+    import tifffile
+
+    image, labels = _stack(tmp_path)  # plane 1 has no objects
+    flat, flat_labels = disc_scene(DISCS[4], noise=6.0, seed=4)
+    tifffile.imwrite(tmp_path / "im" / "flat.tif", flat)
+    tifffile.imwrite(tmp_path / "ma" / "flat.tif", flat_labels.astype(np.uint16))
+    samples = load_pairs(tmp_path / "im", tmp_path / "ma")
+    assert [s.name for s in samples] == ["flat", "vol_z000", "vol_z002"]
+    for s, z in zip(samples[1:], (0, 2), strict=True):
+        expected = prepare_sample(image[z], labels[z])
+        assert s.image.shape == (1, 64, 64) and s.target.shape == (64, 64)
+        np.testing.assert_array_equal(s.image, expected.image)
+        np.testing.assert_array_equal(s.target, three_class_targets(labels[z]))
+    # The planes train a 2D network (a volume used to fail deep inside torch).
+    records, model = _drain(iter_train(samples, tmp_path / "run", epochs=1, steps_per_epoch=1, **TINY))
+    assert records[-1].stage == "validate" and model.config.provenance["trained_on"] == [
+        "flat", "vol_z000", "vol_z002"]
+
+
+def test_load_pairs_refuses_stacks_it_cannot_split(tmp_path):
+    import tifffile
+
+    image, labels = _stack(tmp_path, empty=(0, 1, 2))
+    with pytest.raises(SegmentationError, match="empty"):
+        load_pairs(tmp_path / "im", tmp_path / "ma")
+    # A volume with a 2D mask, or with a mask of other planes: say what the mask must be.
+    for mask in (labels[0], labels[:2]):
+        tifffile.imwrite(tmp_path / "ma" / "vol.tif", mask.astype(np.uint16), photometric="minisblack")
+        with pytest.raises(SegmentationError, match="one label plane per image plane"):
+            load_pairs(tmp_path / "im", tmp_path / "ma")
+
+
+def test_plane_samples_names_semantic_masks_and_channels():
+    assert plane_name("a", ()) == "a"
+    assert plane_name("a", (12,)) == "a_z012"
+    assert plane_name("a", (3, 12)) == "a_003_z012"
+    image, labels = disc_scene(DISCS[0], noise=6.0)
+    stack, mask = np.stack([image, image]), np.stack([labels > 0, np.zeros_like(labels, bool)])
+    # A 0/1 mask: each connected region of a plane is one object (here for the core targets).
+    first, empty = plane_samples(stack, mask.astype(np.uint8), name="s", semantic=True, core_fraction=0.3)
+    assert empty is None and first.name == "s_z000"
+    np.testing.assert_array_equal(first.target, three_class_targets(labels, core_fraction=0.3))
+    # Multichannel planes (Z, Y, X, C) keep their channels.
+    two = np.stack([stack, 255 - stack], axis=-1)
+    (sample, _) = plane_samples(two, np.stack([labels, labels * 0]), in_channels=2)
+    assert sample.image.shape == (2, 64, 64)
+    # A lone 2D image is kept even without objects (background is worth learning).
+    (blank,) = plane_samples(image, np.zeros_like(labels), name="blank")
+    assert blank.name == "blank" and not blank.target.any()
+
+
+def test_iter_train_refuses_samples_that_are_not_2d(tmp_path):
+    image, labels = disc_scene(DISCS[0], noise=6.0)
+    volume = prepare_sample(np.stack([image, image]), np.stack([labels, labels]), name="vol")
+    with pytest.raises(SegmentationError, match="vol: training takes 2D samples"):
+        train([volume], tmp_path / "out", epochs=1, steps_per_epoch=1, **TINY)
+    with pytest.raises(SegmentationError, match="takes 1 channel.*s2 has 2"):
+        train(_samples([0]), tmp_path / "out", val_samples=[
+            prepare_sample(np.stack([image, image], -1), labels, in_channels=2, name="s2")],
+            epochs=1, steps_per_epoch=1, **TINY)
+    assert not (tmp_path / "out").exists()
 
 
 # --- crops and augmentation ---------------------------------------------------------------
@@ -449,21 +543,51 @@ def test_resume_continues_where_it_stopped(tmp_path, full_run):
     assert [row["val_loss"] for row in _log(out)] == pytest.approx(
         [row["val_loss"] for row in _log(full_out)], rel=1e-4)
 
-    # A finished run resumed again does no more steps and returns the model.
+    # A finished run resumed again does no more steps, says so and returns the model.
     records, again = _drain(iter_train(train_s, out, val_samples=val_s, epochs=4, steps_per_epoch=2,
                                        **TINY))
-    assert records == [] and again.sha256 == model.sha256
+    assert [r.stage for r in records] == [COMPLETE] and again.sha256 == model.sha256
 
 
 @pytest.mark.parametrize(("epochs", "steps"), [(5, 2), (2, 4)])
 def test_resume_with_another_schedule_is_refused(full_run, tmp_path, epochs, steps):
     out = tmp_path / "copy"
     shutil.copytree(full_run[0], out)
-    with pytest.raises(SegmentationError, match="different schedule"):
+    with pytest.raises(SegmentationError, match="different schedule") as refused:
         train(_samples([0, 1]), out, epochs=epochs, steps_per_epoch=steps, **TINY)
+    # The hint works from the command line (which has no resume=False) and from Python.
+    message = str(refused.value)
+    assert f"(4 epochs of 2 steps, not {epochs} of {steps})" in message
+    assert "delete train_state.pt" in message and "(from Python: resume=False)" in message
     # resume=False starts over in the same folder.
     records, _ = _drain(iter_train(_samples([0]), out, epochs=1, steps_per_epoch=1, resume=False, **TINY))
     assert records[0].done == 1 and records[-1].total == 1
+
+
+def test_resuming_a_complete_run_with_other_settings_says_nothing_was_trained(full_run, tmp_path):
+    out = tmp_path / "done"
+    shutil.copytree(full_run[0], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    settings = {**TINY, "crop_size": 32}  # the run was made with 16
+    records, model = _drain(iter_train(_samples([0, 1]), out, val_samples=_samples([2]), epochs=4,
+                                       steps_per_epoch=2, **settings))
+    (record,) = records
+    assert isinstance(record, TrainProgress) and record.stage == COMPLETE
+    assert record.done == record.total == 8
+    assert f"The run in {out} was already complete (4 epochs): nothing was trained" in record.message
+    assert "another output folder" in record.message and "delete train_state.pt" in record.message
+    assert model.sha256 == full_run[2].sha256
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "nothing was written"
+
+
+def test_resume_refuses_a_broken_state_or_another_network(full_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(full_run[0], out)
+    with pytest.raises(SegmentationError, match="another network.*delete train_state.pt"):
+        train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **{**TINY, "base_width": 8})
+    (out / "train_state.pt").write_bytes(b"not a state")
+    with pytest.raises(SegmentationError, match="Cannot read .*train_state.pt"):
+        train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
 
 
 def test_core_fraction_is_recorded_and_must_match_the_samples(tmp_path):
@@ -490,6 +614,68 @@ def test_train_refuses_bad_arguments(tmp_path):
         train([], tmp_path / "a", **TINY)
     with pytest.raises(SegmentationError, match=">= 1"):
         train(_samples([0]), tmp_path / "b", epochs=0, **TINY)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("learning_rate", -1), ("learning_rate", 0.0), ("learning_rate", float("nan")),
+    ("learning_rate", float("inf")), ("learning_rate", "0.01"), ("batch_size", 2.5),
+    ("batch_size", 0), ("steps_per_epoch", 1.0), ("crop_size", 16.0), ("crop_size", "16"),
+    ("seed", -1), ("augment_strength", float("nan")), ("augment_strength", -0.5),
+    ("num_threads", 0), ("base_width", 0), ("depth", 0), ("core_fraction", 1.0),
+])
+def test_train_refuses_bad_numbers_before_writing(tmp_path, option, value):
+    out = tmp_path / "out"
+    with pytest.raises(SegmentationError, match=f"{option} must be a"):
+        train(_samples([0]), out, **{**TINY, "epochs": 1, "steps_per_epoch": 1, option: value})
+    assert not out.exists()
+
+
+def test_crop_size_must_fit_the_network_depth(tmp_path, helpers):
+    out = tmp_path / "out"
+    # depth 2: crops are multiples of 4, and 8 keeps a 2 x 2 bottleneck for batch norm.
+    with pytest.raises(SegmentationError, match="depth 2: use a multiple of 4 of at least 8"):
+        train(_samples([0]), out, epochs=1, steps_per_epoch=1, **{**TINY, "crop_size": 5})
+    with pytest.raises(SegmentationError, match=r"crop_size 10 .* \(e.g. 8\)"):
+        train(_samples([0]), out, epochs=1, steps_per_epoch=1, **{**TINY, "crop_size": 10})
+    assert not out.exists()
+    # The smallest crop trains, even one crop at a time.
+    records, _ = _drain(iter_train(_samples([0]), out, epochs=1, steps_per_epoch=1,
+                                   **{**TINY, "crop_size": 8, "batch_size": 1}))
+    assert math.isfinite(records[0].loss)
+    # A model to fine-tune brings its own depth (3 here; the depth argument is ignored).
+    deep = helpers.build_model(tmp_path / "deep", out_channels=3, target="three_class", depth=3)
+    with pytest.raises(SegmentationError, match="depth 3: use a multiple of 8 of at least 16"):
+        train(_samples([0]), tmp_path / "tuned", init_model=deep, epochs=1, steps_per_epoch=1,
+              **{**TINY, "crop_size": 8})
+    tuned = train(_samples([0]), tmp_path / "tuned", init_model=deep, epochs=1, steps_per_epoch=1, **TINY)
+    assert tuned.config.depth == 3
+    # The Train widget fits its crop size to the images and the network with the same rule.
+    assert fit_crop_size(16, 64, depth=4) == 32
+    assert fit_crop_size(256, 100, depth=4) == 96
+    assert fit_crop_size(256, 30, depth=2) == 28
+
+
+@pytest.mark.parametrize("files", [{"config.json": "notes"}, {"data.csv": "1,2"},
+                                   {"config.json": "notes", "weights.safetensors": "mine"}])
+def test_output_folder_of_other_files_is_refused(tmp_path, files):
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    with pytest.raises(SegmentationError, match="Choose an empty or new folder") as refused:
+        train(_samples([0]), out, epochs=1, steps_per_epoch=1, **TINY)
+    assert str(out) in str(refused.value) and sorted(files)[0] in str(refused.value)
+    assert {p.name: p.read_text() for p in out.iterdir()} == files, "nothing was touched"
+    with pytest.raises(SegmentationError, match="is a file, not a folder"):
+        train(_samples([0]), out / sorted(files)[0], epochs=1, steps_per_epoch=1, **TINY)
+
+
+def test_output_folder_may_be_empty(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    (out / ".DS_Store").write_text("")  # hidden files do not count
+    train(_samples([0]), out, epochs=1, steps_per_epoch=1, **TINY)
+    assert (out / "config.json").is_file() and (out / "train_state.pt").is_file()
 
 
 # --- post-processing search -------------------------------------------------------------

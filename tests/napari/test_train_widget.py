@@ -131,7 +131,7 @@ def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, 
     assert model.config.core_fraction == 0.25
     (info,) = [m for m in notes.messages("info") if "trained" in m]
     assert "on 2 image(s) (1 empty plane(s) skipped)" in info
-    assert model.config.provenance["trained_on"] == ["stack[0]", "stack[2]"]
+    assert model.config.provenance["trained_on"] == ["stack_z000", "stack_z002"]
     assert model.config.provenance["crop_size"] == 32
     # The starting model was copied, not trained in place.
     for key, value in start.net.state_dict().items():

@@ -97,7 +97,7 @@ TOOLTIPS = {
     ),
     "crop_size": (
         "Edge of the square random crops the network sees, in pixels. It is reduced to the\n"
-        "smallest training image and rounded down to a multiple of 16."
+        "smallest training image and rounded down to a multiple of 16 (at least 32)."
     ),
     "device": "Where training runs: 'auto' uses a GPU when there is one, else the CPU (slow).",
     "name": (
@@ -208,14 +208,6 @@ class TrainDone:
     final_loss: float
 
 
-def _planes(pair: _PairData) -> Generator[tuple[str, np.ndarray, np.ndarray], None, None]:
-    """Each 2D plane of a pair, with its name (a 2D pair is one plane)."""
-    lead = tuple(pair.labels.shape[:-2])
-    for index in np.ndindex(*lead) if lead else [()]:
-        name = pair.name + ("[" + ",".join(map(str, index)) + "]" if index else "")
-        yield name, np.asarray(pair.image[index]), np.asarray(pair.labels[index])
-
-
 def _n_planes(pair: _PairData) -> int:
     return int(np.prod(pair.labels.shape[:-2], dtype=np.int64))
 
@@ -241,10 +233,8 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
     ``options["init"]`` is the model to fine-tune (copied here, never changed)
     or None for a new network.
     """
-    from skimage.measure import label as connected_components
-
-    from ..training.data import prepare_sample
-    from ..training.loop import iter_train
+    from ..training.data import plane_samples
+    from ..training.loop import fit_crop_size, iter_train
 
     try:
         init: LoadedModel | None = options["init"]
@@ -253,21 +243,19 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
         total = sum(_n_planes(p) for p in pairs)
         samples, skipped, done = [], 0, 0
         for pair in pairs:
-            for name, image, labels in _planes(pair):
+            for sample in plane_samples(pair.image, pair.labels, name=pair.name, in_channels=in_channels,
+                                        core_fraction=core, semantic=pair.semantic):
                 done += 1
-                if labels.any():
-                    if pair.semantic:
-                        labels = connected_components(labels > 0)
-                    samples.append(prepare_sample(image, labels, name=name, in_channels=in_channels,
-                                                  core_fraction=core))
-                else:
+                if sample is None:
                     skipped += 1
+                else:
+                    samples.append(sample)
                 yield Progress("prepare", done, total, f"plane {done}/{total}")
         if not samples:
             raise SegmentationError("Every plane of the chosen labels is empty: nothing to learn from.")
-        multiple = 2 ** (init.config.depth if init is not None else NEW_DEPTH)
         smallest = min(min(s.target.shape) for s in samples)
-        crop = max(multiple, min(int(options["crop_size"]), smallest) // multiple * multiple)
+        crop = fit_crop_size(options["crop_size"], smallest,
+                             depth=init.config.depth if init is not None else NEW_DEPTH)
         folder: Path = options["folder"]
         model = yield from iter_train(
             samples, folder,

@@ -9,20 +9,22 @@ each object), so touching nuclei stay apart.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.measure import label as connected_components
 from skimage.segmentation import find_boundaries
 
 from ..errors import SegmentationError
 from ..io import IMAGE_SUFFIXES, read_image
 from ..normalize import normalize
 
-__all__ = ["SAMPLINGS", "Sample", "three_class_targets", "load_pairs", "prepare_sample", "random_crops",
-           "sampling_weights"]
+__all__ = ["SAMPLINGS", "Sample", "three_class_targets", "load_pairs", "plane_name", "plane_samples",
+           "prepare_sample", "random_crops", "sampling_weights"]
 
 SAMPLINGS = ("image", "area")
 """How crops pick their image: each image equally often, or in proportion to its area."""
@@ -133,10 +135,85 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
     return Sample(np.ascontiguousarray(x, dtype=np.float32), target, name, float(core_fraction))
 
 
+def plane_name(name: str, index: tuple[int, ...]) -> str:
+    """Name of one plane of a stack: ``cells_z012`` (``cells_003_z012`` in a 4D stack)."""
+    if not index:
+        return name
+    *outer, z = index
+    return name + "".join(f"_{i:03d}" for i in outer) + f"_z{z:03d}"
+
+
+def plane_samples(image: Any, labels: Any, *, name: str = "", in_channels: int = 1, contacts: bool = False,
+                  core_fraction: float = 0.0, semantic: bool = False) -> Iterator[Sample | None]:
+    """The 2D training samples of an image/labels pair: one per plane of a stack.
+
+    Parameters
+    ----------
+    image : array-like (*lead, Y, X) or (*lead, Y, X, C)
+        A 2D image (``lead`` empty), RGB or multichannel as
+        :func:`prepare_sample` takes it, or a stack of them (e.g. Z planes).
+        Numpy, dask or zarr: planes are read one at a time.
+    labels : array-like (*lead, Y, X) int
+        Instance labels of the same planes; 0 is background.
+    name : str
+        The pair's name; each plane of a stack is named by :func:`plane_name`.
+    in_channels, contacts, core_fraction
+        Passed to :func:`prepare_sample`.
+    semantic : bool
+        ``labels`` is a 0/1 mask: the connected regions of each plane become
+        the objects (touching nuclei count as one).
+
+    Yields
+    ------
+    Sample or None
+        One per plane, in order. None for a plane of a stack whose labels are
+        all 0 (nothing to learn from; skipped). A 2D pair always gives a Sample.
+
+    Raises
+    ------
+    SegmentationError
+        When the image's planes are not the labels' planes.
+    """
+    shape, lead = tuple(labels.shape), tuple(labels.shape[:-2])
+    if len(shape) < 2 or tuple(image.shape[:len(shape)]) != shape or len(image.shape) > len(shape) + 1:
+        raise SegmentationError(
+            f"{name}: image shape {tuple(image.shape)} does not match mask shape {shape}. "
+            "Give each image a mask of the same height and width, and a stack (e.g. Z, Y, X) a mask "
+            "with one label plane per image plane.")
+    for index in np.ndindex(*lead) if lead else [()]:
+        plane = np.asarray(labels[index])
+        if lead and not plane.any():
+            yield None
+            continue
+        if semantic:
+            plane = connected_components(plane > 0)
+        yield prepare_sample(np.asarray(image[index]), plane, name=plane_name(name, index),
+                             in_channels=in_channels, contacts=contacts, core_fraction=core_fraction)
+
+
 def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
                names: Sequence[str] | None = None, in_channels: int = 1,
                contacts: bool = False, core_fraction: float = 0.0) -> list[Sample]:
-    """Read image/mask pairs with the same file stem from two folders."""
+    """Read image/mask pairs with the same file stem from two folders.
+
+    Parameters
+    ----------
+    images, masks : path
+        Folders of images and of their instance masks (same file names).
+    names : sequence of str, optional
+        File stems to read (default: every image).
+    in_channels, contacts, core_fraction
+        Passed to :func:`prepare_sample`.
+
+    Returns
+    -------
+    list of Sample
+        One per 2D image. A stack (e.g. a Z, Y, X volume with a mask of the
+        same shape) gives one sample per plane, named ``<stem>_z012``; planes
+        whose mask is all 0 are skipped, as in the napari Train widget (see
+        :func:`plane_samples`). A mask holding a single value (0/1 or 0/255)
+        is binary: its connected regions are the objects.
+    """
     img_dir, mask_dir = Path(images), Path(masks)
     for d in (img_dir, mask_dir):
         if not d.is_dir():
@@ -146,16 +223,23 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     if names is not None:
         wanted = set(names)
         files = [p for p in files if p.stem in wanted]
+    if not files:
+        raise SegmentationError(f"No images found in {img_dir} (looked for {sorted(IMAGE_SUFFIXES)}).")
     samples = []
     for path in files:
         mask = masks_by_stem.get(path.stem)
         if mask is None:
             raise SegmentationError(f"No mask for {path.name} in {mask_dir} (masks must share the file name).")
-        samples.append(prepare_sample(read_image(path), read_image(mask), name=path.stem,
-                                      in_channels=in_channels, contacts=contacts,
-                                      core_fraction=core_fraction))
+        labels = read_image(mask)
+        values = np.unique(labels)
+        planes = plane_samples(read_image(path), labels, name=path.stem, in_channels=in_channels,
+                               contacts=contacts, core_fraction=core_fraction,
+                               semantic=len(values[values != 0]) == 1)
+        samples.extend(s for s in planes if s is not None)
     if not samples:
-        raise SegmentationError(f"No images found in {img_dir} (looked for {sorted(IMAGE_SUFFIXES)}).")
+        raise SegmentationError(
+            f"Every plane of the masks in {mask_dir} is empty (all 0): nothing to learn from. "
+            "Label the objects in the masks first.")
     return samples
 
 

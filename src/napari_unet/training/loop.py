@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import time
 from collections.abc import Generator, Sequence
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .._version import __version__
-from ..checkpoint import LoadedModel, ModelConfig, load_model, save_model
+from ..checkpoint import CONFIG, LoadedModel, ModelConfig, load_model, save_model
 from ..device import resolve_device
 from ..errors import SegmentationError
 from ..progress import Progress, drain
@@ -31,12 +32,15 @@ from .augment import augment_batch, collate_crops
 from .data import Sample, random_crops, sampling_weights
 from .snapshots import snapshot_path
 
-__all__ = ["TrainProgress", "iter_train", "train", "CLASS_WEIGHTS"]
+__all__ = ["CLASS_WEIGHTS", "COMPLETE", "TrainProgress", "fit_crop_size", "iter_train", "min_crop_size",
+           "train"]
 
 STATE = "train_state.pt"
 LOG = "train_log.jsonl"
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)
 CONTACT_WEIGHT = 5.0
+COMPLETE = "complete"
+"""Stage of the one record a run that was already complete yields (nothing was trained)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,79 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
         inter = (pred * truth).sum(dims)
         dice = dice + 1 - ((2 * inter + 1) / (pred.sum(dims) + truth.sum(dims) + 1)).mean()
     return ce + 0.5 * dice
+
+
+def min_crop_size(depth: int) -> int:
+    """Smallest crop a U-Net of ``depth`` trains on: its bottleneck keeps 2 x 2 pixels.
+
+    Batch norm needs more than one value per channel, and each of the
+    ``depth`` poolings halves the crop; crops must also be multiples of
+    ``2**depth`` (see :func:`_check_crop_size`).
+    """
+    return 2 ** (depth + 1)
+
+
+def fit_crop_size(crop_size: int, smallest: int, *, depth: int) -> int:
+    """``crop_size`` reduced to the ``smallest`` image edge, rounded down to a multiple of
+    ``2**depth``, and at least :func:`min_crop_size` (smaller images are padded)."""
+    multiple = 2**depth
+    return max(min_crop_size(depth), min(int(crop_size), int(smallest)) // multiple * multiple)
+
+
+def _check_whole(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise SegmentationError(f"{name} must be a whole number >= {minimum}, not {value!r}.")
+
+
+def _check_real(name: str, value: object, *, positive: bool) -> None:
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+          and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise SegmentationError(
+            f"{name} must be a finite number {'> 0' if positive else '>= 0'}, not {value!r}.")
+
+
+def _check_crop_size(crop_size: int, depth: int) -> None:
+    multiple, smallest = 2**depth, min_crop_size(depth)
+    if crop_size < smallest or crop_size % multiple:
+        raise SegmentationError(
+            f"crop_size {crop_size} does not fit a U-Net of depth {depth}: use a multiple of "
+            f"{multiple} of at least {smallest} (e.g. {max(smallest, crop_size // multiple * multiple)}).")
+
+
+def _check_samples(samples: Sequence[Sample], in_channels: int) -> None:
+    """Every sample a 2D pair with the model's channels: image (C, Y, X), target (Y, X)."""
+    for s in samples:
+        if s.image.ndim != 3 or s.target.ndim != 2 or s.image.shape[1:] != s.target.shape:
+            raise SegmentationError(
+                f"{s.name}: training takes 2D samples (image (C, Y, X), target (Y, X)), not image "
+                f"{s.image.shape} with target {s.target.shape}. Make one sample per plane of a stack "
+                "with napari_unet.training.data.plane_samples (load_pairs does this for files).")
+        if s.image.shape[0] != in_channels:
+            raise SegmentationError(
+                f"The model takes {in_channels} channel(s); {s.name} has {s.image.shape[0]}.")
+
+
+RUN_FILES = (STATE, LOG)
+"""Files only a training run writes: a folder holding one of them is a run (resumed or redone)."""
+
+
+def _check_output(out: Path) -> None:
+    """Refuse an output that is a file, or a folder of other files (they could be overwritten).
+
+    A missing or empty folder, or one that holds a run (see ``RUN_FILES``), is fine.
+    Hidden files (``.DS_Store``, ...) do not count.
+    """
+    if out.exists() and not out.is_dir():
+        raise SegmentationError(f"The output {out} is a file, not a folder: choose a new folder.")
+    if not out.is_dir() or any((out / name).is_file() for name in RUN_FILES):
+        return
+    found = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if found:
+        raise SegmentationError(
+            f"The output folder {out} holds files (e.g. {found[0]}) but no napari-unet training "
+            f"run; training writes {CONFIG}, weights and logs there and could overwrite yours. "
+            "Choose an empty or new folder.")
 
 
 @torch.no_grad()
@@ -134,10 +211,20 @@ def iter_train(
         :func:`~napari_unet.training.data.prepare_sample`. Without validation
         samples the last epoch's model is kept.
     output : path
-        Folder for the model, the resumable state and the log.
-    epochs, steps_per_epoch, batch_size, crop_size, learning_rate : training schedule
-        One-cycle cosine learning rate over all steps.
-    base_width, depth : architecture (ignored when ``init_model`` is given)
+        Folder for the model, the resumable state and the log: a new or empty
+        folder, or one that holds a run of this function (resumed, or with
+        ``resume=False`` started over). A folder of other files is refused.
+    epochs, steps_per_epoch, batch_size : int >= 1
+        Training schedule: ``epochs * steps_per_epoch`` steps of
+        ``batch_size`` crops.
+    crop_size : int
+        Edge of the square crops, a multiple of ``2**depth`` of at least
+        :func:`min_crop_size` (``2**(depth + 1)``), with the depth of
+        ``init_model`` when one is given.
+    learning_rate : float > 0
+        Peak of the one-cycle cosine learning rate over all steps.
+    base_width, depth : int >= 1
+        Architecture (ignored when ``init_model`` is given).
     init_model : model to fine-tune from (e.g. the bundled default), optional
     seed : int
         Seeds crops, augmentation and initial weights.
@@ -145,8 +232,13 @@ def iter_train(
         ``"auto"`` picks CUDA, then MPS, then CPU. CUDA (and CPUs with native
         bf16) train under bf16 autocast.
     resume : bool
-        Continue from ``output/train_state.pt`` when it exists.
-    core_fraction : float or None
+        Continue from ``output/train_state.pt`` when it exists (with the same
+        schedule). A run already complete trains nothing and says so.
+    augment_strength : float >= 0
+        Scales the intensity augmentation (0 turns it off).
+    num_threads : int >= 1 or None
+        CPU threads for torch; None leaves torch's setting.
+    core_fraction : float in [0, 1) or None
         How interiors are taught (see
         :func:`~napari_unet.training.data.three_class_targets`), recorded in the
         model's config. None keeps ``init_model``'s, or for a new network takes
@@ -162,31 +254,44 @@ def iter_train(
     ------
     TrainProgress
         After every step (``stage="train"``) and every validation (``"validate"``).
+        Resuming a run that was already complete yields just one record,
+        ``stage=COMPLETE`` (``"complete"``), whose message tells the user so.
 
     Returns
     -------
     LoadedModel
         The best model, as saved in ``output``.
+
+    Raises
+    ------
+    SegmentationError
+        For arguments, samples or an output folder that cannot be trained
+        with; all are checked before ``output`` is written to.
     """
     if not train_samples:
         raise SegmentationError("No training samples: give at least one image with its mask.")
-    if epochs < 1 or steps_per_epoch < 1 or batch_size < 1:
-        raise SegmentationError("epochs, steps_per_epoch and batch_size must be >= 1.")
+    whole = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
+             "crop_size": crop_size, "base_width": base_width, "depth": depth}
+    for arg, value in whole.items():
+        _check_whole(arg, value, 1)
+    _check_whole("seed", seed, 0)
+    if num_threads is not None:
+        _check_whole("num_threads", num_threads, 1)
+    _check_real("learning_rate", learning_rate, positive=True)
+    _check_real("augment_strength", augment_strength, positive=False)
+    if core_fraction is not None and not (isinstance(core_fraction, numbers.Real) and 0 <= core_fraction < 1):
+        raise SegmentationError(f"core_fraction must be a number in [0, 1), not {core_fraction!r}.")
     weights = sampling_weights(train_samples, sampling)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    if num_threads:
-        torch.set_num_threads(num_threads)
-    amp = _autocast_dtype(dev)
     torch.manual_seed(seed)
     in_channels = train_samples[0].image.shape[0]
     if init_model is not None:
         base = load_model(init_model)
         config = ModelConfig(**{**base.config.to_dict(), "name": name})
         net = base.net
-        if config.target != "three_class":
-            raise SegmentationError("Fine-tuning needs a three_class model.")
+        if config.target != "three_class" or config.spatial_dims != 2:
+            raise SegmentationError(
+                "Fine-tuning needs a 2D three_class (background/interior/boundary) model.")
         if core_fraction is not None:
             config.core_fraction = float(core_fraction)
     else:
@@ -199,14 +304,23 @@ def iter_train(
                          "instance_method": "watershed", "fill_holes": True},
         )
         net = config.build()
-    if config.in_channels != in_channels:
-        raise SegmentationError(
-            f"The model takes {config.in_channels} channel(s); the images have {in_channels}.")
+    _check_crop_size(crop_size, config.depth)
+    _check_samples([*train_samples, *val_samples], config.in_channels)
     made = sorted({float(s.core_fraction) for s in (*train_samples, *val_samples)} - {config.core_fraction})
     if made:
         raise SegmentationError(
             f"The samples' targets were made with core_fraction {made[0]}, but the model is taught "
             f"with {config.core_fraction}: make the samples with core_fraction={config.core_fraction}.")
+    out = Path(output)
+    _check_output(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SegmentationError(
+            f"Cannot create the output folder {out} ({exc.strerror or exc}): choose another one.") from None
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    amp = _autocast_dtype(dev)
     net = net.to(dev).train()
     total_steps = epochs * steps_per_epoch
     optim = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
@@ -216,14 +330,27 @@ def iter_train(
     state_path = out / STATE
     if not (resume and state_path.is_file()):
         (out / LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
+    start_over = (f"use another output folder, or delete {STATE} there (from Python: resume=False) "
+                  "to start over")
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=dev, weights_only=True)
-        if (state.get("total_steps") != total_steps
-                or state.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch):
+        try:
+            state = torch.load(state_path, map_location=dev, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign: the same for a user
             raise SegmentationError(
-                f"{state_path} is from a run with a different schedule; use another output "
-                "folder, or resume=False to start over.")
-        net.load_state_dict(state["net"])
+                f"Cannot read {state_path} ({type(exc).__name__}): {start_over}.") from None
+        old_steps, old_total = state.get("steps_per_epoch", steps_per_epoch), state.get("total_steps")
+        if (old_total, old_steps) != (total_steps, steps_per_epoch):
+            old_epochs = int(old_total or 0) // int(old_steps)
+            raise SegmentationError(
+                f"{state_path} is from a run with a different schedule ({old_epochs} epochs of "
+                f"{old_steps} steps, not {epochs} of {steps_per_epoch}): give that schedule to "
+                f"resume it, or {start_over}.")
+        try:
+            net.load_state_dict(state["net"])
+        except RuntimeError:
+            raise SegmentationError(
+                f"{state_path} is from a run of another network (width, depth or channels): "
+                f"{start_over}.") from None
         optim.load_state_dict(state["optim"])
         sched.load_state_dict(state["sched"])
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
@@ -277,7 +404,12 @@ def iter_train(
         yield TrainProgress("validate", (epoch + 1) * steps_per_epoch, total_steps,
                             f"epoch {epoch + 1}/{epochs} val loss {val_loss:.4f}" + (" (best)" if improved else ""),
                             epoch=epoch, loss=float(np.mean(running)), val_loss=val_loss)
-    if not (out / "config.json").is_file():
+    if start_epoch >= epochs:
+        yield TrainProgress(COMPLETE, total_steps, total_steps,
+                            f"The run in {out} was already complete ({epochs} epochs): nothing was trained "
+                            f"and the settings given now were not used. To train again, {start_over}.",
+                            epoch=epochs - 1)
+    if not (out / CONFIG).is_file():
         save_model(out, net, config)
     return load_model(out)
 
