@@ -545,7 +545,7 @@ def test_train_bad_input(tmp_path, capsys, train_data, case):
     ti, tm, vi, vm = train_data
     out = tmp_path / "m"
     args = ["train", "--images", str(ti), "--masks", str(tm), "-o", str(out), "--epochs", "1",
-            "--steps-per-epoch", "1", "--batch-size", "1", "--crop-size", "16", "--device", "cpu"]
+            "--steps-per-epoch", "1", "--batch-size", "1", "--crop-size", "32", "--device", "cpu"]
     if case == "val images without masks":
         args += ["--val-images", str(vi)]
     elif case == "val masks without images":
@@ -565,6 +565,60 @@ def test_train_bad_input(tmp_path, capsys, train_data, case):
     if case.startswith("val"):
         assert "--val-images" in line and "--val-masks" in line
     assert not out.exists() or not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("case", ["crop too small", "negative learning rate"])
+def test_train_bad_numbers_leave_no_folder(tmp_path, capsys, train_data, case):
+    ti, tm, _, _ = train_data
+    out = tmp_path / "m"
+    extra = ["--crop-size", "5"] if case == "crop too small" else ["--lr", "-1", "--crop-size", "32"]
+    code = main(["train", "--images", str(ti), "--masks", str(tm), "-o", str(out), "--epochs", "1",
+                 "--steps-per-epoch", "1", "--batch-size", "1", "--device", "cpu", *extra])
+    captured = capsys.readouterr()
+    assert code == 2
+    line = _assert_one_error_line(captured.err)
+    assert ("crop_size 5" in line) if case == "crop too small" else ("learning_rate" in line)
+    assert not out.exists()
+
+
+def test_train_output_safety_and_a_complete_run(tmp_path, capsys, train_data):
+    """A folder of someone's files is refused; a finished run says it trained nothing."""
+    ti, tm, _, _ = train_data
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("notes")
+    base = ["train", "--images", str(ti), "--masks", str(tm), "--epochs", "1", "--steps-per-epoch", "1",
+            "--batch-size", "1", "--crop-size", "32", "--device", "cpu"]
+    assert main([*base, "-o", str(mine)]) == 2
+    assert "Choose an empty or new folder" in _assert_one_error_line(capsys.readouterr().err)
+    assert (mine / "config.json").read_text() == "notes"
+
+    run = tmp_path / "run"
+    assert main([*base, "-o", str(run)]) == 0
+    assert "model saved in" in capsys.readouterr().out
+    weights = (run / "weights.safetensors").read_bytes()
+    assert main([*base[:-4], "--crop-size", "48", "--device", "cpu", "-o", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "already complete" in out and "model saved in" not in out
+    assert (run / "weights.safetensors").read_bytes() == weights
+
+
+def test_train_on_volumes_goes_plane_by_plane(tmp_path, capsys):
+    """Z-stacks with 3D instance masks train a 2D model on their planes."""
+    img_dir, mask_dir = tmp_path / "im", tmp_path / "ma"
+    img_dir.mkdir()
+    mask_dir.mkdir()
+    scenes = [disc_scene(DISCS[k], noise=5, seed=k) for k in range(3)]
+    tifffile.imwrite(img_dir / "vol.tif", np.stack([im for im, _ in scenes]), photometric="minisblack")
+    tifffile.imwrite(mask_dir / "vol.tif", np.stack([lab for _, lab in scenes]).astype(np.uint16),
+                     photometric="minisblack")
+    out = tmp_path / "m"
+    assert main(["train", "--images", str(img_dir), "--masks", str(mask_dir), "-o", str(out), "--epochs", "1",
+                 "--steps-per-epoch", "1", "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    model = load_model(out)
+    assert model.config.spatial_dims == 2
+    assert model.config.provenance["trained_on"] == ["vol_z000", "vol_z001", "vol_z002"]
 
 
 # --- the installed entry point -----------------------------------------------------------

@@ -56,6 +56,18 @@ def _drain(gen: Generator[Any, None, Any], bar: ProgressBar) -> Any:
         bar.close()
 
 
+def _noting(gen: Generator[Any, None, Any], stage: str, into: list) -> Generator[Any, None, Any]:
+    """Pass ``gen`` through, keeping its records of ``stage`` in ``into``."""
+    while True:
+        try:
+            rec = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if rec.stage == stage:
+            into.append(rec)
+        yield rec
+
+
 def _check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -224,7 +236,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .training.data import load_pairs
-    from .training.loop import iter_train
+    from .training.loop import COMPLETE, iter_train
 
     if bool(args.val_images) != bool(args.val_masks):
         raise SegmentationError("Give both --val-images and --val-masks, or neither.")
@@ -233,15 +245,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         core = load_model(args.init_model).config.core_fraction if args.init_model else 0.0
     train_s = load_pairs(args.images, args.masks, core_fraction=core)
     val_s = load_pairs(args.val_images, args.val_masks, core_fraction=core) if args.val_images else []
-    _check_writable(Path(args.output))
+    if Path(args.output).exists():  # else iter_train makes it, once the arguments are checked
+        _check_writable(Path(args.output))
     bar = ProgressBar("train")
-    model = _drain(iter_train(
+    complete = []
+    gen = iter_train(
         train_s, args.output, val_samples=val_s, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         crop_size=args.crop_size, learning_rate=args.lr, init_model=args.init_model,
         seed=args.seed, device=args.device, name=Path(args.output).name, core_fraction=core,
         sampling=args.sampling,
-    ), bar)
+    )
+    model = _drain(_noting(gen, COMPLETE, complete), bar)
+    if complete:
+        print(complete[0].message)
+        return 0
     if val_s and args.tune:
         best, _ = _tune(model, args)
         print(f"post-processing chosen on the validation images: {best}")
