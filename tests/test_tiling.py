@@ -94,6 +94,23 @@ def test_grid_covers_every_pixel(canvas, tile_size, overlap, halo, multiple):
     assert np.all(weight > 0), "some pixel got no weight from any tile"
 
 
+@pytest.mark.parametrize(("size", "tiles", "tile"), [(2048, 3, 736), (3072, 4, 816), (1040, 2, 560),
+                                                 (1024, 1, 1024), (1088, 2, 576)])
+def test_tiles_are_no_longer_than_their_number_needs(size, tiles, tile):
+    """Tiles of up to 1024 px with overlap 64: as few as possible, each as short as they can be
+    (2048 px takes three of 736, not three of 1024), so little work is repeated."""
+    grid = TileGrid.build((size, 48), tile_size=1024, overlap=64, halo=16, multiple=16)
+    starts = grid.starts()[0]
+    assert (len(starts), grid.tile[0]) == (tiles, tile)
+    assert grid.tile[0] <= 1024
+    # No fewer tiles of at most 1024 could cover the axis with that overlap ...
+    assert (tiles - 1) * (1024 - 64) + 64 < size or tiles == 1
+    # ... and one multiple of 16 shorter, these would not.
+    if tiles > 1:
+        assert tiles * (tile - 16 - 64) + 64 < size
+    assert starts[-1] + tile == size and all(b - a <= tile - 64 for a, b in zip(starts, starts[1:]))
+
+
 def test_halo_is_zero_at_shared_edges_and_one_at_canvas_borders():
     canvas, multiple = (64, 96), 4
     grid = TileGrid.build(canvas, tile_size=32, overlap=16, halo=5, multiple=multiple)

@@ -71,7 +71,8 @@ class TileGrid:
     canvas : tuple of int
         Spatial shape of the padded canvas.
     tile : tuple of int
-        Tile shape (clipped to the canvas, rounded to ``multiple``).
+        Tile shape: at most the requested size (clipped to the canvas, rounded to
+        ``multiple``), shrunk to the smallest that covers the axis with as few tiles.
     overlap : int
         Pixels shared by neighbouring tiles (a multiple of ``multiple``).
     halo : int
@@ -100,8 +101,14 @@ class TileGrid:
         overlap = _round_up(max(int(overlap), 0), multiple)
         tile = []
         for size, want in zip(canvas, sizes):
-            t = max(_round_up(int(want), multiple), overlap + multiple)
-            tile.append(min(t, size))
+            t = min(max(_round_up(int(want), multiple), overlap + multiple), size)
+            if t < size:
+                # As many tiles as ``t`` needs, but each only as long as they need to be:
+                # 2048 px in tiles of up to 1024 with overlap 64 takes three of 736, not
+                # three of 1024 (a third less work, and the same stitched result).
+                n = -(-(size - overlap) // (t - overlap))
+                t = min(t, _round_up(-(-(size + (n - 1) * overlap) // n), multiple))
+            tile.append(t)
         halo = int(np.clip(halo, 0, overlap // 2))
         return cls(canvas=canvas, tile=tuple(tile), overlap=overlap, halo=halo)
 
