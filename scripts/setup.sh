@@ -6,7 +6,7 @@
 # 1. Debian packages for a virtual X display with Mesa OpenGL and Qt6's xcb
 #    platform plugin (only when running as root and something is missing).
 # 2. A virtual environment in <repo>/.venv (python3 >= 3.10, or $PYTHON).
-# 3. torch==2.13.0 first (the CPU build pip finds locally), then the project
+# 3. torch==2.13.0+cpu first (found locally, else from the PyTorch CPU index), then the project
 #    in editable mode with its "testing" extra.
 #
 # Re-running is cheap: apt is skipped when every package is installed, and the
@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-TORCH_SPEC="torch==2.13.0"
+TORCH_VERSION="2.13.0"
 PYTHON="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
 
@@ -34,6 +34,11 @@ APT_PACKAGES=(
   libxcb-cursor0 libxcb-xkb1 libxcb-sync1
   libxrender1 libxi6
 )
+
+# Debian's python3 cannot make a virtual environment without python3-venv.
+if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+  APT_PACKAGES+=(python3-venv)
+fi
 
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
@@ -97,9 +102,14 @@ pip_install() {
 rm -f "$STAMP"
 log "upgrading pip"
 pip_install --upgrade pip
-# torch first, pinned: a bare "torch" requirement would pull a CUDA build.
-log "installing $TORCH_SPEC"
-pip_install "$TORCH_SPEC"
+# torch first, pinned to the CPU build: a bare "torch" requirement would pull a
+# multi-GB CUDA build on Linux. On the machines we test on pip finds the +cpu wheel
+# locally; elsewhere it comes from the PyTorch CPU index.
+log "installing torch $TORCH_VERSION (CPU build)"
+if ! pip_install "torch==$TORCH_VERSION+cpu"; then
+  log "no torch==$TORCH_VERSION+cpu where pip looks: trying the PyTorch CPU index"
+  pip_install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+fi
 log "installing napari-unet-seg[testing] (editable)"
 pip_install -e ".[testing]"
 printf '%s\n' "$want_stamp" >"$STAMP"

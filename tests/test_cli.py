@@ -634,3 +634,16 @@ def test_console_script():
     assert done.stdout.startswith("usage: napari-unet")
     for command in ("segment", "train", "evaluate"):
         assert command in done.stdout
+
+
+def test_python_dash_m_runs_the_same_command_line(tmp_path):
+    from napari_unet import __version__
+
+    done = subprocess.run([sys.executable, "-m", "napari_unet", "--version"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"napari-unet-seg {__version__}"
+    bad = subprocess.run([sys.executable, "-m", "napari_unet", "segment", str(tmp_path / "nope.tif"),
+                          "-o", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "does not exist" in _assert_one_error_line(bad.stderr)

@@ -43,6 +43,20 @@ def test_import_is_light(tmp_path):
     assert result["version"]
 
 
+def test_sample_data_does_not_load_torch(tmp_path):
+    """File > Open Sample reads two TIFFs: it must not pay for importing torch."""
+    code = (
+        "import sys\n"
+        "from napari_unet._napari.sample_data import nuclei_sample\n"
+        "layers = nuclei_sample()\n"
+        "print(len(layers), 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "False"]
+
+
 def test_lazy_attributes():
     import napari_unet
 

@@ -7,9 +7,12 @@ Segment widget then offers that model in its model list, labelled
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from psygnal import Signal
 
-from ..checkpoint import LoadedModel
+if TYPE_CHECKING:  # checkpoint imports torch: opening the sample data should not
+    from ..checkpoint import LoadedModel
 
 __all__ = ["register_session_model", "unregister_session_model", "session_models", "REGISTRY"]
 
@@ -58,6 +61,8 @@ def register_session_model(name: str, model: LoadedModel) -> None:
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("A session model needs a non-empty name.")
+    from ..checkpoint import LoadedModel
+
     if not isinstance(model, LoadedModel):
         raise TypeError(f"Expected a LoadedModel, got {type(model).__name__}.")
     REGISTRY.set(name.strip(), model)
