@@ -173,6 +173,8 @@ def _bad_cases(tmp_path: Path, model: Path):
     (tmp_path / "other").mkdir()
     twin = tmp_path / "other" / "good.tif"
     tifffile.imwrite(twin, disc_scene(DISCS[1])[0])
+    upper = tmp_path / "other" / "GOOD.png"
+    skio.imsave(upper, disc_scene(DISCS[2])[0], check_contrast=False)
     out = tmp_path / "out"
     return {
         "missing image": ([str(tmp_path / "nope.tif")], ["-m", str(model)], out, "does not exist"),
@@ -183,6 +185,9 @@ def _bad_cases(tmp_path: Path, model: Path):
         "missing later image": ([str(good), str(tmp_path / "nope.tif")], ["-m", str(model)], out,
                                 "does not exist"),
         "same name twice": ([str(good), str(twin)], ["-m", str(model)], out, "would both write"),
+        "names differing in case": ([str(good), str(upper)], ["-m", str(model)], out, "would both write"),
+        "same file twice": ([str(good), str(tmp_path / "." / "good.tif")], ["-m", str(model)], out,
+                            "given twice"),
         "missing model": ([str(good)], ["-m", str(tmp_path / "no-model")], out, "not found"),
         "bad axes": ([str(good)], ["-m", str(model), "--axes", "QX"], out, "Invalid axes"),
         "wrong number of axes": ([str(good)], ["-m", str(model), "--axes", "ZYX"], out, "letters"),
@@ -195,6 +200,7 @@ def _bad_cases(tmp_path: Path, model: Path):
 
 @pytest.mark.parametrize("case", ["missing image", "unreadable image", "unreadable png", "a folder",
                                   "unsupported file type", "missing later image", "same name twice",
+                                  "names differing in case", "same file twice",
                                   "missing model",
                                   "bad axes", "wrong number of axes", "output not a folder",
                                   "scale not a number", "auto scale without a reference"])
@@ -245,6 +251,8 @@ def test_segment_output_file_blocked_is_one_error_line(models, tmp_path, capsys)
 
 def test_segment_never_replaces_files_silently(models, tmp_path, capsys, fake_net):
     """Existing results need --overwrite; an input image is never replaced, even with it."""
+    import os
+
     image, _ = disc_scene(DISCS[0], noise=5)
     tifffile.imwrite(tmp_path / "a.tif", image)
     out = tmp_path / "out"
@@ -276,6 +284,16 @@ def test_segment_never_replaces_files_silently(models, tmp_path, capsys, fake_ne
         assert "would replace the input image" in _assert_one_error_line(capsys.readouterr().err)
         assert sorted(p.name for p in folder.iterdir()) == ["x.tif", "x_semantic.tif"]
         np.testing.assert_array_equal(tifffile.imread(folder / "x_semantic.tif"), other)
+
+    # A result name that is a hard link to the input is the input too.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.link(tmp_path / "a.tif", linked / "a_semantic.tif")
+    code = main(["segment", str(tmp_path / "a.tif"), "-o", str(linked), "-m", str(models["2d"]),
+                 "--device", "cpu", "--overwrite"])
+    assert code == 2
+    assert "would replace the input image" in _assert_one_error_line(capsys.readouterr().err)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), image)
 
 
 def test_segment_results_follow_the_umask(models, tmp_path, capsys):
@@ -439,7 +457,7 @@ def test_evaluate_reads_binary_masks_as_connected_regions(models, tmp_path, caps
 
 
 @pytest.mark.parametrize("case", ["missing masks folder", "mask missing", "json not writable",
-                                  "mask of another shape"])
+                                  "mask of another shape", "colour mask"])
 def test_evaluate_bad_input(models, tmp_path, capsys, case):
     img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
     args = ["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
@@ -450,6 +468,10 @@ def test_evaluate_bad_input(models, tmp_path, capsys, case):
         (mask_dir / "img1.tif").unlink()
     elif case == "mask of another shape":
         tifffile.imwrite(mask_dir / "img1.tif", np.zeros((60, 64), np.uint16))
+    elif case == "colour mask":
+        rgb = np.repeat(tifffile.imread(img_dir / "img1.tif")[..., None], 3, axis=-1)
+        tifffile.imwrite(img_dir / "img1.tif", rgb, photometric="rgb")
+        tifffile.imwrite(mask_dir / "img1.tif", (rgb > 100).astype(np.uint8) * 255, photometric="rgb")
     else:
         (tmp_path / "afile").write_text("x")
         args += ["--json", str(tmp_path / "afile" / "scores.json")]
@@ -460,6 +482,8 @@ def test_evaluate_bad_input(models, tmp_path, capsys, case):
     assert captured.out == "", "refused before any image is segmented"
     if case == "mask of another shape":
         assert "img1.tif" in line and "(60, 64)" in line
+    if case == "colour mask":
+        assert "colour channels" in line
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -613,9 +637,11 @@ def test_train_on_volumes_goes_plane_by_plane(tmp_path, capsys):
     tifffile.imwrite(mask_dir / "vol.tif", np.stack([lab for _, lab in scenes]).astype(np.uint16),
                      photometric="minisblack")
     out = tmp_path / "m"
+    # The same volume validates too, and the post-processing is chosen on its planes.
     assert main(["train", "--images", str(img_dir), "--masks", str(mask_dir), "-o", str(out), "--epochs", "1",
-                 "--steps-per-epoch", "1", "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]) == 0
-    capsys.readouterr()
+                 "--steps-per-epoch", "1", "--batch-size", "2", "--crop-size", "32", "--device", "cpu",
+                 "--val-images", str(img_dir), "--val-masks", str(mask_dir)]) == 0
+    assert "post-processing chosen on the validation images" in capsys.readouterr().out
     model = load_model(out)
     assert model.config.spatial_dims == 2
     assert model.config.provenance["trained_on"] == ["vol_z000", "vol_z001", "vol_z002"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from skimage import io as skio
 import pytest
 import torch
 from scipy import ndimage as ndi
@@ -211,6 +212,19 @@ def test_load_pairs_reads_binary_masks_as_connected_regions(tmp_path):
     tifffile.imwrite(tmp_path / "ma" / "a.tif", ((labels > 0) * 255).astype(np.uint8))
     sample, = load_pairs(tmp_path / "im", tmp_path / "ma")
     np.testing.assert_array_equal(sample.target, three_class_targets(labels))
+
+
+def test_load_pairs_refuses_a_colour_mask(tmp_path):
+    """An RGB mask beside an RGB image is not a stack of 64 planes of 64 x 3 pixels."""
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    image, labels = disc_scene(DISCS[0])
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    skio.imsave(tmp_path / "im" / "a.png", rgb, check_contrast=False)
+    skio.imsave(tmp_path / "ma" / "a.png", np.repeat(((labels > 0) * 255).astype(np.uint8)[..., None], 3, -1),
+                check_contrast=False)
+    with pytest.raises(SegmentationError, match="colour channels"):
+        load_pairs(tmp_path / "im", tmp_path / "ma")
 
 
 def _stack(tmp_path, name="vol", empty=(1,)):

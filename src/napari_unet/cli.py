@@ -90,20 +90,27 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool) -> list[
     from .io import check_image_path
 
     paths = [check_image_path(p) for p in images]
-    inputs = {p.resolve(): p for p in paths}
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        if path.resolve() in seen:
+            raise SegmentationError(f"{path} is given twice (also as {seen[path.resolve()]}): give each image once.")
+        seen[path.resolve()] = path
     plan, taken = [], {}
     for path in paths:
         sem, inst = out / f"{path.stem}_semantic.tif", out / f"{path.stem}_instances.tif"
         for target in (sem, inst):
-            if target.name in taken:
+            key = target.name.casefold()  # one file on case-insensitive file systems
+            if key in taken:
                 raise SegmentationError(
-                    f"{taken[target.name]} and {path} would both write {target.name} in {out}: "
+                    f"{taken[key]} and {path} would both write {target.name} in {out}: "
                     "segment them into different --output folders, or rename one.")
-            taken[target.name] = path
-            if target.resolve() in inputs:
+            taken[key] = path
+            same = [p for p in paths if target.exists() and target.samefile(p)] or [
+                p for p in paths if p.resolve() == target.resolve()]
+            if same:
                 raise SegmentationError(
                     f"The results of {path.name} would replace the input image "
-                    f"{inputs[target.resolve()]}: choose another --output folder.")
+                    f"{same[0]}: choose another --output folder.")
             if target.exists() and not overwrite:
                 raise SegmentationError(
                     f"{target} already exists (an earlier run?): add --overwrite to replace it, "
@@ -146,6 +153,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], list[Any]]:
     from .io import IMAGE_SUFFIXES, read_image
+    from .training.data import check_pair_shapes
 
     img_dir, mask_dir = Path(images), Path(masks)
     for d in (img_dir, mask_dir):
@@ -159,10 +167,7 @@ def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], l
         if p.stem not in masks_by_stem:
             raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
         image, mask = read_image(p), read_image(masks_by_stem[p.stem])
-        if mask.shape not in (image.shape, image.shape[:-1]):
-            raise SegmentationError(
-                f"{masks_by_stem[p.stem]} has shape {mask.shape} but its image {p.name} has "
-                f"{image.shape}: a mask must label the image pixel for pixel.")
+        check_pair_shapes(image.shape, mask.shape, name=str(masks_by_stem[p.stem]))
         names.append(p.stem)
         imgs.append(image)
         msks.append(_instances_of(mask, masks_by_stem[p.stem]))
@@ -173,12 +178,12 @@ def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], l
 
 def _instances_of(mask: Any, path: Path) -> Any:
     """A mask holding one value (0/1 or 0/255) becomes one object per connected region."""
-    import numpy as np
-
-    values = np.unique(mask)
-    if len(values[values != 0]) != 1:
-        return mask
     from skimage.measure import label
+
+    from .training.data import is_binary_mask
+
+    if not is_binary_mask(mask):
+        return mask
 
     labels = label(mask != 0)
     if labels.max() > 1:
@@ -270,8 +275,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _tune(model: Any, args: argparse.Namespace) -> tuple[dict, list]:
     from .training.tune import tune_postprocess
 
-    _, imgs, masks = _load_folder_pairs(args.val_images, args.val_masks)
-    return tune_postprocess(model, imgs, masks, device=args.device, save=True)
+    from .training.data import pair_planes
+
+    names, imgs, masks = _load_folder_pairs(args.val_images, args.val_masks)
+    planes = [plane for name, img, mask in zip(names, imgs, masks)
+              for plane in pair_planes(img, mask, name=name) if plane is not None]
+    return tune_postprocess(model, [p[1] for p in planes], [p[2] for p in planes],
+                            device=args.device, save=True)
 
 
 def _parser() -> argparse.ArgumentParser:

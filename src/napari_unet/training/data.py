@@ -23,8 +23,9 @@ from ..errors import SegmentationError
 from ..io import IMAGE_SUFFIXES, read_image
 from ..normalize import normalize
 
-__all__ = ["SAMPLINGS", "Sample", "three_class_targets", "load_pairs", "plane_name", "plane_samples",
-           "prepare_sample", "random_crops", "sampling_weights"]
+__all__ = ["SAMPLINGS", "Sample", "check_pair_shapes", "is_binary_mask", "load_pairs", "pair_planes",
+           "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
+           "three_class_targets"]
 
 SAMPLINGS = ("image", "area")
 """How crops pick their image: each image equally often, or in proportion to its area."""
@@ -143,6 +144,61 @@ def plane_name(name: str, index: tuple[int, ...]) -> str:
     return name + "".join(f"_{i:03d}" for i in outer) + f"_z{z:03d}"
 
 
+def is_binary_mask(labels: Any) -> bool:
+    """True when ``labels`` holds a single nonzero value (a 0/1 or 0/255 mask, not instances)."""
+    values = np.unique(np.asarray(labels))
+    return len(values[values != 0]) == 1
+
+
+def check_pair_shapes(image_shape: Sequence[int], labels_shape: Sequence[int], *, name: str = "") -> None:
+    """Refuse a mask that does not label ``image`` plane for plane (or has colour channels).
+
+    The image is (*lead, Y, X) or (*lead, Y, X, C); the labels are (*lead, Y, X).
+    """
+    image_shape, shape = tuple(image_shape), tuple(labels_shape)
+    if len(shape) == len(image_shape) == 3 and shape[-1] in (3, 4) and shape == image_shape:
+        raise SegmentationError(
+            f"{name}: the mask has colour channels (shape {shape}): save it as a single-channel "
+            "label image (0 background, 1, 2, ... one value per object).")
+    if len(shape) < 2 or image_shape[:len(shape)] != shape or len(image_shape) > len(shape) + 1:
+        raise SegmentationError(
+            f"{name}: image shape {image_shape} does not match mask shape {shape}. "
+            "Give each image a mask of the same height and width, and a stack (e.g. Z, Y, X) a mask "
+            "with one label plane per image plane.")
+
+
+def pair_planes(image: Any, labels: Any, *, name: str = "", semantic: bool = False
+                ) -> Iterator[tuple[str, np.ndarray, np.ndarray] | None]:
+    """The 2D planes of an image/labels pair, read one at a time.
+
+    Parameters
+    ----------
+    image : array-like (*lead, Y, X) or (*lead, Y, X, C)
+    labels : array-like (*lead, Y, X) int
+    name : str
+        The pair's name; each plane of a stack is named by :func:`plane_name`.
+    semantic : bool
+        ``labels`` is a 0/1 mask: the connected regions of each plane become
+        the objects (touching nuclei count as one).
+
+    Yields
+    ------
+    (name, image plane (Y, X[, C]), labels plane (Y, X)) or None
+        One per plane, in order; None for a plane of a stack whose labels are
+        all 0. A 2D pair always gives its plane.
+    """
+    check_pair_shapes(image.shape, labels.shape, name=name)
+    lead = tuple(labels.shape[:-2])
+    for index in np.ndindex(*lead) if lead else [()]:
+        plane = np.asarray(labels[index])
+        if lead and not plane.any():
+            yield None
+            continue
+        if semantic:
+            plane = connected_components(plane > 0)
+        yield plane_name(name, index), np.asarray(image[index]), plane
+
+
 def plane_samples(image: Any, labels: Any, *, name: str = "", in_channels: int = 1, contacts: bool = False,
                   core_fraction: float = 0.0, semantic: bool = False) -> Iterator[Sample | None]:
     """The 2D training samples of an image/labels pair: one per plane of a stack.
@@ -155,13 +211,10 @@ def plane_samples(image: Any, labels: Any, *, name: str = "", in_channels: int =
         Numpy, dask or zarr: planes are read one at a time.
     labels : array-like (*lead, Y, X) int
         Instance labels of the same planes; 0 is background.
-    name : str
-        The pair's name; each plane of a stack is named by :func:`plane_name`.
+    name, semantic
+        See :func:`pair_planes`.
     in_channels, contacts, core_fraction
         Passed to :func:`prepare_sample`.
-    semantic : bool
-        ``labels`` is a 0/1 mask: the connected regions of each plane become
-        the objects (touching nuclei count as one).
 
     Yields
     ------
@@ -174,21 +227,13 @@ def plane_samples(image: Any, labels: Any, *, name: str = "", in_channels: int =
     SegmentationError
         When the image's planes are not the labels' planes.
     """
-    shape, lead = tuple(labels.shape), tuple(labels.shape[:-2])
-    if len(shape) < 2 or tuple(image.shape[:len(shape)]) != shape or len(image.shape) > len(shape) + 1:
-        raise SegmentationError(
-            f"{name}: image shape {tuple(image.shape)} does not match mask shape {shape}. "
-            "Give each image a mask of the same height and width, and a stack (e.g. Z, Y, X) a mask "
-            "with one label plane per image plane.")
-    for index in np.ndindex(*lead) if lead else [()]:
-        plane = np.asarray(labels[index])
-        if lead and not plane.any():
+    for plane in pair_planes(image, labels, name=name, semantic=semantic):
+        if plane is None:
             yield None
             continue
-        if semantic:
-            plane = connected_components(plane > 0)
-        yield prepare_sample(np.asarray(image[index]), plane, name=plane_name(name, index),
-                             in_channels=in_channels, contacts=contacts, core_fraction=core_fraction)
+        plane_id, image_plane, labels_plane = plane
+        yield prepare_sample(image_plane, labels_plane, name=plane_id, in_channels=in_channels,
+                             contacts=contacts, core_fraction=core_fraction)
 
 
 def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
@@ -231,10 +276,9 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
         if mask is None:
             raise SegmentationError(f"No mask for {path.name} in {mask_dir} (masks must share the file name).")
         labels = read_image(mask)
-        values = np.unique(labels)
         planes = plane_samples(read_image(path), labels, name=path.stem, in_channels=in_channels,
                                contacts=contacts, core_fraction=core_fraction,
-                               semantic=len(values[values != 0]) == 1)
+                               semantic=is_binary_mask(labels))
         samples.extend(s for s in planes if s is not None)
     if not samples:
         raise SegmentationError(
