@@ -156,6 +156,11 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
     assert seen == [None, 1]
     sem, inst = outputs(viewer, "two")
     assert inst.data.shape == sem.data.shape == (40, 48)
+    # The result layers joined the viewer: the choice stays for the next run.
+    assert widget.channel.value == 1 and widget.axes.value == "CYX"
+    widget.run()
+    wait_done(widget)
+    assert seen == [None, 1, 1]
     widget.image.value = plain
     assert not shown() and widget.channel.value is None
 

@@ -152,15 +152,18 @@ class SegmentWidget(EngineWidget):
         self._on_axes_changed()
 
     def _on_image_changed(self, _value: Any = None) -> None:
-        # The axes describe one image: another image starts from "auto" again.
+        # The axes and channel describe one image: another image starts from "auto" again.
         self.axes.reset_choices()
         self.axes.value = None
+        self.channel.reset_choices()
+        self.channel.value = None
         self._on_axes_changed()
 
     def _on_axes_changed(self, _value: Any = None) -> None:
-        """Offer a channel choice only for images with a channel axis."""
+        """Offer a channel choice only for images with a channel axis; keep a choice that still fits."""
+        chosen = self.channel.value
         self.channel.reset_choices()
-        self.channel.value = None
+        self.channel.value = chosen if chosen in self.channel.choices else None
         self.channel.visible = len(self.channel.choices) > 1
 
     @ensure_main_thread
