@@ -80,6 +80,16 @@ def test_tiny_or_huge_values_are_not_taken_for_a_constant_image(rng, factor):
     assert np.all(normalize(np.full((8, 8), 3e-12)) == 0)
 
 
+def test_small_range_on_a_large_offset_or_denormal_values():
+    offset = np.full((10, 10), 1e7, np.float32)
+    offset[:5] += 5
+    out = normalize(offset)
+    assert out.min() == 0 and out.max() == 1
+    tiny = (np.arange(100, dtype=np.float32).reshape(10, 10) + 1) * np.float32(1e-40)
+    out = normalize(tiny)
+    assert np.all(np.isfinite(out)) and out.max() > 0.99 and out.min() < 0.01
+
+
 def test_constant_channel_next_to_a_varying_one(rng):
     image = np.stack([np.full((10, 10), 3.0), rng.random((10, 10))])
     out = normalize(image, channel_axis=0)

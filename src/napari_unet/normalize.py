@@ -16,7 +16,6 @@ __all__ = ["check_dtype", "percentile_range", "apply_range", "normalize"]
 
 DEFAULT_LOW = 1.0
 DEFAULT_HIGH = 99.8
-_EPS = 1e-6
 
 
 def check_dtype(dtype: np.dtype) -> None:
@@ -96,9 +95,10 @@ def percentile_range(
 def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_axis: int = 0) -> np.ndarray:
     """Map ``lo`` to 0 and ``hi`` to 1 per channel; returns float32.
 
-    A constant channel (``hi - lo`` within a millionth of the values' size)
-    becomes all zeros rather than dividing by zero; the test is relative, so
-    images of very small or very large values are normalised like any other. NaN or infinity in ``block`` raise a SegmentationError.
+    A constant channel (``hi - lo`` within float32's resolution at the
+    values' size) becomes all zeros rather than dividing by zero; the test is
+    relative, so images of very small values, or of a small range on a large
+    offset, are normalised like any other. NaN or infinity in ``block`` raise a SegmentationError.
     """
     x = np.asarray(block, dtype=np.float32)
     if not np.all(np.isfinite(x)):
@@ -111,11 +111,15 @@ def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_ax
     lo64 = np.asarray(lo, dtype=np.float64).reshape(shape)
     hi64 = np.asarray(hi, dtype=np.float64).reshape(shape)
     span = hi64 - lo64
-    # Constant means no span at the precision of the values (relative), so an
-    # image of tiny float values (say 1e-9 W) still varies.
-    varies = span > _EPS * np.maximum(np.abs(lo64), np.abs(hi64))
+    # Constant means no span beyond float32's resolution at the values' size, so
+    # an image of tiny values (1e-9 W) or of a small range on a large offset
+    # (1e7 + a few counts) still varies.
+    size = np.maximum(np.abs(lo64), np.abs(hi64)).astype(np.float32)
+    varies = span > 4.0 * np.spacing(size).astype(np.float64)
     scale = np.where(varies, 1.0 / np.where(varies, span, 1.0), 0.0)
-    return ((x - lo64.astype(np.float32)) * scale.astype(np.float32)).astype(np.float32)
+    if np.all(scale < 1e30):  # the usual case: float32 arithmetic is exact enough
+        return (x - lo64.astype(np.float32)) * scale.astype(np.float32)
+    return ((x.astype(np.float64) - lo64) * scale).astype(np.float32)
 
 
 def normalize(
