@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 
 from ._version import __version__
 from .errors import SegmentationError
-from .io import file_mode
+from .io import new_temp_file
 from .model import UNet
 
 __all__ = [
@@ -171,24 +170,21 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
     save never leaves a half-written model behind. They get the permissions of
     any new file (the umask).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    fd, tmp_w = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    fd, tmp_c = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
+    tmp_w = new_temp_file(folder)
+    tmp_c = new_temp_file(folder)
     try:
         # One metadata key only: safetensors writes metadata from a hash map in
         # random order, so two keys would make the file's bytes (and its sha256)
         # differ between saves of the same weights. The format version lives in
         # config.json.
-        save_file(state, tmp_w, metadata={"format": "pt"})
+        # Bytes written into our own file (save_file would make an owner-only one).
+        Path(tmp_w).write_bytes(save(state, metadata={"format": "pt"}))
         Path(tmp_c).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        for tmp in (tmp_w, tmp_c):  # mkstemp makes owner-only files; a model is shared
-            os.chmod(tmp, file_mode())
         os.replace(tmp_w, folder / WEIGHTS)
         os.replace(tmp_c, folder / CONFIG)
     finally:

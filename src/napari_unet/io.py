@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SegmentationError
 
-__all__ = ["IMAGE_SUFFIXES", "check_image_path", "file_mode", "read_image", "read_image_axes",
+__all__ = ["IMAGE_SUFFIXES", "check_image_path", "new_temp_file", "read_image", "read_image_axes",
            "write_tiff"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
@@ -83,27 +83,35 @@ def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
             f"Could not read {path}: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
-def file_mode() -> int:
-    """Permission bits a new file gets from the process umask (e.g. 0o644 under umask 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def new_temp_file(folder: str | os.PathLike, *, prefix: str = ".", suffix: str = ".tmp") -> str:
+    """Create an empty, uniquely named file in ``folder`` and return its path.
+
+    Unlike :func:`tempfile.mkstemp` (owner-only files), the file gets the
+    permissions of any new file (0o666 less the umask), so results renamed
+    from it can be shared; the umask itself is never changed.
+    """
+    for _ in range(100):
+        path = os.path.join(os.fspath(folder), f"{prefix}{secrets.token_hex(6)}{suffix}")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(f"No free temporary file name in {folder}.")
 
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray, *, metadata: dict | None = None) -> Path:
     """Write ``array`` to a compressed TIFF atomically (temporary file, then rename).
 
-    The file gets the permissions of any new file (the umask), not the
-    owner-only ones of the temporary file.
+    The file gets the permissions of any new file (the umask).
     """
     import tifffile
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tif.tmp")
-    os.close(fd)
+    tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".tif.tmp")
     try:
         tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack", metadata=metadata)
-        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
