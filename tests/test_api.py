@@ -316,6 +316,17 @@ def test_bad_parameters(models, kwargs, fragment):
         napari_unet.segment(np.ones((16, 16)), model=str(models["2d"]), **kwargs)
 
 
+def test_link_time_only_acts_on_a_time_axis(models):
+    rng = np.random.default_rng(1)
+    stack = rng.random((3, 32, 32)).astype(np.float32)
+    movie = napari_unet.segment(stack, model=str(models["2d"]), axes="TYX", link_time=True)
+    assert movie.metadata["linked_over_time"] is True
+    planes = napari_unet.segment(stack, model=str(models["2d"]), axes="ZYX", link_time=True)
+    assert planes.metadata["linked_over_time"] is False
+    plain = napari_unet.segment(stack, model=str(models["2d"]), axes="ZYX")
+    np.testing.assert_array_equal(planes.instances, plain.instances)
+
+
 def test_mode_ignores_case(models):
     stack = np.random.default_rng(0).random((2, 24, 24)).astype(np.float32)
     lower = napari_unet.segment(stack, model=str(models["2d"]), mode="2d")

@@ -157,6 +157,29 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
         assert tif.shaped_metadata[0]["axes"] == "TYX"
 
 
+def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_net):
+    """A disc drifting by a pixel per frame keeps its id with --link-time; each frame
+    restarts at 1 without it."""
+    frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]
+    # Frame 1 lists the discs the other way round, so its own ids are swapped.
+    frames[1] = disc_scene([(44, 39, 7), (16, 17, 6)])[0]
+    tifffile.imwrite(tmp_path / "movie.tif", np.stack(frames), photometric="minisblack")
+    runs = {}
+    for flag in ([], ["--link-time"]):
+        out = tmp_path / f"out{len(flag)}"
+        assert main(["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "-o", str(out),
+                     "-m", str(models["2d"]), "--device", "cpu", *flag]) == 0
+        capsys.readouterr()
+        runs[bool(flag)] = tifffile.imread(out / "movie_instances.tif")
+    linked = runs[True]
+    top = [linked[t, 16, 16 + t] for t in range(3)]
+    bottom = [linked[t, 44, 40 - t] for t in range(3)]
+    assert len(set(top)) == 1 and len(set(bottom)) == 1 and top[0] != bottom[0]
+    assert linked.max() == 2
+    np.testing.assert_array_equal(linked > 0, runs[False] > 0)
+    assert all(runs[False][t].max() == 2 for t in range(3))
+
+
 # --- segment: bad input ------------------------------------------------------------------
 
 def _bad_cases(tmp_path: Path, model: Path):

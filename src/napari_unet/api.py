@@ -11,7 +11,8 @@ import numpy as np
 from ._version import __version__
 from .checkpoint import LoadedModel
 from .errors import SegmentationError
-from .instances import METHODS, label_instances
+from .instances import METHODS, count_objects, label_instances
+from .tracking import link_over_time
 from .postprocess import (
     seeds_from_probabilities,
     semantic_from_probabilities,
@@ -66,6 +67,7 @@ def iter_segment(
     instance_method: str | None = None,
     min_size: int | None = None,
     fill_holes: bool | None = None,
+    link_time: bool = False,
     keep_probabilities: bool = True,
 ) -> Generator[Progress, None, Segmentation]:
     """Segment an image, yielding progress; returns a :class:`Segmentation`.
@@ -97,6 +99,11 @@ def iter_segment(
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
         ``instance_method`` is ``"components"`` or ``"watershed"``.
+    link_time : bool
+        For a time series: give each object the id of the object it overlaps
+        most in the time point before (:func:`napari_unet.tracking.link_over_time`),
+        so a nucleus keeps its id over time. Without it (or without a T axis)
+        each time point's ids start at 1.
     keep_probabilities : bool
         Return the class probabilities too (K floats per pixel).
 
@@ -135,7 +142,10 @@ def iter_segment(
             yield Progress("predict", 0, 1, f"small objects (median {area:.0f} px): again at scale {used:g}")
             semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, used,
                                                                   keep_probabilities)
-    yield Progress("instances", 1, 1, f"{_count(instances, label_ndim)} objects")
+    linked = bool(link_time) and "T" in plan.out_axes
+    if linked:
+        instances = link_over_time(instances, time_axis=plan.out_axes.index("T"))
+    yield Progress("instances", 1, 1, f"{count_objects(instances, label_ndim)} objects")
     meta = {
         "napari_unet_version": __version__,
         "model": predictor.model.name,
@@ -149,6 +159,7 @@ def iter_segment(
         "overlap": predictor.overlap,
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
         "neck_ratio": post.get("neck_ratio"),
+        "linked_over_time": linked,
     }
     return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
 
@@ -217,13 +228,6 @@ def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: 
         # Removed small objects and filled holes change the mask too: keep them in step.
         semantic = (instances > 0).astype(np.uint8)
     return semantic, instances, probs_out
-
-
-def _count(instances: np.ndarray, ndim: int) -> int:
-    if instances.ndim == ndim:
-        return int(instances.max())
-    flat = instances.reshape(-1, *instances.shape[instances.ndim - ndim:])
-    return int(sum(int(b.max()) for b in flat))
 
 
 def segment(image: Any, **kwargs: Any) -> Segmentation:

@@ -134,7 +134,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         result = _drain(iter_segment(
             image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
             device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
-            instance_method=args.instance_method, min_size=args.min_size,
+            instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
             keep_probabilities=False), bar)
         meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
         # The result's "axes" are the input's (with C); the files hold the output axes.
@@ -309,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
     s.add_argument("--instance-method", choices=["components", "watershed"], help="how to split instances (default: the model's)")
     s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels (default: the model's)")
+    s.add_argument("--link-time", action="store_true",
+                   help="time series: a nucleus keeps its id from one time point to the next "
+                        "(else each time point's ids start at 1)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder (input images are never replaced)")
     s.set_defaults(func=_cmd_segment)

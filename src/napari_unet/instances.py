@@ -20,7 +20,7 @@ from skimage import measure, morphology, segmentation
 
 from .errors import SegmentationError
 
-__all__ = ["label_instances", "split_touching", "split_seeds_at_necks", "METHODS"]
+__all__ = ["label_instances", "split_touching", "split_seeds_at_necks", "count_objects", "METHODS"]
 
 METHODS = ("components", "watershed")
 
@@ -253,3 +253,21 @@ def label_instances(
         labels = _remove_small(labels, min_size)
         out[index], _, _ = segmentation.relabel_sequential(labels)
     return out
+
+
+def count_objects(instances: np.ndarray, label_ndim: int) -> int:
+    """Objects in all labelled blocks: the distinct nonzero ids of each block, summed.
+
+    Parameters
+    ----------
+    instances : ndarray (..., *spatial) int
+    label_ndim : int
+        Trailing dimensions labelled together; each leading index (a time
+        point) is counted on its own, so an object linked over time counts
+        once per time point.
+    """
+    instances = np.asarray(instances)
+    if instances.ndim <= label_ndim:
+        return int(np.count_nonzero(np.unique(instances)))
+    blocks = instances.reshape(-1, *instances.shape[instances.ndim - label_ndim:])
+    return int(sum(np.count_nonzero(np.unique(b)) for b in blocks))

@@ -39,6 +39,7 @@ __all__ = [
     "DatasetScores",
     "match_instances",
     "evaluate",
+    "overlaps",
 ]
 
 #: IoU thresholds 0.5, 0.55, ..., 0.9.
@@ -230,7 +231,7 @@ def _check_labels(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.nd
     return true, pred
 
 
-def _overlaps(
+def overlaps(
     true: np.ndarray, pred: np.ndarray
 ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
     """IoU of every pair of overlapping objects, from a joint histogram.
@@ -315,7 +316,7 @@ def match_instances(
     """
     thresholds = _check_thresholds(thresholds)
     true, pred = _check_labels(true, pred)
-    n_true, n_pred, ti, pi, iou = _overlaps(true, pred)
+    n_true, n_pred, ti, pi, iou = overlaps(true, pred)
     out = []
     for thr in thresholds:
         matched = _match(ti, pi, iou, thr)

@@ -18,6 +18,7 @@ import napari_unet
 from napari_unet._napari import jobs, register_session_model, unregister_session_model
 from napari_unet._napari.widget import SegmentWidget
 from napari_unet.checkpoint import load_model
+from scenes import disc_scene
 
 pytestmark = pytest.mark.gui
 
@@ -163,6 +164,31 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
     assert seen == [None, 1, 1]
     widget.image.value = plain
     assert not shown() and widget.channel.value is None
+
+
+def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net):
+    """With 'Link time points' a disc keeps its id over a movie, also after 'Update instances'."""
+    frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]
+    frames[1] = disc_scene([(44, 39, 7), (16, 17, 6)])[0]  # its own ids come out swapped
+    movie = viewer.add_image(np.stack(frames).astype(np.float32), name="movie")
+    widget.image.value = movie
+    widget.axes.value = "TYX"
+    widget.min_size.value = 0
+    widget.link_time.value = True
+    widget.run()
+    wait_done(widget)
+    _, inst = outputs(viewer, "movie")
+
+    def tracks(data):
+        return [data[t, 16, 16 + t] for t in range(3)], [data[t, 44, 40 - t] for t in range(3)]
+
+    top, bottom = tracks(inst.data)
+    assert len(set(top)) == len(set(bottom)) == 1 and top[0] != bottom[0]
+    assert inst.metadata["linked_over_time"] is True
+    widget.update_instances()
+    wait_done(widget)
+    top, bottom = tracks(viewer.layers["movie instances"].data)
+    assert len(set(top)) == len(set(bottom)) == 1 and top[0] != bottom[0]
 
 
 def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..api import Segmentation, iter_segment
 from ..errors import SegmentationError
-from ..instances import label_instances
+from ..instances import count_objects, label_instances
+from ..tracking import link_over_time
 from ..progress import Progress
 
 __all__ = ["JobDone", "JobFailed", "segment_job", "relabel_job", "friendly_message", "count_objects"]
@@ -81,17 +82,17 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
     return JobDone(seg)
 
 
-def relabel_job(mask: np.ndarray, params: dict[str, Any]) -> np.ndarray | JobFailed:
-    """Instance labels from an edited mask (runs in a thread worker; never raises)."""
+def relabel_job(mask: np.ndarray, params: dict[str, Any], *, time_axis: int | None = None
+                ) -> np.ndarray | JobFailed:
+    """Instance labels from an edited mask (runs in a thread worker; never raises).
+
+    With ``time_axis`` the ids are linked over that axis (see
+    :func:`~napari_unet.tracking.link_over_time`).
+    """
     try:
-        return label_instances(mask, **params)
+        labels = label_instances(mask, **params)
+        return labels if time_axis is None else link_over_time(labels, time_axis=time_axis)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 
 
-def count_objects(instances: np.ndarray, label_ndim: int) -> int:
-    """Objects in all labelled blocks (ids restart at 1 in each time point)."""
-    if instances.ndim <= label_ndim:
-        return int(instances.max(initial=0))
-    blocks = instances.reshape(-1, *instances.shape[instances.ndim - label_ndim:])
-    return int(sum(int(b.max(initial=0)) for b in blocks))

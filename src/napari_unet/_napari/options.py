@@ -101,6 +101,10 @@ TOOLTIPS = {
         "(watershed from each nucleus' centre); 'connected components' keeps touching nuclei as one."
     ),
     "min_size": "Objects smaller than this many pixels (voxels in 3D) are removed.",
+    "link_time": (
+        "Time series: give each nucleus the id of the one it overlaps most in the time point\n"
+        "before, so it keeps its id (and colour) over time. Off: each time point counts from 1."
+    ),
     "run": "Segment the chosen image. Adds '<image> semantic' and '<image> instances' Labels layers.",
     "cancel": "Stop the running segmentation; nothing is added.",
     "update": (

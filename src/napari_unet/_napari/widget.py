@@ -113,11 +113,12 @@ class SegmentWidget(EngineWidget):
                                         tooltip=tip["instance_method"])
         self.min_size = SpinBox(label="Min size (px)", value=10, min=0, max=10_000_000,
                                 tooltip=tip["min_size"])
+        self.link_time = CheckBox(text="Link time points", value=False, tooltip=tip["link_time"])
         self.run_button = PushButton(text="Run", tooltip=tip["run"])
         buttons = self._job_controls(self.run_button, cancel_tooltip=tip["cancel"])
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
         self.extend([self.image, model_row, self.axes, self.channel, self.mode, self.device, scale_row, self.tile_size,
-                     self.threshold, self.instance_method, self.min_size, buttons,
+                     self.threshold, self.instance_method, self.min_size, self.link_time, buttons,
                      self.update_button, self.progress_bar, self.status])
 
     def _connect(self) -> None:
@@ -249,6 +250,7 @@ class SegmentWidget(EngineWidget):
             "threshold": float(self.threshold.value),
             "instance_method": self.instance_method.value,
             "min_size": int(self.min_size.value),
+            "link_time": bool(self.link_time.value),
             "keep_probabilities": False,
         }
 
@@ -320,7 +322,10 @@ class SegmentWidget(EngineWidget):
             "fill_holes": bool(record.metadata.get("fill_holes", True)),
             "ndim": min(record.label_ndim, mask.ndim),
         }
-        worker = create_worker(relabel_job, mask, params, _start_thread=False, _ignore_errors=True)
+        out_axes = str(record.metadata.get("axes") or "").replace("C", "")
+        linked = bool(record.metadata.get("linked_over_time")) and "T" in out_axes
+        worker = create_worker(relabel_job, mask, params, time_axis=out_axes.index("T") if linked else None,
+                               _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),

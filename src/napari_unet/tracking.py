@@ -1,0 +1,78 @@
+"""Linking instance labels over time: one id per object across time points.
+
+Each time point is segmented on its own, so its ids start at 1 and say nothing
+about the previous frame. :func:`link_over_time` gives every object the id of
+the object it overlaps best in the time point before (one to one, IoU at least
+``min_iou``); an object with no such partner starts a new id, and an id that
+disappears is never reused. Works on 2D and 3D time points alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SegmentationError
+from .metrics import overlaps
+
+__all__ = ["link_over_time"]
+
+
+def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
+    """Greedy one-to-one matches {current id: previous id}, best IoU first."""
+    _, _, pi, ci, iou = overlaps(prev, cur)
+    prev_ids = np.unique(prev[prev != 0])
+    cur_ids = np.unique(cur[cur != 0])
+    order = np.argsort(-iou, kind="stable")
+    matched: dict[int, int] = {}
+    taken: set[int] = set()
+    for k in order:
+        if iou[k] < min_iou:
+            break
+        c, p = int(cur_ids[ci[k]]), int(prev_ids[pi[k]])
+        if c not in matched and p not in taken:
+            matched[c] = p
+            taken.add(p)
+    return matched
+
+
+def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3) -> np.ndarray:
+    """Relabel each time point so that an object keeps its id from one time point to the next.
+
+    Parameters
+    ----------
+    labels : ndarray (..., T, ...) int
+        Instance labels, each time point labelled on its own (0 is background).
+    time_axis : int
+        The axis of time.
+    min_iou : float in (0, 1]
+        Least intersection over union with an object of the previous time
+        point for an object to take its id. Nuclei that move more than about
+        half their diameter between frames start new ids.
+
+    Returns
+    -------
+    ndarray, same shape, int32
+        The first time point's ids made sequential from 1; later objects carry
+        their partner's id, or a new one above every id used before.
+    """
+    if not 0.0 < float(min_iou) <= 1.0:
+        raise SegmentationError(f"min_iou must be in (0, 1], got {min_iou}.")
+    labels = np.asarray(labels)
+    if labels.ndim < 2:
+        raise SegmentationError(f"Cannot link over time: labels of shape {labels.shape} have no time axis.")
+    frames = np.moveaxis(labels, time_axis, 0)
+    out = np.zeros(frames.shape, np.int32)
+    next_id = 1
+    for t, cur in enumerate(frames):
+        ids = np.unique(cur[cur != 0])
+        matched = _match(out[t - 1], cur, min_iou) if t else {}
+        table = np.zeros(int(ids[-1]) + 1 if ids.size else 1, np.int32)
+        for i in ids:
+            i = int(i)
+            if i in matched:
+                table[i] = matched[i]
+            else:
+                table[i] = next_id
+                next_id += 1
+        out[t] = table[cur]
+    return np.moveaxis(out, 0, time_axis)

@@ -1,0 +1,70 @@
+"""Linking instance labels over time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unet.errors import SegmentationError
+from napari_unet.tracking import link_over_time
+
+
+def _square(frame: np.ndarray, y: int, x: int, label: int, size: int = 6) -> None:
+    frame[y:y + size, x:x + size] = label
+
+
+def test_objects_keep_their_id_as_they_move():
+    """Frame ids are arbitrary (labelled per frame); linking follows the overlaps."""
+    frames = np.zeros((4, 40, 40), np.int32)
+    _square(frames[0], 2, 2, 1)
+    _square(frames[0], 20, 20, 2)
+    _square(frames[1], 3, 3, 2)      # the first object, now labelled 2
+    _square(frames[1], 21, 21, 1)    # the second, now labelled 1
+    _square(frames[2], 4, 4, 7)
+    _square(frames[2], 30, 2, 3)     # a new object
+    _square(frames[3], 30, 3, 1)     # the new one; the first has gone
+    out = link_over_time(frames)
+    assert out.dtype == np.int32 and out.shape == frames.shape
+    assert out[0, 2, 2] == out[1, 3, 3] == out[2, 4, 4] == 1
+    assert out[0, 20, 20] == out[1, 21, 21] == 2
+    assert out[2, 30, 2] == out[3, 30, 3] == 3, "a newcomer gets an id never used before"
+    assert set(np.unique(out[3])) == {0, 3}
+    np.testing.assert_array_equal(out > 0, frames > 0)
+
+
+def test_a_jump_or_a_split_starts_new_ids():
+    frames = np.zeros((3, 40, 40), np.int32)
+    _square(frames[0], 2, 2, 1)
+    _square(frames[1], 20, 20, 1)              # moved far: no overlap
+    frames[2, 20:26, 18:24] = 1                # two thirds of the frame-1 object (IoU 0.5) ...
+    frames[2, 20:26, 24:30] = 2                # ... and a piece beside it (IoU 0.2)
+    out = link_over_time(frames)
+    assert out[1, 20, 20] == 2
+    assert out[2, 22, 20] == 2, "the larger share continues the object"
+    assert out[2, 22, 27] == 3, "the other piece is new"
+
+
+def test_time_axis_and_3d_time_points():
+    """(Z, T, Y, X): the time axis is named; each time point is a 3D block."""
+    frames = np.zeros((2, 3, 16, 16), np.int32)  # Z, T, Y, X
+    frames[:, 0, 2:8, 2:8] = 5
+    frames[:, 1, 3:9, 3:9] = 9
+    frames[:, 2, 10:14, 10:14] = 4
+    out = link_over_time(frames, time_axis=1)
+    assert out.shape == frames.shape
+    assert np.unique(out[:, 0][frames[:, 0] > 0]).tolist() == [1]
+    assert np.unique(out[:, 1][frames[:, 1] > 0]).tolist() == [1]
+    assert np.unique(out[:, 2][frames[:, 2] > 0]).tolist() == [2]
+
+
+def test_min_iou_decides_and_bad_values_are_refused():
+    frames = np.zeros((2, 20, 20), np.int32)
+    _square(frames[0], 2, 2, 1, size=10)
+    _square(frames[1], 6, 6, 1, size=10)   # IoU 36 / 164 = 0.22
+    assert link_over_time(frames, min_iou=0.2)[1].max() == 1
+    assert link_over_time(frames, min_iou=0.3)[1].max() == 2
+    for bad in (0.0, 1.5):
+        with pytest.raises(SegmentationError, match="min_iou"):
+            link_over_time(frames, min_iou=bad)
+    empty = link_over_time(np.zeros((3, 8, 8), np.int32))
+    assert empty.max() == 0
