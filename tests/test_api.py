@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import napari_unet
+from scenes import disc_scene
 from napari_unet.api import median_object_area
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
@@ -325,6 +326,26 @@ def test_link_time_only_acts_on_a_time_axis(models):
     assert planes.metadata["linked_over_time"] is False
     plain = napari_unet.segment(stack, model=str(models["2d"]), axes="ZYX")
     np.testing.assert_array_equal(planes.instances, plain.instances)
+
+
+def test_time_axis_after_z_labels_each_z_stack_together(models, fake_net):
+    """Axes ZTYX: objects are labelled per time point across Z (not per Z across time), so
+    two discs in different planes are two objects, and linking keeps them apart."""
+    a, _ = disc_scene([(16, 16, 6)])
+    b, _ = disc_scene([(44, 44, 6)])
+    zero = np.zeros_like(a)
+    stack = np.stack([np.stack([a, a]), np.stack([zero, zero])]).astype(np.float32)  # Z, T, Y, X
+    stack[1, :] = b
+    for link in (False, True):
+        r = napari_unet.segment(stack, model=str(models["2d"]), axes="ZTYX", link_time=link, min_size=0)
+        assert r.instances.shape == stack.shape
+        ids_a = {int(r.instances[0, t, 16, 16]) for t in range(2)}
+        ids_b = {int(r.instances[1, t, 44, 44]) for t in range(2)}
+        assert 0 not in ids_a | ids_b
+        assert ids_a.isdisjoint(ids_b), "two discs in different planes are two objects"
+        assert r.metadata["n_objects"] == 4  # two objects in each of two time points
+        if link:
+            assert len(ids_a) == len(ids_b) == 1
 
 
 def test_mode_ignores_case(models):

@@ -145,7 +145,8 @@ def iter_segment(
     linked = bool(link_time) and "T" in plan.out_axes
     if linked:
         instances = link_over_time(instances, time_axis=plan.out_axes.index("T"))
-    yield Progress("instances", 1, 1, f"{count_objects(instances, label_ndim)} objects")
+    n_objects = count_objects(np.transpose(instances, _label_axes_last(plan)), label_ndim)
+    yield Progress("instances", 1, 1, f"{n_objects} objects")
     meta = {
         "napari_unet_version": __version__,
         "model": predictor.model.name,
@@ -160,6 +161,7 @@ def iter_segment(
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
         "neck_ratio": post.get("neck_ratio"),
         "linked_over_time": linked,
+        "n_objects": n_objects,
     }
     return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
 
@@ -198,6 +200,13 @@ def objects_are_small(median_area: float | None, reference_area: float) -> bool:
     return median_area is not None and median_area < float(reference_area)
 
 
+def _label_axes_last(plan: Any) -> list[int]:
+    """Permutation of the output axes that puts the labelled ones (Z, Y, X) last."""
+    axes = plan.out_axes
+    return ([i for i, a in enumerate(axes) if a not in plan.label_axes]
+            + [i for i, a in enumerate(axes) if a in plan.label_axes])
+
+
 def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: float,
               keep_probabilities: bool) -> Generator[Progress, None, tuple]:
     """Network and post-processing at one scale: (semantic, instances, probabilities or None)."""
@@ -219,11 +228,18 @@ def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: 
 
     yield from stream_probabilities(predictor, prepared, store, scale=scale)
     yield Progress("instances", 0, 1, "splitting objects")
+    # label_instances labels the trailing axes together: put Z, Y, X last (e.g. ZTYX -> TZYX).
+    order = _label_axes_last(prepared.plan)
+
+    def last(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.transpose(a, order)
+
     instances = label_instances(
-        semantic, method=post["instance_method"], seeds=seeds, elevation=elevation,
+        last(semantic), method=post["instance_method"], seeds=last(seeds), elevation=last(elevation),
         min_size=int(post["min_size"]), fill_holes=bool(post["fill_holes"]),
         ndim=len(prepared.plan.label_axes), neck_ratio=post.get("neck_ratio"),
     )
+    instances = np.ascontiguousarray(np.transpose(instances, np.argsort(order)))
     if cfg.target == "three_class" or cfg.out_channels == 2:
         # Removed small objects and filled holes change the mask too: keep them in step.
         semantic = (instances > 0).astype(np.uint8)
