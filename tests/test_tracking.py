@@ -68,3 +68,20 @@ def test_min_iou_decides_and_bad_values_are_refused():
             link_over_time(frames, min_iou=bad)
     empty = link_over_time(np.zeros((3, 8, 8), np.int32))
     assert empty.max() == 0
+
+
+def test_any_integer_ids_and_bad_labels():
+    frames = np.zeros((2, 20, 20), np.int64)
+    _square(frames[0], 2, 2, 2**40)
+    _square(frames[0], 12, 12, 7)
+    _square(frames[1], 3, 3, 5)
+    _square(frames[1], 12, 13, 2**40)
+    out = link_over_time(frames)
+    assert out[0, 2, 2] == out[1, 3, 3] and out[0, 12, 12] == out[1, 12, 13]
+    assert out[0, 2, 2] != out[0, 12, 12] and out.max() == 2
+    for bad, fragment in ((frames.astype(float), "integers"), (frames > 0, "integers"),
+                          (frames - 3, ">= 0")):
+        with pytest.raises(SegmentationError, match=fragment):
+            link_over_time(bad)
+    with pytest.raises(SegmentationError, match="no axis 5"):
+        link_over_time(frames, time_axis=5)

@@ -58,21 +58,27 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
     if not 0.0 < float(min_iou) <= 1.0:
         raise SegmentationError(f"min_iou must be in (0, 1], got {min_iou}.")
     labels = np.asarray(labels)
-    if labels.ndim < 2:
-        raise SegmentationError(f"Cannot link over time: labels of shape {labels.shape} have no time axis.")
+    if labels.ndim < 2 or not -labels.ndim <= time_axis < labels.ndim:
+        raise SegmentationError(
+            f"Cannot link over time: labels of shape {labels.shape} have no axis {time_axis}.")
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise SegmentationError(f"Instance labels must be integers, not {labels.dtype}.")
+    if labels.size and labels.min() < 0:
+        raise SegmentationError("Instance labels must be >= 0 (0 is background).")
     frames = np.moveaxis(labels, time_axis, 0)
     out = np.zeros(frames.shape, np.int32)
     next_id = 1
     for t, cur in enumerate(frames):
-        ids = np.unique(cur[cur != 0])
+        ids, index = np.unique(cur, return_inverse=True)  # any ids, however large
         matched = _match(out[t - 1], cur, min_iou) if t else {}
-        table = np.zeros(int(ids[-1]) + 1 if ids.size else 1, np.int32)
-        for i in ids:
-            i = int(i)
+        new_ids = np.zeros(ids.size, np.int32)
+        for k, i in enumerate(ids.tolist()):
+            if i == 0:
+                continue
             if i in matched:
-                table[i] = matched[i]
+                new_ids[k] = matched[i]
             else:
-                table[i] = next_id
+                new_ids[k] = next_id
                 next_id += 1
-        out[t] = table[cur]
+        out[t] = new_ids[index].reshape(cur.shape)
     return np.moveaxis(out, 0, time_axis)
