@@ -159,10 +159,10 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
 
 def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_net):
     """A disc drifting by a pixel per frame keeps its id with --link-time; each frame
-    restarts at 1 without it."""
+    restarts at 1 without it. Without a time axis --link-time is refused."""
     frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]
-    # Frame 1 lists the discs the other way round, so its own ids are swapped.
-    frames[1] = disc_scene([(44, 39, 7), (16, 17, 6)])[0]
+    # A small disc above the others in frame 1 only: that frame's own ids shift by one.
+    frames[1] = disc_scene([(4, 50, 3), (16, 17, 6), (44, 39, 7)])[0]
     tifffile.imwrite(tmp_path / "movie.tif", np.stack(frames), photometric="minisblack")
     runs = {}
     for flag in ([], ["--link-time"]):
@@ -175,9 +175,16 @@ def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_ne
     top = [linked[t, 16, 16 + t] for t in range(3)]
     bottom = [linked[t, 44, 40 - t] for t in range(3)]
     assert len(set(top)) == 1 and len(set(bottom)) == 1 and top[0] != bottom[0]
-    assert linked.max() == 2
+    assert linked.max() == 3 and linked[1, 4, 50] == 3, "the newcomer gets a new id"
     np.testing.assert_array_equal(linked > 0, runs[False] > 0)
-    assert all(runs[False][t].max() == 2 for t in range(3))
+    unlinked_top = [runs[False][t, 16, 16 + t] for t in range(3)]
+    assert unlinked_top == [1, 2, 1], "without linking each frame counts from 1"
+    # Read as a z-stack (no T axis), there is nothing to link: refused, nothing written.
+    out = tmp_path / "zstack"
+    assert main(["segment", str(tmp_path / "movie.tif"), "-o", str(out), "-m", str(models["2d"]),
+                 "--device", "cpu", "--link-time"]) == 2
+    assert "--axes TYX" in _assert_one_error_line(capsys.readouterr().err)
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 # --- segment: bad input ------------------------------------------------------------------

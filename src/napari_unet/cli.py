@@ -136,6 +136,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
             instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
             keep_probabilities=False), bar)
+        if args.link_time and not result.metadata["linked_over_time"]:
+            raise SegmentationError(
+                f"--link-time needs a time axis, but {path.name} was read with axes "
+                f"{result.metadata['axes']!r}: give them, e.g. --axes TYX.")
         meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
         # The result's "axes" are the input's (with C); the files hold the output axes.
         meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
@@ -146,8 +150,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             raise SegmentationError(
                 f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
                 f"{exc.filename2 or exc.filename}).") from None
-        n = int(result.instances.max())
-        print(f"{path.name}: {n} objects -> {sem.name}, {inst.name}")
+        n = result.metadata["n_objects"]
+        tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
+        print(f"{path.name}: {n} objects{tracks} -> {sem.name}, {inst.name}")
     return 0
 
 
