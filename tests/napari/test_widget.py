@@ -162,6 +162,10 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
     widget.run()
     wait_done(widget)
     assert seen == [None, 1, 1]
+    # Other axes: channel 1 would name another dimension, so the choice starts again.
+    widget.axes.value = None
+    widget.axes.value = "CYX"
+    assert widget.channel.value is None
     widget.image.value = plain
     assert not shown() and widget.channel.value is None
 
@@ -169,7 +173,7 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
 def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net):
     """With 'Link time points' a disc keeps its id over a movie, also after 'Update instances'."""
     frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]
-    frames[1] = disc_scene([(44, 39, 7), (16, 17, 6)])[0]  # its own ids come out swapped
+    frames[1] = disc_scene([(4, 50, 3), (16, 17, 6), (44, 39, 7)])[0]  # a newcomer shifts its ids
     movie = viewer.add_image(np.stack(frames).astype(np.float32), name="movie")
     widget.image.value = movie
     widget.axes.value = "TYX"
@@ -185,10 +189,17 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net):
     top, bottom = tracks(inst.data)
     assert len(set(top)) == len(set(bottom)) == 1 and top[0] != bottom[0]
     assert inst.metadata["linked_over_time"] is True
+    assert "7 objects in movie over 3 time points" in widget.status.value
     widget.update_instances()
     wait_done(widget)
     top, bottom = tracks(viewer.layers["movie instances"].data)
     assert len(set(top)) == len(set(bottom)) == 1 and top[0] != bottom[0]
+    # The box is read at each update, like the other object options.
+    widget.link_time.value = False
+    widget.update_instances()
+    wait_done(widget)
+    top, _ = tracks(viewer.layers["movie instances"].data)
+    assert top == [1, 2, 1]
 
 
 def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):

@@ -123,7 +123,7 @@ class SegmentWidget(EngineWidget):
 
     def _connect(self) -> None:
         self.image.changed.connect(self._on_image_changed)
-        self.axes.changed.connect(self._on_axes_changed)
+        self.axes.changed.connect(self._on_axes_chosen)
         self.model.changed.connect(self._on_model_changed)
         self.browse.changed.connect(self._browse)
         self.auto_scale.changed.connect(self._on_auto_scale_changed)
@@ -157,6 +157,11 @@ class SegmentWidget(EngineWidget):
         self.axes.reset_choices()
         self.axes.value = None
         self.channel.reset_choices()
+        self.channel.value = None
+        self._on_axes_changed()
+
+    def _on_axes_chosen(self, _value: Any = None) -> None:
+        # Channel numbers mean another axis under other axes: start from "all" again.
         self.channel.value = None
         self._on_axes_changed()
 
@@ -288,7 +293,7 @@ class SegmentWidget(EngineWidget):
         tuples = segmentation_layer_data(seg, source_name=run.source.name, spatial=spatial, notes=notes)
         label_ndim = sum(a in "ZYX" for a in seg.axes)
         self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata)
-        count = count_objects(seg.instances, label_ndim)
+        count = seg.metadata["n_objects"]
         planes = seg.instances.size // max(1, int(np.prod(seg.instances.shape[-label_ndim:])))
         where = f" over {planes} time points" if planes > 1 else ""
         self.status.value = (f"{count} objects in {run.source.name}{where} "
@@ -323,7 +328,7 @@ class SegmentWidget(EngineWidget):
             "ndim": min(record.label_ndim, mask.ndim),
         }
         out_axes = str(record.metadata.get("axes") or "").replace("C", "")
-        linked = bool(record.metadata.get("linked_over_time")) and "T" in out_axes
+        linked = bool(self.link_time.value) and "T" in out_axes
         worker = create_worker(relabel_job, mask, params, time_axis=out_axes.index("T") if linked else None,
                                _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
