@@ -81,10 +81,15 @@ def test_tiny_or_huge_values_are_not_taken_for_a_constant_image(rng, factor):
 
 
 def test_small_range_on_a_large_offset_or_denormal_values():
-    offset = np.full((10, 10), 1e7, np.float32)
-    offset[:5] += 5
-    out = normalize(offset)
-    assert out.min() == 0 and out.max() == 1
+    for base, step, dtype in ((1e7, 3, np.float32), (3e9, 1000, np.uint32), (1e12, 1e4, np.int64)):
+        offset = np.full((10, 10), base, dtype)
+        offset[:5] += dtype(step)
+        out = normalize(offset)
+        assert out.min() == 0 and out.max() == 1, (base, dtype)
+    huge = np.linspace(-3e38, 3e38, 100, dtype=np.float32).reshape(10, 10)
+    out = normalize(huge)
+    assert np.all(np.isfinite(out)) and out.max() > 0.99
+    assert np.all(np.isfinite(normalize(np.linspace(0, 1e39, 100).reshape(10, 10))))
     tiny = (np.arange(100, dtype=np.float32).reshape(10, 10) + 1) * np.float32(1e-40)
     out = normalize(tiny)
     assert np.all(np.isfinite(out)) and out.max() > 0.99 and out.min() < 0.01

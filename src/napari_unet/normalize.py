@@ -95,13 +95,16 @@ def percentile_range(
 def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_axis: int = 0) -> np.ndarray:
     """Map ``lo`` to 0 and ``hi`` to 1 per channel; returns float32.
 
-    A constant channel (``hi - lo`` within float32's resolution at the
-    values' size) becomes all zeros rather than dividing by zero; the test is
-    relative, so images of very small values, or of a small range on a large
-    offset, are normalised like any other. NaN or infinity in ``block`` raise a SegmentationError.
+    A constant channel (``hi - lo`` zero, or below float64's resolution at
+    the values' size) becomes all zeros rather than dividing by zero. The
+    arithmetic is float64 (integers up to 2**53 exactly), so a small range on
+    a large offset (1e7 + a few counts, or 3e9 + 1000 in uint32) or values of
+    any magnitude are normalised like any other; the result is clipped to
+    float32's finite range. NaN or infinity in ``block`` raise a
+    SegmentationError.
     """
-    x = np.asarray(block, dtype=np.float32)
-    if not np.all(np.isfinite(x)):
+    x = np.asarray(block)
+    if x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
         raise SegmentationError(
             "The image contains NaN or infinite values. Replace them first, e.g. "
             "np.nan_to_num(image), or crop them away."
@@ -111,15 +114,11 @@ def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_ax
     lo64 = np.asarray(lo, dtype=np.float64).reshape(shape)
     hi64 = np.asarray(hi, dtype=np.float64).reshape(shape)
     span = hi64 - lo64
-    # Constant means no span beyond float32's resolution at the values' size, so
-    # an image of tiny values (1e-9 W) or of a small range on a large offset
-    # (1e7 + a few counts) still varies.
-    size = np.maximum(np.abs(lo64), np.abs(hi64)).astype(np.float32)
-    varies = span > 4.0 * np.spacing(size).astype(np.float64)
+    varies = span > 4.0 * np.spacing(np.maximum(np.abs(lo64), np.abs(hi64)))
     scale = np.where(varies, 1.0 / np.where(varies, span, 1.0), 0.0)
-    if np.all(scale < 1e30):  # the usual case: float32 arithmetic is exact enough
-        return (x - lo64.astype(np.float32)) * scale.astype(np.float32)
-    return ((x.astype(np.float64) - lo64) * scale).astype(np.float32)
+    out = (x.astype(np.float64) - lo64) * scale
+    limit = float(np.finfo(np.float32).max)
+    return np.clip(out, -limit, limit, out=out).astype(np.float32)
 
 
 def normalize(
