@@ -24,6 +24,7 @@ from napari_unet.errors import SegmentationError
 from napari_unet.progress import drain
 from napari_unet.training.augment import augment_batch, collate_crops
 from napari_unet.training.data import (
+    check_pair_shapes,
     Sample,
     load_pairs,
     plane_name,
@@ -225,6 +226,13 @@ def test_load_pairs_refuses_a_colour_mask(tmp_path):
                 check_contrast=False)
     with pytest.raises(SegmentationError, match="colour channels"):
         load_pairs(tmp_path / "im", tmp_path / "ma")
+    # Beside a grey image, or in an RGB z-stack, too.
+    for image_shape, mask_shape in (((64, 64), (64, 64, 3)), ((5, 64, 64, 3), (5, 64, 64, 3)),
+                                    ((64, 64), (64, 64, 4))):
+        with pytest.raises(SegmentationError, match="colour channels"):
+            check_pair_shapes(image_shape, mask_shape, name="a")
+    check_pair_shapes((5, 64, 64), (5, 64, 64))
+    check_pair_shapes((64, 64, 3), (64, 64))
 
 
 def _stack(tmp_path, name="vol", empty=(1,)):

@@ -156,7 +156,9 @@ def check_pair_shapes(image_shape: Sequence[int], labels_shape: Sequence[int], *
     The image is (*lead, Y, X) or (*lead, Y, X, C); the labels are (*lead, Y, X).
     """
     image_shape, shape = tuple(image_shape), tuple(labels_shape)
-    if len(shape) == len(image_shape) == 3 and shape[-1] in (3, 4) and shape == image_shape:
+    colour = shape[-1:] in ((3,), (4,)) and len(shape) >= 3 and (
+        shape == image_shape or shape[:-1] == image_shape)  # beside an RGB image, or a grey one
+    if colour:
         raise SegmentationError(
             f"{name}: the mask has colour channels (shape {shape}): save it as a single-channel "
             "label image (0 background, 1, 2, ... one value per object).")
