@@ -24,8 +24,8 @@ from napari_unet.errors import SegmentationError
 from napari_unet.progress import drain
 from napari_unet.training.augment import augment_batch, collate_crops
 from napari_unet.training.data import (
-    check_pair_shapes,
     Sample,
+    check_pair_shapes,
     load_pairs,
     plane_name,
     plane_samples,
