@@ -110,6 +110,22 @@ def _structural_radius(net: torch.nn.Module, spatial_dims: int = 2) -> int:
     return radius
 
 
+def test_fused_network_is_made_once_per_state(models, rng):
+    """Predictors of one model share its fused copy, until the weights change in place."""
+    model = load_model(models["2d"])
+    a, b = Predictor(model, device="cpu"), Predictor(model, device="cpu")
+    assert a.net is b.net and a.net is not model.net
+    x = rng.random((1, 32, 32)).astype(np.float32)
+    before = drain(Predictor(model, device="cpu").iter_array(x))
+    with torch.no_grad():
+        next(model.net.parameters()).mul_(2.0)  # as a training step would, in place
+    c = Predictor(model, device="cpu")
+    assert c.net is not a.net
+    after = drain(c.iter_array(x))
+    assert not np.allclose(before, after), "the new weights are used"
+    assert Predictor(model, device="cpu").net is c.net
+
+
 def test_structural_radius_is_within_the_hand_bound(models):
     net = load_model(models["2d"]).net
     radius = _structural_radius(net)
