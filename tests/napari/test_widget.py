@@ -106,10 +106,13 @@ def test_channel_axis_named_by_the_user_is_dropped(viewer, widget, wait_done, ma
                                                    two_channel_model):
     img = viewer.add_image(make_blobs((2, 40, 48)), name="two", scale=(1.0, 0.3, 0.2),
                            translate=(0.0, 5.0, 6.0))
-    assert widget.add_model(str(two_channel_model))
     widget.image.value = img
-    assert "CYX" in widget.axes.choices
     widget.axes.value = "CYX"
+    widget.channel.value = 1  # meaningful for the 1-channel model ...
+    assert widget.add_model(str(two_channel_model))
+    # ... but a 2-channel model takes both: no channel box, no channel passed.
+    assert widget.channel.native.isHidden() and widget.channel.value is None
+    assert "CYX" in widget.axes.choices
     widget.run()
     wait_done(widget)
     sem, inst = outputs(viewer, "two")

@@ -169,8 +169,9 @@ class SegmentWidget(EngineWidget):
         """Offer a channel choice only for images with a channel axis; keep a choice that still fits."""
         chosen = self.channel.value
         self.channel.reset_choices()
-        self.channel.value = chosen if chosen in self.channel.choices else None
-        self.channel.visible = len(self.channel.choices) > 1
+        offered = len(self.channel.choices) > 1 and getattr(self, "_one_channel_model", True)
+        self.channel.value = chosen if offered and chosen in self.channel.choices else None
+        self.channel.visible = offered
 
     @ensure_main_thread
     def _on_session_models_changed(self) -> None:
@@ -182,10 +183,15 @@ class SegmentWidget(EngineWidget):
             self.status.value = "No bundled model here: use 'Browse…' to open a model folder."
             return
         try:
-            post = self._catalog.config(key).postprocess
+            config = self._catalog.config(key)
         except SegmentationError as exc:
             show_error(str(exc))
             return
+        post = config.postprocess
+        # A channel is picked only for a 1-channel model; a multichannel one takes them all.
+        self._one_channel_model = config.in_channels == 1
+        if hasattr(self, "channel"):
+            self._on_axes_changed()
         self.threshold.value = float(post.get("threshold", self.threshold.value))
         self.min_size.value = int(post.get("min_size", self.min_size.value))
         if post.get("instance_method") in {v for _, v in METHOD_CHOICES}:
