@@ -233,15 +233,15 @@ def _check_labels(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def overlaps(
     true: np.ndarray, pred: np.ndarray
-) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """IoU of every pair of overlapping objects, from a joint histogram.
 
     Returns
     -------
-    n_true, n_pred : int
-        Object counts.
+    true_ids, pred_ids : ndarray
+        The nonzero ids of each image, sorted (their sizes are the object counts).
     ti, pi : ndarray (K,) int64
-        Indices (0 .. n-1, in order of label id) of the K overlapping pairs.
+        Indices into ``true_ids`` and ``pred_ids`` of the K overlapping pairs.
     iou : ndarray (K,) float64
     """
     t = true.ravel()
@@ -255,7 +255,7 @@ def overlaps(
     keys, inter = np.unique(t_rank * max(p_ids.size, 1) + p_rank, return_counts=True)
     ti, pi = np.divmod(keys, max(p_ids.size, 1))
     iou = inter / (t_area[ti] + p_area[pi] - inter)
-    return t_ids.size, p_ids.size, ti, pi, iou
+    return t_ids, p_ids, ti, pi, iou
 
 
 def _match(ti: np.ndarray, pi: np.ndarray, iou: np.ndarray, threshold: float) -> np.ndarray:
@@ -316,7 +316,8 @@ def match_instances(
     """
     thresholds = _check_thresholds(thresholds)
     true, pred = _check_labels(true, pred)
-    n_true, n_pred, ti, pi, iou = overlaps(true, pred)
+    true_ids, pred_ids, ti, pi, iou = overlaps(true, pred)
+    n_true, n_pred = true_ids.size, pred_ids.size
     out = []
     for thr in thresholds:
         matched = _match(ti, pi, iou, thr)

@@ -19,9 +19,7 @@ __all__ = ["link_over_time"]
 
 def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
     """Greedy one-to-one matches {current id: previous id}, best IoU first."""
-    _, _, pi, ci, iou = overlaps(prev, cur)
-    prev_ids = np.unique(prev[prev != 0])
-    cur_ids = np.unique(cur[cur != 0])
+    prev_ids, cur_ids, pi, ci, iou = overlaps(prev, cur)
     order = np.argsort(-iou, kind="stable")
     matched: dict[int, int] = {}
     taken: set[int] = set()
