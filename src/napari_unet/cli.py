@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,25 +47,19 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _drain(gen: Generator[Any, None, Any], bar: ProgressBar) -> Any:
+def _drain(gen: Generator[Any, None, Any], bar: ProgressBar,
+           on_record: Callable[[Any], object] | None = None) -> Any:
     from .progress import drain
 
+    def record(rec: Any) -> None:
+        bar.update(rec.done, rec.total, rec.message)
+        if on_record is not None:
+            on_record(rec)
+
     try:
-        return drain(gen, lambda rec: bar.update(rec.done, rec.total, rec.message))
+        return drain(gen, record)
     finally:
         bar.close()
-
-
-def _noting(gen: Generator[Any, None, Any], stage: str, into: list) -> Generator[Any, None, Any]:
-    """Pass ``gen`` through, keeping its records of ``stage`` in ``into``."""
-    while True:
-        try:
-            rec = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if rec.stage == stage:
-            into.append(rec)
-        yield rec
 
 
 def _check_writable(folder: Path) -> None:
@@ -266,7 +260,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, name=Path(args.output).name, core_fraction=core,
         sampling=args.sampling,
     )
-    model = _drain(_noting(gen, COMPLETE, complete), bar)
+    model = _drain(gen, bar, lambda rec: complete.append(rec) if rec.stage == COMPLETE else None)
     if complete:
         print(complete[0].message)
         return 0

@@ -23,7 +23,7 @@ from .checkpoint import LoadedModel, load_model
 from .device import resolve_device
 from .errors import SegmentationError
 from .model import DoubleConv, UNet
-from .normalize import apply_range, check_dtype, percentile_range
+from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, percentile_range
 from .progress import Progress, drain
 from .tiling import TileGrid, pad_to_multiple
 
@@ -330,8 +330,8 @@ def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tu
     else:
         sample = np.moveaxis(sample, plan.channel_axis, 0)
     sample = _select_channels(sample, channel_index)
-    return percentile_range(sample, low=float(norm.get("low", 1.0)),
-                            high=float(norm.get("high", 99.8)), channel_axis=0,
+    return percentile_range(sample, low=float(norm.get("low", DEFAULT_LOW)),
+                            high=float(norm.get("high", DEFAULT_HIGH)), channel_axis=0,
                             max_samples=budget)
 
 

@@ -22,12 +22,14 @@ from ..checkpoint import LoadedModel, load_model, save_model
 from ..errors import SegmentationError
 from ..instances import label_instances
 from ..metrics import evaluate
+from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
 from ..postprocess import (
     seeds_from_probabilities,
     semantic_from_probabilities,
     watershed_elevation,
 )
 from ..predict import Predictor, prepare_input
+from ..progress import drain
 
 __all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "NORMALIZATION_GRID", "tune_auto_scale",
            "tune_normalization", "tune_postprocess"]
@@ -60,12 +62,7 @@ def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.nda
 def _probabilities(predictor: Predictor, image: np.ndarray, config) -> np.ndarray:
     """(K, Y, X) class probabilities of one 2D image, normalised as ``config`` says."""
     (_, x), = list(prepare_input(image, config).items())
-    gen = predictor.iter_array(x)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(predictor.iter_array(x))
 
 
 def tune_postprocess(
@@ -168,7 +165,7 @@ def tune_normalization(
         raise SegmentationError("No candidate normalisation: every low percentile is >= every high one.")
 
     def is_current(norm: dict[str, Any]) -> bool:
-        return (float(current.get("low", 1.0)), float(current.get("high", 99.8))) == (
+        return (float(current.get("low", DEFAULT_LOW)), float(current.get("high", DEFAULT_HIGH))) == (
             norm["low"], norm["high"])
 
     table.sort(key=lambda row: (row[1], row[2], is_current(row[0])), reverse=True)
