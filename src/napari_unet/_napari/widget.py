@@ -83,6 +83,7 @@ class SegmentWidget(EngineWidget):
         self._catalog = ModelCatalog()
         self._tracker = OutputTracker(self._viewer)
         self._run: _Run | None = None
+        self._one_channel_model = True  # a channel is picked only for a 1-channel model
         self._build()
         self._connect()
         default = self._catalog.default_key()
@@ -169,7 +170,7 @@ class SegmentWidget(EngineWidget):
         """Offer a channel choice only for images with a channel axis; keep a choice that still fits."""
         chosen = self.channel.value
         self.channel.reset_choices()
-        offered = len(self.channel.choices) > 1 and getattr(self, "_one_channel_model", True)
+        offered = len(self.channel.choices) > 1 and self._one_channel_model
         self.channel.value = chosen if offered and chosen in self.channel.choices else None
         self.channel.visible = offered
 
@@ -190,8 +191,7 @@ class SegmentWidget(EngineWidget):
         post = config.postprocess
         # A channel is picked only for a 1-channel model; a multichannel one takes them all.
         self._one_channel_model = config.in_channels == 1
-        if hasattr(self, "channel"):
-            self._on_axes_changed()
+        self._on_axes_changed()
         self.threshold.value = float(post.get("threshold", self.threshold.value))
         self.min_size.value = int(post.get("min_size", self.min_size.value))
         if post.get("instance_method") in {v for _, v in METHOD_CHOICES}:
