@@ -26,6 +26,7 @@ from napari_unet.training.augment import augment_batch, collate_crops
 from napari_unet.training.data import (
     Sample,
     check_pair_shapes,
+    is_binary_mask,
     load_pairs,
     plane_name,
     plane_samples,
@@ -213,6 +214,18 @@ def test_load_pairs_reads_binary_masks_as_connected_regions(tmp_path):
     tifffile.imwrite(tmp_path / "ma" / "a.tif", ((labels > 0) * 255).astype(np.uint8))
     sample, = load_pairs(tmp_path / "im", tmp_path / "ma")
     np.testing.assert_array_equal(sample.target, three_class_targets(labels))
+
+
+def test_is_binary_mask_means_one_nonzero_value():
+    """Whatever value marks the nuclei (1, 255, 7, -1), one value is a mask; two are instances."""
+    mask = np.zeros((8, 8), np.int32)
+    assert not is_binary_mask(mask)  # empty: no objects at all
+    for value in (1, 255, 7, -1):
+        mask[1:3, 1:3] = mask[5:7, 5:7] = value
+        assert is_binary_mask(mask), value
+    mask[5:7, 5:7] = 2
+    assert not is_binary_mask(mask)
+    assert is_binary_mask(np.array([[0.0, 0.5], [0.5, 0.0]]))
 
 
 def test_load_pairs_refuses_a_colour_mask(tmp_path):

@@ -120,7 +120,7 @@ def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, 
     before = {k: v.clone() for k, v in start.net.state_dict().items()}
     trainer.model_name.value = "tuned stack"  # made folder-safe
     assert trainer.add_pair(img, lab)
-    assert "0/1 mask" in trainer.status.value
+    assert "read as a mask" in trainer.status.value
     seen = []
     trainer.train()
     trainer._run.worker.yielded.connect(seen.append)
@@ -207,6 +207,17 @@ def test_bad_input_becomes_a_notification(viewer, trainer, notes, tmp_path):
     trainer.add_pair(img, lab2)
     trainer.clear_button.clicked()
     assert trainer.pairs.choices == ()
+
+
+def test_a_mask_painted_in_any_one_label_is_read_as_connected_regions(viewer):
+    """The widget reads masks as the command line does: one value marks nuclei, not one nucleus."""
+    image, labels = discs()
+    img = viewer.add_image(image, name="img")
+    for value in (1, 7):
+        painted = viewer.add_labels((labels > 0).astype(np.int32) * value, name=f"mask {value}")
+        assert tw.check_pair(img, painted, viewer.layers).semantic, value
+    instances = viewer.add_labels(labels, name="instances")
+    assert not tw.check_pair(img, instances, viewer.layers).semantic
 
 
 def test_options_explain_themselves_and_default_sensibly(make_napari_viewer):

@@ -44,6 +44,7 @@ from ..checkpoint import CONFIG, LoadedModel
 from ..device import available_devices
 from ..errors import SegmentationError
 from ..progress import Progress
+from ..training.data import is_binary_mask
 from .engine_widget import EngineWidget, Run, row
 from .jobs import JobFailed
 from .model_choices import ModelCatalog
@@ -71,7 +72,7 @@ TOOLTIPS = {
     "labels": (
         "The corrected labels of that image, same height and width (and same planes for a stack).\n"
         "Instance labels (each nucleus its own id) teach the network to split touching nuclei.\n"
-        "A 0/1 semantic mask is accepted too: its objects are its connected regions\n"
+        "A mask painted in one label value (e.g. all 1) is accepted too: its objects are its connected regions\n"
         "(scikit-image connected components), so touching nuclei count as one.\n"
         "Planes of a stack whose labels are all 0 are skipped."
     ),
@@ -187,13 +188,14 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any]) -> _PairData:
             f"({' x '.join(map(str, lab.shape))}) differ in shape: choose the labels made for "
             "this image (e.g. '<image> instances')."
         )
-    top = int(np.max(lab)) if lab.size else 0
-    if top <= 0:
+    if not np.any(lab):
         raise SegmentationError(
             f"'{labels.name}' has no labelled objects (all 0): paint the nuclei of "
             f"'{image.name}' first, or segment it and correct the result."
         )
-    return _PairData(image.name, layer_array(image), lab, bool(image.rgb), semantic=top == 1)
+    # One rule with the command line and train(): a single painted value marks
+    # where nuclei are (a mask), whichever label number was used.
+    return _PairData(image.name, layer_array(image), lab, bool(image.rgb), semantic=is_binary_mask(lab))
 
 
 # ---------------------------------------------------------------------------- job
@@ -442,7 +444,8 @@ class TrainWidget(EngineWidget):
             return False
         self._pairs.append(_Pair(image, labels))
         self.pairs.reset_choices()
-        note = (" ('" + labels.name + "' is a 0/1 mask: each connected region counts as one object)"
+        note = (" ('" + labels.name + "' holds one label value, so it is read as a mask: each "
+                "connected region counts as one object)"
                 if data.semantic else "")
         self.status.value = f"Added {image.name} + {labels.name}{note}."
         return True

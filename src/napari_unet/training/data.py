@@ -145,9 +145,15 @@ def plane_name(name: str, index: tuple[int, ...]) -> str:
 
 
 def is_binary_mask(labels: Any) -> bool:
-    """True when ``labels`` holds a single nonzero value (a 0/1 or 0/255 mask, not instances)."""
-    values = np.unique(np.asarray(labels))
-    return len(values[values != 0]) == 1
+    """True when ``labels`` holds a single nonzero value (a 0/1 or 0/255 mask, not instances).
+
+    Such a mask marks where objects are, not which is which: its connected
+    regions are the objects. Instance labels with one object count too (their
+    one region is that object).
+    """
+    values = np.asarray(labels)
+    nonzero = values[values != 0]
+    return bool(nonzero.size) and bool(np.all(nonzero == nonzero[0]))
 
 
 def check_pair_shapes(image_shape: Sequence[int], labels_shape: Sequence[int], *, name: str = "") -> None:
