@@ -94,4 +94,6 @@ def test_axes_choices_and_resolution():
     assert resolve_axes(stack, None) == "ZYX" and resolve_axes(stack, "TYX") == "TYX"
     assert channel_data_axis(stack, "CYX") == 0
     assert resolve_axes(hyper, None) == "TZYX"
+    # A Fiji hyperstack (ZCYX) can be described as such.
+    assert "ZCYX" in [v for _, v in axes_choices(hyper)] and channel_data_axis(hyper, "ZCYX") == 1
     assert resolve_axes(Image(np.zeros((8, 9))), None) == "YX"

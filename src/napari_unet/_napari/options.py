@@ -29,6 +29,7 @@ AXES_HELP = {
     "TYXC": "time series, channels last",
     "CZYX": "z-stack, channels first",
     "TCYX": "time series, channels first",
+    "ZCYX": "z-stack, channels second (ImageJ/Fiji hyperstack order)",
     "TZYXC": "time series of z-stacks, channels last",
     "TZCYX": "time series of z-stacks, channels second to last",
 }
@@ -37,7 +38,7 @@ AXES_HELP = {
 _BY_NDIM = {
     2: ("YX",),
     3: ("ZYX", "TYX", "CYX", "YXC"),
-    4: ("TZYX", "CZYX", "TCYX", "ZYXC", "TYXC"),
+    4: ("TZYX", "CZYX", "ZCYX", "TCYX", "ZYXC", "TYXC"),
     5: ("TZYXC", "TZCYX"),
 }
 _RGB = {3: "YXC", 4: "ZYXC", 5: "TZYXC"}
