@@ -167,7 +167,12 @@ def test_bad_input_becomes_a_notification(viewer, trainer, notes, tmp_path):
     notes.items.clear()
     img = viewer.add_image(discs()[0], name="img")
     small = viewer.add_labels(np.ones((32, 32), np.int32), name="small")
+    assert trainer.add_pair(img, viewer.add_labels(discs()[1], name="fits"))
+    assert trainer.status.value.startswith("Added")
+    notes.items.clear()
     assert not trainer.add_pair(img, small)
+    assert trainer.status.value == "Pair not added: see the notification."  # not the last success
+    trainer.clear_button.clicked()
     (error,) = notes.messages("error")
     assert "differ in shape" in error and "'img'" in error and "'small'" in error
     notes.items.clear()

@@ -262,6 +262,8 @@ def test_removing_the_source_discards_the_result(viewer, widget, qtbot, notes, m
     qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
     assert len(viewer.layers) == 0 and widget.image.value is None
     assert sum("removed" in m for m in notes.messages()) == 1
+    qtbot.wait(200)  # progress records still queued do not bring the old tile count back
+    assert widget.status.value == "Stopped: 'gone' was removed." and widget.progress_bar.value == 0
     # Removed when the result is already waiting in the event queue: it is dropped.
     img = viewer.add_image(make_blobs((40, 48)), name="late")
     widget.image.value = img

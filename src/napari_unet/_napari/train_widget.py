@@ -438,6 +438,7 @@ class TrainWidget(EngineWidget):
             data = check_pair(image, labels, self._viewer.layers)
         except SegmentationError as exc:
             show_error(str(exc))
+            self.status.value = "Pair not added: see the notification."
             return False
         if any(p.image is image and p.labels is labels for p in self._pairs):
             show_info(f"'{image.name}' with '{labels.name}' is already in the list.")
@@ -473,6 +474,7 @@ class TrainWidget(EngineWidget):
             name, folder = self._reserve_folder()
         except SegmentationError as exc:
             show_error(str(exc))
+            self.status.value = "Not started: see the notification."
             return
         options.update(name=name, folder=folder)
         worker = create_worker(train_job, pairs, options, _start_thread=False, _ignore_errors=True)

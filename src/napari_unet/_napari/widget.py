@@ -276,10 +276,13 @@ class SegmentWidget(EngineWidget):
         run = self._run
         if run is not None and event.value is run.source:
             run.source_removed = True
+            run.answered = True  # progress records still queued must not rewrite the status
             run.worker.quit()
             what = "segmentation" if run.kind == "segment" else "instance update"
             show_info(f"'{run.source_name}' was removed from the viewer: its {what} "
                       "was stopped and nothing was added.")
+            self.status.value = f"Stopped: '{run.source_name}' was removed."
+            self.progress_bar.value = 0
 
     def _on_segmented(self, result: JobDone | JobFailed) -> None:
         run = self._run
