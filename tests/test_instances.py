@@ -7,7 +7,7 @@ import pytest
 from skimage import measure
 
 from napari_unet.errors import SegmentationError
-from napari_unet.instances import label_instances, split_seeds_at_necks, split_touching
+from napari_unet.instances import label_instances, relabel_edited, split_seeds_at_necks, split_touching
 
 
 def _objects(labels: np.ndarray) -> set[int]:
@@ -273,3 +273,62 @@ def test_label_instances_uses_neck_split_only_when_asked():
     assert plain.max() == 1
     assert cut.max() == 2
     assert np.array_equal(cut > 0, fg)
+
+
+def _squares_scene():
+    """Labels of three objects: two touching squares (a straight seam, ids 1, 2) and one apart (3)."""
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:15, 5:15] = 1
+    labels[5:15, 15:25] = 2  # touches 1: one region of the mask, split by the earlier method
+    labels[25:35, 40:50] = 3
+    return labels
+
+
+def test_relabel_edited_without_edits_changes_nothing():
+    """The split the run made (here one no distance transform would find) survives an update."""
+    previous = _squares_scene()
+    for method in ("watershed", "components"):
+        out = relabel_edited(previous > 0, previous, method=method, min_size=0)
+        np.testing.assert_array_equal(out, previous)
+        # Without the earlier labels, the two squares are relabelled as one object.
+        assert label_instances(previous > 0, method=method).max() == 2
+
+
+def test_relabel_edited_redoes_only_what_was_edited():
+    previous = _squares_scene()
+    mask = previous > 0
+    # A nucleus painted apart: a new id after the largest; the others keep theirs.
+    mask[25:33, 5:13] = True
+    out = relabel_edited(mask, previous, method="watershed", min_size=0)
+    assert np.all(out[previous > 0] == previous[previous > 0])
+    assert set(np.unique(out[25:33, 5:13])) == {4}
+    # Object 3 erased: gone; 1 and 2 untouched.
+    mask = previous > 0
+    mask[previous == 3] = False
+    out = relabel_edited(mask, previous, method="components", min_size=0)
+    assert _objects(out) == {1, 2} and np.array_equal(out[previous < 3], previous[previous < 3])
+    # Square 2 trimmed: its region (1 and 2) is labelled afresh, 3 keeps its id.
+    mask = previous > 0
+    mask[5:15, 22:25] = False
+    out = relabel_edited(mask, previous, method="components", min_size=0)
+    assert np.all(out[previous == 3] == 3)
+    region = out[5:15, 5:22]
+    assert len(np.unique(region)) == 1 and region[0, 0] > 3
+    # Painting next to object 3 makes it one object with the paint.
+    mask = previous > 0
+    mask[25:35, 50:55] = True
+    out = relabel_edited(mask, previous, method="components", min_size=0)
+    assert len(np.unique(out[25:35, 40:55])) == 1 and out[25, 40] > 3
+    squares = (previous == 1) | (previous == 2)
+    assert np.array_equal(out[squares], previous[squares])
+
+
+def test_relabel_edited_per_block_and_checks_shapes():
+    previous = np.stack([_squares_scene(), _squares_scene()])
+    mask = previous > 0
+    mask[1][previous[1] == 1] = False  # erased in the second time point only
+    out = relabel_edited(mask, previous, ndim=2, method="watershed", min_size=0)
+    np.testing.assert_array_equal(out[0], previous[0])
+    assert _objects(out[1]) == {2, 3}
+    with pytest.raises(SegmentationError, match="do not match"):
+        relabel_edited(mask, previous[0], ndim=2)

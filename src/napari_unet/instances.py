@@ -20,7 +20,8 @@ from skimage import measure, morphology, segmentation
 
 from .errors import SegmentationError
 
-__all__ = ["label_instances", "split_touching", "split_seeds_at_necks", "count_objects", "METHODS"]
+__all__ = ["label_instances", "relabel_edited", "split_touching", "split_seeds_at_necks", "count_objects",
+           "METHODS"]
 
 METHODS = ("components", "watershed")
 
@@ -252,6 +253,68 @@ def label_instances(
             labels = _fill_holes_per_label(labels)
         labels = _remove_small(labels, min_size)
         out[index], _, _ = segmentation.relabel_sequential(labels)
+    return out
+
+
+def relabel_edited(
+    mask: np.ndarray, previous: np.ndarray, *, ndim: int | None = None, **kwargs
+) -> np.ndarray:
+    """Instance labels for an edited mask that keep every object the edit left alone.
+
+    A connected region of ``mask`` that the edit did not touch (no pixel
+    added, every object of ``previous`` in it still whole) keeps the ids
+    ``previous`` gave it, so its split and its colours stay. The other
+    regions are labelled afresh by :func:`label_instances` (with ``kwargs``)
+    and get ids after the largest of ``previous``: ids are unique per labelled
+    block but need not be consecutive.
+
+    Parameters
+    ----------
+    mask : ndarray (..., *spatial)
+        The edited foreground (nonzero where objects are).
+    previous : ndarray (same shape) int
+        The instance labels the mask was made from (or last updated to).
+    ndim : int or None
+        Trailing dimensions labelled together (see :func:`label_instances`).
+    **kwargs
+        ``method``, ``min_size``, ``fill_holes``... for the regions relabelled.
+
+    Returns
+    -------
+    ndarray (same shape) int32
+    """
+    fg = np.asarray(mask) > 0
+    prev = np.asarray(previous)
+    if prev.shape != fg.shape:
+        raise SegmentationError(
+            f"The earlier labels ({prev.shape}) do not match the mask ({fg.shape}): "
+            "segment the image again."
+        )
+    fresh = label_instances(fg, ndim=ndim, **kwargs)
+    ndim = fg.ndim if ndim is None else int(ndim)
+    out = np.zeros(fg.shape, np.int32)
+    for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):
+        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh[index])
+    return out
+
+
+def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+    """One block of :func:`relabel_edited`: ``prev`` ids where untouched, else ``fresh`` ones after them."""
+    regions, n = ndi.label(fg)
+    top = int(prev.max(initial=0))
+    if n == 0 or top <= 0:
+        return fresh
+    prev = np.maximum(prev, 0)
+    damaged = np.bincount(prev.ravel(), minlength=top + 1) != np.bincount(prev[fg], minlength=top + 1)
+    damaged[0] = False  # an object with pixels erased (cut, trimmed or deleted in part)
+    touched = np.zeros(n + 1, bool)
+    touched[regions[fg & (prev == 0)]] = True  # pixels painted
+    touched[regions[fg & damaged[prev]]] = True
+    keep = fg & ~touched[regions]
+    out = np.where(keep, prev, 0).astype(np.int32)
+    redo = (fresh > 0) & ~keep
+    _, new_ids = np.unique(fresh[redo], return_inverse=True)
+    out[redo] = new_ids.reshape(-1) + top + 1
     return out
 
 

@@ -26,7 +26,7 @@ def names(viewer):
 
 
 def test_rerun_replaces_untouched_outputs_and_keeps_painted_ones(viewer, widget, wait_done,
-                                                                 segmented):
+                                                                 segmented, notes):
     sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
     # Untouched: updated in place.
     widget.threshold.value = 0.9
@@ -42,16 +42,20 @@ def test_rerun_replaces_untouched_outputs_and_keeps_painted_ones(viewer, widget,
     painted = sem.data.copy()
     widget.run()
     wait_done(widget)
-    assert names(viewer) == ["img", "img semantic", "img instances", "img semantic [2]"]
+    # Both outputs go to new layers: the painted mask keeps the instances it came with.
+    assert names(viewer) == ["img", "img semantic", "img instances", "img semantic [2]",
+                             "img instances [2]"]
     np.testing.assert_array_equal(sem.data, painted)
-    assert viewer.layers["img instances"] is inst  # still untouched: replaced in place
+    assert viewer.layers["img instances"] is inst
+    assert any("'img semantic' was kept" in m for m in notes.messages("info"))
     new = viewer.layers["img semantic [2]"]
     assert new.data.shape == (48, 64) and not np.array_equal(new.data, painted)
     np.testing.assert_allclose(new.scale, (0.5, 0.5))
-    # Another run replaces the fresh copy, never the painted layer.
+    # Another run replaces the fresh pair, never the painted layer.
     widget.run()
     wait_done(widget)
-    assert names(viewer) == ["img", "img semantic", "img instances", "img semantic [2]"]
+    assert names(viewer) == ["img", "img semantic", "img instances", "img semantic [2]",
+                             "img instances [2]"]
     np.testing.assert_array_equal(sem.data, painted)
 
 
@@ -129,10 +133,50 @@ def test_update_instances_of_a_time_series_labels_each_frame(viewer, widget, wai
     mask[:, 5:15, 5:15] = 1  # one square in each frame
     sem.data = mask
     widget.instance_method.value = "components"
+    widget.min_size.value += 1  # other options: every object is labelled again
     widget.update_instances()
     wait_done(widget)
     assert inst.data.shape == (2, 40, 48)
     assert inst.data[0].max() == inst.data[1].max() == 1  # ids restart per frame
+
+
+def test_update_keeps_what_the_edit_left_alone_and_rerun_keeps_the_corrections(
+        viewer, widget, wait_done, notes):
+    from napari_unet._napari.sample_data import nuclei_sample
+
+    (data, _, _), _ = nuclei_sample()
+    img = viewer.add_image(data[:160, :160], name="cells")  # real nuclei, some touching
+    widget.model.value = widget._catalog.default_key()  # the bundled model
+    widget.image.value = img
+    widget.run()
+    wait_done(widget)
+    sem, inst = viewer.layers["cells semantic"], viewer.layers["cells instances"]
+    ran = inst.data.copy()
+    assert ran.max() >= 10
+    # No edit: the update changes nothing (the run's split survives).
+    widget.update_instances()
+    wait_done(widget)
+    np.testing.assert_array_equal(inst.data, ran)
+    # One nucleus erased: it is gone; every other keeps its id.
+    gone = int(np.bincount(ran.ravel())[1:].argmax()) + 1
+    sem.data = np.where(ran == gone, 0, sem.data).astype(sem.data.dtype)
+    widget.update_instances()
+    wait_done(widget)
+    corrected = inst.data.copy()
+    others = (ran > 0) & (ran != gone)
+    assert not (corrected == gone).any() and np.array_equal(corrected[others], ran[others])
+    # Run again: the corrected pair is kept whole, the new results go to a new pair.
+    widget.run()
+    wait_done(widget)
+    assert names(viewer) == ["cells", "cells semantic", "cells instances", "cells semantic [2]",
+                             "cells instances [2]"]
+    np.testing.assert_array_equal(inst.data, corrected)
+    np.testing.assert_array_equal(viewer.layers["cells instances [2]"].data, ran)
+    # Update instances now works on the new pair.
+    widget.update_instances()
+    wait_done(widget)
+    assert viewer.layers["cells instances [2]"].metadata["updated_from"] == "cells semantic [2]"
+    np.testing.assert_array_equal(inst.data, corrected)
 
 
 def test_fingerprint_sees_any_change():
@@ -144,3 +188,17 @@ def test_fingerprint_sees_any_change():
     assert fingerprint(np.zeros((5, 4), np.int32)) != before  # shape counts
     assert fingerprint(np.zeros((4, 5), np.int64)) != before  # dtype counts
     assert fingerprint([1, 2]) is None
+
+
+def test_relabel_job_labels_z_stacks_per_time_point_whatever_the_axis_order():
+    """ZTYX: each time point's volume is labelled across Z, as the engine does (not T across Z)."""
+    mask = np.zeros((2, 3, 12, 12), np.uint8)  # Z, T, Y, X
+    mask[:, :, 2:6, 2:6] = 1  # one nucleus through both planes, at time points 0 and 2
+    mask[:, 1] = 0
+    order = [1, 0, 2, 3]  # T first, then the labelled Z, Y, X
+    labels = jobs.relabel_job(mask, {"method": "components", "min_size": 0, "ndim": 3}, order=order)
+    assert labels.shape == mask.shape
+    for t in (0, 2):
+        assert set(np.unique(labels[:, t])) == {0, 1}  # one object per time point, ids from 1
+    unordered = jobs.relabel_job(mask, {"method": "components", "min_size": 0, "ndim": 3})
+    assert unordered.max() == 2  # each Z plane labelled over T instead: two objects in it

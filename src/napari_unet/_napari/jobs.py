@@ -13,7 +13,7 @@ plain notification instead of a traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..api import Segmentation, iter_segment
 from ..errors import SegmentationError
-from ..instances import count_objects, label_instances
+from ..instances import count_objects, label_instances, relabel_edited
 from ..tracking import link_over_time
 from ..progress import Progress
 
@@ -82,15 +82,25 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
     return JobDone(seg)
 
 
-def relabel_job(mask: np.ndarray, params: dict[str, Any], *, time_axis: int | None = None
+def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarray | None = None,
+                order: Sequence[int] | None = None, time_axis: int | None = None
                 ) -> np.ndarray | JobFailed:
     """Instance labels from an edited mask (runs in a thread worker; never raises).
 
-    With ``time_axis`` the ids are linked over that axis (see
-    :func:`~napari_unet.tracking.link_over_time`).
+    With ``previous`` (the labels the mask was made from), objects the edit
+    left alone keep their ids (:func:`~napari_unet.instances.relabel_edited`).
+    ``order`` puts the axes labelled together last (e.g. ZTYX -> TZYX); the
+    result comes back in the mask's order. With ``time_axis`` the ids are
+    linked over that axis (see :func:`~napari_unet.tracking.link_over_time`).
     """
     try:
-        labels = label_instances(mask, **params)
+        order = list(order) if order is not None else list(range(mask.ndim))
+        mask = np.transpose(mask, order)
+        if previous is not None:
+            labels = relabel_edited(mask, np.transpose(previous, order), **params)
+        else:
+            labels = label_instances(mask, **params)
+        labels = np.ascontiguousarray(np.transpose(labels, np.argsort(order)))
         return labels if time_axis is None else link_over_time(labels, time_axis=time_axis)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))

@@ -110,7 +110,8 @@ TOOLTIPS = {
     "cancel": "Stop the running segmentation; nothing is added.",
     "update": (
         "Recompute '<image> instances' from '<image> semantic' after you corrected the mask\n"
-        "with the brush or eraser (uses the object options above; does not run the network)."
+        "with the brush or eraser (uses the object options above; does not run the network).\n"
+        "Regions you did not touch keep their objects and ids; edited ones are split again."
     ),
 }
 

@@ -7,6 +7,11 @@ data changed in any way (brush, fill, eraser, a script writing into the array,
 new data assigned) is left alone and the result goes to a new layer named
 ``"<image> semantic [2]"`` and so on. Undoing every edit makes a layer
 "untouched" again, as it should.
+
+A run's outputs stay a pair: when either of them holds the user's work (an
+edit, or instances that "Update instances" made from an edited mask), a new
+run puts both of its outputs in new layers, so the edited mask is never left
+beside instances it did not make.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class _Output:
     layer: weakref.ref
     digest: str | None
     auto_name: str
+    from_edits: bool = False  # made from the user's edits (by "Update instances")
 
 
 @dataclass
@@ -55,11 +61,18 @@ class RunRecord:
         Trailing dimensions labelled together (3 for z-stacks, else 2).
     metadata : dict
         The engine's metadata of the run.
+    instances : ndarray or None
+        A private copy of the instance labels last made (by the run or an
+        update), which "Update instances" keeps where the mask is unedited.
+    instance_params : dict
+        The ``method``, ``min_size`` and ``fill_holes`` that made ``instances``.
     """
 
     outputs: dict[str, _Output] = field(default_factory=dict)
     label_ndim: int = 2
     metadata: dict[str, Any] = field(default_factory=dict)
+    instances: np.ndarray | None = None
+    instance_params: dict[str, Any] = field(default_factory=dict)
 
     def layer(self, role: str) -> Labels | None:
         out = self.outputs.get(role)
@@ -86,6 +99,17 @@ class OutputTracker:
         """True when ``layer``'s data no longer matches what was put there."""
         return digest is None or fingerprint(layer.data) != digest
 
+    def users_work(self, source: Image) -> list[str]:
+        """Names of the outputs of ``source`` that hold the user's work (edited, or made from edits)."""
+        rec = self._records.get(source)
+        names = []
+        for out in rec.outputs.values() if rec is not None else ():
+            layer = out.layer()
+            if layer is not None and layer in self._viewer.layers and (
+                    out.from_edits or self.is_edited(layer, out.digest)):
+                names.append(layer.name)
+        return names
+
     def publish(
         self,
         source: Image,
@@ -93,8 +117,13 @@ class OutputTracker:
         *,
         label_ndim: int | None = None,
         metadata: dict[str, Any] | None = None,
+        from_edits: bool = False,
     ) -> dict[str, Labels]:
         """Show ``tuples`` (role -> layer data) as the outputs of ``source``.
+
+        A new run (``from_edits=False``) goes to new layers, all of them, when
+        any output of the last one holds the user's work. ``from_edits=True``
+        (an update made from an edited mask) replaces only untouched layers.
 
         Returns
         -------
@@ -108,14 +137,18 @@ class OutputTracker:
             rec.label_ndim = int(label_ndim)
         if metadata is not None:
             rec.metadata = dict(metadata)
-        return {role: self._put(rec, role, data_tuple) for role, data_tuple in tuples.items()}
+        fresh = not from_edits and bool(self.users_work(source))
+        return {role: self._put(rec, role, data_tuple, fresh=fresh, from_edits=from_edits)
+                for role, data_tuple in tuples.items()}
 
-    def _put(self, rec: RunRecord, role: str, data_tuple: LayerDataTuple) -> Labels:
+    def _put(self, rec: RunRecord, role: str, data_tuple: LayerDataTuple, *, fresh: bool,
+             from_edits: bool) -> Labels:
         data, kwargs, _ = data_tuple
         previous = rec.outputs.get(role)
         old = previous.layer() if previous is not None else None
         layers = self._viewer.layers
-        if old is not None and old in layers and not self.is_edited(old, previous.digest):
+        if (not fresh and old is not None and old in layers
+                and not self.is_edited(old, previous.digest)):
             if old.ndim == np.ndim(data):
                 layer = self._update(old, data, kwargs, previous.auto_name)
             else:  # another axes choice: swap the untouched layer for a new one
@@ -127,7 +160,7 @@ class OutputTracker:
         else:
             layer = create_layer((data, {**kwargs, "name": self._free_name(kwargs["name"])}, "labels"))
             self._viewer.add_layer(layer)
-        rec.outputs[role] = _Output(weakref.ref(layer), fingerprint(layer.data), kwargs["name"])
+        rec.outputs[role] = _Output(weakref.ref(layer), fingerprint(layer.data), kwargs["name"], from_edits)
         return layer
 
     def _update(self, layer: Labels, data: np.ndarray, kwargs: dict[str, Any], auto_name: str) -> Labels:

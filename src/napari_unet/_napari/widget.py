@@ -301,7 +301,15 @@ class SegmentWidget(EngineWidget):
         spatial, notes = spatial_kwargs(run.source, drop_axis=run.drop_axis)
         tuples = segmentation_layer_data(seg, source_name=run.source.name, spatial=spatial, notes=notes)
         label_ndim = sum(a in "ZYX" for a in seg.axes)
-        self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata)
+        work = self._tracker.users_work(run.source)
+        layers = self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata)
+        meta = seg.metadata
+        self._remember_instances(run.source, seg.instances, {
+            "method": meta["instance_method"], "min_size": int(meta["min_size"]),
+            "fill_holes": bool(meta["fill_holes"]), "linked": bool(meta["linked_over_time"])})
+        if work:
+            show_info("Your work in " + ", ".join(f"'{name}'" for name in work) + " was kept: the new "
+                      "results are in " + " and ".join(f"'{layer.name}'" for layer in layers.values()) + ".")
         count = seg.metadata["n_objects"]
         planes = seg.instances.size // max(1, int(np.prod(seg.instances.shape[-label_ndim:])))
         where = f" over {planes} time points" if planes > 1 else ""
@@ -337,13 +345,22 @@ class SegmentWidget(EngineWidget):
             "ndim": min(record.label_ndim, mask.ndim),
         }
         out_axes = str(record.metadata.get("axes") or "").replace("C", "")
+        if len(out_axes) != mask.ndim:
+            out_axes = ""
         linked = bool(self.link_time.value) and "T" in out_axes
-        worker = create_worker(relabel_job, mask, params, time_axis=out_axes.index("T") if linked else None,
+        # Objects the edit left alone keep their ids and split, unless the options changed.
+        wanted = {**{k: params[k] for k in _INSTANCE_KEYS if k in params}, "linked": linked}
+        same = (record.instances is not None and record.instances.shape == mask.shape
+                and record.instance_params == wanted)
+        worker = create_worker(relabel_job, mask, params, previous=record.instances if same else None,
+                               order=_label_axes_last(out_axes, params["ndim"], mask.ndim),
+                               time_axis=out_axes.index("T") if linked else None,
                                _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_relabelled(result, semantic, params), progress_records=False)
+                    lambda result: self._on_relabelled(result, semantic, {**params, "linked": linked}),
+                    progress_records=False)
 
     def _on_relabelled(self, result: np.ndarray | JobFailed, semantic: Labels, params: dict) -> None:
         run = self._run
@@ -360,8 +377,27 @@ class SegmentWidget(EngineWidget):
                 "updated_from": semantic.name}
         data_tuple = label_layer_data(result, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
-        self._tracker.publish(run.source, {"instances": data_tuple})
-        count = count_objects(result, params["ndim"])
+        self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True)
+        self._remember_instances(run.source, result, {k: params[k] for k in _INSTANCE_KEYS})
+        order = _label_axes_last(str(meta.get("axes") or "").replace("C", ""), params["ndim"], result.ndim)
+        count = count_objects(np.transpose(result, order), params["ndim"])
         self.status.value = f"{count} objects after the update of {run.source.name}"
 
+    def _remember_instances(self, source: Image, instances: np.ndarray, params: dict[str, Any]) -> None:
+        """Keep a private copy of the labels just made (with ``params``), for the next "Update instances"."""
+        record = self._tracker.record(source)
+        if record is not None:
+            record.instances = np.array(instances, copy=True)
+            record.instance_params = {k: params[k] for k in _INSTANCE_KEYS}
 
+
+_INSTANCE_KEYS = ("method", "min_size", "fill_holes", "linked")
+
+
+def _label_axes_last(axes: str, label_ndim: int, ndim: int) -> list[int]:
+    """Permutation putting the axes labelled together (Y, X, and Z in 3D) last; identity without axes."""
+    if len(axes) != ndim:
+        return list(range(ndim))
+    labelled = "ZYX"[-label_ndim:]
+    return ([i for i, a in enumerate(axes) if a not in labelled]
+            + [i for i, a in enumerate(axes) if a in labelled])
