@@ -435,14 +435,14 @@ def test_evaluate_known_answer(models, tmp_path, capsys, fake_net):
     captured = capsys.readouterr()
     assert code == 0
     assert fake_net, "the fake network ran"
-    rows = _table_rows(captured.out)
+    rows = _table_rows(captured.err)
     assert len(rows) == 9
     for row in rows:
         assert float(row[1]) == pytest.approx(6 / 7, abs=1e-3)
         assert (int(row[5]), int(row[6]), int(row[7])) == (6, 0, 1)
         assert float(row[8]) == pytest.approx((1.0 + 3 / 4) / 2, abs=1e-3)  # mean per-image AP
-    # --json without a file name prints the JSON after the table.
-    payload = json.loads(captured.out[captured.out.index("{"):])
+    # --json without a file name prints the JSON alone on stdout (the table goes to stderr).
+    payload = json.loads(captured.out)
     assert [s["ap"] for s in payload["scores"]] == pytest.approx([6 / 7] * 9)
     assert [s["tp"] for s in payload["scores"]] == [6] * 9
 
@@ -703,3 +703,34 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path):
                           "-o", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "does not exist" in _assert_one_error_line(bad.stderr)
+
+
+def test_evaluate_reads_imagej_axes_and_scores_time_points_apart(models, tmp_path, capsys, fake_net):
+    """A TYX movie saved by ImageJ is scored frame by frame, not as one volume of joined discs."""
+    frames = [disc_scene([(20, 20 + 4 * t, 8), (44, 44 - 4 * t, 7)]) for t in range(3)]
+    movie = np.stack([f[0] for f in frames])
+    truth = np.stack([np.where(f[1] > 0, f[1] + 2 * t, 0) for t, f in enumerate(frames)])  # ids per frame
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "movie.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "ma" / "movie.tif", truth, photometric="minisblack")
+    args = ["evaluate", "--images", str(tmp_path / "im"), "--masks", str(tmp_path / "ma"),
+            "--model", str(models["2d"]), "--device", "cpu", "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "(3 time points)" in captured.err
+    payload = json.loads(captured.out)
+    assert payload["scores"][0]["tp"] == 6 and payload["scores"][0]["ap"] == pytest.approx(1.0)
+    # Told the axes are ZYX, the discs join through the planes into 3D objects, which the
+    # six one-frame objects of the truth do not match.
+    assert main([*args, "--axes", "ZYX"]) == 0
+    assert json.loads(capsys.readouterr().out)["scores"][0]["ap"] < 0.5
+
+
+def test_evaluate_names_the_file_that_fails(models, tmp_path, capsys):
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
+    tifffile.imwrite(img_dir / "img1.tif", np.full((64, 64), np.nan, np.float32))
+    code = main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir),
+                 "--model", str(models["2d"]), "--device", "cpu"])
+    assert code == 2
+    assert _assert_one_error_line(capsys.readouterr().err).startswith("napari-unet: error: img1.tif: ")

@@ -150,8 +150,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], list[Any]]:
-    from .io import IMAGE_SUFFIXES, read_image
+def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None
+                       ) -> tuple[list[str], list[Any], list[Any], list[str | None]]:
+    """Names, images, instance masks and axes (``axes``, else the file's, else None) of a folder pair."""
+    from .io import IMAGE_SUFFIXES, read_image, read_image_axes
     from .training.data import check_pair_shapes
 
     img_dir, mask_dir = Path(images), Path(masks)
@@ -159,20 +161,36 @@ def _load_folder_pairs(images: str, masks: str) -> tuple[list[str], list[Any], l
         if not d.is_dir():
             raise SegmentationError(f"Folder {d} does not exist.")
     masks_by_stem = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    names, imgs, msks = [], [], []
+    names, imgs, msks, all_axes = [], [], [], []
     for p in sorted(img_dir.iterdir()):
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         if p.stem not in masks_by_stem:
             raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
-        image, mask = read_image(p), read_image(masks_by_stem[p.stem])
-        check_pair_shapes(image.shape, mask.shape, name=str(masks_by_stem[p.stem]))
-        names.append(p.stem)
+        (image, file_axes), mask = read_image_axes(p), read_image(masks_by_stem[p.stem])
+        image_axes = axes or file_axes
+        shape = image.shape
+        if image_axes and "C" in image_axes.upper() and len(image_axes) == image.ndim:
+            # Channels are not labelled: the mask has the image's other axes.
+            shape = tuple(n for n, a in zip(image.shape, image_axes.upper()) if a != "C")
+        check_pair_shapes(shape, mask.shape, name=str(masks_by_stem[p.stem]))
+        names.append(p.name)
         imgs.append(image)
         msks.append(_instances_of(mask, masks_by_stem[p.stem]))
+        all_axes.append(image_axes)
     if not names:
         raise SegmentationError(f"No images found in {img_dir}.")
-    return names, imgs, msks
+    return names, imgs, msks, all_axes
+
+
+def _time_points(mask: Any, pred: Any, axes: str) -> list[tuple[Any, Any]]:
+    """(mask, prediction) per time point when ``axes`` (the prediction's) hold T; else the pair."""
+    import numpy as np
+
+    if "T" not in axes or mask.shape != pred.shape:
+        return [(mask, pred)]
+    t = axes.index("T")
+    return [(np.take(mask, i, axis=t), np.take(pred, i, axis=t)) for i in range(pred.shape[t])]
 
 
 def _instances_of(mask: Any, path: Path) -> Any:
@@ -210,18 +228,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.json and args.json != "-":
         _check_json_target(Path(args.json), overwrite=args.overwrite)
-    names, imgs, masks = _load_folder_pairs(args.images, args.masks)
+    names, imgs, masks, all_axes = _load_folder_pairs(args.images, args.masks, axes=args.axes)
     model = load_model(args.model)
     bar = ProgressBar("evaluate")
-    preds = []
-    for i, img in enumerate(imgs):
-        preds.append(segment(img, model=model, device=args.device, scale=args.scale,
-                             keep_probabilities=False).instances)
-        bar.update(i + 1, len(imgs), names[i][:20])
+    truths, preds = [], []
+    for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):
+        try:
+            result = segment(img, model=model, axes=axes, channel=args.channel, device=args.device,
+                             scale=args.scale, keep_probabilities=False)
+        except SegmentationError as exc:
+            raise SegmentationError(f"{name}: {exc}") from None
+        # Time points are scored as separate images; z-stacks as volumes.
+        for truth, pred in _time_points(mask, result.instances, result.axes):
+            truths.append(truth)
+            preds.append(pred)
+        bar.update(i + 1, len(imgs), name[:20])
     bar.close()
-    scores = evaluate(masks, preds)
-    print(f"model {model.name} ({model.short_hash}) on {len(names)} image(s) in {args.images}")
-    print(scores.format_table())
+    try:
+        scores = evaluate(truths, preds)
+    except SegmentationError as exc:
+        raise SegmentationError(f"The masks in {args.masks}: {exc}") from None
+    # With --json - the JSON alone goes to stdout, so that it can be piped.
+    out = sys.stderr if args.json == "-" else sys.stdout
+    extra = f" ({len(truths)} time points)" if len(truths) != len(names) else ""
+    print(f"model {model.name} ({model.short_hash}) on {len(names)} image(s){extra} in {args.images}", file=out)
+    print(scores.format_table(), file=out)
     if args.json:
         payload = {"model": model.name, "model_sha256": model.sha256, "images": args.images,
                    "scale": args.scale, **scores.to_dict()}
@@ -276,9 +307,9 @@ def _tune(model: Any, args: argparse.Namespace) -> tuple[dict, list]:
 
     from .training.data import pair_planes
 
-    names, imgs, masks = _load_folder_pairs(args.val_images, args.val_masks)
+    names, imgs, masks, _ = _load_folder_pairs(args.val_images, args.val_masks)
     planes = [plane for name, img, mask in zip(names, imgs, masks)
-              for plane in pair_planes(img, mask, name=name) if plane is not None]
+              for plane in pair_planes(img, mask, name=Path(name).stem) if plane is not None]
     return tune_postprocess(model, [p[1] for p in planes], [p[2] for p in planes],
                             device=args.device, save=True)
 
@@ -343,6 +374,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--images", required=True)
     e.add_argument("--masks", required=True)
     e.add_argument("--model", "-m", default="default")
+    e.add_argument("--axes", help="axes of the images, as for segment (default: the file's, else guessed "
+                   "from the shape); the masks have the same axes without C")
+    e.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
     e.add_argument("--device", default="auto")
     e.add_argument("--scale", default=None, help="as for segment: a number, or 'auto' (default: the model's)")
     e.add_argument("--json", nargs="?", const="-", help="also write the scores as JSON (to a file, or - for stdout)")
