@@ -291,3 +291,40 @@ def test_pt_file_with_non_tensors(saved, tmp_path):
     torch.save({"stem.0.weight": 3, "note": "hello"}, folder / "model.pt")
     with pytest.raises(SegmentationError, match="state dict of tensors"):
         load_model(folder / "model.pt")
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"postprocess": None}, "mapping"),
+        ({"postprocess": {"threshold": "high"}}, r"postprocess\['threshold'\] is 'high'"),
+        ({"postprocess": {"seed_threshold": 1.5}}, "seed_threshold"),
+        ({"postprocess": {"min_size": -3}}, "min_size"),
+        ({"postprocess": {"instance_method": "magic"}}, "instance_method"),
+        ({"normalization": {"low": "a"}}, r"normalization\['low'\]"),
+        ({"normalization": {"low": 99.0, "high": 1.0}}, "below"),
+    ],
+)
+def test_bad_inference_settings_are_refused_on_load(saved, tmp_path, changes, fragment):
+    """Settings inference would trip over later are named when the model is opened."""
+    folder = _copy(saved, tmp_path / "bad")
+    _edit_config(folder, **changes)
+    with pytest.raises(SegmentationError, match=fragment):
+        load_model(folder)
+
+
+def test_settings_a_config_leaves_out_take_their_defaults(saved, tmp_path):
+    folder = _copy(saved, tmp_path / "sparse")
+    _edit_config(folder, postprocess={"threshold": 0.6}, normalization={"high": 99.9})
+    config = load_model(folder).config
+    assert config.postprocess["threshold"] == 0.6 and config.postprocess["seed_threshold"] == 0.5
+    assert config.normalization == {"method": "percentile", "low": 1.0, "high": 99.9}
+
+
+def test_a_local_folder_named_like_a_bundled_model_is_not_shadowed(saved, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _copy(saved, tmp_path / "nuclei")
+    with pytest.raises(SegmentationError, match=r"'\./nuclei'.*'default'"):
+        load_model("nuclei")
+    assert load_model("./nuclei").sha256 == load_model(saved).sha256
+    assert load_model("default").config.name == "nuclei"  # the bundled one

@@ -376,6 +376,23 @@ def test_debug_environment_variable_shows_the_traceback(models, tmp_path, monkey
         main(["segment", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "o"), "-m", str(models["2d"])])
 
 
+def test_an_unexpected_failure_is_one_line_not_a_traceback(models, tmp_path, capsys, monkeypatch):
+    import napari_unet.api
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something inside broke\nwith a second line")
+
+    monkeypatch.setattr(napari_unet.api, "iter_segment", broken)
+    img_dir, _ = _write_set(tmp_path / "data", DISCS[:1])
+    args = ["segment", str(img_dir / "img0.tif"), "-o", str(tmp_path / "o"), "-m", str(models["2d"])]
+    assert main(args) == 1
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "RuntimeError: something inside broke. " in line and "NAPARI_UNET_DEBUG=1" in line
+    monkeypatch.setenv("NAPARI_UNET_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(args)
+
+
 # --- evaluate ------------------------------------------------------------------------------
 
 def _table_rows(text: str) -> list[list[str]]:

@@ -36,6 +36,24 @@ def test_plain_files_declare_no_axes(tmp_path):
         assert read_image(tmp_path / name).shape == shape
 
 
+def test_a_tiff_of_several_images_is_refused_not_cut_to_the_first(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
+        tif.write(np.zeros((16, 16), np.uint8))
+        tif.write(np.zeros((32, 24), np.uint8))
+    with pytest.raises(SegmentationError, match=r"mixed.tif holds 2 separate images \(shapes \(16, 16\), \(32, 24\)\)"):
+        read_image(tmp_path / "mixed.tif")
+    # Pages of one size written as one stack are one image.
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 16, 16), np.uint8), photometric="minisblack")
+    assert read_image(tmp_path / "stack.tif").shape == (3, 16, 16)
+
+
+def test_grey_with_alpha_png_reads_as_grey(tmp_path):
+    grey = np.arange(16 * 20, dtype=np.uint8).reshape(16, 20)
+    skio.imsave(tmp_path / "la.png", np.stack([grey, np.full_like(grey, 255)], axis=-1),
+                check_contrast=False)
+    np.testing.assert_array_equal(read_image(tmp_path / "la.png"), grey)
+
+
 def test_bad_paths_get_one_clear_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 30)

@@ -103,6 +103,32 @@ class ModelConfig:
                 f"The model config names {len(self.classes)} classes but has "
                 f"{self.out_channels} output channels."
             )
+        self._check_sections()
+
+    def _check_sections(self) -> None:
+        """Refuse ``normalization``/``postprocess`` values that inference could not use."""
+        def number(section: str, key: str, low: float, high: float) -> None:
+            value = getattr(self, section).get(key)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+            if not ok:
+                raise SegmentationError(
+                    f"The model config's {section}[{key!r}] is {value!r}: it must be a number from "
+                    f"{low:g} to {high:g}. Fix config.json, or save the model again.")
+
+        for section in ("normalization", "postprocess"):
+            if not isinstance(getattr(self, section), dict):
+                raise SegmentationError(f"The model config's {section} must be a mapping of settings.")
+        number("normalization", "low", 0.0, 100.0)
+        number("normalization", "high", 0.0, 100.0)
+        if self.normalization["low"] >= self.normalization["high"]:
+            raise SegmentationError("The model config's normalization 'low' must be below 'high'.")
+        for key in ("threshold", "seed_threshold"):
+            number("postprocess", key, 0.0, 1.0)
+        number("postprocess", "min_size", 0, float("inf"))
+        if self.postprocess.get("instance_method") not in ("components", "watershed"):
+            raise SegmentationError(
+                f"The model config's postprocess['instance_method'] is "
+                f"{self.postprocess.get('instance_method')!r}: use 'components' or 'watershed'.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,6 +145,12 @@ class ModelConfig:
         unknown = set(data) - names
         if unknown:
             raise SegmentationError(f"Unknown keys in model config: {sorted(unknown)}.")
+        data = dict(data)
+        defaults = cls()
+        for section in ("normalization", "postprocess"):
+            if section in data and isinstance(data[section], dict):
+                # Settings a config leaves out take their defaults.
+                data[section] = {**getattr(defaults, section), **data[section]}
         return cls(**data)
 
     def build(self) -> UNet:
@@ -199,6 +231,13 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
     bundled = bundled_models()
     key = DEFAULT_MODEL if text == "default" else text
     if key in bundled:
+        local = Path(text).expanduser()
+        if (local / CONFIG).is_file() and local.resolve() != bundled[key].resolve():
+            other = key if text == "default" else "default"
+            raise SegmentationError(
+                f"{text!r} names both a bundled model and the model folder {local.resolve()}: give "
+                f"{os.path.join('.', text)!r} (or its full path) for the folder, or {other!r} for the "
+                "bundled model.")
         return key, bundled[key]
     path = Path(text).expanduser()
     if not path.exists():

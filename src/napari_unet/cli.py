@@ -398,6 +398,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. "| head": the reader has what it wanted
+        # Python would complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a bug or an odd file: one line, not a traceback
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"napari-unet: error: unexpected {type(exc).__name__}{': ' + first if first else ''}. "
+              "Check the inputs and options; run again with NAPARI_UNET_DEBUG=1 for the details, "
+              "and report it if it persists.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -71,13 +71,25 @@ def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
+                if len(tif.series) > 1:
+                    shapes = ", ".join(str(tuple(x.shape)) for x in tif.series[:4])
+                    raise SegmentationError(
+                        f"{path.name} holds {len(tif.series)} separate images (shapes {shapes}"
+                        f"{', ...' if len(tif.series) > 4 else ''}), e.g. stage positions or pages "
+                        "of different sizes: save each as its own file (in Fiji, open the file "
+                        "and save each series) and give those.")
                 series = tif.series[0]
                 image = series.asarray()
                 axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome) else None
             return image, axes
         from skimage import io
 
-        return io.imread(path), None
+        image = io.imread(path)
+        if image.ndim == 3 and image.shape[-1] == 2:  # grey + alpha (PNG "LA"): the grey is the image
+            image = image[..., 0]
+        return image, None
+    except SegmentationError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is the same for a user
         raise SegmentationError(
             f"Could not read {path}: {type(exc).__name__}: {_first_line(exc)}") from None
