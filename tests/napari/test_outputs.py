@@ -202,3 +202,32 @@ def test_relabel_job_labels_z_stacks_per_time_point_whatever_the_axis_order():
         assert set(np.unique(labels[:, t])) == {0, 1}  # one object per time point, ids from 1
     unordered = jobs.relabel_job(mask, {"method": "components", "min_size": 0, "ndim": 3})
     assert unordered.max() == 2  # each Z plane labelled over T instead: two objects in it
+
+
+def test_new_results_are_hashed_in_the_worker_not_the_gui_thread(viewer, widget, wait_done, make_blobs,
+                                                                 monkeypatch):
+    """Publishing a big stack must not freeze napari: the GUI thread hashes only earlier outputs."""
+    import threading
+
+    from napari_unet._napari import outputs
+
+    threads = []
+    real = outputs.fingerprint
+
+    def counting(data):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(data)
+
+    monkeypatch.setattr(outputs, "fingerprint", counting)
+    img = viewer.add_image(make_blobs((48, 64)), name="img")
+    widget.image.value = img
+    widget.run()
+    wait_done(widget)
+    assert threads == [False, False]  # both outputs, in the worker
+    threads.clear()
+    widget.run()
+    wait_done(widget)
+    assert threads.count(True) == 2  # the two earlier outputs, checked for edits once each
+    record = widget._tracker.record(img)
+    for role, layer in (("semantic", viewer.layers["img semantic"]), ("instances", viewer.layers["img instances"])):
+        assert record.outputs[role].digest == real(layer.data)

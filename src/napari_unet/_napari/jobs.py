@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,9 +32,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JobDone:
-    """The engine finished; ``segmentation`` holds its result."""
+    """The engine finished; ``segmentation`` holds its result.
+
+    ``digests`` holds the fingerprints of its semantic and instance arrays,
+    computed in the worker so that the GUI thread need not hash them.
+    """
 
     segmentation: Segmentation
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
         if not isinstance(exc, SegmentationError):
             log.exception("napari-unet: segmentation failed")
         return JobFailed(friendly_message(exc))
-    return JobDone(seg)
+    from .outputs import fingerprint
+
+    return JobDone(seg, {"semantic": fingerprint(seg.semantic), "instances": fingerprint(seg.instances)})
 
 
 def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarray | None = None,

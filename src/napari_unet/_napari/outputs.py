@@ -26,7 +26,7 @@ from napari.layers import Image, Labels
 
 from .layers import LayerDataTuple, create_layer
 
-__all__ = ["fingerprint", "OutputTracker", "RunRecord"]
+__all__ = ["fingerprint", "OutputTracker", "Published", "RunRecord"]
 
 _PLACEMENT = ("scale", "translate", "units", "axis_labels")
 
@@ -79,6 +79,23 @@ class RunRecord:
         return None if out is None else out.layer()
 
 
+@dataclass
+class Published:
+    """What :meth:`OutputTracker.publish` did.
+
+    Attributes
+    ----------
+    layers : dict
+        Role -> the layer now holding that output.
+    kept : list of str
+        Names of earlier outputs that held the user's work, left alone, which
+        is why this run went to new layers (empty otherwise).
+    """
+
+    layers: dict[str, Labels]
+    kept: list[str]
+
+
 class OutputTracker:
     """Adds, replaces and remembers the output layers of one viewer.
 
@@ -99,17 +116,6 @@ class OutputTracker:
         """True when ``layer``'s data no longer matches what was put there."""
         return digest is None or fingerprint(layer.data) != digest
 
-    def users_work(self, source: Image) -> list[str]:
-        """Names of the outputs of ``source`` that hold the user's work (edited, or made from edits)."""
-        rec = self._records.get(source)
-        names = []
-        for out in rec.outputs.values() if rec is not None else ():
-            layer = out.layer()
-            if layer is not None and layer in self._viewer.layers and (
-                    out.from_edits or self.is_edited(layer, out.digest)):
-                names.append(layer.name)
-        return names
-
     def publish(
         self,
         source: Image,
@@ -118,17 +124,15 @@ class OutputTracker:
         label_ndim: int | None = None,
         metadata: dict[str, Any] | None = None,
         from_edits: bool = False,
-    ) -> dict[str, Labels]:
+        digests: dict[str, str] | None = None,
+    ) -> Published:
         """Show ``tuples`` (role -> layer data) as the outputs of ``source``.
 
         A new run (``from_edits=False``) goes to new layers, all of them, when
         any output of the last one holds the user's work. ``from_edits=True``
         (an update made from an edited mask) replaces only untouched layers.
-
-        Returns
-        -------
-        dict
-            Role -> the layer now holding that output.
+        ``digests`` (role -> :func:`fingerprint` of the data, computed off the
+        GUI thread) spare hashing the new data again.
         """
         rec = self._records.get(source)
         if rec is None:
@@ -137,18 +141,31 @@ class OutputTracker:
             rec.label_ndim = int(label_ndim)
         if metadata is not None:
             rec.metadata = dict(metadata)
-        fresh = not from_edits and bool(self.users_work(source))
-        return {role: self._put(rec, role, data_tuple, fresh=fresh, from_edits=from_edits)
-                for role, data_tuple in tuples.items()}
+        # Each earlier output is hashed once: shown and untouched, or holding the user's work.
+        untouched, work = set(), []
+        for role, out in rec.outputs.items():
+            layer = out.layer()
+            if layer is None or layer not in self._viewer.layers:
+                continue
+            if self.is_edited(layer, out.digest):
+                work.append(layer.name)
+            else:
+                untouched.add(role)
+                if out.from_edits:
+                    work.append(layer.name)
+        fresh = bool(work) and not from_edits
+        layers = {role: self._put(rec, role, data_tuple, replace=role in untouched and not fresh,
+                                  from_edits=from_edits, digest=(digests or {}).get(role))
+                  for role, data_tuple in tuples.items()}
+        return Published(layers, work if fresh else [])
 
-    def _put(self, rec: RunRecord, role: str, data_tuple: LayerDataTuple, *, fresh: bool,
-             from_edits: bool) -> Labels:
+    def _put(self, rec: RunRecord, role: str, data_tuple: LayerDataTuple, *, replace: bool,
+             from_edits: bool, digest: str | None) -> Labels:
         data, kwargs, _ = data_tuple
         previous = rec.outputs.get(role)
-        old = previous.layer() if previous is not None else None
         layers = self._viewer.layers
-        if (not fresh and old is not None and old in layers
-                and not self.is_edited(old, previous.digest)):
+        if replace:
+            old = previous.layer()
             if old.ndim == np.ndim(data):
                 layer = self._update(old, data, kwargs, previous.auto_name)
             else:  # another axes choice: swap the untouched layer for a new one
@@ -160,7 +177,9 @@ class OutputTracker:
         else:
             layer = create_layer((data, {**kwargs, "name": self._free_name(kwargs["name"])}, "labels"))
             self._viewer.add_layer(layer)
-        rec.outputs[role] = _Output(weakref.ref(layer), fingerprint(layer.data), kwargs["name"], from_edits)
+        if digest is None or layer.data is not data:
+            digest = fingerprint(layer.data)
+        rec.outputs[role] = _Output(weakref.ref(layer), digest, kwargs["name"], from_edits)
         return layer
 
     def _update(self, layer: Labels, data: np.ndarray, kwargs: dict[str, Any], auto_name: str) -> Labels:

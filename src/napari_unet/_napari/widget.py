@@ -301,15 +301,16 @@ class SegmentWidget(EngineWidget):
         spatial, notes = spatial_kwargs(run.source, drop_axis=run.drop_axis)
         tuples = segmentation_layer_data(seg, source_name=run.source.name, spatial=spatial, notes=notes)
         label_ndim = sum(a in "ZYX" for a in seg.axes)
-        work = self._tracker.users_work(run.source)
-        layers = self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata)
+        published = self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata,
+                                          digests=result.digests)
         meta = seg.metadata
         self._remember_instances(run.source, seg.instances, {
             "method": meta["instance_method"], "min_size": int(meta["min_size"]),
             "fill_holes": bool(meta["fill_holes"]), "linked": bool(meta["linked_over_time"])})
-        if work:
-            show_info("Your work in " + ", ".join(f"'{name}'" for name in work) + " was kept: the new "
-                      "results are in " + " and ".join(f"'{layer.name}'" for layer in layers.values()) + ".")
+        if published.kept:
+            show_info("Your work in " + ", ".join(f"'{name}'" for name in published.kept) + " was kept: "
+                      "the new results are in "
+                      + " and ".join(f"'{layer.name}'" for layer in published.layers.values()) + ".")
         count = seg.metadata["n_objects"]
         planes = seg.instances.size // max(1, int(np.prod(seg.instances.shape[-label_ndim:])))
         where = f" over {planes} time points" if planes > 1 else ""
