@@ -751,3 +751,18 @@ def test_evaluate_names_the_file_that_fails(models, tmp_path, capsys):
                  "--model", str(models["2d"]), "--device", "cpu"])
     assert code == 2
     assert _assert_one_error_line(capsys.readouterr().err).startswith("napari-unet: error: img1.tif: ")
+
+
+def test_stains_of_a_composite_are_not_blended_like_rgb(models, tmp_path, capsys):
+    """Three declared channels (nuclei, cytoplasm, empty) need --channel; an RGB file does not."""
+    image, _ = disc_scene(DISCS[0])
+    composite = np.stack([image, np.full_like(image, 90), np.zeros_like(image)])
+    tifffile.imwrite(tmp_path / "comp.tif", composite, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "rgb.tif", np.stack([image] * 3, axis=-1), photometric="rgb")
+    base = ["segment", "-o", str(tmp_path / "out"), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main([*base, str(tmp_path / "comp.tif")]) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "comp.tif has 3 channels (axes CYX" in line and "--channel N (0 to 2)" in line
+    assert main([*base, str(tmp_path / "comp.tif"), "--channel", "0"]) == 0
+    assert main([*base, str(tmp_path / "rgb.tif")]) == 0
+    capsys.readouterr()

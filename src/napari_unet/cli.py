@@ -116,14 +116,17 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool) -> list[
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .api import iter_segment
     from .checkpoint import load_model
-    from .io import read_image_axes, write_tiff
+    from .io import read_image_file, write_tiff
 
     out = Path(args.output)
     plan = _segment_plan(args.images, out, overwrite=args.overwrite)
     _check_writable(out)
     model = load_model(args.model)
     for path, sem, inst in plan:
-        image, file_axes = read_image_axes(path)
+        read = read_image_file(path)
+        image, file_axes = read.image, read.axes
+        if not args.axes:
+            _check_declared_channels(read, path.name, args.channel, model)
         bar = ProgressBar(path.name)
         result = _drain(iter_segment(
             image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
@@ -150,10 +153,14 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None
+def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
+                       check_channels: Callable[[Any, str], None] | None = None,
                        ) -> tuple[list[str], list[Any], list[Any], list[str | None]]:
-    """Names, images, instance masks and axes (``axes``, else the file's, else None) of a folder pair."""
-    from .io import IMAGE_SUFFIXES, read_image, read_image_axes
+    """Names, images, instance masks and axes (``axes``, else the file's, else None) of a folder pair.
+
+    ``check_channels(read, name)``, when given, vets each image file as it is read.
+    """
+    from .io import IMAGE_SUFFIXES, read_image, read_image_file
     from .training.data import check_pair_shapes
 
     img_dir, mask_dir = Path(images), Path(masks)
@@ -167,8 +174,10 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None
             continue
         if p.stem not in masks_by_stem:
             raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
-        (image, file_axes), mask = read_image_axes(p), read_image(masks_by_stem[p.stem])
-        image_axes = axes or file_axes
+        read, mask = read_image_file(p), read_image(masks_by_stem[p.stem])
+        if not axes and check_channels is not None:
+            check_channels(read, p.name)
+        image, image_axes = read.image, axes or read.axes
         shape = image.shape
         if image_axes and "C" in image_axes.upper() and len(image_axes) == image.ndim:
             # Channels are not labelled: the mask has the image's other axes.
@@ -181,6 +190,17 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None
     if not names:
         raise SegmentationError(f"No images found in {img_dir}.")
     return names, imgs, msks, all_axes
+
+
+def _check_declared_channels(read: Any, name: str, channel: int | None, model: Any) -> None:
+    """Refuse to blend the stains of a multichannel file into grey: a 1-channel model needs --channel."""
+    if channel is not None or not read.channels_declared or model.config.in_channels != 1:
+        return
+    n = read.image.shape[read.axes.index("C")]
+    if n > 1:
+        raise SegmentationError(
+            f"{name} has {n} channels (axes {read.axes} in its metadata), and this model sees one: "
+            f"choose the one that shows the nuclei with --channel N (0 to {n - 1}).")
 
 
 def _time_points(mask: Any, pred: Any, axes: str) -> list[tuple[Any, Any]]:
@@ -228,8 +248,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.json and args.json != "-":
         _check_json_target(Path(args.json), overwrite=args.overwrite)
-    names, imgs, masks, all_axes = _load_folder_pairs(args.images, args.masks, axes=args.axes)
     model = load_model(args.model)
+    names, imgs, masks, all_axes = _load_folder_pairs(
+        args.images, args.masks, axes=args.axes,
+        check_channels=lambda read, name: _check_declared_channels(read, name, args.channel, model))
     bar = ProgressBar("evaluate")
     truths, preds = [], []
     for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SegmentationError
 
-__all__ = ["IMAGE_SUFFIXES", "check_image_path", "new_temp_file", "read_image", "read_image_axes",
-           "write_tiff"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "new_temp_file", "read_image",
+           "read_image_axes", "read_image_file", "write_tiff"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 _TIFF = (".tif", ".tiff")
@@ -54,17 +55,35 @@ def _tiff_axes(series) -> str | None:
     return axes
 
 
-def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
-    """Read an image file and the axes its metadata declares.
+@dataclass(frozen=True)
+class ImageFile:
+    """An image read from a file, with what the file says about it.
 
-    Returns
-    -------
+    Attributes
+    ----------
     image : ndarray
     axes : str or None
         Letters from T, Z, C, Y, X, one per axis of ``image``, when the file
         says them (ImageJ hyperstacks, OME-TIFF); None when it does not (plain
         TIFF, PNG, JPEG), so that the axes are inferred from the shape.
+    channels_declared : bool
+        True when ``axes`` holds C because the file declares separate channels
+        (e.g. the stains of a fluorescence composite), not colour samples (RGB).
     """
+
+    image: np.ndarray
+    axes: str | None
+    channels_declared: bool = False
+
+
+def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+    """Read an image file and the axes its metadata declares (see :class:`ImageFile`)."""
+    read = read_image_file(path)
+    return read.image, read.axes
+
+
+def read_image_file(path: str | os.PathLike) -> ImageFile:
+    """Read an image file, its declared axes and whether its channels are stains or colours."""
     path = check_image_path(path)
     try:
         if path.suffix.lower() in _TIFF:
@@ -81,13 +100,13 @@ def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
                 series = tif.series[0]
                 image = series.asarray()
                 axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome) else None
-            return image, axes
+            return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper())
         from skimage import io
 
         image = io.imread(path)
         if image.ndim == 3 and image.shape[-1] == 2:  # grey + alpha (PNG "LA"): the grey is the image
             image = image[..., 0]
-        return image, None
+        return ImageFile(image, None)
     except SegmentationError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is the same for a user
