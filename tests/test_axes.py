@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.axes import infer_axes, plan_axes
+from napari_unet.axes import infer_axes, labelled_last, plan_axes
 from napari_unet.errors import SegmentationError
 from napari_unet.predict import Predictor, predict
 
@@ -232,3 +232,10 @@ def test_trailing_loop_axis(models, rng, recorded_arrays):
     assert recorded_arrays == [(1, 20, 24)] * 3
     np.testing.assert_allclose(probs[..., 1], predict(series[..., 1], str(models["2d"])),
                                atol=1e-5)
+
+
+def test_labelled_last_moves_the_labelled_axes_to_the_end_in_order():
+    assert labelled_last("ZTYX", "ZYX") == [1, 0, 2, 3]
+    assert labelled_last("TZYX", "ZYX") == [0, 1, 2, 3]
+    assert labelled_last("YXT", "YX") == [2, 0, 1]
+    assert labelled_last("TZYX", "YX") == [0, 1, 2, 3]

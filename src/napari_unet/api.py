@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .axes import labelled_last
 from .checkpoint import LoadedModel
 from .errors import SegmentationError
 from .instances import METHODS, count_objects, label_instances
@@ -145,7 +146,7 @@ def iter_segment(
     linked = bool(link_time) and "T" in plan.out_axes
     if linked:
         instances = link_over_time(instances, time_axis=plan.out_axes.index("T"))
-    n_objects = count_objects(np.transpose(instances, _label_axes_last(plan)), label_ndim)
+    n_objects = count_objects(np.transpose(instances, labelled_last(plan.out_axes, plan.label_axes)), label_ndim)
     yield Progress("instances", 1, 1, f"{n_objects} objects")
     meta = {
         "napari_unet_version": __version__,
@@ -200,13 +201,6 @@ def objects_are_small(median_area: float | None, reference_area: float) -> bool:
     return median_area is not None and median_area < float(reference_area)
 
 
-def _label_axes_last(plan: Any) -> list[int]:
-    """Permutation of the output axes that puts the labelled ones (Z, Y, X) last."""
-    axes = plan.out_axes
-    return ([i for i, a in enumerate(axes) if a not in plan.label_axes]
-            + [i for i, a in enumerate(axes) if a in plan.label_axes])
-
-
 def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: float,
               keep_probabilities: bool) -> Generator[Progress, None, tuple]:
     """Network and post-processing at one scale: (semantic, instances, probabilities or None)."""
@@ -229,7 +223,7 @@ def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: 
     yield from stream_probabilities(predictor, prepared, store, scale=scale)
     yield Progress("instances", 0, 1, "splitting objects")
     # label_instances labels the trailing axes together: put Z, Y, X last (e.g. ZTYX -> TZYX).
-    order = _label_axes_last(prepared.plan)
+    order = labelled_last(prepared.plan.out_axes, prepared.plan.label_axes)
 
     def last(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else np.transpose(a, order)

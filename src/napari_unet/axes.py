@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .errors import SegmentationError
 
-__all__ = ["AxesPlan", "infer_axes", "plan_axes", "LETTERS"]
+__all__ = ["AxesPlan", "infer_axes", "labelled_last", "plan_axes", "LETTERS"]
 
 LETTERS = "TZYXC"
 MODES = ("auto", "2d", "3d")
@@ -41,6 +41,16 @@ def infer_axes(shape: tuple[int, ...], *, in_channels: int = 1) -> str:
         "give a 2D image (YX), RGB/multichannel (YXC), a z-stack (ZYX), a time series "
         "(TYX) or TZYX, with at most 5 dimensions."
     )
+
+
+def labelled_last(axes: str, labelled: str) -> list[int]:
+    """Permutation of ``axes`` that puts the letters in ``labelled`` last, each group in order.
+
+    Labelling works on trailing dimensions, so e.g. a ZTYX stack labelled in
+    3D (``labelled="ZYX"``) is read as TZYX: ``labelled_last("ZTYX", "ZYX") == [1, 0, 2, 3]``.
+    """
+    return ([i for i, a in enumerate(axes) if a not in labelled]
+            + [i for i, a in enumerate(axes) if a in labelled])
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,14 @@ class JobDone:
     """The engine finished; ``segmentation`` holds its result.
 
     ``digests`` holds the fingerprints of its semantic and instance arrays,
-    computed in the worker so that the GUI thread need not hash them.
+    and ``instances_copy`` a private copy of the instances (which "Update
+    instances" starts from), both made in the worker so that the GUI thread
+    need not hash or copy big stacks.
     """
 
     segmentation: Segmentation
     digests: dict[str, str] = field(default_factory=dict)
+    instances_copy: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,8 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
         return JobFailed(friendly_message(exc))
     from .outputs import fingerprint
 
-    return JobDone(seg, {"semantic": fingerprint(seg.semantic), "instances": fingerprint(seg.instances)})
+    return JobDone(seg, {"semantic": fingerprint(seg.semantic), "instances": fingerprint(seg.instances)},
+                   np.array(seg.instances, copy=True))
 
 
 def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarray | None = None,

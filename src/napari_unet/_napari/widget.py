@@ -27,6 +27,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from superqt.utils import ensure_main_thread
 
+from ..axes import labelled_last
 from ..device import available_devices
 from ..errors import SegmentationError
 from .engine_widget import EngineWidget, Run, row
@@ -304,7 +305,7 @@ class SegmentWidget(EngineWidget):
         published = self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata,
                                           digests=result.digests)
         meta = seg.metadata
-        self._remember_instances(run.source, seg.instances, {
+        self._remember_instances(run.source, result.instances_copy, {
             "method": meta["instance_method"], "min_size": int(meta["min_size"]),
             "fill_holes": bool(meta["fill_holes"]), "linked": bool(meta["linked_over_time"])})
         if published.kept:
@@ -379,16 +380,16 @@ class SegmentWidget(EngineWidget):
         data_tuple = label_layer_data(result, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
         self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True)
-        self._remember_instances(run.source, result, {k: params[k] for k in _INSTANCE_KEYS})
+        self._remember_instances(run.source, np.array(result, copy=True), {k: params[k] for k in _INSTANCE_KEYS})
         order = _label_axes_last(str(meta.get("axes") or "").replace("C", ""), params["ndim"], result.ndim)
         count = count_objects(np.transpose(result, order), params["ndim"])
         self.status.value = f"{count} objects after the update of {run.source.name}"
 
-    def _remember_instances(self, source: Image, instances: np.ndarray, params: dict[str, Any]) -> None:
-        """Keep a private copy of the labels just made (with ``params``), for the next "Update instances"."""
+    def _remember_instances(self, source: Image, instances: np.ndarray | None, params: dict[str, Any]) -> None:
+        """Keep ``instances`` (a private copy of the labels just made with ``params``) for "Update instances"."""
         record = self._tracker.record(source)
         if record is not None:
-            record.instances = np.array(instances, copy=True)
+            record.instances = instances
             record.instance_params = {k: params[k] for k in _INSTANCE_KEYS}
 
 
@@ -396,9 +397,5 @@ _INSTANCE_KEYS = ("method", "min_size", "fill_holes", "linked")
 
 
 def _label_axes_last(axes: str, label_ndim: int, ndim: int) -> list[int]:
-    """Permutation putting the axes labelled together (Y, X, and Z in 3D) last; identity without axes."""
-    if len(axes) != ndim:
-        return list(range(ndim))
-    labelled = "ZYX"[-label_ndim:]
-    return ([i for i, a in enumerate(axes) if a not in labelled]
-            + [i for i, a in enumerate(axes) if a in labelled])
+    """Axes labelled together (Y, X, and Z in 3D) last; identity when the axes are unknown."""
+    return labelled_last(axes, "ZYX"[-label_ndim:]) if len(axes) == ndim else list(range(ndim))
