@@ -582,6 +582,46 @@ def test_train_writes_a_loadable_model(tmp_path, capsys, train_data, monkeypatch
     assert tifffile.imread(tmp_path / "seg" / "img0_instances.tif").shape == (64, 64)
 
 
+def test_a_complete_run_whose_tuning_was_stopped_is_tuned_when_run_again(tmp_path, capsys, train_data,
+                                                                          monkeypatch):
+    import napari_unet.training.tune as tune
+
+    monkeypatch.setattr(tune, "DEFAULT_GRID", {"threshold": (0.5,), "seed_threshold": (0.6,),
+                                               "min_size": (0, 5)})
+    ti, tm, vi, vm = train_data
+    out = tmp_path / "m"
+    args = ["train", "--images", str(ti), "--masks", str(tm), "--val-images", str(vi), "--val-masks",
+            str(vm), "-o", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
+            "--crop-size", "32", "--device", "cpu"]
+    assert main([*args, "--no-tune"]) == 0  # as if stopped (Ctrl-C) while tuning
+    assert tune.TUNED not in load_model(out).config.provenance
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr().out
+    assert "already complete" in captured and "choosing it now" in captured
+    assert "post-processing chosen" in captured
+    assert tune.TUNED in load_model(out).config.provenance
+    # Tuned once: a third run has nothing left to do.
+    assert main(args) == 0
+    assert "choosing it now" not in capsys.readouterr().out
+
+
+def test_progress_bar_eta_comes_from_the_work_or_from_this_run_alone(monkeypatch):
+    import io
+
+    import napari_unet.cli as cli
+
+    clock = iter([100.0, 100.0, 102.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    bar = cli.ProgressBar("train", stream, enabled=True)
+    bar.update(31, 40, "resumed", eta=14.5)  # the work's own estimate wins
+    assert stream.getvalue().endswith("ETA    14s")
+    bar.update(31, 40, "resumed")  # a resumed run: 31 steps were done before this process
+    bar.update(32, 40, "no estimate")  # 2 s for one step here: 8 steps left take 16 s
+    assert stream.getvalue().endswith("ETA    16s")
+
+
 def test_train_without_validation_or_tuning(tmp_path, capsys, train_data):
     ti, tm, _, _ = train_data
     out = tmp_path / "m"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -479,7 +480,9 @@ def test_short_training_lowers_the_loss(tmp_path):
     middle = np.mean([r.loss for r in train_recs[10:20]])
     assert [row["train_loss"] for row in log] == pytest.approx([first, middle, last])
     # Without validation images every epoch is kept; the returned model is the saved one.
-    assert all(row["best"] for row in log) and all(math.isnan(row["val_loss"]) for row in log)
+    # (the log is strict JSON: no validation loss is null, not NaN)
+    assert all(row["best"] for row in log) and all(row["val_loss"] is None for row in log)
+    assert "NaN" not in (out / "train_log.jsonl").read_text()
     assert model.config.target == "three_class" and model.config.base_width == 8
     assert model.name == "discs"
     assert model.sha256 == load_model(out).sha256
@@ -597,6 +600,55 @@ def test_resume_with_another_schedule_is_refused(full_run, tmp_path, epochs, ste
     # resume=False starts over in the same folder.
     records, _ = _drain(iter_train(_samples([0]), out, epochs=1, steps_per_epoch=1, resume=False, **TINY))
     assert records[0].done == 1 and records[-1].total == 1
+
+
+def test_a_run_stopped_before_its_first_save_can_be_run_again(tmp_path):
+    """Stopped in epoch 1 (or while saving it): the folder is still a run, not "other files"."""
+    out = tmp_path / "early"
+    gen = iter_train(_samples([0, 1]), out, epochs=2, steps_per_epoch=2, **TINY)
+    next(gen)
+    gen.close()
+    (out / "config.json").write_text("{}")  # as if stopped between the model and its state
+    records, model = _drain(iter_train(_samples([0, 1]), out, epochs=2, steps_per_epoch=2, **TINY))
+    assert records[0].done == 1 and records[-1].done == 4
+    assert [row["epoch"] for row in _log(out)] == [1, 2]
+
+
+def test_an_unfinished_run_resumes_only_with_its_own_settings(tmp_path):
+    out = tmp_path / "half"
+    gen = iter_train(_samples([0, 1]), out, epochs=3, steps_per_epoch=2, **TINY)
+    for rec in gen:
+        if rec.stage == "validate":
+            break
+    gen.close()
+    for changes, fragment in (({"learning_rate": 0.05}, "learning_rate 0.002 (now 0.05)"),
+                              ({"seed": 7}, "seed 0 (now 7)"),
+                              ({"train_samples": _samples([0, 2])}, "data ")):
+        kwargs = {"train_samples": _samples([0, 1]), "output": out, "epochs": 3, "steps_per_epoch": 2,
+                  "learning_rate": 0.002, **TINY, **changes}
+        with pytest.raises(SegmentationError, match=re.escape(fragment)):
+            train(**kwargs)
+    records, _ = _drain(iter_train(_samples([0, 1]), out, epochs=3, steps_per_epoch=2,
+                                   learning_rate=0.002, **TINY))
+    assert records[0].done == 3
+
+
+def test_targets_accept_whole_float_masks_and_huge_ids():
+    image, labels = disc_scene(DISCS[0], noise=6.0)
+    expected = prepare_sample(image, labels, core_fraction=0.35).target
+    huge = np.where(labels > 0, labels.astype(np.int64) + 2**40, 0)
+    for mask in (labels.astype(np.float32), huge):
+        np.testing.assert_array_equal(prepare_sample(image, mask, core_fraction=0.35).target, expected)
+    with pytest.raises(SegmentationError, match="fractional"):
+        prepare_sample(image, labels * 0.5, name="half")
+
+
+def test_all_empty_masks_are_refused(tmp_path):
+    image, _ = disc_scene(DISCS[0])
+    empty = [prepare_sample(image, np.zeros((64, 64), np.int32), name="e")]
+    with pytest.raises(SegmentationError, match="Every training mask is empty"):
+        train(empty, tmp_path / "out", epochs=1, steps_per_epoch=1, **TINY)
+    assert not (tmp_path / "out").exists()
 
 
 def test_resuming_a_complete_run_with_other_settings_says_nothing_was_trained(full_run, tmp_path):

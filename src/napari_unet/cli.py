@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -28,16 +29,21 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label = label
-        self.start = time.perf_counter()
+        self.first: tuple[int, float] | None = None
 
-    def update(self, done: int, total: int, note: str = "") -> None:
+    def update(self, done: int, total: int, note: str = "", eta: float | None = None) -> None:
+        """Show ``done`` of ``total``; ``eta`` (seconds left, when the work knows it) wins over a guess."""
         if not self.enabled:
             return
         frac = done / total if total else 1.0
         width = 28
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        if self.first is None:
+            self.first = (done, time.perf_counter())  # a resumed run starts part way
+        if eta is None or not math.isfinite(eta):
+            first_done, first_time = self.first
+            rate = (time.perf_counter() - first_time) / max(done - first_done, 1)
+            eta = rate * (total - done) if done > first_done else 0.0
         self.stream.write(f"\r{self.label} [{bar}] {frac:4.0%} {note[:40]:<40} ETA {eta:5.0f}s")
         self.stream.flush()
 
@@ -52,7 +58,7 @@ def _drain(gen: Generator[Any, None, Any], bar: ProgressBar,
     from .progress import drain
 
     def record(rec: Any) -> None:
-        bar.update(rec.done, rec.total, rec.message)
+        bar.update(rec.done, rec.total, rec.message, getattr(rec, "eta_s", None))
         if on_record is not None:
             on_record(rec)
 
@@ -294,6 +300,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .training.data import load_pairs
     from .training.loop import COMPLETE, iter_train
+    from .training.tune import TUNED
 
     if bool(args.val_images) != bool(args.val_masks):
         raise SegmentationError("Give both --val-images and --val-masks, or neither.")
@@ -316,7 +323,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model = _drain(gen, bar, lambda rec: complete.append(rec) if rec.stage == COMPLETE else None)
     if complete:
         print(complete[0].message)
-        return 0
+        if not (val_s and args.tune) or TUNED in model.config.provenance:
+            return 0
+        print("Its post-processing was never chosen (stopped while tuning?): choosing it now.")
     if val_s and args.tune:
         best, _ = _tune(model, args)
         print(f"post-processing chosen on the validation images: {best}")

@@ -91,6 +91,25 @@ def mark_contacts(target: np.ndarray, labels: np.ndarray, *, radius: int = 1) ->
     return out
 
 
+def _whole_labels(labels: Any, name: str) -> np.ndarray:
+    """Instance labels as consecutive integers from 1 (whole-number floats accepted; huge ids fine)."""
+    from skimage.segmentation import relabel_sequential
+
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise SegmentationError(
+                f"{name}: the mask holds fractional values; save instance labels as whole numbers "
+                "(0 background, 1, 2, ... one per object).")
+        labels = labels.astype(np.int64)
+    elif labels.dtype.kind not in "iub":
+        raise SegmentationError(f"{name}: the mask must hold whole numbers, not {labels.dtype}.")
+    labels = np.where(labels > 0, labels, 0)
+    if labels.size and labels.max() > labels.size:  # ids far above the count: number them 1..n
+        labels = relabel_sequential(labels)[0]
+    return labels
+
+
 @dataclass
 class Sample:
     """One training pair: normalised image (C, *spatial) float32 and target (*spatial) uint8.
@@ -116,7 +135,7 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
     ``core_fraction`` is passed to :func:`three_class_targets`.
     """
     image = np.asarray(image)
-    labels = np.asarray(labels)
+    labels = _whole_labels(labels, name)
     if image.ndim == 3 and image.shape[-1] in (3, 4) and in_channels == 1:
         rgb = image[..., :3].astype(np.float32)
         image = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
@@ -125,7 +144,10 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
     else:
         x = np.moveaxis(normalize(image, low=low, high=high, channel_axis=-1), -1, 0)
     if x.shape[0] != in_channels:
-        raise SegmentationError(f"{name}: image has {x.shape[0]} channel(s), model wants {in_channels}.")
+        raise SegmentationError(
+            f"{name}: the image has {x.shape[0]} channel(s) and the model takes {in_channels}: "
+            + ("save the channel that shows the nuclei on its own and train on that."
+               if in_channels == 1 else f"give images with {in_channels} channels."))
     if x.shape[1:] != labels.shape:
         raise SegmentationError(
             f"{name}: image shape {image.shape} does not match mask shape {labels.shape}."
@@ -288,9 +310,9 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
                                contacts=contacts, core_fraction=core_fraction,
                                semantic=is_binary_mask(labels))
         samples.extend(s for s in planes if s is not None)
-    if not samples:
+    if not any(s.target.any() for s in samples):
         raise SegmentationError(
-            f"Every plane of the masks in {mask_dir} is empty (all 0): nothing to learn from. "
+            f"Every mask in {mask_dir} is empty (all 0): nothing to learn from. "
             "Label the objects in the masks first.")
     return samples
 

@@ -10,6 +10,7 @@ the last finished epoch, with the same random stream it would have had.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
@@ -159,6 +160,14 @@ def _check_output(out: Path) -> None:
             "Choose an empty or new folder.")
 
 
+def _names_digest(samples: Sequence[Sample]) -> str:
+    """A short digest of the samples' names and shapes (which data a run was trained on)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for s in samples:
+        digest.update(repr((s.name, s.target.shape)).encode())
+    return digest.hexdigest()
+
+
 @torch.no_grad()
 def _validate(net: torch.nn.Module, samples: Sequence[Sample], device: torch.device,
               amp: torch.dtype | None) -> float:
@@ -270,6 +279,9 @@ def iter_train(
     """
     if not train_samples:
         raise SegmentationError("No training samples: give at least one image with its mask.")
+    if not any(np.any(s.target) for s in train_samples):
+        raise SegmentationError("Every training mask is empty (all 0): nothing to learn from. "
+                                "Label the objects first.")
     whole = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop_size": crop_size, "base_width": base_width, "depth": depth}
     for arg, value in whole.items():
@@ -329,9 +341,17 @@ def iter_train(
     start_epoch, best = 0, math.inf
     state_path = out / STATE
     if not (resume and state_path.is_file()):
-        (out / LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
+        # A fresh run starts a fresh log, at once: the folder is marked as a run even if
+        # the process is stopped before the first epoch is saved.
+        (out / LOG).write_text("")
     start_over = (f"use another output folder, or delete {STATE} there (from Python: resume=False) "
                   "to start over")
+    # What a resumed run must share with the run it continues (the schedule is checked apart).
+    run_args = {"learning_rate": float(learning_rate), "batch_size": batch_size, "crop_size": crop_size,
+                "seed": seed, "sampling": sampling, "augment_strength": float(augment_strength),
+                "core_fraction": float(config.core_fraction),
+                "init_model": base.sha256 if init_model is not None else None,
+                "data": _names_digest(train_samples), "val_data": _names_digest(val_samples)}
     if resume and state_path.is_file():
         try:
             state = torch.load(state_path, map_location=dev, weights_only=True)
@@ -351,6 +371,13 @@ def iter_train(
             raise SegmentationError(
                 f"{state_path} is from a run of another network (width, depth or channels): "
                 f"{start_over}.") from None
+        old_args = state.get("args")
+        if int(state["epoch"]) + 1 < epochs and old_args is not None and old_args != run_args:
+            changed = ", ".join(f"{k} {old_args.get(k)!r} (now {run_args.get(k)!r})"
+                                for k in run_args if old_args.get(k) != run_args.get(k))
+            raise SegmentationError(
+                f"{state_path} is from an unfinished run with other settings: {changed}. Give the "
+                f"same settings (and images) to resume it, or {start_over}.")
         optim.load_state_dict(state["optim"])
         sched.load_state_dict(state["sched"])
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
@@ -394,12 +421,12 @@ def iter_train(
             save_model(snapshot_path(out, epoch + 1), net, config)
         torch.save({"net": net.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
                     "epoch": epoch, "best": best, "total_steps": total_steps,
-                    "steps_per_epoch": steps_per_epoch},
+                    "steps_per_epoch": steps_per_epoch, "args": run_args},
                    str(state_path) + ".tmp")
         os.replace(str(state_path) + ".tmp", state_path)
         with open(out / LOG, "a") as fh:
             fh.write(json.dumps({"epoch": epoch + 1, "train_loss": float(np.mean(running)),
-                                 "val_loss": val_loss, "best": improved,
+                                 "val_loss": val_loss if val_samples else None, "best": improved,
                                  "elapsed_s": round(time.perf_counter() - t0, 1)}) + "\n")
         yield TrainProgress("validate", (epoch + 1) * steps_per_epoch, total_steps,
                             f"epoch {epoch + 1}/{epochs} val loss {val_loss:.4f}" + (" (best)" if improved else ""),

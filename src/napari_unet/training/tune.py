@@ -31,8 +31,11 @@ from ..postprocess import (
 from ..predict import Predictor, prepare_input
 from ..progress import drain
 
-__all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "NORMALIZATION_GRID", "tune_auto_scale",
+__all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "TUNED", "NORMALIZATION_GRID", "tune_auto_scale",
            "tune_normalization", "tune_postprocess"]
+
+TUNED = "postprocess_tuned_on"
+"""Provenance key that :func:`tune_postprocess` (``save=True``) writes: the model's post-processing was chosen."""
 
 DEFAULT_GRID: dict[str, Sequence[Any]] = {
     "threshold": (0.5, 0.6, 0.7),
@@ -107,6 +110,7 @@ def tune_postprocess(
     best = {**loaded.config.postprocess, **table[0][0], "instance_method": "watershed"}
     if save and loaded.path is not None:
         loaded.config.postprocess = best
+        loaded.config.provenance[TUNED] = f"{len(cached)} image(s), AP@0.5 {table[0][1]:.4f}"
         save_model(loaded.path, loaded.net, loaded.config)
     return best, table
 
