@@ -239,3 +239,11 @@ def test_labelled_last_moves_the_labelled_axes_to_the_end_in_order():
     assert labelled_last("TZYX", "ZYX") == [0, 1, 2, 3]
     assert labelled_last("YXT", "YX") == [2, 0, 1]
     assert labelled_last("TZYX", "YX") == [0, 1, 2, 3]
+
+
+def test_a_3d_array_is_a_volume_for_a_one_channel_3d_model():
+    """A 4 x 4 x 4 volume (the minimum size) is not an RGBA image to a 3D model."""
+    assert infer_axes((4, 4, 4)) == "YXC"  # to a 2D model, a last size of 4 is RGBA
+    assert infer_axes((4, 4, 4), spatial_dims=3) == "ZYX"
+    assert infer_axes((4, 4, 4), spatial_dims=3, in_channels=4) == "YXC"  # a 4-channel model: channels
+    assert plan_axes((4, 4, 3), spatial_dims=3).axes == "ZYX"

@@ -173,6 +173,38 @@ def test_tiled_3d_equals_untiled(models, rng):
     assert p_whole[1].std() > 1e-3
 
 
+def test_default_tiles_agree_with_one_pass_on_real_nuclei():
+    """The bundled model on the bundled sample: 512 px tiles with the default overlap and halo
+    give the mask one pass over the whole image gives, nearly pixel for pixel."""
+    from napari_unet import segment
+    from napari_unet._napari.sample_data import nuclei_sample
+
+    (image, _, _), _ = nuclei_sample()  # 520 x 696: 2 x 2 tiles of 512
+    tiled, whole = segment(image, tile_size=512, device="cpu"), segment(image, tile_size=2048, device="cpu")
+    assert tiled.metadata["overlap"] == 128
+    assert (tiled.semantic != whole.semantic).sum() < 0.0005 * image.size  # 13 px of 361,920 measured
+    assert tiled.metadata["n_objects"] == whole.metadata["n_objects"]
+
+
+@pytest.mark.parametrize(("axes", "shape"), [("TYX", (2, 1500, 1500)), ("TZYX", (2, 3, 1200, 1200)),
+                                             ("YXT", (1500, 1500, 2))])
+def test_normalisation_samples_every_frame_of_a_big_series(models, axes, shape):
+    """A blank first frame must not set the range: the nuclei are in the second one."""
+    from napari_unet.normalize import percentile_range
+    from napari_unet.predict import prepare_input
+
+    image = np.zeros(shape, np.uint8)
+    t = axes.index("T")
+    frame = [slice(None)] * len(shape)
+    frame[t] = 1
+    image[tuple(frame)] = np.random.default_rng(0).integers(0, 200, image[tuple(frame)].shape)
+    assert image.size > 4_000_000  # sampled, not read whole
+    prepared = prepare_input(image, load_model(models["2d"]).config, axes=axes)
+    assert prepared.hi[0] > 150
+    lo, hi = percentile_range(np.moveaxis(image, t, 0), low=1, high=99.8, max_samples=1_000_000)
+    assert hi[0] > 150
+
+
 def test_too_small_halo_is_not_exact(models, rng):
     """With no halo the tiles see zero padding at their edges: stitching is not exact.
     (This guards the previous test against passing for a trivial reason.)"""

@@ -16,18 +16,21 @@ LETTERS = "TZYXC"
 MODES = ("auto", "2d", "3d")
 
 
-def infer_axes(shape: tuple[int, ...], *, in_channels: int = 1) -> str:
+def infer_axes(shape: tuple[int, ...], *, in_channels: int = 1, spatial_dims: int = 2) -> str:
     """Guess axes from a shape, the way napari and most readers lay data out.
 
     - 2D: ``YX``
     - 3D: ``YXC`` when the last size is 3 or 4 (RGB/RGBA) or equals a
-      multichannel model's channel count; else ``ZYX``
+      multichannel model's channel count; else ``ZYX``. For a 1-channel 3D
+      model (``spatial_dims=3``) a 3D array is always a volume, ``ZYX``.
     - 4D: ``ZYXC`` by the same rule on the last size; else ``TZYX``
     - 5D: ``TZYXC``
     """
     ndim = len(shape)
     last = shape[-1] if shape else 0
     channel_last = last in (3, 4) or (in_channels > 1 and last == in_channels)
+    if spatial_dims == 3 and in_channels == 1 and ndim == 3:
+        channel_last = False
     if ndim == 2:
         return "YX"
     if ndim == 3:
@@ -113,13 +116,13 @@ def plan_axes(
     if len(shape) > 5:
         infer_axes(shape)  # raises with the standard message
     if axes is None:
-        axes = infer_axes(tuple(shape), in_channels=in_channels)
+        axes = infer_axes(tuple(shape), in_channels=in_channels, spatial_dims=spatial_dims)
     axes = axes.upper()
     if len(axes) != len(shape):
         raise SegmentationError(
             f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} "
             f"dimensions (shape {tuple(shape)}): give one letter per dimension, e.g. "
-            f"{infer_axes(tuple(shape), in_channels=in_channels)!r}."
+            f"{infer_axes(tuple(shape), in_channels=in_channels, spatial_dims=spatial_dims)!r}."
         )
     bad = sorted(set(axes) - set(LETTERS))
     if bad or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:

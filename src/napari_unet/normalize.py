@@ -35,12 +35,17 @@ def check_dtype(dtype: np.dtype) -> None:
 
 
 def _subsample(channel: np.ndarray, max_samples: int) -> np.ndarray:
-    """An even, strided subsample of at most about ``max_samples`` values."""
+    """An even, strided subsample of at most about ``max_samples`` values.
+
+    Only the last two axes (Y, X) are strided: every plane of a stack or
+    frame of a series is sampled.
+    """
     size = int(np.prod(channel.shape))
     if size <= max_samples:
         return np.asarray(channel).ravel()
-    step = int(np.ceil((size / max_samples) ** (1.0 / channel.ndim)))
-    sl = tuple(slice(None, None, step) for _ in channel.shape)
+    strided = min(channel.ndim, 2)
+    step = int(np.ceil((size / max_samples) ** (1.0 / strided)))
+    sl = (slice(None),) * (channel.ndim - strided) + (slice(None, None, step),) * strided
     return np.asarray(channel[sl]).ravel()
 
 

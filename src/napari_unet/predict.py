@@ -36,7 +36,7 @@ MIN_SIZE = 4
 """Smallest size of each spatial axis the engine accepts."""
 
 DEFAULT_TILE = {2: 1024, 3: 128}
-DEFAULT_OVERLAP = {2: 64, 3: 32}
+DEFAULT_OVERLAP = {2: 128, 3: 32}
 
 
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -82,10 +82,11 @@ class Predictor:
         Tile edge in pixels (rounded up to the network's multiple); None picks
         1024 for 2D and 128 for 3D models.
     overlap : int or None
-        Pixels shared by neighbouring tiles; None picks 64 (2D) or 32 (3D),
+        Pixels shared by neighbouring tiles; None picks 128 (2D) or 32 (3D),
         at most a quarter of the tile.
     halo : int or None
-        Pixels at a shared tile edge given zero weight; None is ``overlap // 4``.
+        Pixels at a shared tile edge given zero weight; None is ``overlap // 2``
+        (each pixel then comes from the tile where it lies deepest inside).
     batch_size : int
         Tiles per forward pass.
     """
@@ -108,7 +109,9 @@ class Predictor:
         # By default a small tile gets a proportionally small overlap, so that
         # neighbouring tiles never advance by only a few pixels.
         self.overlap = int(min(DEFAULT_OVERLAP[dims], self.tile_size // 4) if overlap is None else overlap)
-        self.halo = int(self.overlap // 4 if halo is None else halo)
+        # The halo is the context a tile's kept pixels have beyond them: half the overlap
+        # (64 px in 2D) keeps what the bundled U-Net sees, so tiles agree with one pass.
+        self.halo = int(self.overlap // 2 if halo is None else halo)
         if self.tile_size < 1 or self.overlap < 0 or self.halo < 0 or batch_size < 1:
             raise SegmentationError("tile_size and batch_size must be >= 1; overlap and halo >= 0.")
         self.batch_size = int(batch_size)
@@ -315,15 +318,19 @@ def prepare_input(
 
 
 def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel percentiles from an even subsample of the whole array."""
+    """Per-channel percentiles from an even subsample of the whole array.
+
+    Every time point and plane is sampled (strided in Y and X only), so that a
+    blank first frame or plane cannot set the range for the others.
+    """
     if norm.get("method", "percentile") != "percentile":
         raise SegmentationError(f"Unknown normalisation {norm.get('method')!r} in the model config.")
     budget = 4_000_000
     non_channel = [i for i in range(image.ndim) if i != plan.channel_axis]
     size = int(np.prod([image.shape[i] for i in non_channel]))
-    step = max(1, int(np.ceil((size / budget) ** (1 / len(non_channel)))))
-    key = tuple(slice(None) if i == plan.channel_axis else slice(None, None, step)
-                for i in range(image.ndim))
+    step = max(1, int(np.ceil(np.sqrt(size / budget))))
+    plane = (plan.axes.index("Y"), plan.axes.index("X"))
+    key = tuple(slice(None, None, step) if i in plane else slice(None) for i in range(image.ndim))
     sample = np.asarray(image[key])
     if plan.channel_axis is None:
         sample = sample[None]

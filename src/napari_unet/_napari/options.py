@@ -91,7 +91,8 @@ TOOLTIPS = {
     "tile_size": (
         "Edge of the square tiles the image is cut into, in pixels. Smaller tiles use less\n"
         "memory (choose one if the GPU runs out of memory) and let Cancel act sooner;\n"
-        "neighbouring tiles overlap by a quarter of a small tile (at most 64 px in 2D, 32 in 3D)."
+        "neighbouring tiles overlap by 128 px in 2D (32 in 3D), or a quarter of a smaller tile;\n"
+        "tiles under 512 px see less context at their edges, so results there can differ slightly."
     ),
     "threshold": (
         "Probability above which a pixel counts as an object (default: the model's tuned\n"
