@@ -328,3 +328,10 @@ def test_a_local_folder_named_like_a_bundled_model_is_not_shadowed(saved, tmp_pa
         load_model("nuclei")
     assert load_model("./nuclei").sha256 == load_model(saved).sha256
     assert load_model("default").config.name == "nuclei"  # the bundled one
+    # The napari widgets' choice of the bundled model is a path, never shadowed.
+    from napari_unet._napari.model_choices import ModelCatalog
+
+    catalog = ModelCatalog()
+    assert catalog.get(catalog.default_key()).sha256 == load_model("default").sha256
+    _copy(saved, tmp_path / "default")
+    assert load_model("default").sha256 != load_model("./default").sha256  # "default" is the keyword

@@ -784,6 +784,23 @@ def test_evaluate_reads_imagej_axes_and_scores_time_points_apart(models, tmp_pat
     assert json.loads(capsys.readouterr().out)["scores"][0]["ap"] < 0.5
 
 
+def test_evaluate_labels_a_binary_movie_mask_per_time_point(models, tmp_path, capsys, fake_net):
+    """A nucleus at t0 whose two daughters at t1 overlap its place: three objects, not two."""
+    t0, _ = disc_scene([(32, 32, 12)])
+    t1, _ = disc_scene([(32, 24, 6), (32, 42, 6)])
+    movie = np.stack([t0, t1])
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "m.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "ma" / "m.tif", (movie > 100).astype(np.uint8), photometric="minisblack")
+    assert main(["evaluate", "--images", str(tmp_path / "im"), "--masks", str(tmp_path / "ma"),
+                 "--model", str(models["2d"]), "--device", "cpu", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "3 connected regions" in captured.err
+    score = json.loads(captured.out)["scores"][0]
+    assert (score["tp"], score["fp"], score["fn"]) == (3, 0, 0)
+
+
 def test_evaluate_names_the_file_that_fails(models, tmp_path, capsys):
     img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
     tifffile.imwrite(img_dir / "img1.tif", np.full((64, 64), np.nan, np.float32))

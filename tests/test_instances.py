@@ -297,7 +297,7 @@ def test_relabel_edited_without_edits_changes_nothing():
 def test_relabel_edited_redoes_only_what_was_edited():
     previous = _squares_scene()
     mask = previous > 0
-    # A nucleus painted apart: a new id after the largest; the others keep theirs.
+    # A nucleus painted apart (on background): a new id after the largest; the others keep theirs.
     mask[25:33, 5:13] = True
     out = relabel_edited(mask, previous, method="watershed", min_size=0)
     assert np.all(out[previous > 0] == previous[previous > 0])
@@ -307,18 +307,18 @@ def test_relabel_edited_redoes_only_what_was_edited():
     mask[previous == 3] = False
     out = relabel_edited(mask, previous, method="components", min_size=0)
     assert _objects(out) == {1, 2} and np.array_equal(out[previous < 3], previous[previous < 3])
-    # Square 2 trimmed: its region (1 and 2) is labelled afresh, 3 keeps its id.
+    # Square 2 trimmed: its region (1 and 2) is labelled afresh (components: one object, which
+    # keeps the id of the earlier object it covers most); 3 keeps its id.
     mask = previous > 0
     mask[5:15, 22:25] = False
     out = relabel_edited(mask, previous, method="components", min_size=0)
     assert np.all(out[previous == 3] == 3)
-    region = out[5:15, 5:22]
-    assert len(np.unique(region)) == 1 and region[0, 0] > 3
-    # Painting next to object 3 makes it one object with the paint.
+    assert set(np.unique(out[5:15, 5:22])) == {1}
+    # Painting next to object 3 makes it one object with the paint, still number 3.
     mask = previous > 0
     mask[25:35, 50:55] = True
     out = relabel_edited(mask, previous, method="components", min_size=0)
-    assert len(np.unique(out[25:35, 40:55])) == 1 and out[25, 40] > 3
+    assert set(np.unique(out[25:35, 40:55])) == {3}
     squares = (previous == 1) | (previous == 2)
     assert np.array_equal(out[squares], previous[squares])
 
@@ -332,3 +332,27 @@ def test_relabel_edited_per_block_and_checks_shapes():
     assert _objects(out[1]) == {2, 3}
     with pytest.raises(SegmentationError, match="do not match"):
         relabel_edited(mask, previous[0], ndim=2)
+
+
+def test_relabel_edited_fills_a_kept_objects_new_hole_with_its_own_id():
+    """A ring painted round an untouched object: the gap becomes the ring's or the object's, never a third."""
+    previous = np.zeros((40, 40), np.int32)
+    previous[15:25, 15:25] = 1  # the untouched object
+    previous[2:6, 30:36] = 2
+    mask = previous > 0
+    mask[8:32, 8:32] |= True
+    mask[10:30, 10:30] = False  # a ring round object 1, with a gap between
+    mask[15:25, 15:25] = True
+    out = relabel_edited(mask, previous, method="components", min_size=0, fill_holes=True)
+    plain = label_instances(mask, method="components", min_size=0, fill_holes=True)
+    assert len(_objects(out)) == len(_objects(plain)) == 3
+    assert np.all(out[15:25, 15:25] == 1) and np.all(out[2:6, 30:36] == 2)
+    assert np.array_equal(out > 0, plain > 0)
+
+
+def test_relabel_edited_first_new_id():
+    previous = _squares_scene()
+    mask = previous > 0
+    mask[25:33, 5:13] = True
+    out = relabel_edited(mask, previous, method="components", min_size=0, first_new_id=50)
+    assert set(np.unique(out[25:33, 5:13])) == {50}

@@ -85,3 +85,19 @@ def test_any_integer_ids_and_bad_labels():
             link_over_time(bad)
     with pytest.raises(SegmentationError, match="no axis 5"):
         link_over_time(frames, time_axis=5)
+
+
+def test_ids_already_linked_stay_and_only_new_objects_are_linked():
+    """After an edit, kept objects keep their linked ids; a new object is linked to its predecessor."""
+    frames = np.zeros((3, 20, 30), np.int32)
+    for t in range(3):
+        frames[t, 2:8, 2:8] = 4  # kept, linked id 4 in every frame
+        frames[t, 12:18, 2:8] = 7  # kept, linked id 7
+    frames[1, 2:8, 20:26] = 9  # new in frame 1 (ids above 7 are new)
+    frames[2, 3:9, 20:26] = 12  # the same nucleus in frame 2, labelled anew
+    out = link_over_time(frames, time_axis=0, linked_up_to=7)
+    assert np.all(out[:, 2:8, 2:8] == 4) and np.all(out[:, 12:18, 2:8] == 7)
+    new = out[1, 4, 22]
+    assert new > 7 and out[2, 5, 22] == new
+    # Without it, every id is renumbered from 1.
+    assert link_over_time(frames, time_axis=0)[0, 4, 4] == 1

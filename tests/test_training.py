@@ -643,6 +643,14 @@ def test_targets_accept_whole_float_masks_and_huge_ids():
         prepare_sample(image, labels * 0.5, name="half")
 
 
+def test_a_diverging_run_still_writes_a_strict_json_log(tmp_path):
+    out = tmp_path / "wild"
+    train(_samples([0, 1]), out, val_samples=_samples([2]), epochs=1, steps_per_epoch=2,
+          learning_rate=1e12, **TINY)
+    text = (out / "train_log.jsonl").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the log"))
+
+
 def test_all_empty_masks_are_refused(tmp_path):
     image, _ = disc_scene(DISCS[0])
     empty = [prepare_sample(image, np.zeros((64, 64), np.int32), name="e")]

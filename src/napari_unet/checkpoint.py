@@ -232,11 +232,11 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:
     key = DEFAULT_MODEL if text == "default" else text
     if key in bundled:
         local = Path(text).expanduser()
-        if (local / CONFIG).is_file() and local.resolve() != bundled[key].resolve():
-            other = key if text == "default" else "default"
+        # "default" always means the bundled model (it is segment()'s default argument).
+        if text != "default" and (local / CONFIG).is_file() and local.resolve() != bundled[key].resolve():
             raise SegmentationError(
                 f"{text!r} names both a bundled model and the model folder {local.resolve()}: give "
-                f"{os.path.join('.', text)!r} (or its full path) for the folder, or {other!r} for the "
+                f"{os.path.join('.', text)!r} (or its full path) for the folder, or 'default' for the "
                 "bundled model.")
         return key, bundled[key]
     path = Path(text).expanduser()

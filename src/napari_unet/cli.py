@@ -191,7 +191,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
         check_pair_shapes(shape, mask.shape, name=str(masks_by_stem[p.stem]))
         names.append(p.name)
         imgs.append(image)
-        msks.append(_instances_of(mask, masks_by_stem[p.stem]))
+        msks.append(mask)
         all_axes.append(image_axes)
     if not names:
         raise SegmentationError(f"No images found in {img_dir}.")
@@ -219,20 +219,20 @@ def _time_points(mask: Any, pred: Any, axes: str) -> list[tuple[Any, Any]]:
     return [(np.take(mask, i, axis=t), np.take(pred, i, axis=t)) for i in range(pred.shape[t])]
 
 
-def _instances_of(mask: Any, path: Path) -> Any:
-    """A mask holding one value (0/1 or 0/255) becomes one object per connected region."""
+def _truths(mask: Any, name: str, pieces: list[Any]) -> list[Any]:
+    """Instance labels of each piece of ``mask`` (its time points); a binary mask's connected regions."""
     from skimage.measure import label
 
     from .training.data import is_binary_mask
 
     if not is_binary_mask(mask):
-        return mask
-
-    labels = label(mask != 0)
-    if labels.max() > 1:
-        print(f"napari-unet: note: {path.name} is a binary mask: each of its {labels.max()} connected "
+        return pieces
+    labelled = [label(piece != 0) for piece in pieces]
+    regions = sum(int(piece.max()) for piece in labelled)
+    if regions > 1:
+        print(f"napari-unet: note: the mask of {name} is a binary mask: each of its {regions} connected "
               "regions counts as one object (touching objects count as one).", file=sys.stderr)
-    return labels
+    return labelled
 
 
 def _check_json_target(path: Path, *, overwrite: bool) -> None:
@@ -267,9 +267,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         except SegmentationError as exc:
             raise SegmentationError(f"{name}: {exc}") from None
         # Time points are scored as separate images; z-stacks as volumes.
-        for truth, pred in _time_points(mask, result.instances, result.axes):
-            truths.append(truth)
-            preds.append(pred)
+        pairs = _time_points(mask, result.instances, result.axes)
+        truths += _truths(mask, name, [truth for truth, _ in pairs])
+        preds += [pred for _, pred in pairs]
         bar.update(i + 1, len(imgs), name[:20])
     bar.close()
     try:
@@ -336,11 +336,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _tune(model: Any, args: argparse.Namespace) -> tuple[dict, list]:
     from .training.tune import tune_postprocess
 
-    from .training.data import pair_planes
+    from .training.data import is_binary_mask, pair_planes
 
     names, imgs, masks, _ = _load_folder_pairs(args.val_images, args.val_masks)
     planes = [plane for name, img, mask in zip(names, imgs, masks)
-              for plane in pair_planes(img, mask, name=Path(name).stem) if plane is not None]
+              for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
+              if plane is not None]
     return tune_postprocess(model, [p[1] for p in planes], [p[2] for p in planes],
                             device=args.device, save=True)
 

@@ -257,16 +257,19 @@ def label_instances(
 
 
 def relabel_edited(
-    mask: np.ndarray, previous: np.ndarray, *, ndim: int | None = None, **kwargs
+    mask: np.ndarray, previous: np.ndarray, *, ndim: int | None = None, first_new_id: int | None = None,
+    **kwargs,
 ) -> np.ndarray:
     """Instance labels for an edited mask that keep every object the edit left alone.
 
     A connected region of ``mask`` that the edit did not touch (no pixel
     added, every object of ``previous`` in it still whole) keeps the ids
     ``previous`` gave it, so its split and its colours stay. The other
-    regions are labelled afresh by :func:`label_instances` (with ``kwargs``)
-    and get ids after the largest of ``previous``: ids are unique per labelled
-    block but need not be consecutive.
+    regions are labelled afresh by :func:`label_instances` (with ``kwargs``);
+    each of their objects takes the id of the earlier object it covers most
+    when that id is free (a trimmed nucleus keeps its id), the others new ids
+    after the largest of ``previous``. Ids are unique per labelled block but
+    need not be consecutive.
 
     Parameters
     ----------
@@ -276,6 +279,11 @@ def relabel_edited(
         The instance labels the mask was made from (or last updated to).
     ndim : int or None
         Trailing dimensions labelled together (see :func:`label_instances`).
+    first_new_id : int or None
+        The first id of a relabelled object; None starts after the largest id
+        of ``previous`` in the same block. (Give one above every block's ids
+        when the ids must mean the same object across blocks, e.g. linked
+        over time.)
     **kwargs
         ``method``, ``min_size``, ``fill_holes``... for the regions relabelled.
 
@@ -294,16 +302,17 @@ def relabel_edited(
     ndim = fg.ndim if ndim is None else int(ndim)
     out = np.zeros(fg.shape, np.int32)
     for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):
-        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh[index])
+        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh[index], first_new_id)
     return out
 
 
-def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray) -> np.ndarray:
-    """One block of :func:`relabel_edited`: ``prev`` ids where untouched, else ``fresh`` ones after them."""
+def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray,
+                    first_new_id: int | None) -> np.ndarray:
+    """One block of :func:`relabel_edited`: ``prev`` ids where untouched, else new ones after them."""
     regions, n = ndi.label(fg)
     top = int(prev.max(initial=0))
     if n == 0 or top <= 0:
-        return fresh
+        return fresh if first_new_id is None else np.where(fresh > 0, fresh + first_new_id - 1, 0)
     prev = np.maximum(prev, 0)
     damaged = np.bincount(prev.ravel(), minlength=top + 1) != np.bincount(prev[fg], minlength=top + 1)
     damaged[0] = False  # an object with pixels erased (cut, trimmed or deleted in part)
@@ -312,9 +321,29 @@ def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray) -> np.n
     touched[regions[fg & damaged[prev]]] = True
     keep = fg & ~touched[regions]
     out = np.where(keep, prev, 0).astype(np.int32)
-    redo = (fresh > 0) & ~keep
-    _, new_ids = np.unique(fresh[redo], return_inverse=True)
-    out[redo] = new_ids.reshape(-1) + top + 1
+    # A fresh object over kept pixels is a kept object (its filled holes take its id);
+    # the other fresh objects get new ids.
+    kept_id = np.zeros(int(fresh.max(initial=0)) + 1, np.int64)
+    kept_id[fresh[keep]] = prev[keep]
+    rest = (fresh > 0) & ~keep
+    out[rest] = kept_id[fresh[rest]]
+    new = rest & (out == 0)
+    # An edited object keeps the id of the earlier object it covers most, when that
+    # id is free (one to one, largest overlap first); the rest get new ids.
+    inherit = np.zeros(kept_id.size, np.int64)
+    pairs, counts = np.unique(np.stack([fresh[new & (prev > 0)], prev[new & (prev > 0)]]), axis=1,
+                              return_counts=True)
+    taken = set(np.unique(prev[keep]).tolist())
+    for k in np.argsort(-counts, kind="stable"):
+        f, p = int(pairs[0, k]), int(pairs[1, k])
+        if not inherit[f] and p not in taken:
+            inherit[f] = p
+            taken.add(p)
+    out[new] = inherit[fresh[new]]
+    new &= out == 0
+    _, new_ids = np.unique(fresh[new], return_inverse=True)
+    start = top + 1 if first_new_id is None else int(first_new_id)
+    out[new] = new_ids.reshape(-1) + start
     return out
 
 

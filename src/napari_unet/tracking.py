@@ -33,7 +33,8 @@ def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
     return matched
 
 
-def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3) -> np.ndarray:
+def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
+                   linked_up_to: int = 0) -> np.ndarray:
     """Relabel each time point so that an object keeps its id from one time point to the next.
 
     Parameters
@@ -46,6 +47,10 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
         Least intersection over union with an object of the previous time
         point for an object to take its id. Nuclei that move more than about
         half their diameter between frames start new ids.
+    linked_up_to : int
+        Ids from 1 to this are already linked (kept from an earlier linking,
+        e.g. objects an edit left alone) and stay as they are; only the other
+        objects are linked, to ids not taken in their own time point.
 
     Returns
     -------
@@ -65,18 +70,24 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
         raise SegmentationError("Instance labels must be >= 0 (0 is background).")
     frames = np.moveaxis(labels, time_axis, 0)
     out = np.zeros(frames.shape, np.int32)
-    next_id = 1
+    fixed_top = int(linked_up_to)
+    next_id = fixed_top + 1
     for t, cur in enumerate(frames):
         ids, index = np.unique(cur, return_inverse=True)  # any ids, however large
-        matched = _match(out[t - 1], cur, min_iou) if t else {}
+        fixed = {i for i in ids.tolist() if 0 < i <= fixed_top}
+        free = np.where(cur > fixed_top, cur, 0) if fixed else cur
+        matched = _match(out[t - 1], free, min_iou) if t else {}
         new_ids = np.zeros(ids.size, np.int32)
         for k, i in enumerate(ids.tolist()):
             if i == 0:
                 continue
-            if i in matched:
+            if i in fixed:
+                new_ids[k] = i
+            elif i in matched and matched[i] not in fixed:
                 new_ids[k] = matched[i]
             else:
                 new_ids[k] = next_id
                 next_id += 1
         out[t] = new_ids[index].reshape(cur.shape)
+        next_id = max(next_id, int(out[t].max(initial=0)) + 1)
     return np.moveaxis(out, 0, time_axis)

@@ -231,3 +231,16 @@ def test_new_results_are_hashed_in_the_worker_not_the_gui_thread(viewer, widget,
     record = widget._tracker.record(img)
     for role, layer in (("semantic", viewer.layers["img semantic"]), ("instances", viewer.layers["img instances"])):
         assert record.outputs[role].digest == real(layer.data)
+
+
+def test_relabel_job_with_linking_keeps_the_ids_of_untouched_objects():
+    previous = np.zeros((2, 20, 60), np.int32)
+    for k, x in enumerate((2, 14, 26, 38, 50), start=1):
+        previous[:, 5:12, x:x + 7] = k  # five nuclei, linked ids 1-5 in both frames
+    mask = previous > 0
+    mask[0, 5:12, 26:29] = False  # object 3 trimmed in frame 0
+    params = {"method": "components", "min_size": 0, "ndim": 2}
+    labels = jobs.relabel_job(mask, params, previous=previous, time_axis=0)
+    for k, x in ((1, 2), (2, 14), (4, 38), (5, 50)):
+        assert np.all(labels[:, 5:12, x:x + 7] == k)
+    assert labels[0, 8, 30] == labels[1, 8, 30] == 3  # the trimmed object is linked back to its id

@@ -107,12 +107,20 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     try:
         order = list(order) if order is not None else list(range(mask.ndim))
         mask = np.transpose(mask, order)
+        linked_up_to = 0
         if previous is not None:
-            labels = relabel_edited(mask, np.transpose(previous, order), **params)
+            # Linked ids name one object across time points: new objects get ids above all of them.
+            first_new = None
+            if time_axis is not None:
+                linked_up_to = int(np.max(previous, initial=0))
+                first_new = linked_up_to + 1
+            labels = relabel_edited(mask, np.transpose(previous, order), first_new_id=first_new, **params)
         else:
             labels = label_instances(mask, **params)
         labels = np.ascontiguousarray(np.transpose(labels, np.argsort(order)))
-        return labels if time_axis is None else link_over_time(labels, time_axis=time_axis)
+        if time_axis is None:
+            return labels
+        return link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

@@ -89,7 +89,11 @@ class ModelCatalog:
             return model
         if key not in self._cache:
             if key.startswith(BUNDLED):
-                self._cache[key] = load_model(key[len(BUNDLED):])
+                # By path: a folder of the same name in the working directory is not this model.
+                folder = bundled_models().get(key[len(BUNDLED):])
+                if folder is None:
+                    raise SegmentationError(f"The bundled model {key[len(BUNDLED):]!r} is missing.")
+                self._cache[key] = load_model(folder)
             elif key.startswith(FILE):
                 self._cache[key] = load_model(key[len(FILE):])
             else:

@@ -160,6 +160,12 @@ def _check_output(out: Path) -> None:
             "Choose an empty or new folder.")
 
 
+def _finite(value: float) -> float | None:
+    """``value``, or None (JSON null) when it is NaN or infinite (no validation, or a run that diverged)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def _names_digest(samples: Sequence[Sample]) -> str:
     """A short digest of the samples' names and shapes (which data a run was trained on)."""
     digest = hashlib.blake2b(digest_size=8)
@@ -425,9 +431,9 @@ def iter_train(
                    str(state_path) + ".tmp")
         os.replace(str(state_path) + ".tmp", state_path)
         with open(out / LOG, "a") as fh:
-            fh.write(json.dumps({"epoch": epoch + 1, "train_loss": float(np.mean(running)),
-                                 "val_loss": val_loss if val_samples else None, "best": improved,
-                                 "elapsed_s": round(time.perf_counter() - t0, 1)}) + "\n")
+            fh.write(json.dumps({"epoch": epoch + 1, "train_loss": _finite(np.mean(running)),
+                                 "val_loss": _finite(val_loss), "best": improved,
+                                 "elapsed_s": round(time.perf_counter() - t0, 1)}, allow_nan=False) + "\n")
         yield TrainProgress("validate", (epoch + 1) * steps_per_epoch, total_steps,
                             f"epoch {epoch + 1}/{epochs} val loss {val_loss:.4f}" + (" (best)" if improved else ""),
                             epoch=epoch, loss=float(np.mean(running)), val_loss=val_loss)
