@@ -246,7 +246,7 @@ def segment(image: Any, **kwargs: Any) -> Segmentation:
     Examples
     --------
     >>> result = napari_unet.segment(image)                # doctest: +SKIP
-    >>> result.semantic.shape == image.shape               # doctest: +SKIP
+    >>> result.semantic.shape == image.shape               # a grey image; RGB drops C  # doctest: +SKIP
     True
     """
     return drain(iter_segment(image, **kwargs))

@@ -243,6 +243,8 @@ def iter_train(
     init_model : model to fine-tune from (e.g. the bundled default), optional
     seed : int
         Seeds crops, augmentation and initial weights.
+    name, description : str
+        The model's name and description, written into its config.
     device : str
         ``"auto"`` picks CUDA, then MPS, then CPU. CUDA (and CPUs with native
         bf16) train under bf16 autocast.
