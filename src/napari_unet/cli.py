@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import SegmentationError
+from .errors import SegmentationError, describe
 
 __all__ = ["main"]
 
@@ -437,8 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug or an odd file: one line, not a traceback
         if os.environ.get("NAPARI_UNET_DEBUG"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"napari-unet: error: unexpected {type(exc).__name__}{': ' + first if first else ''}. "
+        print(f"napari-unet: error: unexpected {describe(exc)}. "
               "Check the inputs and options; run again with NAPARI_UNET_DEBUG=1 for the details, "
               "and report it if it persists.", file=sys.stderr)
         return 1

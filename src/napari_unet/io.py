@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SegmentationError
+from .errors import SegmentationError, describe
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "new_temp_file", "read_image",
            "read_image_axes", "read_image_file", "write_tiff"]
@@ -31,11 +31,6 @@ def check_image_path(path: str | os.PathLike) -> Path:
             f"{path.name}: unsupported file type {path.suffix or '(none)'!r}; give "
             f"{', '.join(sorted(s.lstrip('.').upper() for s in IMAGE_SUFFIXES))} images.")
     return path
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else ""
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -111,7 +106,7 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is the same for a user
         raise SegmentationError(
-            f"Could not read {path}: {type(exc).__name__}: {_first_line(exc)}") from None
+            f"Could not read {path}: {describe(exc)}") from None
 
 
 def new_temp_file(folder: str | os.PathLike, *, prefix: str = ".", suffix: str = ".tmp") -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..api import Segmentation, iter_segment
-from ..errors import SegmentationError
+from ..errors import SegmentationError, describe
 from ..instances import count_objects, label_instances, relabel_edited
 from ..tracking import link_over_time
 from ..progress import Progress
@@ -62,9 +62,8 @@ def friendly_message(exc: BaseException) -> str:
             "Segmentation ran out of memory. Try a smaller tile size, the CPU device, "
             "or a smaller image (e.g. a crop or fewer planes)."
         )
-    first = text.strip().splitlines()[0] if text.strip() else ""
     return (
-        f"Segmentation failed unexpectedly ({type(exc).__name__}{': ' + first if first else ''}). "
+        f"Segmentation failed unexpectedly ({describe(exc)}). "
         "Check the image and the options, and report this if it happens again."
     )
 

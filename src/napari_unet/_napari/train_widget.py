@@ -42,7 +42,7 @@ from superqt.utils import ensure_main_thread
 
 from ..checkpoint import CONFIG, LoadedModel
 from ..device import available_devices
-from ..errors import SegmentationError
+from ..errors import SegmentationError, describe
 from ..progress import Progress
 from ..training.data import is_binary_mask
 from .engine_widget import EngineWidget, Run, row
@@ -221,8 +221,7 @@ def _train_message(exc: BaseException) -> str:
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return ("Training ran out of memory. Lower 'Batch size' or 'Crop size', or choose the "
                 "CPU device.")
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return (f"Training failed unexpectedly ({type(exc).__name__}{': ' + first if first else ''}). "
+    return (f"Training failed unexpectedly ({describe(exc)}). "
             "Check the pairs and the options, and report this if it happens again.")
 
 
