@@ -65,7 +65,7 @@ class RunRecord:
         A private copy of the instance labels last made (by the run or an
         update), which "Update instances" keeps where the mask is unedited.
     instance_params : dict
-        The ``method``, ``min_size`` and ``fill_holes`` that made ``instances``.
+        The ``method``, ``min_size``, ``fill_holes`` and ``linked`` (over time) that made ``instances``.
     """
 
     outputs: dict[str, _Output] = field(default_factory=dict)

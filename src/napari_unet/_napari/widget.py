@@ -350,21 +350,25 @@ class SegmentWidget(EngineWidget):
         if len(out_axes) != mask.ndim:
             out_axes = ""
         linked = bool(self.link_time.value) and "T" in out_axes
+        made = {"method": params["method"], "min_size": params["min_size"],
+                "fill_holes": params["fill_holes"], "linked": linked}
         # Objects the edit left alone keep their ids and split, unless the options changed.
-        wanted = {**{k: params[k] for k in _INSTANCE_KEYS if k in params}, "linked": linked}
         same = (record.instances is not None and record.instances.shape == mask.shape
-                and record.instance_params == wanted)
+                and record.instance_params == made)
+        order = _label_axes_last(out_axes, params["ndim"], mask.ndim)
         worker = create_worker(relabel_job, mask, params, previous=record.instances if same else None,
-                               order=_label_axes_last(out_axes, params["ndim"], mask.ndim),
-                               time_axis=out_axes.index("T") if linked else None,
+                               order=order, time_axis=out_axes.index("T") if linked else None,
                                _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_relabelled(result, semantic, {**params, "linked": linked}),
+                    lambda result: self._on_relabelled(result, semantic, params, made, order),
                     progress_records=False)
 
-    def _on_relabelled(self, result: np.ndarray | JobFailed, semantic: Labels, params: dict) -> None:
+    def _on_relabelled(self, result: np.ndarray | JobFailed, semantic: Labels, params: dict,
+                       made: dict[str, Any], order: list[int]) -> None:
+        """Show the updated instances; ``made`` are the settings that made them, ``order`` puts
+        the labelled axes last (for counting)."""
         run = self._run
         if run is None or run.source_removed:
             return
@@ -380,8 +384,7 @@ class SegmentWidget(EngineWidget):
         data_tuple = label_layer_data(result, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
         self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True)
-        self._remember_instances(run.source, np.array(result, copy=True), {k: params[k] for k in _INSTANCE_KEYS})
-        order = _label_axes_last(str(meta.get("axes") or "").replace("C", ""), params["ndim"], result.ndim)
+        self._remember_instances(run.source, np.array(result, copy=True), made)
         count = count_objects(np.transpose(result, order), params["ndim"])
         self.status.value = f"{count} objects after the update of {run.source.name}"
 
@@ -390,10 +393,7 @@ class SegmentWidget(EngineWidget):
         record = self._tracker.record(source)
         if record is not None:
             record.instances = instances
-            record.instance_params = {k: params[k] for k in _INSTANCE_KEYS}
-
-
-_INSTANCE_KEYS = ("method", "min_size", "fill_holes", "linked")
+            record.instance_params = dict(params)
 
 
 def _label_axes_last(axes: str, label_ndim: int, ndim: int) -> list[int]:
