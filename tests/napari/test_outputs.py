@@ -104,6 +104,31 @@ def test_update_instances_after_painting(viewer, widget, wait_done, segmented, m
     assert names(viewer) == ["img", "img semantic", "img instances"]
 
 
+def test_update_instances_counts_and_copies_in_the_worker(viewer, widget, wait_done, segmented, monkeypatch):
+    """The GUI thread neither counts nor copies the new labels: both happen in the worker."""
+    import threading
+
+    on_main = []
+    real = jobs.count_objects
+
+    def counting(*args, **kwargs):
+        on_main.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "count_objects", counting)
+    sem = viewer.layers["img semantic"]
+    _paint_touching_discs(sem)
+    widget.min_size.value = 5
+    widget.instance_method.value = "watershed"
+    widget.update_instances()
+    wait_done(widget)
+    assert on_main == [False]
+    assert widget.status.value.startswith("2 objects after the update")
+    kept = widget._tracker.record(viewer.layers["img"]).instances
+    np.testing.assert_array_equal(kept, viewer.layers["img instances"].data)
+    assert not np.shares_memory(kept, viewer.layers["img instances"].data)  # painting cannot change it
+
+
 def test_update_instances_keeps_edited_instances(viewer, widget, wait_done, segmented):
     sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
     inst.brush_size = 3
@@ -196,12 +221,16 @@ def test_relabel_job_labels_z_stacks_per_time_point_whatever_the_axis_order():
     mask[:, :, 2:6, 2:6] = 1  # one nucleus through both planes, at time points 0 and 2
     mask[:, 1] = 0
     order = [1, 0, 2, 3]  # T first, then the labelled Z, Y, X
-    labels = jobs.relabel_job(mask, {"method": "components", "min_size": 0, "ndim": 3}, order=order)
+    done = jobs.relabel_job(mask, {"method": "components", "min_size": 0, "ndim": 3}, order=order)
+    labels = done.labels
     assert labels.shape == mask.shape
     for t in (0, 2):
         assert set(np.unique(labels[:, t])) == {0, 1}  # one object per time point, ids from 1
+    assert done.count == 2  # one per time point that holds it
+    assert np.array_equal(done.labels_copy, labels) and not np.shares_memory(done.labels_copy, labels)
     unordered = jobs.relabel_job(mask, {"method": "components", "min_size": 0, "ndim": 3})
-    assert unordered.max() == 2  # each Z plane labelled over T instead: two objects in it
+    assert unordered.labels.max() == 2  # each Z plane labelled over T instead: two objects in it
+    assert unordered.count == 4  # two in each of the Z planes
 
 
 def test_new_results_are_hashed_in_the_worker_not_the_gui_thread(viewer, widget, wait_done, make_blobs,
@@ -240,7 +269,9 @@ def test_relabel_job_with_linking_keeps_the_ids_of_untouched_objects():
     mask = previous > 0
     mask[0, 5:12, 26:29] = False  # object 3 trimmed in frame 0
     params = {"method": "components", "min_size": 0, "ndim": 2}
-    labels = jobs.relabel_job(mask, params, previous=previous, time_axis=0)
+    done = jobs.relabel_job(mask, params, previous=previous, time_axis=0)
+    labels = done.labels
+    assert done.count == 10  # five objects in each of the two frames
     for k, x in ((1, 2), (2, 14), (4, 38), (5, 50)):
         assert np.all(labels[:, 5:12, x:x + 7] == k)
     assert labels[0, 8, 30] == labels[1, 8, 30] == 3  # the trimmed object is linked back to its id

@@ -25,7 +25,7 @@ from ..instances import count_objects, label_instances, relabel_edited
 from ..tracking import link_over_time
 from ..progress import Progress
 
-__all__ = ["JobDone", "JobFailed", "segment_job", "relabel_job", "friendly_message", "count_objects"]
+__all__ = ["JobDone", "JobFailed", "Relabelled", "segment_job", "relabel_job", "friendly_message"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,20 @@ class JobDone:
     segmentation: Segmentation
     digests: dict[str, str] = field(default_factory=dict)
     instances_copy: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Relabelled:
+    """Instances recomputed from an edited mask, with what the GUI thread needs of them.
+
+    ``count`` (objects, per time point) and ``labels_copy`` (a private copy,
+    which the next "Update instances" starts from) are made in the worker, so
+    that the GUI thread need not count or copy big stacks.
+    """
+
+    labels: np.ndarray
+    count: int
+    labels_copy: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,7 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
 
 def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarray | None = None,
                 order: Sequence[int] | None = None, time_axis: int | None = None
-                ) -> np.ndarray | JobFailed:
+                ) -> Relabelled | JobFailed:
     """Instance labels from an edited mask (runs in a thread worker; never raises).
 
     With ``previous`` (the labels the mask was made from), objects the edit
@@ -102,6 +116,7 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     ``order`` puts the axes labelled together last (e.g. ZTYX -> TZYX); the
     result comes back in the mask's order. With ``time_axis`` the ids are
     linked over that axis (see :func:`~napari_unet.tracking.link_over_time`).
+    ``params["ndim"]`` axes are labelled together, and counted together.
     """
     try:
         order = list(order) if order is not None else list(range(mask.ndim))
@@ -117,9 +132,10 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
         else:
             labels = label_instances(mask, **params)
         labels = np.ascontiguousarray(np.transpose(labels, np.argsort(order)))
-        if time_axis is None:
-            return labels
-        return link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to)
+        if time_axis is not None:
+            labels = link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to)
+        count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
+        return Relabelled(labels, count, np.array(labels, copy=True))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

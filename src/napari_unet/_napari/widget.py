@@ -31,7 +31,7 @@ from ..axes import labelled_last
 from ..device import available_devices
 from ..errors import SegmentationError
 from .engine_widget import EngineWidget, Run, row
-from .jobs import JobDone, JobFailed, count_objects, relabel_job, segment_job
+from .jobs import JobDone, JobFailed, Relabelled, relabel_job, segment_job
 from .layers import (
     channel_data_axis,
     label_layer_data,
@@ -362,13 +362,12 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_relabelled(result, semantic, params, made, order),
+                    lambda result: self._on_relabelled(result, semantic, params, made),
                     progress_records=False)
 
-    def _on_relabelled(self, result: np.ndarray | JobFailed, semantic: Labels, params: dict,
-                       made: dict[str, Any], order: list[int]) -> None:
-        """Show the updated instances; ``made`` are the settings that made them, ``order`` puts
-        the labelled axes last (for counting)."""
+    def _on_relabelled(self, result: Relabelled | JobFailed, semantic: Labels, params: dict,
+                       made: dict[str, Any]) -> None:
+        """Show the updated instances; ``made`` are the settings that made them."""
         run = self._run
         if run is None or run.source_removed:
             return
@@ -381,12 +380,11 @@ class SegmentWidget(EngineWidget):
         meta = {**(record.metadata if record else {}), "source_layer": run.source.name,
                 "instance_method": params["method"], "min_size": params["min_size"],
                 "updated_from": semantic.name}
-        data_tuple = label_layer_data(result, "instances", source_name=run.source.name,
+        data_tuple = label_layer_data(result.labels, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
         self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True)
-        self._remember_instances(run.source, np.array(result, copy=True), made)
-        count = count_objects(np.transpose(result, order), params["ndim"])
-        self.status.value = f"{count} objects after the update of {run.source.name}"
+        self._remember_instances(run.source, result.labels_copy, made)
+        self.status.value = f"{result.count} objects after the update of {run.source.name}"
 
     def _remember_instances(self, source: Image, instances: np.ndarray | None, params: dict[str, Any]) -> None:
         """Keep ``instances`` (a private copy of the labels just made with ``params``) for "Update instances"."""
