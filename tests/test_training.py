@@ -226,7 +226,24 @@ def test_is_binary_mask_means_one_nonzero_value():
         assert is_binary_mask(mask), value
     mask[5:7, 5:7] = 2
     assert not is_binary_mask(mask)
+    mask[1:3, 1:3], mask[5:7, 5:7] = 7, -1
+    assert not is_binary_mask(mask)  # -1 and 7: two values
     assert is_binary_mask(np.array([[0.0, 0.5], [0.5, 0.0]]))
+    assert is_binary_mask(np.full((4, 4), 3, np.uint8))  # all nucleus
+    assert not is_binary_mask(np.array([[0.0, np.nan], [np.nan, 0.0]]))
+    assert not is_binary_mask(np.zeros((0, 4), np.int32))
+
+
+def test_a_mask_marked_with_minus_one_trains_on_its_regions():
+    """An int8 mask whose 255 wrapped to -1 is still a mask: its regions become the objects."""
+    mask = np.zeros((2, 40, 40), np.int8)
+    mask[:, 5:15, 5:15] = mask[:, 25:35, 22:32] = -1
+    image = np.where(mask != 0, 200, 10).astype(np.uint8)
+    assert is_binary_mask(mask)
+    samples = list(plane_samples(image, mask, name="m", semantic=True))
+    assert len(samples) == 2
+    for sample in samples:
+        assert (sample.target > 0).sum() == 200  # both squares, as objects (interior + rim)
 
 
 def test_load_pairs_refuses_a_colour_mask(tmp_path):

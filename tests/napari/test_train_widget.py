@@ -157,7 +157,7 @@ def test_cancel_registers_nothing(viewer, trainer, qtbot, notes, tmp_path):
     assert records[-1].done < records[-1].total
 
 
-def test_bad_input_becomes_a_notification(viewer, trainer, notes, tmp_path):
+def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_path):
     # No layers at all.
     trainer.train_button.clicked()
     assert not trainer.running
@@ -190,8 +190,8 @@ def test_bad_input_becomes_a_notification(viewer, trainer, notes, tmp_path):
     lab = viewer.add_labels(discs()[1], name="lab")
     assert trainer.add_pair(img, lab)
     lab.data = np.zeros_like(lab.data)
-    trainer.train()
-    assert not trainer.running
+    trainer.train()  # the labels are read in the worker
+    wait_trained(qtbot, trainer)
     assert "no labelled objects" in notes.messages("error")[0]
     # A removed layer takes its pairs out of the list.
     notes.items.clear()
@@ -212,6 +212,33 @@ def test_bad_input_becomes_a_notification(viewer, trainer, notes, tmp_path):
     trainer.add_pair(img, lab2)
     trainer.clear_button.clicked()
     assert trainer.pairs.choices == ()
+
+
+def test_train_reads_the_labels_in_the_worker_not_the_gui_thread(viewer, trainer, qtbot, notes, tiny_model,
+                                                                  monkeypatch):
+    """A big labels stack must not freeze napari when Train is pressed: only its shape is checked there."""
+    import threading
+
+    on_main = []
+    real = tw.is_binary_mask
+
+    def reading(labels):
+        on_main.append(threading.current_thread() is threading.main_thread())
+        return real(labels)
+
+    monkeypatch.setattr(tw, "is_binary_mask", reading)
+    image, labels = discs()
+    img = viewer.add_image(image, name="img")
+    lab = viewer.add_labels((labels > 0).astype(np.int32) * 3, name="mask")
+    assert trainer.add_model(str(tiny_model))
+    assert trainer.add_pair(img, lab)  # adding one pair reads it at once, to say how it is read
+    assert on_main == [True] and "read as a mask" in trainer.status.value
+    on_main.clear()
+    trainer.epochs.value, trainer.steps.value = 1, 1
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    assert on_main == [False]
 
 
 def test_a_mask_painted_in_any_one_label_is_read_as_connected_regions(viewer):

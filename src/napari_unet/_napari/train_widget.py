@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Generator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +149,8 @@ class _PairData:
     image: Any  # (..., Y, X) or (..., Y, X, C) when rgb
     labels: Any  # (..., Y, X)
     rgb: bool
-    semantic: bool
+    labels_name: str
+    semantic: bool | None = None  # None: not read yet (see check_pair_data)
 
 
 def _spatial_shape(layer: Image) -> tuple[int, ...]:
@@ -161,8 +162,12 @@ def _labels_array(layer: Labels) -> Any:
     return layer.data[0] if layer.multiscale else layer.data
 
 
-def check_pair(image: Any, labels: Any, layers: Sequence[Any]) -> _PairData:
+def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: bool = True) -> _PairData:
     """Check one image/labels pair and describe it for the worker.
+
+    With ``read_data=False`` only the layers and shapes are checked (instant);
+    :func:`check_pair_data` then reads the labels, in the worker, and tells
+    whether they are a mask (``semantic`` stays None until then).
 
     Raises
     ------
@@ -188,14 +193,24 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any]) -> _PairData:
             f"({' x '.join(map(str, lab.shape))}) differ in shape: choose the labels made for "
             "this image (e.g. '<image> instances')."
         )
-    if not np.any(lab):
+    pair = _PairData(image.name, layer_array(image), lab, bool(image.rgb), labels.name)
+    return check_pair_data(pair) if read_data else pair
+
+
+def check_pair_data(pair: _PairData) -> _PairData:
+    """``pair`` with ``semantic`` set, once its labels are known to hold objects.
+
+    Reads the whole labels array: the worker calls it for the pairs checked
+    with ``read_data=False``, so that big stacks do not freeze napari.
+    """
+    if not np.any(pair.labels):
         raise SegmentationError(
-            f"'{labels.name}' has no labelled objects (all 0): paint the nuclei of "
-            f"'{image.name}' first, or segment it and correct the result."
+            f"'{pair.labels_name}' has no labelled objects (all 0): paint the nuclei of "
+            f"'{pair.name}' first, or segment it and correct the result."
         )
     # One rule with the command line and train(): a single painted value marks
     # where nuclei are (a mask), whichever label number was used.
-    return _PairData(image.name, layer_array(image), lab, bool(image.rgb), semantic=is_binary_mask(lab))
+    return replace(pair, semantic=is_binary_mask(pair.labels))
 
 
 # ---------------------------------------------------------------------------- job
@@ -241,6 +256,7 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
         init: LoadedModel | None = options["init"]
         in_channels = init.config.in_channels if init is not None else 1
         core = init.config.core_fraction if init is not None else NEW_CORE_FRACTION
+        pairs = [check_pair_data(p) if p.semantic is None else p for p in pairs]
         total = sum(_n_planes(p) for p in pairs)
         samples, skipped, done = [], 0, 0
         for pair in pairs:
@@ -251,7 +267,8 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
                     skipped += 1
                 else:
                     samples.append(sample)
-                yield Progress("prepare", done, total, f"plane {done}/{total}")
+                how = f" ('{pair.labels_name}' read as a mask: each connected region is one object)"
+                yield Progress("prepare", done, total, f"plane {done}/{total}" + (how if pair.semantic else ""))
         if not samples:
             raise SegmentationError("Every plane of the chosen labels is empty: nothing to learn from.")
         smallest = min(min(s.target.shape) for s in samples)
@@ -485,16 +502,17 @@ class TrainWidget(EngineWidget):
                     self._on_returned)
 
     def _checked_pairs(self) -> list[_PairData]:
+        """The pairs to train on, their layers and shapes checked; the worker reads their labels."""
         layers = self._viewer.layers
         if self._pairs:
-            return [check_pair(p.image, p.labels, layers) for p in self._pairs]
+            return [check_pair(p.image, p.labels, layers, read_data=False) for p in self._pairs]
         image, labels = unwrap(self.image.value), unwrap(self.labels.value)
         if image is None and labels is None:
             raise SegmentationError(
                 "There are no training pairs: open an image and its corrected labels, choose "
                 "them under 'Image' and 'Labels', and press 'Add pair' (or just 'Train')."
             )
-        return [check_pair(image, labels, layers)]
+        return [check_pair(image, labels, layers, read_data=False)]
 
     def _options(self) -> dict[str, Any]:
         key = self.start_model.value

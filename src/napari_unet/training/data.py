@@ -174,8 +174,15 @@ def is_binary_mask(labels: Any) -> bool:
     one region is that object).
     """
     values = np.asarray(labels)
-    nonzero = values[values != 0]
-    return bool(nonzero.size) and bool(np.all(nonzero == nonzero[0]))
+    if values.size == 0:
+        return False
+    low, high = values.min(), values.max()
+    if low == high:
+        return bool(low != 0)
+    if low != 0 and high != 0:  # two nonzero values (or NaN)
+        return False
+    value = high if low == 0 else low
+    return bool(np.all((values == 0) | (values == value)))
 
 
 def check_pair_shapes(image_shape: Sequence[int], labels_shape: Sequence[int], *, name: str = "") -> None:
@@ -208,8 +215,9 @@ def pair_planes(image: Any, labels: Any, *, name: str = "", semantic: bool = Fal
     name : str
         The pair's name; each plane of a stack is named by :func:`plane_name`.
     semantic : bool
-        ``labels`` is a 0/1 mask: the connected regions of each plane become
-        the objects (touching nuclei count as one).
+        ``labels`` is a mask (one nonzero value, see :func:`is_binary_mask`):
+        the connected regions of each plane become the objects (touching
+        nuclei count as one).
 
     Yields
     ------
@@ -225,7 +233,7 @@ def pair_planes(image: Any, labels: Any, *, name: str = "", semantic: bool = Fal
             yield None
             continue
         if semantic:
-            plane = connected_components(plane > 0)
+            plane = connected_components(plane != 0)  # whichever value marks the nuclei, -1 too
         yield plane_name(name, index), np.asarray(image[index]), plane
 
 
