@@ -119,6 +119,27 @@ def test_watershed_keeps_separate_objects_and_unseeded_ones(helpers):
     assert len(_objects(labels)) == 2
 
 
+def test_watershed_keeps_a_blob_joined_only_at_a_corner():
+    """A small blob touching a nucleus diagonally (e.g. painted by hand) is not dropped from the instances."""
+    mask = np.zeros((20, 20), bool)
+    mask[2:10, 2:10] = True
+    mask[10:12, 10:12] = True  # corner to corner with the square, too small for a seed of its own
+    for labels in (split_touching(mask), label_instances(mask, method="watershed", min_size=0)):
+        np.testing.assert_array_equal(labels > 0, mask)
+        assert len(_objects(labels)) == 2
+
+
+def test_relabel_keeps_a_blob_painted_at_a_nucleus_corner():
+    """Update instances after painting a blob that touches a kept nucleus only at a corner."""
+    previous = np.zeros((20, 20), np.int32)
+    previous[2:10, 2:10] = 5
+    mask = previous > 0
+    mask[10:12, 10:12] = True
+    labels = relabel_edited(mask, previous, method="watershed", min_size=0)
+    assert np.all(labels[2:10, 2:10] == 5)
+    assert np.unique(labels[10:12, 10:12]).tolist() == [6]  # its own, new id
+
+
 def test_watershed_follows_the_elevation(helpers):
     """A seeded watershed floods the given landscape: a ridge decides the border."""
     mask = np.zeros((10, 30), bool)

@@ -167,14 +167,9 @@ def split_touching(
         # pieces: the ridge of its distance transform is a plateau or a chain of
         # tiny bumps. Maxima of the reconstruction from (distance - h) are whole
         # plateaus joining every peak that a dip shallower than h separates.
+        # A ridge along a diagonal is joined at corners: its plateaus are one seed.
         domes = morphology.reconstruction(distance - h, distance, method="dilation")
         markers = measure.label(morphology.local_maxima(domes) & foreground).astype(np.int32)
-        comps = measure.label(foreground)
-        # Every component gets at least one seed, so none is lost.
-        missing = np.setdiff1d(np.unique(comps[foreground]), np.unique(comps[markers > 0]))
-        for comp in missing:
-            where = np.argwhere(comps == comp)[0]
-            markers[tuple(where)] = markers.max() + 1
     else:
         if neck_ratio:
             markers = split_seeds_at_necks(seeds & foreground, neck_ratio=neck_ratio)
@@ -183,11 +178,11 @@ def split_touching(
     if elevation is None:
         elevation = -distance
     labels = segmentation.watershed(elevation, markers, mask=foreground)
-    if seeds is not None:
-        # Foreground components that received no seed would vanish: keep them.
-        comps = measure.label(foreground & (labels == 0))
-        if comps.max():
-            labels = np.where(comps > 0, comps + labels.max(), labels)
+    # The flood moves only across faces: foreground that no seed reached (a component
+    # without a seed, or one joined to a seeded one only at a corner) would vanish. Keep it.
+    comps = measure.label(foreground & (labels == 0), connectivity=1)
+    if comps.max():
+        labels = np.where(comps > 0, comps + labels.max(), labels)
     return labels.astype(np.int32)
 
 
