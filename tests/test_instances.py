@@ -277,6 +277,28 @@ def test_necked_seed_region_is_cut_in_two():
     assert np.array_equal(markers > 0, seeds)
 
 
+def test_a_seed_part_joined_at_a_corner_stays_with_its_cut_region():
+    """Cutting a region at a neck must not hand a corner-joined part another region's id."""
+    seeds = np.zeros((9, 20), bool)
+    seeds[1:6, 1:6] = seeds[1:6, 9:14] = True  # two squares joined by a thin neck: cut in two
+    seeds[3, 6:9] = True
+    seeds[6, 0] = True  # touches the left square only at a corner
+    seeds[7:9, 17:19] = True  # another seed, far away
+    markers = split_seeds_at_necks(seeds, neck_ratio=0.7)
+    assert markers[6, 0] == markers[3, 3] != markers[3, 11]
+    assert markers[7, 17] not in (markers[3, 3], markers[3, 11])
+    labels = label_instances(seeds, method="watershed", seeds=seeds, neck_ratio=0.7)
+    assert len(_objects(labels)) == 3
+    assert labels[7, 17] != labels[6, 0]
+
+
+def test_negative_mask_values_are_objects_as_the_docstring_says():
+    mask = np.zeros((4, 6), np.int8)
+    mask[1:3, 1:3], mask[1:3, 4:6] = -1, 2  # e.g. an int8 mask whose 255 wrapped to -1
+    assert label_instances(mask).max() == 2
+    assert relabel_edited(mask, np.zeros(mask.shape, np.int32)).max() == 2
+
+
 def test_round_and_elongated_seeds_stay_whole():
     disc = _disc((40, 40), (20, 20), 10)
     yy, xx = np.indices((40, 80))

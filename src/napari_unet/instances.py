@@ -129,7 +129,9 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
         peaks, count = ndi.label(morphology.local_maxima(domes) & region, structure)
         if count < 2:
             continue
-        pieces = segmentation.watershed(-dist, peaks, mask=region)
+        # The region is joined at corners too: so is the flood, or a part attached only at a
+        # corner would stay unlabelled (and take another region's id below).
+        pieces = segmentation.watershed(-dist, peaks, mask=region, connectivity=seeds.ndim)
         markers[box][region] = pieces[region] + next_id - 1
         next_id += count
     return markers
@@ -225,7 +227,7 @@ def label_instances(
     """
     if method not in METHODS:
         raise SegmentationError(f"Unknown instance method {method!r}: use one of {METHODS}.")
-    fg = np.asarray(foreground) > 0
+    fg = np.asarray(foreground) != 0
     ndim = fg.ndim if ndim is None else int(ndim)
     if not 1 <= ndim <= 3 or ndim > fg.ndim:
         raise SegmentationError(
@@ -286,7 +288,7 @@ def relabel_edited(
     -------
     ndarray (same shape) int32
     """
-    fg = np.asarray(mask) > 0
+    fg = np.asarray(mask) != 0
     prev = np.asarray(previous)
     if prev.shape != fg.shape:
         raise SegmentationError(
