@@ -429,6 +429,50 @@ def test_collate_crops_resizes_to_the_crop_size():
     np.testing.assert_array_equal(x[4, 0].numpy(), samples[0].image[0, :20, :20])
 
 
+@pytest.mark.parametrize("src", [11, 20, 45, 90])
+def test_collate_crops_keeps_the_target_on_the_image_when_resizing(src):
+    """Zooming a crop moves image and target alike: a disc's centre stays where the image has it."""
+    yy, xx = np.mgrid[:src, :src]
+    disc = ((yy - (src - 1) / 2) ** 2 + (xx - (src - 1) / 2) ** 2 <= (src / 3) ** 2)
+    x, t = collate_crops([(disc[None].astype(np.float32), disc.astype(np.uint8), 64)], torch.device("cpu"))
+    grid = np.mgrid[:64, :64]
+    image, target = x[0, 0].numpy(), t[0].numpy().astype(float)
+    for axis in (0, 1):
+        centre_image = (grid[axis] * image).sum() / image.sum()
+        centre_target = (grid[axis] * target).sum() / target.sum()
+        assert abs(centre_image - centre_target) < 0.1, (axis, centre_image, centre_target)
+
+
+def test_augment_blur_keeps_the_crop_edges_bright():
+    image = torch.ones(64, 1, 32, 32)
+    target = torch.zeros(64, 32, 32, dtype=torch.int64)
+    x, _ = augment_batch(image, target, torch.Generator().manual_seed(3), strength=1.0)
+    # Gain and offset change each sample evenly (noise averages out over a row); a blur
+    # padded with zeros would darken the rim to about 0.6 of the middle.
+    for sample in x[:, 0]:
+        middle = sample[16].mean()
+        for rim in (sample[0], sample[-1], sample[:, 0], sample[:, -1]):
+            assert abs(rim.mean() - middle) < 0.1 * abs(middle)
+
+
+def test_augment_keeps_pixels_below_zero_and_never_inverts():
+    """Normalised images dip below 0 in the background; inference sees that, so training must."""
+    n = 64
+    ramp = torch.linspace(-0.2, 1.0, 256)
+    image = ramp.reshape(1, 1, 16, 16).repeat(n, 1, 1, 1)
+    where = torch.arange(256).reshape(1, 16, 16).repeat(n, 1, 1)  # each pixel's place, moved along
+    for strength in (1.0, 5.0):
+        x, t = augment_batch(image, where, torch.Generator().manual_seed(4), strength=strength)
+        for i in range(n):
+            back = torch.empty(256)
+            back[t[i].flatten()] = x[i, 0].flatten()  # the augmented ramp, in its first order
+            # Brighter stays brighter (a gain below 0 would invert the image).
+            assert back[192:].mean() > back[:64].mean(), (strength, i)
+            if strength == 1.0:
+                # The pixels below 0 stay darker than those at 0, not clipped to them.
+                assert back[:40].mean() < back[43:53].mean() - 0.03, i
+
+
 def _dihedral(a: torch.Tensor) -> list[torch.Tensor]:
     out = []
     for flip in (False, True):

@@ -30,7 +30,9 @@ def collate_crops(crops: Sequence[tuple[np.ndarray, np.ndarray, int]], device: t
         t = torch.from_numpy(np.ascontiguousarray(tgt)).to(device)[None, None].float()
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-            t = F.interpolate(t, size=(size, size), mode="nearest")
+            # "nearest-exact" samples pixel centres as bilinear does with align_corners=False;
+            # plain "nearest" would shift the target half a pixel against the image.
+            t = F.interpolate(t, size=(size, size), mode="nearest-exact")
         images.append(x[0])
         targets.append(t[0, 0].long())
     return torch.stack(images), torch.stack(targets)
@@ -69,18 +71,18 @@ def augment_batch(image: torch.Tensor, target: torch.Tensor, generator: torch.Ge
             x, t = torch.rot90(x, k, (-2, -1)), torch.rot90(t, k, (-2, -1))
         if strength > 0:
             gamma = float(np.exp((r[i][3] - 0.5) * 0.8 * strength))
-            x = x.clamp(min=0) ** gamma
-            gain = 1.0 + (r[i][4] - 0.5) * 0.6 * strength
+            x = torch.where(x > 0, x.clamp(min=0) ** gamma, x)  # below 0 (background noise) as it was
+            gain = max(1.0 + (r[i][4] - 0.5) * 0.6 * strength, 0.1)  # never inverts the image
             offset = (r[i][5] - 0.5) * 0.2 * strength
             x = x * gain + offset
             if r[i][6] < 0.3:
                 sigma = 0.3 + 1.2 * r[i][7]
                 kern = _gaussian_kernel(sigma, x.device)
-                c = x.shape[0]
-                x = F.conv2d(x[None], kern.view(1, 1, 1, -1).expand(c, 1, 1, -1),
-                             padding=(0, kern.numel() // 2), groups=c)
-                x = F.conv2d(x, kern.view(1, 1, -1, 1).expand(c, 1, -1, 1),
-                             padding=(kern.numel() // 2, 0), groups=c)[0]
+                c, half = x.shape[0], kern.numel() // 2
+                # Mirrored borders: zero padding would darken the crop's edges.
+                x = F.pad(x[None], (half, half, half, half), mode="reflect")
+                x = F.conv2d(x, kern.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+                x = F.conv2d(x, kern.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
             elif r[i][6] < 0.6:
                 noise = torch.randn(x.shape, generator=generator).to(x.device)
                 x = x + noise * (0.02 + 0.08 * r[i][7]) * strength
