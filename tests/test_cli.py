@@ -820,6 +820,20 @@ def test_stains_of_a_composite_are_not_blended_like_rgb(models, tmp_path, capsys
     assert main([*base, str(tmp_path / "comp.tif")]) == 2
     line = _assert_one_error_line(capsys.readouterr().err)
     assert "comp.tif has 3 channels (axes CYX" in line and "--channel N (0 to 2)" in line
+    # Naming the axes does not switch the guard off while they keep the channels.
+    assert main([*base, str(tmp_path / "comp.tif"), "--axes", "CYX"]) == 2
+    assert "--channel N" in _assert_one_error_line(capsys.readouterr().err)
     assert main([*base, str(tmp_path / "comp.tif"), "--channel", "0"]) == 0
     assert main([*base, str(tmp_path / "rgb.tif")]) == 0
     capsys.readouterr()
+    # evaluate applies the same rule, with or without --axes.
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    (tmp_path / "comp.tif").rename(tmp_path / "im" / "comp.tif")
+    tifffile.imwrite(tmp_path / "ma" / "comp.tif", disc_scene(DISCS[0])[1])
+    ev = ["evaluate", "--images", str(tmp_path / "im"), "--masks", str(tmp_path / "ma"),
+          "-m", str(models["2d"]), "--device", "cpu"]
+    for extra in ([], ["--axes", "CYX"]):
+        assert main([*ev, *extra]) == 2, extra
+        assert "--channel N" in _assert_one_error_line(capsys.readouterr().err)
+    assert main([*ev, "--axes", "CYX", "--channel", "0"]) == 0

@@ -131,8 +131,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     for path, sem, inst in plan:
         read = read_image_file(path)
         image, file_axes = read.image, read.axes
-        if not args.axes:
-            _check_declared_channels(read, path.name, args.channel, model)
+        _check_declared_channels(read, path.name, args.channel, model, args.axes)
         bar = ProgressBar(path.name)
         result = _drain(iter_segment(
             image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
@@ -181,7 +180,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
         if p.stem not in masks_by_stem:
             raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
         read, mask = read_image_file(p), read_image(masks_by_stem[p.stem])
-        if not axes and check_channels is not None:
+        if check_channels is not None:
             check_channels(read, p.name)
         image, image_axes = read.image, axes or read.axes
         shape = image.shape
@@ -198,11 +197,19 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     return names, imgs, msks, all_axes
 
 
-def _check_declared_channels(read: Any, name: str, channel: int | None, model: Any) -> None:
-    """Refuse to blend the stains of a multichannel file into grey: a 1-channel model needs --channel."""
+def _check_declared_channels(read: Any, name: str, channel: int | None, model: Any,
+                             axes: str | None = None) -> None:
+    """Refuse to blend the stains of a multichannel file into grey: a 1-channel model needs --channel.
+
+    ``axes`` (--axes) replaces the file's own; the stains are still never blended while they
+    keep a C axis.
+    """
     if channel is not None or not read.channels_declared or model.config.in_channels != 1:
         return
-    n = read.image.shape[read.axes.index("C")]
+    used = (axes or read.axes).upper()
+    if "C" not in used or len(used) != read.image.ndim:
+        return  # no channel axis any more (the user's choice), or axes the engine will refuse
+    n = read.image.shape[used.index("C")]
     if n > 1:
         raise SegmentationError(
             f"{name} has {n} channels (axes {read.axes} in its metadata), and this model sees one: "
@@ -257,7 +264,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     names, imgs, masks, all_axes = _load_folder_pairs(
         args.images, args.masks, axes=args.axes,
-        check_channels=lambda read, name: _check_declared_channels(read, name, args.channel, model))
+        check_channels=lambda read, name: _check_declared_channels(read, name, args.channel, model, args.axes))
     bar = ProgressBar("evaluate")
     truths, preds = [], []
     for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):
