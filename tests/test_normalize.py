@@ -90,6 +90,9 @@ def test_small_range_on_a_large_offset_or_denormal_values():
     out = normalize(huge)
     assert np.all(np.isfinite(out)) and out.max() > 0.99
     assert np.all(np.isfinite(normalize(np.linspace(0, 1e39, 100).reshape(10, 10))))
+    # float64 near its limit: hi - lo itself overflows, yet the image is a plain ramp.
+    edge = np.linspace(-1, 1, 100).reshape(10, 10) * 1.7e308
+    np.testing.assert_allclose(normalize(edge), normalize(np.linspace(-1, 1, 100).reshape(10, 10)), atol=1e-6)
     tiny = (np.arange(100, dtype=np.float32).reshape(10, 10) + 1) * np.float32(1e-40)
     out = normalize(tiny)
     assert np.all(np.isfinite(out)) and out.max() > 0.99 and out.min() < 0.01
