@@ -7,6 +7,8 @@ the normalised intensity, so that a synthetic image has a known answer.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -306,15 +308,33 @@ def test_closing_iter_segment_stops_work(models, rng, forward_calls):
     ("kwargs", "fragment"),
     [
         ({"instance_method": "magic"}, "Unknown instance method"),
-        ({"threshold": 1.5}, "threshold must be between 0 and 1"),
-        ({"threshold": 0.0}, "threshold must be between 0 and 1"),
+        ({"threshold": 1.5}, "threshold must be a number between 0 and 1"),
+        ({"threshold": 0.0}, "threshold must be a number between 0 and 1"),
+        ({"threshold": "x"}, "threshold must be a number between 0 and 1, not 'x'"),
+        ({"seed_threshold": 2}, "seed_threshold must be a number between 0 and 1"),
+        ({"seed_threshold": float("nan")}, "seed_threshold must be a number between 0 and 1"),
         ({"mode": "4d"}, "mode must be one of"),
-        ({"min_size": -5}, "min_size counts pixels and must be 0 or more"),
+        ({"min_size": -5}, "min_size (pixels) must be a whole number >= 0"),
+        ({"min_size": 2.5}, "min_size (pixels) must be a whole number >= 0, not 2.5"),
+        ({"batch_size": "2"}, "batch_size must be a whole number >= 1"),
+        ({"tile_size": 0}, "tile_size must be a whole number >= 1"),
+        ({"channel": "0"}, "channel must be a whole number >= 0"),
+        ({"axes": ["Y", "X"]}, "axes must be a string of letters"),
     ],
 )
 def test_bad_parameters(models, kwargs, fragment):
-    with pytest.raises(SegmentationError, match=fragment):
+    with pytest.raises(SegmentationError, match=re.escape(fragment)):
         napari_unet.segment(np.ones((16, 16)), model=str(models["2d"]), **kwargs)
+
+
+def test_whole_valued_numbers_are_accepted_and_bad_images_or_models_explained(models):
+    """24.0 is a whole number (JSON may hold it so); a ragged list or no model gets a message."""
+    result = napari_unet.segment(np.ones((16, 16)), model=str(models["2d"]), min_size=24.0)
+    assert result.metadata["min_size"] == 24 and isinstance(result.metadata["min_size"], int)
+    with pytest.raises(SegmentationError, match="not a regular array"):
+        napari_unet.segment([[1, 2, 3], [1, 2]], model=str(models["2d"]))
+    with pytest.raises(SegmentationError, match="model must be a model name"):
+        napari_unet.segment(np.ones((16, 16)), model=None)
 
 
 def test_link_time_only_acts_on_a_time_axis(models):

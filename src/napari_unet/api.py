@@ -11,7 +11,7 @@ import numpy as np
 from ._version import __version__
 from .axes import labelled_last
 from .checkpoint import LoadedModel
-from .errors import SegmentationError
+from .errors import SegmentationError, check_fraction, check_whole
 from .instances import METHODS, count_objects, label_instances
 from .tracking import link_over_time
 from .postprocess import (
@@ -126,10 +126,12 @@ def iter_segment(
         raise SegmentationError(
             f"Unknown instance method {post['instance_method']!r}: use one of {METHODS}.")
     auto, first = _scale_choice(scale, post)
-    if not 0.0 < float(post["threshold"]) < 1.0:
-        raise SegmentationError(f"threshold must be between 0 and 1, got {post['threshold']}.")
-    if int(post["min_size"]) < 0:
-        raise SegmentationError(f"min_size counts pixels and must be 0 or more, got {post['min_size']}.")
+    post["threshold"] = check_fraction("threshold", post["threshold"])
+    post["seed_threshold"] = check_fraction("seed_threshold", post["seed_threshold"])
+    min_size = post["min_size"]
+    if isinstance(min_size, float) and min_size.is_integer():
+        min_size = int(min_size)  # a model's config.json may hold 24.0
+    post["min_size"] = check_whole("min_size (pixels)", min_size, 0)
     prepared = prepare_input(image, cfg, axes=axes, mode=mode, channel=channel)
     plan = prepared.plan
     label_ndim = len(plan.label_axes)

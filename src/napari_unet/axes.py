@@ -117,6 +117,8 @@ def plan_axes(
         infer_axes(shape)  # raises with the standard message
     if axes is None:
         axes = infer_axes(tuple(shape), in_channels=in_channels, spatial_dims=spatial_dims)
+    if not isinstance(axes, str):
+        raise SegmentationError(f"axes must be a string of letters such as 'ZYX', not {axes!r}.")
     axes = axes.upper()
     if len(axes) != len(shape):
         raise SegmentationError(

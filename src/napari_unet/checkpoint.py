@@ -270,6 +270,10 @@ def load_model(name_or_path: str | os.PathLike = "default") -> LoadedModel:
     """
     if isinstance(name_or_path, LoadedModel):
         return name_or_path
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise SegmentationError(
+            f"model must be a model name such as 'default', a model folder or a LoadedModel, "
+            f"not {name_or_path!r}.")
     name, path = _resolve(name_or_path)
     if path.is_dir():
         folder, weights = path, path / WEIGHTS

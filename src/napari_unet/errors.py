@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class SegmentationError(ValueError):
     """Bad input, a missing or broken model file, or an unavailable device.
@@ -15,3 +18,27 @@ def describe(exc: BaseException) -> str:
     """``"TypeName: first line of its message"`` (the type alone when it has none), for one-line reports."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def check_whole(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int, or a SegmentationError naming ``name`` when it is not a whole number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise SegmentationError(f"{name} must be a whole number >= {minimum}, not {value!r}.")
+    return int(value)
+
+
+def check_real(name: str, value: object, *, positive: bool) -> float:
+    """``value`` as a float, or a SegmentationError when it is not a finite number > 0 (``positive``) or >= 0."""
+    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+          and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise SegmentationError(
+            f"{name} must be a finite number {'> 0' if positive else '>= 0'}, not {value!r}.")
+    return float(value)
+
+
+def check_fraction(name: str, value: object) -> float:
+    """``value`` as a float, or a SegmentationError when it is not a number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+        raise SegmentationError(f"{name} must be a number between 0 and 1, not {value!r}.")
+    return float(value)

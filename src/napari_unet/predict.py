@@ -21,7 +21,7 @@ import torch
 from .axes import AxesPlan, plan_axes
 from .checkpoint import LoadedModel, load_model
 from .device import resolve_device
-from .errors import SegmentationError
+from .errors import SegmentationError, check_whole
 from .model import DoubleConv, UNet
 from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, percentile_range
 from .progress import Progress, drain
@@ -105,16 +105,15 @@ class Predictor:
         self.config = self.model.config
         self.device = resolve_device(device)
         dims = self.config.spatial_dims
-        self.tile_size = int(DEFAULT_TILE[dims] if tile_size is None else tile_size)
+        self.tile_size = check_whole("tile_size", DEFAULT_TILE[dims] if tile_size is None else tile_size, 1)
         # By default a small tile gets a proportionally small overlap, so that
         # neighbouring tiles never advance by only a few pixels.
-        self.overlap = int(min(DEFAULT_OVERLAP[dims], self.tile_size // 4) if overlap is None else overlap)
+        self.overlap = check_whole(
+            "overlap", min(DEFAULT_OVERLAP[dims], self.tile_size // 4) if overlap is None else overlap, 0)
         # The halo is the context a tile's kept pixels have beyond them: half the overlap
         # (64 px in 2D) keeps what the bundled U-Net sees, so tiles agree with one pass.
-        self.halo = int(self.overlap // 2 if halo is None else halo)
-        if self.tile_size < 1 or self.overlap < 0 or self.halo < 0 or batch_size < 1:
-            raise SegmentationError("tile_size and batch_size must be >= 1; overlap and halo >= 0.")
-        self.batch_size = int(batch_size)
+        self.halo = check_whole("halo", self.overlap // 2 if halo is None else halo, 0)
+        self.batch_size = check_whole("batch_size", batch_size, 1)
         net = self.model.net.eval()
         if self.device.type == "cpu":
             net = _fused(net)
@@ -270,7 +269,12 @@ def prepare_input(
         None converts RGB to grey, and refuses other multichannel images.
     """
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
-        image = np.asarray(image)
+        try:
+            image = np.asarray(image)
+        except ValueError:  # ragged nested lists
+            raise SegmentationError(
+                "The image is not a regular array (rows of different lengths?): give a numpy "
+                "array, or a list of equal-length rows.") from None
     shape = tuple(int(s) for s in image.shape)
     if image.ndim == 0 or 0 in shape:
         raise SegmentationError(
@@ -293,6 +297,7 @@ def prepare_input(
     want = config.in_channels
     channel_index: int | None = None
     if channel is not None:
+        channel = check_whole("channel", channel, 0)
         if not 0 <= channel < n_ch:
             raise SegmentationError(f"channel={channel} but the image has {n_ch} channel(s).")
         if want != 1:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .._version import __version__
 from ..checkpoint import CONFIG, LoadedModel, ModelConfig, load_model, save_model
 from ..device import resolve_device
-from ..errors import SegmentationError
+from ..errors import SegmentationError, check_real, check_whole
 from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
 from .data import Sample, random_crops, sampling_weights
@@ -102,19 +102,6 @@ def fit_crop_size(crop_size: int, smallest: int, *, depth: int) -> int:
     ``2**depth``, and at least :func:`min_crop_size` (smaller images are padded)."""
     multiple = 2**depth
     return max(min_crop_size(depth), min(int(crop_size), int(smallest)) // multiple * multiple)
-
-
-def _check_whole(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise SegmentationError(f"{name} must be a whole number >= {minimum}, not {value!r}.")
-
-
-def _check_real(name: str, value: object, *, positive: bool) -> None:
-    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-          and (value > 0 if positive else value >= 0))
-    if not ok:
-        raise SegmentationError(
-            f"{name} must be a finite number {'> 0' if positive else '>= 0'}, not {value!r}.")
 
 
 def _check_crop_size(crop_size: int, depth: int) -> None:
@@ -293,12 +280,12 @@ def iter_train(
     whole = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop_size": crop_size, "base_width": base_width, "depth": depth}
     for arg, value in whole.items():
-        _check_whole(arg, value, 1)
-    _check_whole("seed", seed, 0)
+        check_whole(arg, value, 1)
+    check_whole("seed", seed, 0)
     if num_threads is not None:
-        _check_whole("num_threads", num_threads, 1)
-    _check_real("learning_rate", learning_rate, positive=True)
-    _check_real("augment_strength", augment_strength, positive=False)
+        check_whole("num_threads", num_threads, 1)
+    check_real("learning_rate", learning_rate, positive=True)
+    check_real("augment_strength", augment_strength, positive=False)
     if core_fraction is not None and not (isinstance(core_fraction, numbers.Real) and 0 <= core_fraction < 1):
         raise SegmentationError(f"core_fraction must be a number in [0, 1), not {core_fraction!r}.")
     weights = sampling_weights(train_samples, sampling)
