@@ -25,10 +25,12 @@ from napari_unet.errors import SegmentationError
 from napari_unet.progress import drain
 from napari_unet.training.augment import augment_batch, collate_crops
 from napari_unet.training.data import (
+    CONTACT,
     Sample,
     check_pair_shapes,
     is_binary_mask,
     load_pairs,
+    mark_contacts,
     plane_name,
     plane_samples,
     prepare_sample,
@@ -215,6 +217,27 @@ def test_load_pairs_reads_binary_masks_as_connected_regions(tmp_path):
     tifffile.imwrite(tmp_path / "ma" / "a.tif", ((labels > 0) * 255).astype(np.uint8))
     sample, = load_pairs(tmp_path / "im", tmp_path / "ma")
     np.testing.assert_array_equal(sample.target, three_class_targets(labels))
+
+
+def test_mark_contacts_marks_only_where_objects_touch():
+    labels = np.zeros((20, 30), np.int32)
+    labels[3:10, 3:10] = 1  # alone
+    labels[12:18, 5:12] = 2  # 2 and 3 touch along one column
+    labels[12:18, 12:20] = 3
+    for lab in (labels, labels.astype(np.uint16), labels * 1000):
+        target = mark_contacts(three_class_targets(lab), lab)
+        contact = target == CONTACT
+        assert not contact[labels == 1].any(), "an object touching nothing has no contact pixels"
+        assert contact[12:18, 11].all() and contact[12:18, 12].all()
+        assert not contact[:, :11].any() and not contact[:, 13:].any()
+        assert np.array_equal(target > 0, lab > 0)
+
+
+def test_three_class_targets_of_a_boolean_mask_with_cores():
+    mask = np.zeros((20, 20), bool)
+    mask[4:16, 4:16] = True
+    target = three_class_targets(mask, core_fraction=0.3)
+    assert np.array_equal(target > 0, mask) and (target == 1).any() and (target == 2).any()
 
 
 def test_is_binary_mask_means_one_nonzero_value():

@@ -54,6 +54,8 @@ def three_class_targets(labels: np.ndarray, *, core_fraction: float = 0.0) -> np
         label or to background, and with ``core_fraction`` the outer band).
     """
     labels = np.asarray(labels)
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)  # every True pixel is object 1 (ids index arrays below)
     boundary = find_boundaries(labels, mode="inner") & (labels > 0)
     target = (labels > 0).astype(np.uint8)
     target[boundary] = 2
@@ -81,8 +83,9 @@ def mark_contacts(target: np.ndarray, labels: np.ndarray, *, radius: int = 1) ->
     """
     labels = np.asarray(labels)
     size = 2 * radius + 1
-    big = np.iinfo(np.int64).max
     lab = labels.astype(np.int64)
+    # Above every id, but not int64's maximum: SciPy's minimum filter wraps that to its minimum.
+    big = int(lab.max(initial=0)) + 1
     hi = ndi.maximum_filter(lab, size=size)
     lo = ndi.minimum_filter(np.where(lab > 0, lab, big), size=size)
     other = ((hi != lab) & (hi > 0)) | ((lo != lab) & (lo < big))
