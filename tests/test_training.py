@@ -612,7 +612,10 @@ def test_snapshots_keep_every_epoch_and_average(tmp_path):
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["epoch_001", "epoch_002", "epoch_003"]
     assert len({m.sha256 for m in snaps}) == 3, "each epoch's weights differ"
     assert best.sha256 in {m.sha256 for m in snaps}, "the best model is one of the snapshots"
-    avg = average_models([snapshot_path(out, e) for e in (2, 3)], tmp_path / "avg")
+    avg = average_models([snaps[1], snaps[2]], tmp_path / "avg")
+    assert load_model(snapshot_path(out, 3)).sha256 == snaps[2].sha256
+    assert all(torch.equal(v, load_model(snapshot_path(out, 3)).net.state_dict()[k])
+               for k, v in snaps[2].net.state_dict().items()), "the models given stay as they were"
     states = [m.net.state_dict() for m in (snaps[1], snaps[2], avg)]
     for key, value in states[2].items():
         if value.is_floating_point():
@@ -623,6 +626,14 @@ def test_snapshots_keep_every_epoch_and_average(tmp_path):
     one = average_models([snaps[0]], tmp_path / "one").net.state_dict()
     first = snaps[0].net.state_dict()
     assert all(torch.allclose(v.float(), first[k].float()) for k, v in one.items()), "one model: itself"
+
+
+def test_fine_tuning_leaves_the_given_model_untouched(tmp_path):
+    start = train(_samples([1]), tmp_path / "start", epochs=1, steps_per_epoch=1, **TINY)
+    before = {k: v.clone() for k, v in start.net.state_dict().items()}
+    train(_samples([0]), tmp_path / "tuned", init_model=start, epochs=1, steps_per_epoch=2, **TINY)
+    assert not start.net.training
+    assert all(torch.equal(v, before[k]) for k, v in start.net.state_dict().items())
 
 
 def test_average_models_refuses_other_architectures(tmp_path, models):

@@ -11,7 +11,6 @@ Segment widget through :func:`~napari_unet._napari.session.register_session_mode
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -246,7 +245,7 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
 
     Runs in a thread worker: yields the preparation's and the engine's progress
     records and never raises (a failure comes back as :class:`JobFailed`).
-    ``options["init"]`` is the model to fine-tune (copied here, never changed)
+    ``options["init"]`` is the model to fine-tune (iter_train trains a copy: it is never changed)
     or None for a new network.
     """
     from ..training.data import plane_samples
@@ -280,7 +279,7 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
             epochs=options["epochs"], steps_per_epoch=options["steps"],
             batch_size=options["batch_size"], crop_size=crop,
             learning_rate=options["learning_rate"],
-            init_model=copy.deepcopy(init) if init is not None else None,
+            init_model=init,  # iter_train trains a copy of its network
             base_width=NEW_WIDTH, depth=NEW_DEPTH,
             device=options["device"], resume=False, name=options["name"],
             description="trained in napari with the Train (U-Net) widget",

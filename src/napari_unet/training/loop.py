@@ -10,6 +10,7 @@ the last finished epoch, with the same random stream it would have had.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -295,7 +296,7 @@ def iter_train(
     if init_model is not None:
         base = load_model(init_model)
         config = ModelConfig(**{**base.config.to_dict(), "name": name})
-        net = base.net
+        net = copy.deepcopy(base.net)  # a LoadedModel the caller holds is not trained in place
         if config.target != "three_class" or config.spatial_dims != 2:
             raise SegmentationError(
                 "Fine-tuning needs a 2D three_class (background/interior/boundary) model.")

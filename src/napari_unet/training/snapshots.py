@@ -8,6 +8,8 @@ epoch with ``snapshots=True``, in ``<output>/snapshots/epoch_NNN``.
 
 from __future__ import annotations
 
+import copy
+
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +60,7 @@ def average_models(models: Sequence[LoadedModel | str | os.PathLike], dest: str 
         k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
         for k, v in last.items()
     }
-    net = loaded[-1].net
+    net = copy.deepcopy(loaded[-1].net)  # the caller's models stay as they are
     net.load_state_dict(mean)
     save_model(dest, net, loaded[-1].config)
     return load_model(dest)
