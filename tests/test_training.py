@@ -904,6 +904,16 @@ def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
     assert saved == best
     assert load_model(model_dir).config.postprocess == best
 
+    # A grid over one setting scores the others at the model's values, and returns those.
+    config = json.loads((model_dir / "config.json").read_text())
+    config["postprocess"].update(threshold=0.5, seed_threshold=0.7, min_size=400)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    one, rows = tune_postprocess(str(model_dir), images, masks, grid={"neck_ratio": (0.0, 0.7)}, device="cpu")
+    assert [ap for _, ap, _ in rows] == [0.0, 0.0], "min_size 400 (the model's) removes every disc"
+    assert (one["threshold"], one["seed_threshold"], one["min_size"]) == (0.5, 0.7, 400)
+    with pytest.raises(SegmentationError, match="Cannot tune 'radius'"):
+        tune_postprocess(str(model_dir), images, masks, grid={"radius": (1, 2)}, device="cpu")
+
 
 def _outlier_scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Discs at 100 on 10, and 12 single pixels at 1000 (0.3 % of the image) in the background."""

@@ -98,12 +98,18 @@ def tune_postprocess(
     cached = [(_probabilities(predictor, image, loaded.config), np.asarray(mask))
               for image, mask in zip(images, masks)]
     grid = grid or DEFAULT_GRID
+    unknown = set(grid) - set(DEFAULT_GRID)
+    if unknown:
+        raise SegmentationError(
+            f"Cannot tune {', '.join(sorted(map(repr, unknown)))}: the grid takes {', '.join(DEFAULT_GRID)}.")
+    # What the grid leaves out keeps the model's value, in the scoring as in the result.
+    fixed = {k: loaded.config.postprocess.get(k) for k in DEFAULT_GRID}
     keys = list(grid)
     table = []
     for values in itertools.product(*(grid[k] for k in keys)):
         params = dict(zip(keys, values))
         scores = evaluate((m for _, m in cached),
-                          (_instances(p, loaded.config.target, params) for p, _ in cached))
+                          (_instances(p, loaded.config.target, {**fixed, **params}) for p, _ in cached))
         aps = [t.ap for t in scores.totals]
         table.append((params, aps[0], float(np.mean(aps))))
     table.sort(key=lambda row: (row[1], row[2]), reverse=True)
