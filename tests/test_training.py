@@ -201,6 +201,8 @@ def test_load_pairs_reads_matching_files(tmp_path):
     assert [s.name for s in samples] == ["n0", "n1", "n2"]
     np.testing.assert_array_equal(samples[1].target, three_class_targets(disc_scene(DISCS[1])[1]))
     assert [s.name for s in load_pairs(tmp_path / "im", tmp_path / "ma", names=["n2"])] == ["n2"]
+    with pytest.raises(SegmentationError, match="1 of the images asked for are not in .*: zzz"):
+        load_pairs(tmp_path / "im", tmp_path / "ma", names=["n2", "zzz"])
     (tmp_path / "ma" / "n1.tif").unlink()
     with pytest.raises(SegmentationError, match="No mask for n1.tif"):
         load_pairs(tmp_path / "im", tmp_path / "ma")

@@ -308,6 +308,11 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if names is not None:
         wanted = set(names)
+        missing = sorted(wanted - {p.stem for p in files})
+        if missing:
+            raise SegmentationError(
+                f"{len(missing)} of the images asked for are not in {img_dir}: "
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.")
         files = [p for p in files if p.stem in wanted]
     if not files:
         raise SegmentationError(f"No images found in {img_dir} (looked for {sorted(IMAGE_SUFFIXES)}).")
