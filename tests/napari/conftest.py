@@ -7,6 +7,7 @@ Run under a virtual display with OpenGL, e.g.::
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,25 @@ def wait_done(qtbot):
         qtbot.waitUntil(lambda: not wdg.running, timeout=timeout)
 
     return wait
+
+
+@pytest.fixture
+def on_gui_thread(monkeypatch):
+    """``spy(module, name)``: replace ``module.name`` by a wrapper and return the list it fills,
+    one bool per call: True when that call ran on the GUI (main) thread."""
+
+    def spy(module, name: str) -> list[bool]:
+        calls: list[bool] = []
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(threading.current_thread() is threading.main_thread())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+        return calls
+
+    return spy
 
 
 @pytest.fixture

@@ -104,18 +104,9 @@ def test_update_instances_after_painting(viewer, widget, wait_done, segmented, m
     assert names(viewer) == ["img", "img semantic", "img instances"]
 
 
-def test_update_instances_counts_and_copies_in_the_worker(viewer, widget, wait_done, segmented, monkeypatch):
+def test_update_instances_counts_and_copies_in_the_worker(viewer, widget, wait_done, segmented, on_gui_thread):
     """The GUI thread neither counts nor copies the new labels: both happen in the worker."""
-    import threading
-
-    on_main = []
-    real = jobs.count_objects
-
-    def counting(*args, **kwargs):
-        on_main.append(threading.current_thread() is threading.main_thread())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(jobs, "count_objects", counting)
+    on_main = on_gui_thread(jobs, "count_objects")
     sem = viewer.layers["img semantic"]
     _paint_touching_discs(sem)
     widget.min_size.value = 5
@@ -234,20 +225,12 @@ def test_relabel_job_labels_z_stacks_per_time_point_whatever_the_axis_order():
 
 
 def test_new_results_are_hashed_in_the_worker_not_the_gui_thread(viewer, widget, wait_done, make_blobs,
-                                                                 monkeypatch):
+                                                                 on_gui_thread):
     """Publishing a big stack must not freeze napari: the GUI thread hashes only earlier outputs."""
-    import threading
-
     from napari_unet._napari import outputs
 
-    threads = []
     real = outputs.fingerprint
-
-    def counting(data):
-        threads.append(threading.current_thread() is threading.main_thread())
-        return real(data)
-
-    monkeypatch.setattr(outputs, "fingerprint", counting)
+    threads = on_gui_thread(outputs, "fingerprint")
     img = viewer.add_image(make_blobs((48, 64)), name="img")
     widget.image.value = img
     widget.run()

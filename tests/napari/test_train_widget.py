@@ -215,18 +215,9 @@ def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_pat
 
 
 def test_train_reads_the_labels_in_the_worker_not_the_gui_thread(viewer, trainer, qtbot, notes, tiny_model,
-                                                                  monkeypatch):
+                                                                  on_gui_thread):
     """A big labels stack must not freeze napari when Train is pressed: only its shape is checked there."""
-    import threading
-
-    on_main = []
-    real = tw.is_binary_mask
-
-    def reading(labels):
-        on_main.append(threading.current_thread() is threading.main_thread())
-        return real(labels)
-
-    monkeypatch.setattr(tw, "is_binary_mask", reading)
+    on_main = on_gui_thread(tw, "is_binary_mask")
     image, labels = discs()
     img = viewer.add_image(image, name="img")
     lab = viewer.add_labels((labels > 0).astype(np.int32) * 3, name="mask")
