@@ -9,6 +9,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -300,6 +301,8 @@ def test_pt_file_with_non_tensors(saved, tmp_path):
         ({"postprocess": {"threshold": "high"}}, r"postprocess\['threshold'\] is 'high'"),
         ({"postprocess": {"seed_threshold": 1.5}}, "seed_threshold"),
         ({"postprocess": {"min_size": -3}}, "min_size"),
+        ({"postprocess": {"min_size": 10.5}}, "whole number of pixels"),
+        ({"postprocess": {"threshold": 1.0}}, "threshold 1.0 and min_size"),
         ({"postprocess": {"instance_method": "magic"}}, "instance_method"),
         ({"normalization": {"low": "a"}}, r"normalization\['low'\]"),
         ({"normalization": {"low": 99.0, "high": 1.0}}, "below"),
@@ -319,6 +322,17 @@ def test_settings_a_config_leaves_out_take_their_defaults(saved, tmp_path):
     config = load_model(folder).config
     assert config.postprocess["threshold"] == 0.6 and config.postprocess["seed_threshold"] == 0.5
     assert config.normalization == {"method": "percentile", "low": 1.0, "high": 99.9}
+
+
+def test_a_model_that_loads_also_segments(saved, tmp_path):
+    """What the config check lets through, segment accepts: seeds at 0 or 1, a min_size of 16.0."""
+    import napari_unet
+
+    folder = _copy(saved, tmp_path / "edge")
+    for seed in (0.0, 1.0):
+        _edit_config(folder, postprocess={"seed_threshold": seed, "min_size": 16.0})
+        result = napari_unet.segment(np.random.default_rng(0).random((32, 32)), model=str(folder))
+        assert result.metadata["seed_threshold"] == seed and result.metadata["min_size"] == 16
 
 
 def test_a_local_folder_named_like_a_bundled_model_is_not_shadowed(saved, tmp_path, monkeypatch):

@@ -93,6 +93,9 @@ def test_small_range_on_a_large_offset_or_denormal_values():
     # float64 near its limit: hi - lo itself overflows, yet the image is a plain ramp.
     edge = np.linspace(-1, 1, 100).reshape(10, 10) * 1.7e308
     np.testing.assert_allclose(normalize(edge), normalize(np.linspace(-1, 1, 100).reshape(10, 10)), atol=1e-6)
+    # And a range near float64's smallest normal numbers.
+    np.testing.assert_allclose(normalize(np.linspace(0, 1e-308, 100).reshape(10, 10)),
+                               normalize(np.linspace(0, 1, 100).reshape(10, 10)), atol=1e-5)
     tiny = (np.arange(100, dtype=np.float32).reshape(10, 10) + 1) * np.float32(1e-40)
     out = normalize(tiny)
     assert np.all(np.isfinite(out)) and out.max() > 0.99 and out.min() < 0.01

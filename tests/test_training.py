@@ -480,6 +480,13 @@ def test_augment_blur_keeps_the_crop_edges_bright():
             assert abs(rim.mean() - middle) < 0.1 * abs(middle)
 
 
+def test_augment_blurs_the_smallest_crops_too():
+    """A depth-1 network trains on 4 px crops; the widest blur kernel is 11 px."""
+    image = torch.rand(64, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    x, t = augment_batch(image, torch.zeros(64, 4, 4, dtype=torch.int64), torch.Generator().manual_seed(2))
+    assert x.shape == image.shape and torch.isfinite(x).all()
+
+
 def test_augment_keeps_pixels_below_zero_and_never_inverts():
     """Normalised images dip below 0 in the background; inference sees that, so training must."""
     n = 64

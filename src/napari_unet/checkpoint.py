@@ -122,9 +122,15 @@ class ModelConfig:
         number("normalization", "high", 0.0, 100.0)
         if self.normalization["low"] >= self.normalization["high"]:
             raise SegmentationError("The model config's normalization 'low' must be below 'high'.")
-        for key in ("threshold", "seed_threshold"):
-            number("postprocess", key, 0.0, 1.0)
+        number("postprocess", "threshold", 0.0, 1.0)
+        number("postprocess", "seed_threshold", 0.0, 1.0)
         number("postprocess", "min_size", 0, float("inf"))
+        threshold, min_size = self.postprocess["threshold"], self.postprocess["min_size"]
+        if not 0.0 < threshold < 1.0 or not float(min_size).is_integer():
+            raise SegmentationError(
+                f"The model config's postprocess threshold {threshold!r} and min_size {min_size!r} must "
+                "be a number between 0 and 1 and a whole number of pixels. Fix config.json, or save "
+                "the model again.")
         if self.postprocess.get("instance_method") not in ("components", "watershed"):
             raise SegmentationError(
                 f"The model config's postprocess['instance_method'] is "

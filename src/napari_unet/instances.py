@@ -181,8 +181,9 @@ def split_touching(
         elevation = -distance
     labels = segmentation.watershed(elevation, markers, mask=foreground)
     # The flood moves only across faces: foreground that no seed reached (a component
-    # without a seed, or one joined to a seeded one only at a corner) would vanish. Keep it.
-    comps = measure.label(foreground & (labels == 0), connectivity=1)
+    # without a seed, or one joined to a seeded one only at a corner) would vanish. Keep
+    # it, joined at corners as the seeds are (a thin diagonal stroke stays one object).
+    comps = measure.label(foreground & (labels == 0))
     if comps.max():
         labels = np.where(comps > 0, comps + labels.max(), labels)
     return labels.astype(np.int32)

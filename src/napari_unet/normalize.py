@@ -118,12 +118,13 @@ def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_ax
     shape[channel_axis] = -1
     lo64 = np.asarray(lo, dtype=np.float64).reshape(shape)
     hi64 = np.asarray(hi, dtype=np.float64).reshape(shape)
-    # In halves (exact in binary): hi - lo of two finite float64 values can overflow to
-    # infinity near float64's limit, the difference of their halves cannot.
+    # In halves: hi - lo of two finite float64 values can overflow to infinity near
+    # float64's limit, the difference of their halves cannot. A division (not a
+    # reciprocal, which overflows for spans near 1e-308) keeps tiny ranges finite too.
     half_span = hi64 * 0.5 - lo64 * 0.5
     varies = half_span > 2.0 * np.spacing(np.maximum(np.abs(lo64), np.abs(hi64)))
-    scale = np.where(varies, 1.0 / np.where(varies, half_span, 1.0), 0.0)
-    out = (x.astype(np.float64) * 0.5 - lo64 * 0.5) * scale
+    out = (x.astype(np.float64) * 0.5 - lo64 * 0.5) / np.where(varies, half_span, 1.0)
+    out *= varies
     limit = float(np.finfo(np.float32).max)
     return np.clip(out, -limit, limit, out=out).astype(np.float32)
 

@@ -171,7 +171,8 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: boo
     Raises
     ------
     SegmentationError
-        With a message for the user (layer gone, wrong kind, shapes differ, labels empty).
+        With a message for the user (layer gone, wrong kind, shapes differ; labels empty
+        only with ``read_data``).
     """
     for layer, kind, cls in ((image, "image", Image), (labels, "labels", Labels)):
         if layer is None:

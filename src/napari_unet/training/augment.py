@@ -79,8 +79,9 @@ def augment_batch(image: torch.Tensor, target: torch.Tensor, generator: torch.Ge
                 sigma = 0.3 + 1.2 * r[i][7]
                 kern = _gaussian_kernel(sigma, x.device)
                 c, half = x.shape[0], kern.numel() // 2
-                # Mirrored borders: zero padding would darken the crop's edges.
-                x = F.pad(x[None], (half, half, half, half), mode="reflect")
+                # Edge pixels repeated: zero padding would darken the crop's borders (and
+                # mirroring needs a crop wider than the kernel).
+                x = F.pad(x[None], (half, half, half, half), mode="replicate")
                 x = F.conv2d(x, kern.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
                 x = F.conv2d(x, kern.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
             elif r[i][6] < 0.6:
