@@ -7,7 +7,13 @@ import pytest
 from skimage import measure
 
 from napari_unet.errors import SegmentationError
-from napari_unet.instances import label_instances, relabel_edited, split_seeds_at_necks, split_touching
+from napari_unet.instances import (
+    count_objects,
+    label_instances,
+    relabel_edited,
+    split_seeds_at_necks,
+    split_touching,
+)
 
 
 def _objects(labels: np.ndarray) -> set[int]:
@@ -399,3 +405,13 @@ def test_relabel_edited_first_new_id():
     mask[25:33, 5:13] = True
     out = relabel_edited(mask, previous, method="components", min_size=0, first_new_id=50)
     assert set(np.unique(out[25:33, 5:13])) == {50}
+
+
+def test_count_objects_per_block_whatever_the_ids():
+    stack = np.zeros((2, 6, 6), np.int64)
+    stack[0, :2, :2], stack[0, 4:, 4:] = 1, 7
+    stack[1, :2, :2] = 2**40  # a hand-numbered id far above the pixel count: no huge table
+    assert count_objects(stack, 2) == 3
+    assert count_objects(stack, 3) == 3
+    assert count_objects(np.zeros((4, 4), np.int32), 2) == 0
+    assert count_objects(np.array([[0, -1], [3, 3]]), 2) == 2

@@ -360,8 +360,11 @@ def count_objects(instances: np.ndarray, label_ndim: int) -> int:
     blocks = instances.reshape(-1, *instances.shape[max(instances.ndim - label_ndim, 0):])
 
     def distinct(block: np.ndarray) -> int:
-        if not block.any():
+        top, low = int(block.max(initial=0)), int(block.min(initial=0))
+        if top > block.size or low < 0:  # ids far above the count, or signed: sort instead
+            return int(np.count_nonzero(np.unique(block)))
+        if top == 0:
             return 0
-        return int(np.count_nonzero(np.bincount(block.ravel())[1:]))  # ids are >= 0: linear time
+        return int(np.count_nonzero(np.bincount(block.ravel(), minlength=top + 1)[1:]))  # linear time
 
     return sum(distinct(b) for b in blocks)
