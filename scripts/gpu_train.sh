@@ -2,7 +2,9 @@
 # One device lease: train a default-model candidate for MINUTES, then check the CUDA path.
 #
 #   bash scripts/gpu_train.sh MINUTES NAME [train_default.py options ...]
-#   e.g. bash scripts/gpu_train.sh 9 w16 --base-width 16 --sampling area --snapshots
+#   e.g. bash scripts/gpu_train.sh 9 w12 --sampling area --snapshots
+#   (base width 12, the bundled model's: width 16 runs 1.6x slower on a CPU, past the
+#   1.5 s goal for a 1024x1024 image on 2 cores)
 #
 # Reads .data/dsb_train (a copy of the DSB2018 `train` split with metadata.csv and
 # splits.csv, carried to the device). Writes into $OUT, within what a lease brings back
