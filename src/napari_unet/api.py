@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,9 +127,7 @@ def iter_segment(
             f"Unknown instance method {post['instance_method']!r}: use one of {METHODS}.")
     auto, first = _scale_choice(scale, post)
     post["threshold"] = check_fraction("threshold", post["threshold"])
-    seed = post["seed_threshold"]
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Real) or not 0.0 <= seed <= 1.0:
-        raise SegmentationError(f"seed_threshold must be a number from 0 to 1, not {seed!r}.")
+    post["seed_threshold"] = check_fraction("seed_threshold", post["seed_threshold"], ends=True)
     min_size = post["min_size"]
     if isinstance(min_size, float) and min_size.is_integer():
         min_size = int(min_size)  # a model's config.json may hold 24.0

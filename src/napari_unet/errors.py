@@ -37,8 +37,11 @@ def check_real(name: str, value: object, *, positive: bool) -> float:
     return float(value)
 
 
-def check_fraction(name: str, value: object) -> float:
-    """``value`` as a float, or a SegmentationError when it is not a number strictly between 0 and 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
-        raise SegmentationError(f"{name} must be a number between 0 and 1, not {value!r}.")
+def check_fraction(name: str, value: object, *, ends: bool = False) -> float:
+    """``value`` as a float, or a SegmentationError when it is not a number between 0 and 1
+    (strictly, unless ``ends`` admits 0 and 1 themselves)."""
+    real = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if not real or not (0.0 <= value <= 1.0 if ends else 0.0 < value < 1.0):
+        span = "from 0 to 1" if ends else "between 0 and 1"
+        raise SegmentationError(f"{name} must be a number {span}, not {value!r}.")
     return float(value)

@@ -260,6 +260,8 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
         total = sum(_n_planes(p) for p in pairs)
         samples, skipped, done = [], 0, 0
         for pair in pairs:
+            how = (f" ('{pair.labels_name}' read as a mask: each connected region is one object)"
+                   if pair.semantic else "")
             for sample in plane_samples(pair.image, pair.labels, name=pair.name, in_channels=in_channels,
                                         core_fraction=core, semantic=pair.semantic):
                 done += 1
@@ -267,8 +269,7 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
                     skipped += 1
                 else:
                     samples.append(sample)
-                how = f" ('{pair.labels_name}' read as a mask: each connected region is one object)"
-                yield Progress("prepare", done, total, f"plane {done}/{total}" + (how if pair.semantic else ""))
+                yield Progress("prepare", done, total, f"plane {done}/{total}{how}")
         if not samples:
             raise SegmentationError("Every plane of the chosen labels is empty: nothing to learn from.")
         smallest = min(min(s.target.shape) for s in samples)

@@ -9,7 +9,6 @@ epoch with ``snapshots=True``, in ``<output>/snapshots/epoch_NNN``.
 from __future__ import annotations
 
 import copy
-
 import os
 from collections.abc import Sequence
 from pathlib import Path
