@@ -415,3 +415,25 @@ def test_count_objects_per_block_whatever_the_ids():
     assert count_objects(stack, 3) == 3
     assert count_objects(np.zeros((4, 4), np.int32), 2) == 0
     assert count_objects(np.array([[0, -1], [3, 3]]), 2) == 2
+
+
+def test_relabel_edited_with_ids_far_above_the_pixel_count():
+    """Hand-numbered ids (2**40) need no table as long as the id, and are not wrapped to int32."""
+    previous = _squares_scene().astype(np.int64)
+    huge = 2**40
+    previous[previous == 3] = huge
+    mask = previous > 0
+    mask[25:33, 5:13] = True  # a nucleus painted apart: the next id after the largest
+    mask[previous == 1] = False  # object 1 erased
+    out = relabel_edited(mask, previous, method="components", min_size=0)
+    assert out.dtype == np.int64
+    assert np.all(out[previous == huge] == huge) and np.all(out[previous == 2] == 2)
+    assert set(np.unique(out[25:33, 5:13])) == {huge + 1}
+    assert 1 not in _objects(out)
+    # Every pixel labelled (no background id among the earlier labels) works too.
+    full = np.full((4, 6), huge, np.int64)
+    full[:, 3:] = huge + 5
+    np.testing.assert_array_equal(relabel_edited(full > 0, full, method="components", min_size=0), full)
+    # A new id past int32 from first_new_id alone widens the labels as well.
+    fresh = relabel_edited(mask, np.zeros_like(previous), method="components", first_new_id=2**33)
+    assert fresh.dtype == np.int64 and fresh.max() > 2**33

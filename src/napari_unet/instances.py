@@ -287,7 +287,7 @@ def relabel_edited(
 
     Returns
     -------
-    ndarray (same shape) int32
+    ndarray (same shape) int32, or int64 where the ids need it
     """
     fg = np.asarray(mask) != 0
     prev = np.asarray(previous)
@@ -298,27 +298,38 @@ def relabel_edited(
         )
     fresh = label_instances(fg, ndim=ndim, **kwargs)
     ndim = fg.ndim if ndim is None else int(ndim)
-    out = np.zeros(fg.shape, np.int32)
+    # New ids follow the largest earlier one (or first_new_id): past int32, the labels widen.
+    highest = max(int(np.max(prev, initial=0)), int(first_new_id or 0)) + fg.size
+    dtype = np.int32 if highest <= np.iinfo(np.int32).max else np.int64
+    out = np.zeros(fg.shape, dtype)
     for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):
-        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh[index], first_new_id)
+        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh[index], first_new_id, dtype)
     return out
 
 
 def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray,
-                    first_new_id: int | None) -> np.ndarray:
+                    first_new_id: int | None, dtype: type = np.int32) -> np.ndarray:
     """One block of :func:`relabel_edited`: ``prev`` ids where untouched, else new ones after them."""
     regions, n = ndi.label(fg)
     top = int(prev.max(initial=0))
     if n == 0 or top <= 0:
-        return fresh if first_new_id is None else np.where(fresh > 0, fresh + first_new_id - 1, 0)
+        return (fresh if first_new_id is None
+                else np.where(fresh > 0, fresh.astype(dtype) + (int(first_new_id) - 1), 0)).astype(dtype)
     prev = np.maximum(prev, 0)
-    damaged = np.bincount(prev.ravel(), minlength=top + 1) != np.bincount(prev[fg], minlength=top + 1)
+    # Count pixels per id in a table indexed by the id itself, or, where ids run far above
+    # the pixel count (hand-numbered), by the id's rank: a table as long as 2**40 would not fit.
+    index = prev
+    if top > 4 * prev.size:
+        _, index = np.unique(prev, return_inverse=True)
+        index = index.reshape(prev.shape) + int(prev.min() > 0)  # 0 stays background
+    size = int(index.max()) + 1
+    damaged = np.bincount(index.ravel(), minlength=size) != np.bincount(index[fg], minlength=size)
     damaged[0] = False  # an object with pixels erased (cut, trimmed or deleted in part)
     touched = np.zeros(n + 1, bool)
     touched[regions[fg & (prev == 0)]] = True  # pixels painted
-    touched[regions[fg & damaged[prev]]] = True
+    touched[regions[fg & damaged[index]]] = True
     keep = fg & ~touched[regions]
-    out = np.where(keep, prev, 0).astype(np.int32)
+    out = np.where(keep, prev, 0).astype(dtype)
     # A fresh object over kept pixels is a kept object (its filled holes take its id);
     # the other fresh objects get new ids.
     kept_id = np.zeros(int(fresh.max(initial=0)) + 1, np.int64)
