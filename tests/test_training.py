@@ -56,6 +56,23 @@ def _samples(indices, noise: float = 6.0) -> list[Sample]:
     return [prepare_sample(*disc_scene(DISCS[i], noise=noise, seed=i), name=f"s{i}") for i in indices]
 
 
+def _halved_samples(indices) -> list[Sample]:
+    """The scenes of :func:`_samples` with each disc cut in two touching halves, contacts marked."""
+    samples = []
+    for i in indices:
+        image, labels = disc_scene(DISCS[i], noise=6.0, seed=i)
+        cols = np.broadcast_to(np.arange(labels.shape[1]), labels.shape)
+        for obj in ndi.find_objects(labels):
+            if obj is not None:
+                middle = (obj[1].start + obj[1].stop) // 2
+                right = (labels > 0) & (cols >= middle) & (cols < obj[1].stop)
+                right[:obj[0].start], right[obj[0].stop:] = False, False
+                labels = np.where(right, labels + 1000, labels)
+        samples.append(prepare_sample(image, labels, name=f"s{i}", contacts=True))
+    assert all((s.target == CONTACT).any() for s in samples)
+    return samples
+
+
 def _drain(gen):
     records = []
     return records, drain(gen, records.append)
@@ -727,7 +744,8 @@ def test_an_unfinished_run_resumes_only_with_its_own_settings(tmp_path):
     gen.close()
     for changes, fragment in (({"learning_rate": 0.05}, "learning_rate 0.002 (now 0.05)"),
                               ({"seed": 7}, "seed 0 (now 7)"),
-                              ({"train_samples": _samples([0, 2])}, "data ")):
+                              ({"train_samples": _samples([0, 2])}, "data "),
+                              ({"train_samples": _halved_samples([0, 1])}, "contacts False (now True)")):
         kwargs = {"train_samples": _samples([0, 1]), "output": out, "epochs": 3, "steps_per_epoch": 2,
                   "learning_rate": 0.002, **TINY, **changes}
         with pytest.raises(SegmentationError, match=re.escape(fragment)):

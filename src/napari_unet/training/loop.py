@@ -31,7 +31,7 @@ from ..device import resolve_device
 from ..errors import SegmentationError, check_real, check_whole
 from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
-from .data import Sample, random_crops, sampling_weights
+from .data import CONTACT, Sample, random_crops, sampling_weights
 from .snapshots import snapshot_path
 
 __all__ = ["CLASS_WEIGHTS", "COMPLETE", "TrainProgress", "fit_crop_size", "iter_train", "min_crop_size",
@@ -74,7 +74,7 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     for boundary pixels where objects touch (trained as boundary, with
     ``CONTACT_WEIGHT`` times the weight).
     """
-    contact = target == 3
+    contact = target == CONTACT
     target = target.clamp(max=2)
     weights = torch.tensor(CLASS_WEIGHTS, device=logits.device, dtype=torch.float32)
     pixel_w = weights[target] * (1 + (CONTACT_WEIGHT - 1) * contact.float())
@@ -347,6 +347,7 @@ def iter_train(
                 "seed": seed, "sampling": sampling, "augment_strength": float(augment_strength),
                 "core_fraction": float(config.core_fraction),
                 "init_model": base.sha256 if init_model is not None else None,
+                "contacts": any(bool((s.target == CONTACT).any()) for s in train_samples),
                 "data": _names_digest(train_samples), "val_data": _names_digest(val_samples)}
     if resume and state_path.is_file():
         try:
@@ -368,9 +369,11 @@ def iter_train(
                 f"{state_path} is from a run of another network (width, depth or channels): "
                 f"{start_over}.") from None
         old_args = state.get("args")
-        if int(state["epoch"]) + 1 < epochs and old_args is not None and old_args != run_args:
-            changed = ", ".join(f"{k} {old_args.get(k)!r} (now {run_args.get(k)!r})"
-                                for k in run_args if old_args.get(k) != run_args.get(k))
+        # A key the saved run predates is not compared.
+        changed = ", ".join(f"{k} {old_args[k]!r} (now {run_args[k]!r})"
+                            for k in run_args if k in old_args and old_args[k] != run_args[k]
+                            ) if old_args is not None else ""
+        if int(state["epoch"]) + 1 < epochs and changed:
             raise SegmentationError(
                 f"{state_path} is from an unfinished run with other settings: {changed}. Give the "
                 f"same settings (and images) to resume it, or {start_over}.")
