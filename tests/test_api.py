@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 import napari_unet
 from scenes import disc_scene
@@ -94,6 +95,31 @@ def test_metadata_says_how_the_result_was_made(models, rng):
     assert meta["scale"] == 1.0
     # Model defaults fill in what was not given.
     assert meta["threshold"] == model.config.postprocess["threshold"]
+    assert meta["channel"] is None
+    # Which stain was segmented, or whether RGB became grey.
+    stains = rng.random((2, 20, 20))
+    assert napari_unet.segment(stains, model=model, axes="CYX", channel=1).metadata["channel"] == 1
+    assert napari_unet.segment(rng.random((20, 20, 3)), model=model, axes="YXC").metadata["channel"] == "grey"
+
+
+def test_rgb_turns_grey_at_full_precision(models):
+    """Grey from RGB keeps what float32 would round away: a 3e9 offset in uint32, or 1e300 floats."""
+    base = np.zeros((24, 24), np.uint32)
+    base[4:12, 4:12], base[14:22, 10:20] = 250, 120
+    grey = napari_unet.segment(base, model=str(models["2d"]), keep_probabilities=True).probabilities
+    for image in (base * 4 + 3_000_000_000, base.astype(np.float64) * 1e300):
+        rgb = np.stack([image] * 3, -1)
+        probs = napari_unet.segment(rgb, model=str(models["2d"]), keep_probabilities=True).probabilities
+        np.testing.assert_allclose(probs, grey, atol=1e-4)
+
+
+def test_a_torch_tensor_is_read_or_refused_clearly(models, rng):
+    image = rng.random((20, 20)).astype(np.float32)
+    plain = napari_unet.segment(image, model=str(models["2d"]))
+    tensor = napari_unet.segment(torch.from_numpy(image), model=str(models["2d"]))
+    np.testing.assert_array_equal(tensor.instances, plain.instances)
+    with pytest.raises(SegmentationError, match=r"tensor\.detach\(\)\.cpu\(\)\.numpy\(\)"):
+        napari_unet.segment(torch.from_numpy(image).requires_grad_(), model=str(models["2d"]))
 
 
 def test_semantic_follows_the_probabilities(models, rng):

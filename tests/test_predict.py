@@ -187,7 +187,10 @@ def test_default_tiles_agree_with_one_pass_on_real_nuclei():
 
 
 @pytest.mark.parametrize(("axes", "shape"), [("TYX", (2, 1500, 1500)), ("TZYX", (2, 3, 1200, 1200)),
-                                             ("YXT", (1500, 1500, 2))])
+                                             ("YXT", (1500, 1500, 2)),
+                                             # just over the budget after striding Y and X: a second
+                                             # stride must not fall on X and T (only even frames)
+                                             ("YXT", (2001, 1999, 4))])
 def test_normalisation_samples_every_frame_of_a_big_series(models, axes, shape):
     """A blank first frame must not set the range: the nuclei are in the second one."""
     from napari_unet.normalize import percentile_range

@@ -156,6 +156,8 @@ def iter_segment(
         "model_sha256": predictor.model.sha256,
         "device": str(predictor.device),
         "axes": plan.axes,
+        # The channel that was segmented: an index, "grey" (RGB turned to luminance), or None.
+        "channel": "grey" if prepared.channel_index == -1 else prepared.channel_index,
         "mode": "3d" if len(plan.net_axes) == 3 else "2d",
         "tile_size": predictor.tile_size,
         "scale": float(used),

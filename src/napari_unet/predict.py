@@ -244,7 +244,7 @@ def _select_channels(block: np.ndarray, channel_index: int | None) -> np.ndarray
     if channel_index is None:
         return block
     if channel_index == -1:  # RGB(A) -> luminance
-        rgb = block[:3].astype(np.float32)
+        rgb = block[:3].astype(np.float64)  # float32 would round 3e9 + 1000 before normalising
         return (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])[None]
     return block[channel_index : channel_index + 1]
 
@@ -268,13 +268,18 @@ def prepare_input(
         For a 1-channel model and a multichannel image: which channel to use.
         None converts RGB to grey, and refuses other multichannel images.
     """
-    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+    if not hasattr(image, "shape") or not isinstance(getattr(image, "dtype", None), np.dtype):
+        # Lists, and arrays of other libraries (a torch tensor's dtype is no numpy dtype).
         try:
             image = np.asarray(image)
         except ValueError:  # ragged nested lists
             raise SegmentationError(
                 "The image is not a regular array (rows of different lengths?): give a numpy "
                 "array, or a list of equal-length rows.") from None
+        except (TypeError, RuntimeError) as exc:  # e.g. a tensor on a GPU, or one that needs grad
+            raise SegmentationError(
+                f"The image ({type(image).__name__}) cannot be read as a numpy array ({exc}): give "
+                "a numpy array (for a torch tensor: tensor.detach().cpu().numpy()).") from None
     shape = tuple(int(s) for s in image.shape)
     if image.ndim == 0 or 0 in shape:
         raise SegmentationError(
@@ -342,9 +347,10 @@ def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tu
     else:
         sample = np.moveaxis(sample, plan.channel_axis, 0)
     sample = _select_channels(sample, channel_index)
+    # Already a subsample: strided again, its last two axes need not be Y and X (YXT).
     return percentile_range(sample, low=float(norm.get("low", DEFAULT_LOW)),
                             high=float(norm.get("high", DEFAULT_HIGH)), channel_axis=0,
-                            max_samples=budget)
+                            max_samples=max(budget, int(np.prod(sample.shape[1:]))))
 
 
 def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, ...]:
