@@ -347,6 +347,8 @@ def test_closing_iter_segment_stops_work(models, rng, forward_calls):
         ({"tile_size": 0}, "tile_size must be a whole number >= 1"),
         ({"channel": "0"}, "channel must be a whole number >= 0"),
         ({"axes": ["Y", "X"]}, "axes must be a string of letters"),
+        ({"fill_holes": "no"}, "fill_holes must be True or False, not 'no'"),
+        ({"scale": True}, "scale must be a number, got True"),
     ],
 )
 def test_bad_parameters(models, kwargs, fragment):

@@ -304,6 +304,7 @@ def test_pt_file_with_non_tensors(saved, tmp_path):
         ({"postprocess": {"min_size": 10.5}}, "whole number of pixels"),
         ({"postprocess": {"threshold": 1.0}}, "threshold 1.0 and min_size"),
         ({"postprocess": {"instance_method": "magic"}}, "instance_method"),
+        ({"postprocess": {"fill_holes": "false"}}, r"postprocess\['fill_holes'\] is 'false'"),
         ({"normalization": {"low": "a"}}, r"normalization\['low'\]"),
         ({"normalization": {"low": 99.0, "high": 1.0}}, "below"),
     ],

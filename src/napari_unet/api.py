@@ -125,6 +125,8 @@ def iter_segment(
     if post["instance_method"] not in METHODS:
         raise SegmentationError(
             f"Unknown instance method {post['instance_method']!r}: use one of {METHODS}.")
+    if not isinstance(post["fill_holes"], (bool, np.bool_)):  # "no" would count as true
+        raise SegmentationError(f"fill_holes must be True or False, not {post['fill_holes']!r}.")
     auto, first = _scale_choice(scale, post)
     post["threshold"] = check_fraction("threshold", post["threshold"])
     post["seed_threshold"] = check_fraction("seed_threshold", post["seed_threshold"], ends=True)

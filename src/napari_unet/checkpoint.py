@@ -131,6 +131,10 @@ class ModelConfig:
                 f"The model config's postprocess threshold {threshold!r} and min_size {min_size!r} must "
                 "be a number between 0 and 1 and a whole number of pixels. Fix config.json, or save "
                 "the model again.")
+        if not isinstance(self.postprocess.get("fill_holes", True), bool):
+            raise SegmentationError(
+                f"The model config's postprocess['fill_holes'] is {self.postprocess['fill_holes']!r}: "
+                "it must be true or false. Fix config.json, or save the model again.")
         if self.postprocess.get("instance_method") not in ("components", "watershed"):
             raise SegmentationError(
                 f"The model config's postprocess['instance_method'] is "

@@ -378,6 +378,8 @@ def resample(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def check_scale(scale: float) -> float:
     """``scale`` as a float, or a SegmentationError saying what is allowed."""
+    if isinstance(scale, (bool, np.bool_)):  # True would pass as 1
+        raise SegmentationError(f"scale must be a number, got {scale!r}.")
     try:
         value = float(scale)
     except (TypeError, ValueError):
