@@ -503,8 +503,26 @@ def test_evaluate_reads_binary_masks_as_connected_regions(models, tmp_path, caps
     assert scores["ap"] == 1.0
 
 
+def test_evaluate_reads_float_and_palette_masks_as_ids(models, tmp_path, capsys, fake_net):
+    """Fiji's 32-bit label images and palette PNGs score as the integer masks they hold."""
+    from PIL import Image
+
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
+    args = ["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
+            "--device", "cpu", "--json", "--overwrite"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)["scores"]
+    labels = [tifffile.imread(mask_dir / f"img{i}.tif") for i in range(2)]
+    tifffile.imwrite(mask_dir / "img0.tif", labels[0].astype(np.float32))
+    (mask_dir / "img1.tif").unlink()
+    Image.fromarray(labels[1].astype(np.uint8), "L").convert("P").save(mask_dir / "img1.png")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["scores"] == plain
+    assert plain[0]["tp"] + plain[0]["fn"] == sum(int(m.max()) for m in labels)
+
+
 @pytest.mark.parametrize("case", ["missing masks folder", "mask missing", "json not writable",
-                                  "mask of another shape", "colour mask"])
+                                  "mask of another shape", "colour mask", "fractional mask"])
 def test_evaluate_bad_input(models, tmp_path, capsys, case):
     img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
     args = ["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
@@ -515,6 +533,8 @@ def test_evaluate_bad_input(models, tmp_path, capsys, case):
         (mask_dir / "img1.tif").unlink()
     elif case == "mask of another shape":
         tifffile.imwrite(mask_dir / "img1.tif", np.zeros((60, 64), np.uint16))
+    elif case == "fractional mask":
+        tifffile.imwrite(mask_dir / "img1.tif", tifffile.imread(mask_dir / "img1.tif") * np.float32(0.5))
     elif case == "colour mask":
         rgb = np.repeat(tifffile.imread(img_dir / "img1.tif")[..., None], 3, axis=-1)
         tifffile.imwrite(img_dir / "img1.tif", rgb, photometric="rgb")
@@ -531,6 +551,8 @@ def test_evaluate_bad_input(models, tmp_path, capsys, case):
         assert "img1.tif" in line and "(60, 64)" in line
     if case == "colour mask":
         assert "colour channels" in line
+    if case == "fractional mask":
+        assert "img1.tif: the mask holds fractional values" in line
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -551,6 +573,8 @@ def test_train_writes_a_loadable_model(tmp_path, capsys, train_data, monkeypatch
     monkeypatch.setattr(tune, "DEFAULT_GRID", {"threshold": (0.5,), "seed_threshold": (0.6, 0.8),
                                                "min_size": (0, 5)})
     ti, tm, vi, vm = train_data
+    for p in vm.iterdir():  # Fiji's 32-bit label images: ids, for training and for the tuning after it
+        tifffile.imwrite(p, tifffile.imread(p).astype(np.float32))
     out = tmp_path / "my-model"
     code = main(["train", "--images", str(ti), "--masks", str(tm), "--val-images", str(vi),
                  "--val-masks", str(vm), "--output", str(out), "--epochs", "2",

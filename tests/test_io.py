@@ -11,7 +11,7 @@ import tifffile
 from skimage import io as skio
 
 from napari_unet.errors import SegmentationError
-from napari_unet.io import check_image_path, read_image, read_image_axes, write_tiff
+from napari_unet.io import check_image_path, read_image, read_image_axes, read_image_file, read_labels, write_tiff
 
 
 @pytest.mark.parametrize(("axes", "shape"), [("ZCYX", (3, 2, 16, 16)), ("TZCYX", (2, 3, 2, 16, 16)),
@@ -34,6 +34,38 @@ def test_plain_files_declare_no_axes(tmp_path):
         image, axes = read_image_axes(tmp_path / name)
         assert axes is None and image.shape == shape
         assert read_image(tmp_path / name).shape == shape
+
+
+def test_axes_tifffile_wrote_are_read(tmp_path):
+    """A time series saved from Python with its axes (as this package saves results) stays one."""
+    series = np.zeros((3, 16, 16), np.uint8)
+    assert read_image_axes(_written(tmp_path / "t.tif", series, {"axes": "TYX"}))[1] == "TYX"
+    write_tiff(tmp_path / "labels.tif", series.astype(np.int32), metadata={"axes": "TYX"})
+    assert read_image_axes(tmp_path / "labels.tif")[1] == "TYX"
+    stains = read_image_file(_written(tmp_path / "c.tif", series, {"axes": "CYX"}))
+    assert stains.axes == "CYX" and stains.channels_declared
+    # Letters this package does not know, or none at all: inferred from the shape.
+    assert read_image_axes(_written(tmp_path / "q.tif", series, {"axes": "QYX"}))[1] is None
+    assert read_image_axes(_written(tmp_path / "none.tif", series, None))[1] is None
+
+
+def _written(path, data, metadata):
+    tifffile.imwrite(path, data, metadata=metadata, photometric="minisblack")
+    return path
+
+
+def test_palette_png_labels_read_as_their_indices(tmp_path):
+    from PIL import Image
+
+    labels = np.zeros((16, 20), np.uint8)
+    labels[2:6, 3:9], labels[9:14, 10:18] = 1, 4
+    im = Image.fromarray(labels, "L").convert("P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0] + [0] * 750)
+    im.save(tmp_path / "mask.png")
+    assert read_image(tmp_path / "mask.png").shape == (16, 20, 3)  # as an image: its colours
+    np.testing.assert_array_equal(read_labels(tmp_path / "mask.png"), labels)
+    with pytest.raises(SegmentationError, match="does not exist"):
+        read_labels(tmp_path / "missing.png")
 
 
 def test_a_tiff_of_several_images_is_refused_not_cut_to_the_first(tmp_path):

@@ -270,9 +270,25 @@ def test_negative_labels_raise():
 
 
 def test_bad_thresholds_raise():
-    for bad in ((), (0.0,), (1.5,)):
+    for bad in ((), (0.0,), (1.5,), True, "0.5", None):
         with pytest.raises(SegmentationError, match="threshold"):
             match_instances(blank(), blank(), thresholds=bad)
+
+
+def test_one_threshold_may_be_given_alone():
+    true = blank()
+    true[2:6, 2:6] = 1
+    (alone,) = match_instances(true, true, thresholds=0.5)
+    assert alone == match_instances(true, true, thresholds=(0.5,))[0] and alone.tp == 1
+
+
+def test_evaluate_refuses_a_single_pair_of_arrays():
+    """Walking one 2D array would score each row as an image of its own."""
+    true = blank()
+    true[2:6, 2:6] = 1
+    with pytest.raises(SegmentationError, match=r"give \[true\], \[pred\]"):
+        evaluate(true, true)
+    assert evaluate([true], [true]).totals[0].ap == 1.0
 
 
 def test_evaluate_needs_equal_nonzero_counts():

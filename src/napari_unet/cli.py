@@ -165,8 +165,8 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
 
     ``check_channels(read, name)``, when given, vets each image file as it is read.
     """
-    from .io import IMAGE_SUFFIXES, read_image, read_image_file
-    from .training.data import check_pair_shapes
+    from .io import IMAGE_SUFFIXES, read_image_file, read_labels
+    from .training.data import check_pair_shapes, whole_labels
 
     img_dir, mask_dir = Path(images), Path(masks)
     for d in (img_dir, mask_dir):
@@ -179,7 +179,10 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
             continue
         if p.stem not in masks_by_stem:
             raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
-        read, mask = read_image_file(p), read_image(masks_by_stem[p.stem])
+        read = read_image_file(p)
+        # As training reads them: whole-number floats (Fiji's 32-bit labels) are ids; a bad
+        # mask is named now, before any image is segmented.
+        mask = whole_labels(read_labels(masks_by_stem[p.stem]), str(masks_by_stem[p.stem]))
         if check_channels is not None:
             check_channels(read, p.name)
         image, image_axes = read.image, axes or read.axes

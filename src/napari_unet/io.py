@@ -12,7 +12,7 @@ import numpy as np
 from .errors import SegmentationError, describe
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "new_temp_file", "read_image",
-           "read_image_axes", "read_image_file", "write_tiff"]
+           "read_image_axes", "read_image_file", "read_labels", "write_tiff"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 _TIFF = (".tif", ".tiff")
@@ -38,8 +38,27 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return read_image_axes(path)[0]
 
 
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask or label image file: a palette PNG gives its indices, not their colours.
+
+    Annotation tools often save label images as palette ("P" mode) PNGs; read
+    as an image, such a file would become RGB colours.
+    """
+    path = check_image_path(path)
+    if path.suffix.lower() not in _TIFF:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                if im.mode == "P":
+                    return np.asarray(im)
+        except Exception:  # noqa: BLE001 - read_image below says what is wrong with the file
+            pass
+    return read_image(path)
+
+
 def _tiff_axes(series) -> str | None:
-    """The axes a TIFF declares (ImageJ or OME metadata) in this package's letters, else None.
+    """The axes a TIFF declares (ImageJ, OME or tifffile metadata) in this package's letters, else None.
 
     tifffile names RGB samples ``S``; plain TIFFs without such metadata have
     unknown axes (``Q``, ``I``), for which None lets the caller infer them.
@@ -59,7 +78,7 @@ class ImageFile:
     image : ndarray
     axes : str or None
         Letters from T, Z, C, Y, X, one per axis of ``image``, when the file
-        says them (ImageJ hyperstacks, OME-TIFF); None when it does not (plain
+        says them (ImageJ hyperstacks, OME-TIFF, tifffile's own with axes); None when it does not (plain
         TIFF, PNG, JPEG), so that the axes are inferred from the shape.
     channels_declared : bool
         True when ``axes`` holds C because the file declares separate channels
@@ -94,7 +113,9 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
                         "and save each series) and give those.")
                 series = tif.series[0]
                 image = series.asarray()
-                axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome) else None
+                # tifffile's own files declare axes when written with them (as this package's results are)
+                shaped = tif.is_shaped and "axes" in ((tif.shaped_metadata or [{}])[0] or {})
+                axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome or shaped) else None
             return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper())
         from skimage import io
 

@@ -24,6 +24,7 @@ the per-image values is reported as well.
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -203,8 +204,13 @@ class DatasetScores:
         return "\n".join(lines)
 
 
-def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, ...]:
-    values = tuple(float(t) for t in thresholds)
+def _check_thresholds(thresholds: Sequence[float] | float) -> tuple[float, ...]:
+    if isinstance(thresholds, numbers.Real) and not isinstance(thresholds, bool):  # one given alone
+        thresholds = (thresholds,)
+    try:
+        values = tuple(float(t) for t in thresholds)
+    except (TypeError, ValueError):
+        raise SegmentationError(f"IoU thresholds must be numbers in (0, 1], got {thresholds!r}.") from None
     if not values:
         raise SegmentationError("Give at least one IoU threshold.")
     bad = [t for t in values if not 0.0 < t <= 1.0]
@@ -384,6 +390,11 @@ def evaluate(
         problem :func:`match_instances` reports (with the pair's index).
     """
     thresholds = _check_thresholds(thresholds)
+    if isinstance(true_labels, np.ndarray) or isinstance(pred_labels, np.ndarray):
+        # Walking one array would score each of its rows as an image of its own.
+        raise SegmentationError(
+            "evaluate takes sequences of label images (one per image): for a single pair give "
+            "[true], [pred], or use match_instances(true, pred).")
     missing = object()
     per_image: list[tuple[MatchScores, ...]] = []
     pairs = itertools.zip_longest(true_labels, pred_labels, fillvalue=missing)

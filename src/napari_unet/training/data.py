@@ -20,12 +20,12 @@ from skimage.measure import label as connected_components
 from skimage.segmentation import find_boundaries
 
 from ..errors import SegmentationError
-from ..io import IMAGE_SUFFIXES, read_image
+from ..io import IMAGE_SUFFIXES, read_image, read_labels
 from ..normalize import normalize
 
 __all__ = ["SAMPLINGS", "Sample", "check_pair_shapes", "is_binary_mask", "load_pairs", "pair_planes",
            "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
-           "three_class_targets"]
+           "three_class_targets", "whole_labels"]
 
 SAMPLINGS = ("image", "area")
 """How crops pick their image: each image equally often, or in proportion to its area."""
@@ -94,8 +94,21 @@ def mark_contacts(target: np.ndarray, labels: np.ndarray, *, radius: int = 1) ->
     return out
 
 
-def _whole_labels(labels: Any, name: str) -> np.ndarray:
-    """Instance labels as consecutive integers from 1 (whole-number floats accepted; huge ids fine)."""
+def whole_labels(labels: Any, name: str) -> np.ndarray:
+    """A mask file's values as instance ids: whole-number floats accepted, huge ids renumbered.
+
+    Parameters
+    ----------
+    labels : array-like (...) of integers, bools or whole-number floats
+    name : str
+        Named in the error for a fractional or non-numeric mask.
+
+    Returns
+    -------
+    ndarray (...) integer
+        Negative values become background (0); ids far above the pixel count
+        are numbered 1..n.
+    """
     from skimage.segmentation import relabel_sequential
 
     labels = np.asarray(labels)
@@ -138,7 +151,7 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
     ``core_fraction`` is passed to :func:`three_class_targets`.
     """
     image = np.asarray(image)
-    labels = _whole_labels(labels, name)
+    labels = whole_labels(labels, name)
     if image.ndim == 3 and image.shape[-1] in (3, 4) and in_channels == 1:
         rgb = image[..., :3].astype(np.float32)
         image = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
@@ -321,7 +334,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
         mask = masks_by_stem.get(path.stem)
         if mask is None:
             raise SegmentationError(f"No mask for {path.name} in {mask_dir} (masks must share the file name).")
-        labels = read_image(mask)
+        labels = read_labels(mask)
         planes = plane_samples(read_image(path), labels, name=path.stem, in_channels=in_channels,
                                contacts=contacts, core_fraction=core_fraction,
                                semantic=is_binary_mask(labels))
