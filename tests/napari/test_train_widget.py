@@ -232,6 +232,38 @@ def test_train_reads_the_labels_in_the_worker_not_the_gui_thread(viewer, trainer
     assert on_main == [False]
 
 
+def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer, trainer, qtbot, notes,
+                                                                           monkeypatch):
+    """Labels of a CYX composite lack its C axis; their metadata says which stain made them."""
+    import napari_unet.training.data as data
+
+    seen = []
+    real = data.plane_samples
+
+    def spy(image, labels, **kwargs):
+        seen.append(np.asarray(image))
+        return real(image, labels, **kwargs)
+
+    monkeypatch.setattr(data, "plane_samples", spy)
+    image, labels = discs()
+    composite = np.stack([np.random.default_rng(1).random(image.shape, np.float32), image])
+    img = viewer.add_image(composite, name="comp")
+    lab = viewer.add_labels(labels, name="comp instances", metadata={"axes": "CYX", "channel": 1})
+    trainer.image.value = img
+    assert tw.unwrap(trainer.labels.value) is lab, "offered as the labels that fit"
+    assert trainer.add_pair(img, lab), notes.messages("error")
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    np.testing.assert_array_equal(seen[0], image)
+    # Without that metadata (or with a channel the image lacks) the shapes still differ.
+    for meta in ({}, {"axes": "CYX", "channel": 5}):
+        notes.items.clear()
+        other = viewer.add_labels(labels, name=f"other {len(meta)}", metadata=meta)
+        assert not trainer.add_pair(img, other)
+        assert "differ in shape" in notes.messages("error")[0]
+
+
 def test_a_mask_painted_in_any_one_label_is_read_as_connected_regions(viewer):
     """The widget reads masks as the command line does: one value marks nuclei, not one nucleus."""
     image, labels = discs()

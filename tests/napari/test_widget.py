@@ -69,6 +69,12 @@ CASES = [
      (3, 40, 48), (5.0, 1.0, 1.0), "TYX", 2),
     ("lazy", lambda b: da.from_array(b((3, 40, 48)), chunks=(1, 40, 48)), {}, {},
      (3, 40, 48), (1.0, 1.0, 1.0), "ZYX", 3),
+    # A movie of RGB frames is a time series, not a colour z-stack.
+    ("rgb movie", lambda b: np.stack([_rgb(b)] * 3), {"scale": (5.0, 2.0, 3.0)}, {"axes": "TYXC"},
+     (3, 48, 64), (5.0, 2.0, 3.0), "TYXC", 2),
+    # A 5D layer under 'auto': ImageJ's hyperstack order, its channel axis left out of the outputs.
+    ("hyper", lambda b: np.stack([b((2, 2, 40, 48))] * 2, axis=0), {"scale": (4.0, 2.0, 1.0, 0.5, 0.5)},
+     {"channel": 1}, (2, 2, 40, 48), (4.0, 2.0, 0.5, 0.5), "TZCYX", 3),
 ]
 
 
@@ -94,12 +100,12 @@ def test_rgb_stacks_time_series_and_dask(viewer, widget, wait_done, make_blobs, 
         np.testing.assert_allclose(sem.scale, scale)
         assert inst.metadata["axes"] == axes, name
         assert widget._tracker.record(img).label_ndim == label_ndim, name
-        assert ("objects in movie over 3 time points" in widget.status.value) == (name == "movie"), \
+        assert (" over 3 time points" in widget.status.value) == (shape[0] == 3 and "T" in axes), \
             widget.status.value
         widget.mode.value = "auto"
     assert viewer.layers["rgb"].rgb and widget.axes.choices
     # The dask layer reached the engine as it was, not read into memory.
-    assert isinstance(seen[-1], da.Array)
+    assert isinstance(seen[[case[0] for case in CASES].index("lazy")], da.Array)
 
 
 def test_channel_axis_named_by_the_user_is_dropped(viewer, widget, wait_done, make_blobs,

@@ -42,7 +42,7 @@ _BY_NDIM = {
     5: ("TZYXC", "TZCYX"),
 }
 _RGB = {3: "YXC", 4: "ZYXC", 5: "TZYXC"}
-_PLAIN = {2: "YX", 3: "ZYX", 4: "TZYX"}
+_PLAIN = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}  # 5D: ImageJ's hyperstack order
 
 MODE_CHOICES = [
     ("auto (follow the model)", "auto"),
@@ -66,8 +66,9 @@ TOOLTIPS = {
     "browse": "Open a model from disk: choose its config.json or weights file (.safetensors, .pt).",
     "axes": (
         "What each dimension of the image is: T time, Z depth, Y/X the plane, C channels.\n"
-        "'auto' reads RGB layers as YXC and other 3D/4D layers as z-stacks (ZYX/TZYX);\n"
-        "choose TYX for a time series of 2D images, CYX for channels stored first."
+        "'auto' reads RGB layers as YXC and other 3D/4D layers as z-stacks (ZYX/TZYX), 5D ones\n"
+        "as TZCYX (ImageJ's order); choose TYX for a time series of 2D images (TYXC for RGB\n"
+        "frames), CYX for channels stored first."
     ),
     "channel": (
         "Which channel the network sees, for images with a channel axis: 'all' turns RGB into\n"
@@ -128,7 +129,9 @@ def axes_choices(layer: Image | None) -> list[tuple[str, str | None]]:
         return [("auto", None)]
     ndim = layer_array(layer).ndim
     auto = resolve_axes(layer, None)
-    options = [_RGB[ndim]] if layer.rgb and ndim in _RGB else list(_BY_NDIM.get(ndim, ()))
+    options = list(_BY_NDIM.get(ndim, ()))
+    if layer.rgb:  # the colour axis is last: a movie of RGB frames (TYXC) as well as a stack
+        options = [axes for axes in options if axes.endswith("C")]
     choices: list[tuple[str, str | None]] = [(f"auto ({auto or 'guess from the shape'})", None)]
     choices += [(f"{axes}: {AXES_HELP[axes]}", axes) for axes in options]
     return choices
@@ -139,7 +142,8 @@ def resolve_axes(layer: Image, choice: str | None) -> str | None:
 
     An explicit choice wins. Otherwise an RGB layer is channels-last (``YXC``,
     ``ZYXC``, ``TZYXC``), and napari's other image layers hold no channel axis,
-    so a 3D layer is a z-stack and a 4D one a time series of z-stacks.
+    so a 3D layer is a z-stack and a 4D one a time series of z-stacks; a 5D
+    one must hold channels, read in ImageJ's hyperstack order (``TZCYX``).
     """
     if choice:
         return choice

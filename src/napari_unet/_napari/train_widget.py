@@ -150,6 +150,17 @@ class _PairData:
     rgb: bool
     labels_name: str
     semantic: bool | None = None  # None: not read yet (see check_pair_data)
+    # A non-RGB image segmented with a channel axis (e.g. CYX): the axis its labels lack, and
+    # the channel that was segmented (None: all of them, channels last). Applied in the worker.
+    channel_axis: int | None = None
+    channel: int | None = None
+
+    def image_planes(self) -> Any:
+        """The image as the labels see it: (..., Y, X), or (..., Y, X, C) channels last."""
+        if self.channel_axis is None:
+            return self.image
+        moved = np.moveaxis(self.image, self.channel_axis, -1)
+        return moved if self.channel is None else moved[..., self.channel]
 
 
 def _spatial_shape(layer: Image) -> tuple[int, ...]:
@@ -187,14 +198,43 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: boo
     img_shape, lab = _spatial_shape(image), _labels_array(labels)
     if len(img_shape) < 2:
         raise SegmentationError(f"'{image.name}' is not an image of at least 2 dimensions.")
+    channel_axis, channel = _segmented_channel(image, labels)
+    img_shape = _shape_for(image, labels)
     if img_shape != tuple(lab.shape):
         raise SegmentationError(
             f"'{image.name}' ({' x '.join(map(str, img_shape))} pixels) and '{labels.name}' "
             f"({' x '.join(map(str, lab.shape))}) differ in shape: choose the labels made for "
             "this image (e.g. '<image> instances')."
         )
-    pair = _PairData(image.name, layer_array(image), lab, bool(image.rgb), labels.name)
+    pair = _PairData(image.name, layer_array(image), lab, bool(image.rgb), labels.name,
+                     channel_axis=channel_axis, channel=channel)
     return check_pair_data(pair) if read_data else pair
+
+
+def _shape_for(image: Image, labels: Labels) -> tuple[int, ...]:
+    """The shape of ``image`` that ``labels`` must have: without a channel axis they lack."""
+    shape = _spatial_shape(image)
+    axis, _ = _segmented_channel(image, labels)
+    return shape if axis is None else shape[:axis] + shape[axis + 1:]
+
+
+def _segmented_channel(image: Image, labels: Labels) -> tuple[int | None, int | None]:
+    """(channel axis, channel) of a non-RGB image whose labels were segmented from it with a C axis.
+
+    The segmentation's metadata (on the labels layer) holds the axes it read the image
+    with and the channel it used; labels of a multichannel image lack its channel axis.
+    """
+    meta = labels.metadata if isinstance(labels.metadata, dict) else {}
+    axes = meta.get("axes")
+    shape = layer_array(image).shape
+    if image.rgb or not isinstance(axes, str) or "C" not in axes.upper() or len(axes) != len(shape):
+        return None, None
+    channel = meta.get("channel")
+    channel = int(channel) if isinstance(channel, (int, np.integer)) and not isinstance(channel, bool) else None
+    axis = axes.upper().index("C")
+    if channel is not None and not 0 <= channel < shape[axis]:
+        return None, None
+    return axis, channel
 
 
 def check_pair_data(pair: _PairData) -> _PairData:
@@ -262,7 +302,7 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
         for pair in pairs:
             how = (f" ('{pair.labels_name}' read as a mask: each connected region is one object)"
                    if pair.semantic else "")
-            for sample in plane_samples(pair.image, pair.labels, name=pair.name, in_channels=in_channels,
+            for sample in plane_samples(pair.image_planes(), pair.labels, name=pair.name, in_channels=in_channels,
                                         core_fraction=core, semantic=pair.semantic):
                 done += 1
                 if sample is None:
@@ -417,9 +457,9 @@ class TrainWidget(EngineWidget):
         image = unwrap(self.image.value)
         if image is None:
             return
-        shape = _spatial_shape(image)
         current = unwrap(self.labels.value)
-        fits = [layer for _, layer in self._labels_choices() if tuple(_labels_array(layer).shape) == shape]
+        fits = [layer for _, layer in self._labels_choices()
+                if tuple(_labels_array(layer).shape) == _shape_for(image, layer)]
         named = [layer for layer in fits if layer.name == f"{image.name} instances"]
         if prefer_named and named:
             self.labels.value = named[0]

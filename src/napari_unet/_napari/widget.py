@@ -64,7 +64,6 @@ class _Run(Run):
     kind: str
     source: Image
     source_name: str
-    drop_axis: int | None = None
     source_removed: bool = False
 
 
@@ -228,7 +227,6 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
         self._start(_Run(kind="segment", source=layer, source_name=layer.name, worker=worker,
-                         drop_axis=channel_data_axis(layer, options["axes"]),
                          pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
                     self._on_segmented)
 
@@ -299,7 +297,9 @@ class SegmentWidget(EngineWidget):
                          "being segmented: the result was discarded.")
             return
         seg = result.segmentation
-        spatial, notes = spatial_kwargs(run.source, drop_axis=run.drop_axis)
+        # The axes the engine read the image with (the widget's guess may have been None).
+        drop_axis = channel_data_axis(run.source, seg.metadata.get("axes", ""))
+        spatial, notes = spatial_kwargs(run.source, drop_axis=drop_axis)
         tuples = segmentation_layer_data(seg, source_name=run.source.name, spatial=spatial, notes=notes)
         label_ndim = sum(a in "ZYX" for a in seg.axes)
         published = self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata,
