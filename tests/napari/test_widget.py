@@ -179,7 +179,7 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
     assert not shown() and widget.channel.value is None
 
 
-def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net):
+def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, notes):
     """With 'Link time points' a disc keeps its id over a movie, also after 'Update instances'."""
     frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]
     frames[1] = disc_scene([(4, 50, 3), (16, 17, 6), (44, 39, 7)])[0]  # a newcomer shifts its ids
@@ -209,6 +209,14 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net):
     wait_done(widget)
     top, _ = tracks(viewer.layers["movie instances"].data)
     assert top == [1, 2, 1]
+    assert not notes.messages("warning")
+    # Read as a z-stack (no T), nothing can be linked: the box being on is not ignored silently.
+    widget.axes.value = None
+    widget.link_time.value = True
+    widget.run()
+    wait_done(widget)
+    (warning,) = notes.messages("warning")
+    assert "read with axes ZYX, without a time axis" in warning and "TYX" in warning
 
 
 def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):

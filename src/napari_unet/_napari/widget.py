@@ -64,6 +64,7 @@ class _Run(Run):
     kind: str
     source: Image
     source_name: str
+    link_time: bool = False
     source_removed: bool = False
 
 
@@ -227,7 +228,7 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
         self._start(_Run(kind="segment", source=layer, source_name=layer.name, worker=worker,
-                         pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
+                         link_time=options["link_time"], pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
                     self._on_segmented)
 
     def _check_image(self, layer: Any) -> None:
@@ -312,6 +313,10 @@ class SegmentWidget(EngineWidget):
             show_info("Your work in " + ", ".join(f"'{name}'" for name in published.kept) + " was kept: "
                       "the new results are in "
                       + " and ".join(f"'{layer.name}'" for layer in published.layers.values()) + ".")
+        if run.link_time and not meta["linked_over_time"]:
+            show_warning(f"'Link time points' is on, but {run.source.name} was read with axes "
+                         f"{meta['axes']}, without a time axis: nothing was linked. For a time "
+                         "series, choose axes that start with T (e.g. TYX) under 'Axes'.")
         count = seg.metadata["n_objects"]
         planes = seg.instances.size // max(1, int(np.prod(seg.instances.shape[-label_ndim:])))
         where = f" over {planes} time points" if planes > 1 else ""
