@@ -297,7 +297,7 @@ def match_instances(
     true: np.ndarray,
     pred: np.ndarray,
     *,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[float] | float = DEFAULT_THRESHOLDS,
 ) -> list[MatchScores]:
     """Match the objects of two label images one-to-one and count the outcome.
 
@@ -306,7 +306,7 @@ def match_instances(
     true, pred : ndarray (...) of integers, same shape
         Instance label images, 2D (Y, X) or 3D (Z, Y, X); 0 is background,
         other values are object ids (they need not be consecutive).
-    thresholds : sequence of float in (0, 1]
+    thresholds : sequence of float in (0, 1], or one float
         IoU thresholds; a pair matches when its IoU >= threshold.
 
     Returns
@@ -361,7 +361,7 @@ def evaluate(
     true_labels: Iterable[np.ndarray],
     pred_labels: Iterable[np.ndarray],
     *,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[float] | float = DEFAULT_THRESHOLDS,
 ) -> DatasetScores:
     """Score predicted label images against ground truth over a data set.
 
@@ -373,7 +373,7 @@ def evaluate(
     true_labels, pred_labels : iterables of ndarray (...) of integers
         Ground-truth and predicted label images, paired in order; each pair
         has one shape, which may differ from pair to pair.
-    thresholds : sequence of float in (0, 1]
+    thresholds : sequence of float in (0, 1], or one float
         IoU thresholds.
 
     Returns
