@@ -684,6 +684,11 @@ def test_resume_continues_where_it_stopped(tmp_path, full_run):
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert state["epoch"] == 1 and state["total_steps"] == 8
 
+    # Stopped after writing epoch 3's log line but before saving its state, then while writing
+    # epoch 4's: the resumed run repeats epoch 3, so those lines go (and the file stays JSON lines).
+    with open(out / "train_log.jsonl", "a") as fh:
+        fh.write('{"epoch": 3, "train_loss": 9.0, "val_loss": 9.0, "best": false, "elapsed_s": 1.0}\n'
+                 '{"epoch": 4, "train_lo')
     records, model = _drain(iter_train(train_s, out, val_samples=val_s, epochs=4, steps_per_epoch=2,
                                        resume=True, **TINY))
     assert records[0].stage == "train" and records[0].done == 2 * 2 + 1
@@ -706,6 +711,20 @@ def test_resume_continues_where_it_stopped(tmp_path, full_run):
     records, again = _drain(iter_train(train_s, out, val_samples=val_s, epochs=4, steps_per_epoch=2,
                                        **TINY))
     assert [r.stage for r in records] == [COMPLETE] and again.sha256 == model.sha256
+
+
+def test_starting_over_drops_the_earlier_runs_state_and_snapshots(tmp_path):
+    """resume=False (the Train widget's way) in a finished run's folder: stopped at once, the
+    folder must not look like the old run (a rerun would say it was complete)."""
+    out = tmp_path / "again"
+    _drain(iter_train(_samples([0, 1]), out, epochs=2, steps_per_epoch=1, snapshots=True, **TINY))
+    assert (out / "train_state.pt").is_file() and (out / "snapshots").is_dir()
+    gen = iter_train(_samples([0, 1]), out, epochs=1, steps_per_epoch=2, resume=False, **TINY)
+    assert next(gen).stage == "train"
+    gen.close()
+    assert not (out / "train_state.pt").exists() and not (out / "snapshots").exists()
+    records, _ = _drain(iter_train(_samples([0, 1]), out, epochs=1, steps_per_epoch=2, **TINY))
+    assert records[-1].stage == "validate" and [row["epoch"] for row in _log(out)] == [1]
 
 
 @pytest.mark.parametrize(("epochs", "steps"), [(5, 2), (2, 4)])

@@ -16,6 +16,7 @@ import json
 import math
 import numbers
 import os
+import shutil
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from ..errors import SegmentationError, check_real, check_whole
 from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
-from .snapshots import snapshot_path
+from .snapshots import SNAPSHOTS, snapshot_path
 
 __all__ = ["CLASS_WEIGHTS", "COMPLETE", "TrainProgress", "fit_crop_size", "iter_train", "min_crop_size",
            "train"]
@@ -146,6 +147,22 @@ def _check_output(out: Path) -> None:
             f"The output folder {out} holds files (e.g. {found[0]}) but no napari-unet training "
             f"run; training writes {CONFIG}, weights and logs there and could overwrite yours. "
             "Choose an empty or new folder.")
+
+
+def _trim_log(path: Path, done_epochs: int) -> None:
+    """Keep the log lines of the first ``done_epochs`` epochs: drop those of epochs that a
+    resumed run repeats, and a line cut off when a run was stopped while writing it."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= done_epochs:
+            kept.append(line + "\n")
+    path.write_text("".join(kept))
 
 
 def _finite(value: float) -> float | None:
@@ -338,8 +355,11 @@ def iter_train(
     state_path = out / STATE
     if not (resume and state_path.is_file()):
         # A fresh run starts a fresh log, at once: the folder is marked as a run even if
-        # the process is stopped before the first epoch is saved.
+        # the process is stopped before the first epoch is saved. An earlier run's state and
+        # snapshots go, or a rerun would resume (or average) that run instead of this one.
         (out / LOG).write_text("")
+        state_path.unlink(missing_ok=True)
+        shutil.rmtree(out / SNAPSHOTS, ignore_errors=True)
     start_over = (f"use another output folder, or delete {STATE} there (from Python: resume=False) "
                   "to start over")
     # What a resumed run must share with the run it continues (the schedule is checked apart).
@@ -380,6 +400,7 @@ def iter_train(
         optim.load_state_dict(state["optim"])
         sched.load_state_dict(state["sched"])
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        _trim_log(out / LOG, start_epoch)
     config.provenance = {
         "package_version": __version__,
         "trained_on": [s.name for s in train_samples][:2000],
@@ -418,15 +439,17 @@ def iter_train(
             save_model(out, net, config)
         if snapshots:
             save_model(snapshot_path(out, epoch + 1), net, config)
+        # The log line before the state: a run stopped between the two repeats this epoch on
+        # resuming (and its line is trimmed then), rather than skipping the line for good.
+        with open(out / LOG, "a") as fh:
+            fh.write(json.dumps({"epoch": epoch + 1, "train_loss": _finite(np.mean(running)),
+                                 "val_loss": _finite(val_loss), "best": improved,
+                                 "elapsed_s": round(time.perf_counter() - t0, 1)}, allow_nan=False) + "\n")
         torch.save({"net": net.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
                     "epoch": epoch, "best": best, "total_steps": total_steps,
                     "steps_per_epoch": steps_per_epoch, "args": run_args},
                    str(state_path) + ".tmp")
         os.replace(str(state_path) + ".tmp", state_path)
-        with open(out / LOG, "a") as fh:
-            fh.write(json.dumps({"epoch": epoch + 1, "train_loss": _finite(np.mean(running)),
-                                 "val_loss": _finite(val_loss), "best": improved,
-                                 "elapsed_s": round(time.perf_counter() - t0, 1)}, allow_nan=False) + "\n")
         yield TrainProgress("validate", (epoch + 1) * steps_per_epoch, total_steps,
                             f"epoch {epoch + 1}/{epochs} val loss {val_loss:.4f}" + (" (best)" if improved else ""),
                             epoch=epoch, loss=float(np.mean(running)), val_loss=val_loss)
