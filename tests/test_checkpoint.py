@@ -62,6 +62,21 @@ def test_round_trip(tmp_path):
         assert torch.equal(net(x), loaded.net(x))
 
 
+def test_save_model_writes_nothing_load_model_would_refuse(tmp_path):
+    cfg = ModelConfig(base_width=4, depth=2)
+    net = cfg.build()
+    cfg.postprocess["threshold"] = 1.0  # changed after the checks ran
+    with pytest.raises(SegmentationError, match="threshold 1.0"):
+        save_model(tmp_path / "m", net, cfg)
+    cfg.postprocess["threshold"] = 0.5
+    cfg.provenance["score"] = np.float32(0.9)  # JSON cannot hold it
+    with pytest.raises(SegmentationError, match="cannot be saved.*float32"):
+        save_model(tmp_path / "m", net, cfg)
+    assert not (tmp_path / "m").exists()
+    cfg.provenance["score"] = 0.9
+    assert load_model(save_model(tmp_path / "m", net, cfg)).config.provenance["score"] == 0.9
+
+
 def test_saved_files_follow_the_umask(tmp_path):
     """A model folder is shared with colleagues: not owner-only like a temporary file."""
     import stat
@@ -305,6 +320,14 @@ def test_pt_file_with_non_tensors(saved, tmp_path):
         ({"postprocess": {"threshold": 1.0}}, "threshold 1.0 and min_size"),
         ({"postprocess": {"instance_method": "magic"}}, "instance_method"),
         ({"postprocess": {"fill_holes": "false"}}, r"postprocess\['fill_holes'\] is 'false'"),
+        ({"postprocess": {"neck_ratio": "x"}}, r"postprocess\['neck_ratio'\] is 'x'"),
+        ({"postprocess": {"neck_ratio": 5}}, r"postprocess\['neck_ratio'\] is 5"),
+        ({"postprocess": {"neck_ratio": True}}, r"postprocess\['neck_ratio'\] is True"),
+        ({"postprocess": {"neck_ratio": 1.0}}, "must be below 1"),
+        ({"postprocess": {"auto_scale_area": "x"}}, r"postprocess\['auto_scale_area'\] is 'x'"),
+        ({"postprocess": {"auto_scale_area": None}}, r"postprocess\['auto_scale_area'\] is None"),
+        ({"postprocess": {"auto_scale_factor": 0}}, r"postprocess\['auto_scale_factor'\] is 0"),
+        ({"postprocess": {"scale": 0}}, r"postprocess\['scale'\] is 0"),
         ({"normalization": {"low": "a"}}, r"normalization\['low'\]"),
         ({"normalization": {"low": 99.0, "high": 1.0}}, "below"),
     ],

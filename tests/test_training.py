@@ -961,6 +961,45 @@ def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
         tune_postprocess(str(model_dir), images, masks, grid={"radius": (1, 2)}, device="cpu")
 
 
+@pytest.mark.parametrize(("grid", "fragment"), [
+    ({"threshold": (1.0,)}, "threshold must be a number between 0 and 1"),
+    ({"seed_threshold": (2.0,)}, "seed_threshold must be a number from 0 to 1"),
+    ({"min_size": (-5,)}, "min_size must be a whole number >= 0"),
+    ({"neck_ratio": ("x",)}, "neck_ratio must be a number"),
+    ({"neck_ratio": (1.0,)}, "neck_ratio must be below 1"),
+    ({"threshold": ()}, "no value to try for 'threshold'"),
+])
+def test_tune_refuses_what_inference_would_refuse_before_any_work(models, tmp_path, grid, fragment):
+    """A value that would make the saved config unloadable is never tried, let alone saved."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(models["three_class"], model_dir)
+    before = (model_dir / "config.json").read_text()
+    image, mask = disc_scene(DISCS[0])
+    with pytest.raises(SegmentationError, match=re.escape(fragment)):
+        tune_postprocess(str(model_dir), [image], [mask], grid=grid, device="cpu", save=True)
+    assert (model_dir / "config.json").read_text() == before
+
+
+def test_tune_saves_only_into_a_folder_of_the_models_own(models, tmp_path):
+    """Numpy grid values are fine; the bundled model, or one read from a .pt file beside another
+    model, is refused instead of overwritten."""
+    image, mask = disc_scene(DISCS[0])
+    model_dir = tmp_path / "model"
+    shutil.copytree(models["three_class"], model_dir)
+    best, _ = tune_postprocess(str(model_dir), [image], [mask], device="cpu", save=True,
+                               grid={"threshold": np.array([0.5]), "min_size": (np.int64(3),)})
+    assert load_model(model_dir).config.postprocess["min_size"] == 3 == best["min_size"]
+    state = {k: v + 1 if v.is_floating_point() else v for k, v in load_model(model_dir).net.state_dict().items()}
+    torch.save(state, model_dir / "other.pt")  # another model of this folder's architecture
+    weights = (model_dir / "weights.safetensors").read_bytes()
+    with pytest.raises(SegmentationError, match="holds another model's weights.safetensors"):
+        tune_postprocess(str(model_dir / "other.pt"), [image], [mask], device="cpu", save=True,
+                         grid={"threshold": (0.5,)})
+    assert (model_dir / "weights.safetensors").read_bytes() == weights
+    with pytest.raises(SegmentationError, match="is a bundled model"):
+        tune_normalization("default", [image], [mask], lows=(1.0,), highs=(99.8,), device="cpu", save=True)
+
+
 def _outlier_scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Discs at 100 on 10, and 12 single pixels at 1000 (0.3 % of the image) in the background."""
     image, labels = disc_scene(DISCS[seed])

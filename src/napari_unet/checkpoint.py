@@ -131,6 +131,20 @@ class ModelConfig:
                 f"The model config's postprocess threshold {threshold!r} and min_size {min_size!r} must "
                 "be a number between 0 and 1 and a whole number of pixels. Fix config.json, or save "
                 "the model again.")
+        post = self.postprocess
+        neck = post.get("neck_ratio")
+        if neck is not None:
+            number("postprocess", "neck_ratio", 0.0, 1.0)
+            if neck >= 1.0:
+                raise SegmentationError(
+                    f"The model config's postprocess['neck_ratio'] is {neck!r}: it must be below 1 "
+                    "(0 or null cuts no necks). Fix config.json, or save the model again.")
+        if "auto_scale_area" in post:
+            number("postprocess", "auto_scale_area", 1e-9, float("inf"))
+        if "auto_scale_factor" in post:
+            number("postprocess", "auto_scale_factor", 0.1, 10.0)
+        if post.get("scale", "auto") != "auto":
+            number("postprocess", "scale", 0.1, 10.0)
         if not isinstance(self.postprocess.get("fill_holes", True), bool):
             raise SegmentationError(
                 f"The model config's postprocess['fill_holes'] is {self.postprocess['fill_holes']!r}: "
@@ -189,7 +203,13 @@ class LoadedModel:
         return self.sha256[:12]
 
 
-def _sha256(path: Path) -> str:
+def is_bundled(folder: str | os.PathLike) -> bool:
+    """True for a folder of the models installed with the package."""
+    return Path(folder).resolve().is_relative_to(_BUNDLED_DIR.resolve())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (a model's ``sha256`` is that of its weights file)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -214,6 +234,12 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
     """
     from safetensors.torch import save
 
+    try:
+        # What load_model would refuse (or JSON cannot hold) is never written.
+        ModelConfig.from_dict(config.to_dict())
+        text = json.dumps(config.to_dict(), indent=2) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise SegmentationError(f"The model config cannot be saved: {exc}.") from None
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
@@ -226,7 +252,7 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
         # config.json.
         # Bytes written into our own file (save_file would make an owner-only one).
         Path(tmp_w).write_bytes(save(state, metadata={"format": "pt"}))
-        Path(tmp_c).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        Path(tmp_c).write_text(text)
         os.replace(tmp_w, folder / WEIGHTS)
         os.replace(tmp_c, folder / CONFIG)
     finally:
@@ -327,7 +353,7 @@ def load_model(name_or_path: str | os.PathLike = "default") -> LoadedModel:
         ) from None
     net.eval()
     return LoadedModel(net=net, config=config, name=config.name if config.name != "unnamed" else name,
-                       path=folder, sha256=_sha256(weights))
+                       path=folder, sha256=file_sha256(weights))
 
 
 def _read_weights(weights: Path) -> dict[str, torch.Tensor]:

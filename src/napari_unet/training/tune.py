@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import LoadedModel, load_model, save_model
-from ..errors import SegmentationError
+from ..checkpoint import WEIGHTS, LoadedModel, file_sha256, is_bundled, load_model, save_model
+from ..errors import SegmentationError, check_fraction, check_whole
 from ..instances import label_instances
 from ..metrics import evaluate
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
@@ -62,6 +62,53 @@ def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.nda
                            neck_ratio=params.get("neck_ratio"))
 
 
+def _check_grid(grid: dict[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """The grid with plain Python values, or a SegmentationError naming what inference would refuse."""
+    unknown = set(grid) - set(DEFAULT_GRID)
+    if unknown:
+        raise SegmentationError(
+            f"Cannot tune {', '.join(sorted(map(repr, unknown)))}: the grid takes {', '.join(DEFAULT_GRID)}.")
+    def neck(value: Any) -> float:
+        value = check_fraction("neck_ratio", value, ends=True)
+        if value >= 1.0:
+            raise SegmentationError("neck_ratio must be below 1 (0 cuts no necks), not 1.")
+        return value
+
+    checks = {
+        "threshold": lambda v: check_fraction("threshold", v),
+        "seed_threshold": lambda v: check_fraction("seed_threshold", v, ends=True),
+        "min_size": lambda v: check_whole("min_size", v, 0),
+        "neck_ratio": neck,
+    }
+    checked = {}
+    for key, values in grid.items():
+        values = list(values) if isinstance(values, (list, tuple, range, np.ndarray)) else [values]
+        values = [v.item() if isinstance(v, np.generic) else v for v in values]
+        if not values:
+            raise SegmentationError(f"The grid gives no value to try for {key!r}.")
+        checked[key] = [checks[key](v) for v in values]
+    return checked
+
+
+def _save_tuned(loaded: LoadedModel, config) -> None:
+    """Write ``config`` with ``loaded``'s weights into the folder it came from, when that folder is its own."""
+    folder = loaded.path
+    if folder is None:
+        raise SegmentationError(
+            "This model was not loaded from a folder, so there is nowhere to save the result: save "
+            "it first (napari_unet.checkpoint.save_model) and tune that folder.")
+    own = folder / WEIGHTS
+    if is_bundled(folder):
+        raise SegmentationError(
+            f"{loaded.name} is a bundled model: save a copy (napari_unet.checkpoint.save_model) and "
+            "tune that, so the installed package stays as it was.")
+    if not own.is_file() or file_sha256(own) != loaded.sha256:
+        raise SegmentationError(
+            f"{folder} holds another model's {WEIGHTS} (this one was read from another file there): "
+            "save it to a folder of its own (napari_unet.checkpoint.save_model) and tune that.")
+    save_model(folder, loaded.net, config)
+
+
 def _probabilities(predictor: Predictor, image: np.ndarray, config) -> np.ndarray:
     """(K, Y, X) class probabilities of one 2D image, normalised as ``config`` says."""
     (_, x), = list(prepare_input(image, config).items())
@@ -93,15 +140,11 @@ def tune_postprocess(
         The chosen parameters.
     table : list of (params, AP@0.5, mean AP 0.5..0.9), best first
     """
+    grid = _check_grid(grid or DEFAULT_GRID)
     loaded = load_model(model)
     predictor = Predictor(loaded, device=device)
     cached = [(_probabilities(predictor, image, loaded.config), np.asarray(mask))
               for image, mask in zip(images, masks)]
-    grid = grid or DEFAULT_GRID
-    unknown = set(grid) - set(DEFAULT_GRID)
-    if unknown:
-        raise SegmentationError(
-            f"Cannot tune {', '.join(sorted(map(repr, unknown)))}: the grid takes {', '.join(DEFAULT_GRID)}.")
     # What the grid leaves out keeps the model's value, in the scoring as in the result.
     fixed = {k: loaded.config.postprocess.get(k) for k in DEFAULT_GRID}
     keys = list(grid)
@@ -114,10 +157,12 @@ def tune_postprocess(
         table.append((params, aps[0], float(np.mean(aps))))
     table.sort(key=lambda row: (row[1], row[2]), reverse=True)
     best = {**loaded.config.postprocess, **table[0][0], "instance_method": "watershed"}
-    if save and loaded.path is not None:
-        loaded.config.postprocess = best
-        loaded.config.provenance[TUNED] = f"{len(cached)} image(s), AP@0.5 {table[0][1]:.4f}"
-        save_model(loaded.path, loaded.net, loaded.config)
+    if save:
+        provenance = {**loaded.config.provenance,
+                      TUNED: f"{len(cached)} image(s), AP@0.5 {table[0][1]:.4f}"}
+        config = dataclasses.replace(loaded.config, postprocess=best, provenance=provenance)
+        _save_tuned(loaded, config)
+        loaded.config = config
     return best, table
 
 
@@ -180,9 +225,10 @@ def tune_normalization(
 
     table.sort(key=lambda row: (row[1], row[2], is_current(row[0])), reverse=True)
     best = dict(table[0][0])
-    if save and loaded.path is not None:
-        loaded.config.normalization = best
-        save_model(loaded.path, loaded.net, loaded.config)
+    if save:
+        config = dataclasses.replace(loaded.config, normalization=best)
+        _save_tuned(loaded, config)
+        loaded.config = config
     return best, table
 
 
