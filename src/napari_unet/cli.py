@@ -364,11 +364,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("segment", help="segment image files; writes <stem>_semantic.tif and <stem>_instances.tif")
-    s.add_argument("images", nargs="+", help="image files (TIFF, PNG, JPEG)")
+    s.add_argument("images", nargs="+", help="image files (TIFF, PNG, JPEG, BMP)")
     s.add_argument("--output", "-o", required=True, help="folder for the results")
     s.add_argument("--model", "-m", default="default", help="bundled model name or model folder (default: the bundled nuclei model)")
-    s.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX, TYX, TZYX (default: the axes an ImageJ or "
-                        "OME-TIFF file declares, else inferred from the shape)")
+    s.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX, TYX, TZYX (default: the axes an ImageJ, "
+                        "OME or tifffile TIFF declares, else inferred from the shape)")
     s.add_argument("--mode", choices=["auto", "2d", "3d"], default="auto", help="stacks plane by plane (2d) or as volumes (3d)")
     s.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
