@@ -961,6 +961,22 @@ def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
         tune_postprocess(str(model_dir), images, masks, grid={"radius": (1, 2)}, device="cpu")
 
 
+def test_tune_scores_with_the_models_own_fill_holes(models, tmp_path, fake_net):
+    """A ring nucleus (a hole the truth keeps): filled, its IoU is 0.44; a model that does not
+    fill holes must be scored unfilled, as segment() will run it."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(models["three_class"], model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["postprocess"]["fill_holes"] = False
+    (model_dir / "config.json").write_text(json.dumps(config))
+    yy, xx = np.mgrid[:64, :64]
+    r2 = (yy - 32) ** 2 + (xx - 32) ** 2
+    ring = ((r2 < 144) & (r2 >= 81)).astype(np.int32)
+    _, table = tune_postprocess(str(model_dir), [ring.astype(np.float32)], [ring], device="cpu",
+                                grid={"threshold": (0.5,), "seed_threshold": (0.5,), "min_size": (0,)})
+    assert fake_net and table[0][1] == 1.0
+
+
 @pytest.mark.parametrize(("grid", "fragment"), [
     ({"threshold": (1.0,)}, "threshold must be a number between 0 and 1"),
     ({"seed_threshold": (2.0,)}, "seed_threshold must be a number from 0 to 1"),

@@ -4,9 +4,10 @@
 thresholds and minimum size is then scored from the cached probabilities.
 :func:`tune_normalization`: the network runs once per image and candidate pair
 of input percentiles. :func:`tune_auto_scale`: the reference object area of
-``scale="auto"``. Each winner (highest AP at IoU 0.5, ties broken by the mean AP
-over 0.5..0.9) is stored in the model's config, where :func:`napari_unet.segment`
-takes its defaults.
+``scale="auto"``. Each winner is the highest AP at IoU 0.5, ties broken by the mean
+AP over 0.5..0.9. The first two store theirs in the model's config with
+``save=True``, where :func:`napari_unet.segment` takes its defaults; the caller
+stores the third (``postprocess["auto_scale_area"]``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.nda
     fg = semantic_from_probabilities(probs, target=target, threshold=params["threshold"])
     seeds = seeds_from_probabilities(probs, target=target, seed_threshold=params["seed_threshold"])
     return label_instances(fg, method="watershed", seeds=seeds, elevation=watershed_elevation(probs),
-                           min_size=params["min_size"], fill_holes=True, ndim=2,
+                           min_size=params["min_size"], fill_holes=params.get("fill_holes", True), ndim=2,
                            neck_ratio=params.get("neck_ratio"))
 
 
@@ -147,6 +148,7 @@ def tune_postprocess(
               for image, mask in zip(images, masks)]
     # What the grid leaves out keeps the model's value, in the scoring as in the result.
     fixed = {k: loaded.config.postprocess.get(k) for k in DEFAULT_GRID}
+    fixed["fill_holes"] = bool(loaded.config.postprocess.get("fill_holes", True))  # scored as segment() does
     keys = list(grid)
     table = []
     for values in itertools.product(*(grid[k] for k in keys)):
