@@ -188,6 +188,20 @@ def test_holes_are_filled():
     assert np.all(label_instances(notch, fill_holes=True)[8:11, 8:11] == 0)
 
 
+def test_a_stack_fills_the_holes_of_each_plane_like_the_plane_alone():
+    """A hole through every plane reaches the top and bottom: open in 3D, a hole in each plane."""
+    ring = np.zeros((20, 20), bool)
+    ring[4:15, 4:15] = True
+    ring[8:11, 8:11] = False
+    stack = np.stack([ring] * 3)
+    for method in ("components", "watershed"):
+        alone = label_instances(ring, method=method, fill_holes=True)
+        labelled = label_instances(stack, method=method, fill_holes=True, ndim=3)
+        np.testing.assert_array_equal(labelled > 0, np.stack([alone > 0] * 3))
+        assert len(_objects(labelled)) == 1
+    assert not label_instances(stack, fill_holes=False, ndim=3)[:, 8:11, 8:11].any()
+
+
 @pytest.mark.parametrize("shape", [(40, 50), (6, 20, 24)])
 def test_holes_match_scipy_fill_holes(shape):
     from scipy import ndimage as ndi

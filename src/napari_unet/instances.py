@@ -61,9 +61,14 @@ def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
     """Fill holes inside each object (a hole takes the nearest object's label).
 
     Holes are few and small, so each is filled within its own bounding box
-    (grown by one pixel, which reaches the object around it).
+    (grown by one pixel, which reaches the object around it). In a volume, a
+    hole of one plane counts too (a nucleus is solid in each plane): one that
+    reaches the first or last plane is open in 3D, yet a z-stack segmented plane
+    by plane must match its planes segmented alone.
     """
     holes = _holes(labels > 0)
+    if labels.ndim == 3:
+        holes |= np.stack([_holes(plane > 0) for plane in labels])
     if not holes.any():
         return labels
     out = labels.copy()
