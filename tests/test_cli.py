@@ -179,11 +179,14 @@ def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_ne
     np.testing.assert_array_equal(linked > 0, runs[False] > 0)
     unlinked_top = [runs[False][t, 16, 16 + t] for t in range(3)]
     assert unlinked_top == [1, 2, 1], "without linking each frame counts from 1"
-    # Read as a z-stack (no T axis), there is nothing to link: refused, nothing written.
+    # Read as a z-stack (no T axis), there is nothing to link: refused before the network
+    # runs, nothing written.
     out = tmp_path / "zstack"
+    ran = len(fake_net)
     assert main(["segment", str(tmp_path / "movie.tif"), "-o", str(out), "-m", str(models["2d"]),
                  "--device", "cpu", "--link-time"]) == 2
     assert "--axes TYX" in _assert_one_error_line(capsys.readouterr().err)
+    assert len(fake_net) == ran
     assert not out.exists() or list(out.iterdir()) == []
 
 

@@ -121,6 +121,7 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool) -> list[
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .api import iter_segment
+    from .axes import plan_axes
     from .checkpoint import load_model
     from .io import read_image_file, write_tiff
 
@@ -132,16 +133,19 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         read = read_image_file(path)
         image, file_axes = read.image, read.axes
         _check_declared_channels(read, path.name, args.channel, model, args.axes)
+        if args.link_time:  # known from the axes alone: say so before the network runs
+            axes = plan_axes(tuple(image.shape), args.axes or file_axes, spatial_dims=model.config.spatial_dims,
+                             in_channels=model.config.in_channels, mode=args.mode).axes
+            if "T" not in axes:
+                raise SegmentationError(
+                    f"--link-time needs a time axis, but {path.name} is read with axes {axes!r}: "
+                    "give them, e.g. --axes TYX.")
         bar = ProgressBar(path.name)
         result = _drain(iter_segment(
             image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
             device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
             instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
             keep_probabilities=False), bar)
-        if args.link_time and not result.metadata["linked_over_time"]:
-            raise SegmentationError(
-                f"--link-time needs a time axis, but {path.name} was read with axes "
-                f"{result.metadata['axes']!r}: give them, e.g. --axes TYX.")
         meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
         # The result's "axes" are the input's (with C); the files hold the output axes.
         meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
