@@ -243,6 +243,14 @@ def test_new_results_are_hashed_in_the_worker_not_the_gui_thread(viewer, widget,
     record = widget._tracker.record(img)
     for role, layer in (("semantic", viewer.layers["img semantic"]), ("instances", viewer.layers["img instances"])):
         assert record.outputs[role].digest == real(layer.data)
+    # Update instances: its new labels are hashed in the worker; on the GUI thread only the
+    # instances layer it may replace is checked for edits (not the semantic one).
+    threads.clear()
+    _paint_touching_discs(viewer.layers["img semantic"])
+    widget.update_instances()
+    wait_done(widget)
+    assert sorted(threads) == [False, True]
+    assert record.outputs["instances"].digest == real(viewer.layers["img instances"].data)
 
 
 def test_relabel_job_with_linking_keeps_the_ids_of_untouched_objects():

@@ -49,14 +49,16 @@ class JobDone:
 class Relabelled:
     """Instances recomputed from an edited mask, with what the GUI thread needs of them.
 
-    ``count`` (objects, per time point) and ``labels_copy`` (a private copy,
-    which the next "Update instances" starts from) are made in the worker, so
-    that the GUI thread need not count or copy big stacks.
+    ``count`` (objects, per time point), ``labels_copy`` (a private copy,
+    which the next "Update instances" starts from) and ``digest`` (the
+    labels' fingerprint) are made in the worker, so that the GUI thread need
+    not count, copy or hash big stacks.
     """
 
     labels: np.ndarray
     count: int
     labels_copy: np.ndarray
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,9 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
         if time_axis is not None:
             labels = link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to)
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
-        return Relabelled(labels, count, np.array(labels, copy=True))
+        from .outputs import fingerprint
+
+        return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

@@ -35,7 +35,8 @@ def fingerprint(data: Any) -> str | None:
     """A digest of an array's shape, dtype and bytes (None when it is not a numpy array)."""
     if not isinstance(data, np.ndarray):
         return None
-    digest = hashlib.blake2b(digest_size=16)
+    # No adversary here, only edits to notice: SHA-1 hashes a big stack about 3x faster than BLAKE2b.
+    digest = hashlib.sha1(usedforsecurity=False)
     digest.update(repr((data.shape, data.dtype.str)).encode())
     digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
     return digest.hexdigest()
@@ -147,6 +148,8 @@ class OutputTracker:
             layer = out.layer()
             if layer is None or layer not in self._viewer.layers:
                 continue
+            if from_edits and role not in tuples:
+                continue  # an update replaces only its own roles, whatever the others hold
             if self.is_edited(layer, out.digest):
                 work.append(layer.name)
             else:

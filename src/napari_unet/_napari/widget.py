@@ -387,7 +387,8 @@ class SegmentWidget(EngineWidget):
                 "updated_from": semantic.name}
         data_tuple = label_layer_data(result.labels, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
-        self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True)
+        self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
+                              digests={"instances": result.digest})
         self._remember_instances(run.source, result.labels_copy, made)
         self.status.value = f"{result.count} objects after the update of {run.source.name}"
 
