@@ -821,9 +821,17 @@ def test_resume_refuses_a_broken_state_or_another_network(full_run, tmp_path):
     shutil.copytree(full_run[0], out)
     with pytest.raises(SegmentationError, match="another network.*delete train_state.pt"):
         train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **{**TINY, "base_width": 8})
+    good = torch.load(out / "train_state.pt", weights_only=True)
     (out / "train_state.pt").write_bytes(b"not a state")
     with pytest.raises(SegmentationError, match="Cannot read .*train_state.pt"):
         train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
+    # Readable, but not ours (a hand-made or foreign file): a message, never a raw KeyError.
+    broken = {k: v for k, v in good.items() if k != "epoch"}
+    foreign = [[1, 2], broken, {**good, "steps_per_epoch": 0}, {**broken, "epoch": 0, "args": {}, "optim": {"state": {}, "param_groups": []}}]
+    for state, fragment in zip(foreign, ["not a napari-unet training state"] * 3 + ["broken optimiser state"]):
+        torch.save(state, out / "train_state.pt")
+        with pytest.raises(SegmentationError, match=fragment):
+            train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
 
 
 def test_core_fraction_is_recorded_and_must_match_the_samples(tmp_path):

@@ -375,6 +375,11 @@ def iter_train(
         except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign: the same for a user
             raise SegmentationError(
                 f"Cannot read {state_path} ({type(exc).__name__}): {start_over}.") from None
+        steps = state.get("steps_per_epoch", steps_per_epoch) if isinstance(state, dict) else None
+        if (not isinstance(state, dict) or any(k not in state for k in ("net", "optim", "sched", "epoch", "best"))
+                or not isinstance(steps, int) or steps < 1 or not isinstance(state["epoch"], int)
+                or not isinstance(state.get("args", {}), dict)):
+            raise SegmentationError(f"{state_path} is not a napari-unet training state: {start_over}.")
         old_steps, old_total = state.get("steps_per_epoch", steps_per_epoch), state.get("total_steps")
         if (old_total, old_steps) != (total_steps, steps_per_epoch):
             old_epochs = int(old_total or 0) // int(old_steps)
@@ -397,9 +402,12 @@ def iter_train(
             raise SegmentationError(
                 f"{state_path} is from an unfinished run with other settings: {changed}. Give the "
                 f"same settings (and images) to resume it, or {start_over}.")
-        optim.load_state_dict(state["optim"])
-        sched.load_state_dict(state["sched"])
-        start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        try:
+            optim.load_state_dict(state["optim"])
+            sched.load_state_dict(state["sched"])
+            start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        except (KeyError, TypeError, ValueError):
+            raise SegmentationError(f"{state_path} holds a broken optimiser state: {start_over}.") from None
         _trim_log(out / LOG, start_epoch)
     config.provenance = {
         "package_version": __version__,
