@@ -330,6 +330,10 @@ def test_pt_file_with_non_tensors(saved, tmp_path):
         ({"postprocess": {"scale": 0}}, r"postprocess\['scale'\] is 0"),
         ({"normalization": {"low": "a"}}, r"normalization\['low'\]"),
         ({"normalization": {"low": 99.0, "high": 1.0}}, "below"),
+        ({"name": None}, "name None and description must be text"),
+        ({"classes": "abc"}, "classes must be a list of names"),
+        ({"pixel_size_um": "x"}, "pixel_size_um is 'x'"),
+        ({"pixel_size_um": 0}, "pixel_size_um is 0"),
     ],
 )
 def test_bad_inference_settings_are_refused_on_load(saved, tmp_path, changes, fragment):

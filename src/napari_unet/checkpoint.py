@@ -98,6 +98,19 @@ class ModelConfig:
             raise SegmentationError("A three_class model must have 3 output channels.")
         if not 0.0 <= float(self.core_fraction) < 1.0:
             raise SegmentationError(f"core_fraction must be in [0, 1), got {self.core_fraction}.")
+        if not isinstance(self.name, str) or not isinstance(self.description, str):
+            raise SegmentationError(
+                f"The model config's name {self.name!r} and description must be text.")
+        if not isinstance(self.classes, (list, tuple)) or not all(isinstance(c, str) for c in self.classes):
+            raise SegmentationError(
+                f"The model config's classes must be a list of names, one per output channel, not "
+                f"{self.classes!r}.")
+        size = self.pixel_size_um
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                                 or not 0 < size < float("inf")):
+            raise SegmentationError(
+                f"The model config's pixel_size_um is {size!r}: give the pixel size in micrometres "
+                "(a number above 0), or null.")
         if len(self.classes) != self.out_channels:
             raise SegmentationError(
                 f"The model config names {len(self.classes)} classes but has "
