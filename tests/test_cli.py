@@ -569,7 +569,9 @@ def train_data(tmp_path):
     return ti, tm, vi, vm
 
 
-def test_train_writes_a_loadable_model(tmp_path, capsys, train_data, monkeypatch):
+def test_train_writes_a_loadable_model(tmp_path, capsys, train_data, monkeypatch, fake_net):
+    """(The fake network makes the tuning after training find the discs: a net trained for six
+    steps finds none, and then keeps its settings.)"""
     import napari_unet.training.tune as tune
 
     # A small grid keeps the post-processing search after training quick.
@@ -610,7 +612,7 @@ def test_train_writes_a_loadable_model(tmp_path, capsys, train_data, monkeypatch
 
 
 def test_a_complete_run_whose_tuning_was_stopped_is_tuned_when_run_again(tmp_path, capsys, train_data,
-                                                                          monkeypatch):
+                                                                          monkeypatch, fake_net):
     import napari_unet.training.tune as tune
 
     monkeypatch.setattr(tune, "DEFAULT_GRID", {"threshold": (0.5,), "seed_threshold": (0.6,),
@@ -661,6 +663,24 @@ def test_train_without_validation_or_tuning(tmp_path, capsys, train_data):
     assert "model saved" in captured.out
     assert load_model(out).config.core_fraction == 0.0
     assert load_model(out).config.provenance["sampling"] == "area"
+
+
+def test_train_keeps_the_settings_when_tuning_finds_nothing(tmp_path, capsys, train_data, fake_net):
+    """Validation masks that match nothing (AP 0 for every setting): the run says so, keeps the
+    model's post-processing, and does not tune again when rerun."""
+    ti, tm, vi, vm = train_data
+    for p in vm.iterdir():  # one tiny object in a corner the images leave dark
+        wrong = np.zeros_like(tifffile.imread(p))
+        wrong[:3, :3] = 1
+        tifffile.imwrite(p, wrong)
+    args = ["train", "--images", str(ti), "--masks", str(tm), "--val-images", str(vi), "--val-masks", str(vm),
+            "-o", str(tmp_path / "m"), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2",
+            "--crop-size", "32", "--device", "cpu"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "post-processing kept: no setting found a single object" in out and "chosen" not in out
+    assert main(args) == 0
+    assert "choosing it now" not in capsys.readouterr().out
 
 
 def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data):
@@ -741,7 +761,7 @@ def test_train_output_safety_and_a_complete_run(tmp_path, capsys, train_data):
     assert (run / "weights.safetensors").read_bytes() == weights
 
 
-def test_train_on_volumes_goes_plane_by_plane(tmp_path, capsys):
+def test_train_on_volumes_goes_plane_by_plane(tmp_path, capsys, fake_net):
     """Z-stacks with 3D instance masks train a 2D model on their planes."""
     img_dir, mask_dir = tmp_path / "im", tmp_path / "ma"
     img_dir.mkdir()

@@ -48,7 +48,7 @@ from napari_unet.training.loop import (
     train,
 )
 from napari_unet.training.snapshots import average_models, snapshot_path
-from napari_unet.training.tune import tune_auto_scale, tune_normalization, tune_postprocess
+from napari_unet.training.tune import TUNED, tune_auto_scale, tune_normalization, tune_postprocess
 from scenes import DISCS, disc_scene
 
 
@@ -969,6 +969,23 @@ def test_tune_postprocess_on_a_tiny_grid(models, tmp_path, fake_net):
         tune_postprocess(str(model_dir), images, masks, grid={"radius": (1, 2)}, device="cpu")
 
 
+def test_tune_keeps_the_models_settings_when_no_setting_finds_an_object(models, tmp_path, fake_net):
+    """Masks that do not belong to their images (AP 0 everywhere): nothing is chosen, and the
+    saved folder says so (a rerun of train does not tune it again and again)."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(models["three_class"], model_dir)
+    own = load_model(model_dir).config.postprocess
+    image, mask = disc_scene(DISCS[0], noise=2.0)
+    wrong = np.zeros_like(mask)
+    wrong[:3, :3] = 1  # one object, where the image shows none
+    best, table = tune_postprocess(str(model_dir), [image], [wrong], device="cpu", save=True,
+                                   grid={"threshold": (0.3, 0.5), "min_size": (0, 5)})
+    assert fake_net and all(ap == 0.0 for _, ap, _ in table)
+    saved = load_model(model_dir).config
+    assert best == own == saved.postprocess
+    assert "the model's settings were kept" in saved.provenance[TUNED]
+
+
 def test_tune_scores_with_the_models_own_fill_holes(models, tmp_path, fake_net):
     """A ring nucleus (a hole the truth keeps): filled, its IoU is 0.44; a model that does not
     fill holes must be scored unfilled, as segment() will run it."""
@@ -1004,7 +1021,7 @@ def test_tune_refuses_what_inference_would_refuse_before_any_work(models, tmp_pa
     assert (model_dir / "config.json").read_text() == before
 
 
-def test_tune_saves_only_into_a_folder_of_the_models_own(models, tmp_path):
+def test_tune_saves_only_into_a_folder_of_the_models_own(models, tmp_path, fake_net):
     """Numpy grid values are fine; the bundled model, or one read from a .pt file beside another
     model, is refused instead of overwritten."""
     image, mask = disc_scene(DISCS[0])

@@ -341,8 +341,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 0
         print("Its post-processing was never chosen (stopped while tuning?): choosing it now.")
     if val_s and args.tune:
-        best, _ = _tune(model, args)
-        print(f"post-processing chosen on the validation images: {best}")
+        best, table = _tune(model, args)
+        if table[0][1] > 0.0 or table[0][2] > 0.0:
+            print(f"post-processing chosen on the validation images: {best}")
+        else:
+            print("post-processing kept: no setting found a single object of the validation masks "
+                  "(AP 0); train longer, or check that each mask belongs to its image.")
     print(f"model saved in {args.output}")
     return 0
 

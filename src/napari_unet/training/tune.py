@@ -138,7 +138,8 @@ def tune_postprocess(
     Returns
     -------
     best : dict
-        The chosen parameters.
+        The chosen parameters; the model's own when every setting scores AP 0
+        (no object matched at all).
     table : list of (params, AP@0.5, mean AP 0.5..0.9), best first
     """
     grid = _check_grid(grid or DEFAULT_GRID)
@@ -158,10 +159,15 @@ def tune_postprocess(
         aps = [t.ap for t in scores.totals]
         table.append((params, aps[0], float(np.mean(aps))))
     table.sort(key=lambda row: (row[1], row[2]), reverse=True)
-    best = {**loaded.config.postprocess, **table[0][0], "instance_method": "watershed"}
+    found = table[0][1] > 0.0 or table[0][2] > 0.0
+    # No setting matched a single object (a network that finds nothing yet, or masks that do
+    # not belong to their images): nothing was learnt, so the model keeps its own settings.
+    best = ({**loaded.config.postprocess, **table[0][0], "instance_method": "watershed"} if found
+            else dict(loaded.config.postprocess))
     if save:
         provenance = {**loaded.config.provenance,
-                      TUNED: f"{len(cached)} image(s), AP@0.5 {table[0][1]:.4f}"}
+                      TUNED: f"{len(cached)} image(s), AP@0.5 {table[0][1]:.4f}"
+                      + ("" if found else " everywhere: the model's settings were kept")}
         config = dataclasses.replace(loaded.config, postprocess=best, provenance=provenance)
         _save_tuned(loaded, config)
         loaded.config = config
