@@ -274,6 +274,15 @@ def test_is_binary_mask_means_one_nonzero_value():
     assert is_binary_mask(np.full((4, 4), 3, np.uint8))  # all nucleus
     assert not is_binary_mask(np.array([[0.0, np.nan], [np.nan, 0.0]]))
     assert not is_binary_mask(np.zeros((0, 4), np.int32))
+    # Big labels are sampled first: a second id the sample misses is still found.
+    big = np.zeros((1200, 1200), np.int32)
+    big[100:300, 100:300] = 5
+    assert is_binary_mask(big)
+    big[1, 1] = 9  # not on the sample's stride
+    assert not is_binary_mask(big)
+    big[1, 1], big[100:300, 600:800] = 0, 6  # plenty for the sample to see
+    assert not is_binary_mask(big)
+    assert is_binary_mask(np.asfortranarray(np.where(big > 0, 3, 0)))  # not contiguous: read whole
 
 
 def test_a_mask_marked_with_minus_one_trains_on_its_regions():
