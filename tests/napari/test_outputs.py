@@ -154,6 +154,13 @@ def test_update_instances_of_a_time_series_labels_each_frame(viewer, widget, wai
     wait_done(widget)
     assert inst.data.shape == (2, 40, 48)
     assert inst.data[0].max() == inst.data[1].max() == 1  # ids restart per frame
+    # The last run's mask deleted: said plainly, not "run the segmentation first".
+    notes.items.clear()
+    viewer.layers.remove(sem)
+    widget.update_instances()
+    assert not widget.running
+    (error,) = notes.messages("error")
+    assert "'movie semantic', the semantic mask of the last run on movie, was removed" in error
 
 
 def test_update_keeps_what_the_edit_left_alone_and_rerun_keeps_the_corrections(

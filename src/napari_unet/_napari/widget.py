@@ -338,7 +338,12 @@ class SegmentWidget(EngineWidget):
         source = unwrap(self.image.value)
         record = self._tracker.record(source) if source is not None else None
         semantic = record.layer("semantic") if record is not None else None
-        if semantic is None or semantic not in self._viewer.layers:
+        if semantic is not None and semantic not in self._viewer.layers:
+            show_error(f"'{semantic.name}', the semantic mask of the last run on {source.name}, was "
+                       "removed from the viewer; an earlier mask cannot be updated here. Run the "
+                       "segmentation again, correct its mask, then press 'Update instances'.")
+            return
+        if semantic is None:
             name = source.name if source is not None else "the image"
             show_error(f"There is no semantic mask of {name} to update from: run the "
                        "segmentation first, correct '<image> semantic' with the brush, "
