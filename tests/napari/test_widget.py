@@ -239,6 +239,32 @@ def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):
     assert any("cancelled" in m.lower() for m in notes.messages("info"))
 
 
+def test_closing_the_dock_stops_the_job_and_its_progress_bar(viewer, qtbot, tiny_model):
+    """Closed with its X, the panel's widget can be collected before its Qt object is
+    destroyed: the job must still stop, and napari's progress bar must not stay open."""
+    import gc
+
+    dock, wdg = viewer.window.add_plugin_dock_widget("napari-unet-seg", "Segment (U-Net)")
+    assert wdg.add_model(str(tiny_model))
+    wdg.device.value, wdg.tile_size.value = "cpu", 128
+    wdg.image.value = viewer.add_image(np.random.default_rng(2).random((40, 512, 512), np.float32), name="big")
+    wdg.run()
+    worker, bar = wdg._run.worker, wdg._run.pbar
+    records = []
+    worker.yielded.connect(records.append)
+    qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
+    del wdg
+    dock.title.close_button.click()
+    del dock
+    for _ in range(3):
+        qtbot.wait(50)
+        gc.collect()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=5_000)
+    assert records[-1].done < records[-1].total, "stopped, not run to the end"
+    assert bar not in progress._all_instances
+    assert "big instances" not in [layer.name for layer in viewer.layers]
+
+
 def test_event_loop_keeps_turning_during_a_run(viewer, widget, qtbot):
     img = viewer.add_image(np.random.default_rng(1).random((6, 512, 512), np.float32), name="busy")
     widget.image.value = img

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.utils import progress
+from qtpy.QtCore import QEvent, QObject
 
 from ..progress import Progress
 from .model_choices import ModelCatalog, add_model_choice, ask_model_path
@@ -45,6 +47,40 @@ class Run:
     answered: bool = False  # the result arrived (progress signals may still trail it)
 
 
+class _Slot:
+    """The job in flight, held apart from its widget: when the dock is closed the widget may be
+    collected before its Qt object is destroyed, and the job must still be stopped."""
+
+    run: Run | None = None
+
+
+def _stop(slot: _Slot, *_: Any) -> None:
+    """Stop the job in ``slot`` quietly: nobody is left to show its result."""
+    run, slot.run = slot.run, None
+    if run is None:
+        return
+    run.worker.quit()
+    for signal in (run.worker.yielded, run.worker.returned, run.worker.aborted, run.worker.finished):
+        with suppress(TypeError, RuntimeError):
+            signal.disconnect()
+    if run.pbar is not None:
+        run.pbar.close()
+
+
+class _CloseWatch(QObject):
+    """Stops the job in ``slot`` when the widget leaves its dock: napari's close button takes
+    the widget out (``setParent(None)``), and a running job keeps the widget itself alive."""
+
+    def __init__(self, slot: _Slot, parent: Any) -> None:
+        super().__init__(parent)
+        self._slot = slot
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            _stop(self._slot)
+        return False
+
+
 class EngineWidget(ViewerListener, Container):
     """Base class of a widget that runs engine generators in a thread worker."""
 
@@ -52,7 +88,6 @@ class EngineWidget(ViewerListener, Container):
     BROWSE_TITLE = "Open a U-Net model: choose its config.json (or weights file)"
 
     _catalog: ModelCatalog
-    _run: Run | None
     status: Label
     progress_bar: ProgressBar
     cancel_button: PushButton
@@ -83,6 +118,30 @@ class EngineWidget(ViewerListener, Container):
 
     # -------------------------------------------------------------------- jobs
     @property
+    def _slot(self) -> _Slot:
+        slot = self.__dict__.get("_job_slot")
+        if slot is None:
+            slot = self.__dict__["_job_slot"] = _Slot()
+        return slot
+
+    @property
+    def _run(self) -> Run | None:
+        """The job in flight (kept in a slot that a closed dock can still stop)."""
+        return self._slot.run
+
+    @_run.setter
+    def _run(self, run: Run | None) -> None:
+        self._slot.run = run
+
+    def _listen(self) -> None:
+        super()._listen()
+        # Both hold the slot, not the widget: the job stops when the dock is closed, and when
+        # the widget is destroyed (even if collected first).
+        self._close_watch = _CloseWatch(self._slot, self.native)
+        self.native.installEventFilter(self._close_watch)
+        self.native.destroyed.connect(partial(_stop, self._slot))
+
+    @property
     def running(self) -> bool:
         """True while a job is in progress."""
         return self._run is not None
@@ -108,15 +167,7 @@ class EngineWidget(ViewerListener, Container):
     def _disconnect(self) -> None:
         """Stop listening to the viewer and the registry, and stop any work quietly."""
         self._stop_listening()
-        run, self._run = self._run, None
-        if run is not None:  # nobody is left to show its result
-            run.worker.quit()
-            for signal in (run.worker.yielded, run.worker.returned, run.worker.aborted,
-                           run.worker.finished):
-                with suppress(TypeError, RuntimeError):
-                    signal.disconnect()
-            if run.pbar is not None:
-                run.pbar.close()
+        _stop(self._slot)
 
     def _set_busy(self, busy: bool) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

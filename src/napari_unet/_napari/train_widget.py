@@ -360,7 +360,7 @@ class TrainWidget(EngineWidget):
         self._viewer = unwrap(napari_viewer)
         self._catalog = ModelCatalog()
         self._pairs: list[_Pair] = []
-        self._run: _Run | None = None
+        self._run = None
         self.last_folder: Path | None = None
         self._build()
         self._connect()

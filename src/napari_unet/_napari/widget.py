@@ -83,7 +83,7 @@ class SegmentWidget(EngineWidget):
         self._viewer = unwrap(napari_viewer)
         self._catalog = ModelCatalog()
         self._tracker = OutputTracker(self._viewer)
-        self._run: _Run | None = None
+        self._run = None
         self._one_channel_model = True  # a channel is picked only for a 1-channel model
         self._build()
         self._connect()
