@@ -273,3 +273,17 @@ def test_relabel_job_with_linking_keeps_the_ids_of_untouched_objects():
     for k, x in ((1, 2), (2, 14), (4, 38), (5, 50)):
         assert np.all(labels[:, 5:12, x:x + 7] == k)
     assert labels[0, 8, 30] == labels[1, 8, 30] == 3  # the trimmed object is linked back to its id
+
+
+def test_segment_job_reports_running_out_of_memory_while_hashing(monkeypatch, tiny_model):
+    """Hashing and copying a big result can fail too: a message, never a silent stop."""
+    import napari_unet._napari.outputs as outputs
+    from napari_unet.progress import drain
+
+    def no_memory(data):
+        raise MemoryError
+
+    monkeypatch.setattr(outputs, "fingerprint", no_memory)
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    done = drain(jobs.segment_job(image, {"model": str(tiny_model), "device": "cpu"}))
+    assert isinstance(done, jobs.JobFailed) and "ran out of memory" in done.message

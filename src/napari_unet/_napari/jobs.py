@@ -96,16 +96,17 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
     -------
     JobDone or JobFailed
     """
+    from .outputs import fingerprint
+
     try:
         seg = yield from iter_segment(image, **options)
+        # Inside the try too: hashing and copying a big stack can run out of memory.
+        return JobDone(seg, {"semantic": fingerprint(seg.semantic), "instances": fingerprint(seg.instances)},
+                       np.array(seg.instances, copy=True))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         if not isinstance(exc, SegmentationError):
             log.exception("napari-unet: segmentation failed")
         return JobFailed(friendly_message(exc))
-    from .outputs import fingerprint
-
-    return JobDone(seg, {"semantic": fingerprint(seg.semantic), "instances": fingerprint(seg.instances)},
-                   np.array(seg.instances, copy=True))
 
 
 def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarray | None = None,
