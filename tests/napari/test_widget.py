@@ -6,6 +6,8 @@ one viewer and run one after the other.
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 
 import dask.array as da
@@ -391,6 +393,16 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
     assert widget.model.value == f"file:{tuned_model / 'config.json'}"
     (error,) = notes.messages("error")
     assert "config.json" in error
+    # Any threshold a config may hold: 0.375 shown and used as it is; 0.0005 (valid, outside
+    # the box) clamped, without an error that would leave the other options stale.
+    for value, shown in ((0.375, 0.375), (0.0005, 0.001)):
+        folder = tmp_path / f"t{value}"
+        shutil.copytree(tuned_model, folder)
+        config = json.loads((folder / "config.json").read_text())
+        config["postprocess"].update(threshold=value, min_size=7)
+        (folder / "config.json").write_text(json.dumps(config))
+        assert widget.add_model(str(folder))
+        assert widget.threshold.value == pytest.approx(shown) and widget.min_size.value == 7
     # Every option explains itself.
     for name in ("image", "model", "browse", "axes", "mode", "device", "scale", "auto_scale", "tile_size",
                  "threshold",

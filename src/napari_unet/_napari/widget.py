@@ -109,8 +109,9 @@ class SegmentWidget(EngineWidget):
         self.scale = FloatSpinBox(value=1.0, min=0.1, max=10.0, step=0.25, tooltip=tip["scale"])
         self.auto_scale = CheckBox(text="auto", value=False, tooltip=tip["auto_scale"])
         scale_row = row(self.scale, self.auto_scale, label="Scale")
-        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.05,
+        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.001, max=0.999, step=0.05,
                                       tooltip=tip["threshold"])
+        self.threshold.native.setDecimals(3)  # a tuned 0.375 is shown and used as it is
         self.instance_method = ComboBox(label="Objects", choices=METHOD_CHOICES, value="watershed",
                                         tooltip=tip["instance_method"])
         self.min_size = SpinBox(label="Min size (px)", value=10, min=0, max=10_000_000,
@@ -193,7 +194,9 @@ class SegmentWidget(EngineWidget):
         # A channel is picked only for a 1-channel model; a multichannel one takes them all.
         self._one_channel_model = config.in_channels == 1
         self._on_axes_changed()
-        self.threshold.value = float(post.get("threshold", self.threshold.value))
+        # Any threshold in (0, 1) is valid in a config; the box holds 0.001-0.999.
+        threshold = float(post.get("threshold", self.threshold.value))
+        self.threshold.value = min(max(threshold, self.threshold.min), self.threshold.max)
         self.min_size.value = int(post.get("min_size", self.min_size.value))
         if post.get("instance_method") in {v for _, v in METHOD_CHOICES}:
             self.instance_method.value = post["instance_method"]
