@@ -403,6 +403,19 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
         (folder / "config.json").write_text(json.dumps(config))
         assert widget.add_model(str(folder))
         assert widget.threshold.value == pytest.approx(shown) and widget.min_size.value == 7
+    # Two models whose short labels would be the same stay two choices, each its own model.
+    keys = []
+    for project in ("projA", "projB"):
+        folder = tmp_path / project / "models" / "nf"
+        shutil.copytree(tuned_model, folder)
+        config = json.loads((folder / "config.json").read_text())
+        config["postprocess"]["min_size"] = 3 if project == "projA" else 4
+        (folder / "config.json").write_text(json.dumps(config))
+        assert widget.add_model(str(folder))
+        keys.append(widget.model.value)
+    assert len(set(keys)) == 2 and set(keys) <= set(widget.model.choices)
+    widget.model.value = keys[0]
+    assert widget.min_size.value == 3
     # Every option explains itself.
     for name in ("image", "model", "browse", "axes", "mode", "device", "scale", "auto_scale", "tile_size",
                  "threshold",

@@ -70,7 +70,16 @@ class ModelCatalog:
         model = load_model(p)  # raises a user-ready SegmentationError
         self._cache[key] = model
         folder = p if p.is_dir() else p.parent
-        self._files[key] = f"{model.name} ({_short(folder)})"
+        # The combo box tells its items apart by their text: two models with one short label
+        # (a colleague's "models/nuclei-finetuned" beside yours) would collapse into one.
+        taken = {label for other, label in self._files.items() if other != key}
+        label = f"{model.name} ({_short(folder)})"
+        if label in taken:
+            label = f"{model.name} ({p})"
+        n = 2
+        while label in taken:
+            label, n = f"{model.name} ({p}) #{n}", n + 1
+        self._files[key] = label
         return key
 
     def get(self, key: str | None) -> LoadedModel:
