@@ -426,7 +426,7 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
 
 def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, make_blobs):
     model = load_model(tuned_model)
-    register_session_model("trained here", model)
+    register_session_model(" trained here ", model)  # stripped, on the way in as on the way out
     try:
         assert "session:trained here" in widget.model.choices
         widget.model.value = "session:trained here"
@@ -436,7 +436,7 @@ def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, m
         wait_done(widget)
         assert viewer.layers["img instances"].metadata["model"] == "tuned"
     finally:
-        unregister_session_model("trained here")
+        unregister_session_model(" trained here ")
     assert "session:trained here" not in widget.model.choices
 
 

@@ -69,8 +69,11 @@ def register_session_model(name: str, model: LoadedModel) -> None:
 
 
 def unregister_session_model(name: str) -> None:
-    """Withdraw a model registered with :func:`register_session_model` (no-op if absent)."""
-    REGISTRY.remove(name)
+    """Withdraw a model registered with :func:`register_session_model` (no-op if absent).
+
+    The name is stripped of surrounding spaces, as registering stripped it.
+    """
+    REGISTRY.remove(name.strip() if isinstance(name, str) else name)
 
 
 def session_models() -> dict[str, LoadedModel]:
