@@ -344,6 +344,14 @@ def test_bad_inference_settings_are_refused_on_load(saved, tmp_path, changes, fr
         load_model(folder)
 
 
+def test_scale_auto_in_a_config_is_read_as_segment_reads_it(saved, tmp_path):
+    folder = _copy(saved, tmp_path / "auto")
+    data = json.loads((folder / CONFIG).read_text())
+    data["postprocess"].update(scale="Auto", auto_scale_area=150)
+    (folder / CONFIG).write_text(json.dumps(data))
+    assert load_model(folder).config.postprocess["scale"] == "Auto"
+
+
 def test_settings_a_config_leaves_out_take_their_defaults(saved, tmp_path):
     folder = _copy(saved, tmp_path / "sparse")
     _edit_config(folder, postprocess={"threshold": 0.6}, normalization={"high": 99.9})

@@ -1048,6 +1048,17 @@ def test_tune_saves_only_into_a_folder_of_the_models_own(models, tmp_path, fake_
     assert (model_dir / "weights.safetensors").read_bytes() == weights
     with pytest.raises(SegmentationError, match="is a bundled model"):
         tune_normalization("default", [image], [mask], lows=(1.0,), highs=(99.8,), device="cpu", save=True)
+    # A .pt beside its config and no weights.safetensors: the folder is this model's, saved there.
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(model_dir / "config.json", lone / "config.json")
+    torch.save(state, lone / "model.pt")
+    best, _ = tune_postprocess(str(lone / "model.pt"), [image], [mask], device="cpu", save=True,
+                               grid={"threshold": np.array(0.5), "neck_ratio": (None, 0.7)})
+    saved = load_model(lone).net.state_dict()
+    for key, value in load_model(lone / "model.pt").net.state_dict().items():
+        assert torch.equal(saved[key], value), key
+    assert load_model(lone).config.postprocess["neck_ratio"] == best["neck_ratio"]
 
 
 def _outlier_scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1135,3 +1146,7 @@ def test_tune_auto_scale_chooses_a_reference_area(monkeypatch):
     assert scores[None] == scores[10] < 1.0 and scores[1000] < 1.0
     keys = [(ap50, mean) for _, ap50, mean in table]
     assert keys == sorted(keys, reverse=True), "best first"
+    # The masks as one stacked array (a sequence of masks here, as for the other tuners).
+    again, _ = tune_auto_scale("model", ["small", "big"], np.stack([small, big]), factor=2.0,
+                               areas=(10, 100, 1000))
+    assert again == 100

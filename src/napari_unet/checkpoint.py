@@ -156,7 +156,8 @@ class ModelConfig:
             number("postprocess", "auto_scale_area", 1e-9, float("inf"))
         if "auto_scale_factor" in post:
             number("postprocess", "auto_scale_factor", 0.1, 10.0)
-        if post.get("scale", "auto") != "auto":
+        scale = post.get("scale", "auto")
+        if not (isinstance(scale, str) and scale.strip().lower() == "auto"):
             number("postprocess", "scale", 0.1, 10.0)
         if not isinstance(self.postprocess.get("fill_holes", True), bool):
             raise SegmentationError(

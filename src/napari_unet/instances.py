@@ -304,7 +304,7 @@ def relabel_edited(
     fresh = label_instances(fg, ndim=ndim, **kwargs)
     ndim = fg.ndim if ndim is None else int(ndim)
     # New ids follow the largest earlier one (or first_new_id): past int32, the labels widen.
-    highest = max(int(np.max(prev, initial=0)), int(first_new_id or 0)) + fg.size
+    highest = max(int(np.max(prev, initial=0)), int(first_new_id or 0)) + int(np.prod(fg.shape[fg.ndim - ndim:]))
     dtype = np.int32 if highest <= np.iinfo(np.int32).max else np.int64
     out = np.zeros(fg.shape, dtype)
     for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):

@@ -69,7 +69,9 @@ def _check_grid(grid: dict[str, Sequence[Any]]) -> dict[str, list[Any]]:
     if unknown:
         raise SegmentationError(
             f"Cannot tune {', '.join(sorted(map(repr, unknown)))}: the grid takes {', '.join(DEFAULT_GRID)}.")
-    def neck(value: Any) -> float:
+    def neck(value: Any) -> float | None:
+        if value is None:  # no neck cuts, as 0
+            return None
         value = check_fraction("neck_ratio", value, ends=True)
         if value >= 1.0:
             raise SegmentationError("neck_ratio must be below 1 (0 cuts no necks), not 1.")
@@ -83,7 +85,9 @@ def _check_grid(grid: dict[str, Sequence[Any]]) -> dict[str, list[Any]]:
     }
     checked = {}
     for key, values in grid.items():
-        values = list(values) if isinstance(values, (list, tuple, range, np.ndarray)) else [values]
+        if isinstance(values, np.ndarray):
+            values = values.reshape(-1).tolist()  # plain Python values, a 0-d array included
+        values = list(values) if isinstance(values, (list, tuple, range)) else [values]
         values = [v.item() if isinstance(v, np.generic) else v for v in values]
         if not values:
             raise SegmentationError(f"The grid gives no value to try for {key!r}.")
@@ -103,7 +107,7 @@ def _save_tuned(loaded: LoadedModel, config) -> None:
         raise SegmentationError(
             f"{loaded.name} is a bundled model: save a copy (napari_unet.checkpoint.save_model) and "
             "tune that, so the installed package stays as it was.")
-    if not own.is_file() or file_sha256(own) != loaded.sha256:
+    if own.is_file() and file_sha256(own) != loaded.sha256:
         raise SegmentationError(
             f"{folder} holds another model's {WEIGHTS} (this one was read from another file there): "
             "save it to a folder of its own (napari_unet.checkpoint.save_model) and tune that.")
@@ -265,6 +269,7 @@ def tune_auto_scale(
     from ..api import median_object_area, objects_are_small, segment
 
     loaded = load_model(model)
+    masks = [np.asarray(m) for m in masks]  # a stacked array is a sequence of masks here
     first, second, medians = [], [], []
     for image in images:
         a = segment(image, model=loaded, device=device, scale=1.0, keep_probabilities=False)
