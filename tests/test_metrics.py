@@ -289,6 +289,8 @@ def test_evaluate_refuses_a_single_pair_of_arrays():
     with pytest.raises(SegmentationError, match=r"give \[true\], \[pred\]"):
         evaluate(true, true)
     assert evaluate([true], [true]).totals[0].ap == 1.0
+    stack = np.stack([true, true])  # (N, Y, X): N images
+    assert evaluate(stack, stack).n_images == 2
 
 
 def test_evaluate_needs_equal_nonzero_counts():

@@ -390,8 +390,9 @@ def evaluate(
         problem :func:`match_instances` reports (with the pair's index).
     """
     thresholds = _check_thresholds(thresholds)
-    if isinstance(true_labels, np.ndarray) or isinstance(pred_labels, np.ndarray):
-        # Walking one array would score each of its rows as an image of its own.
+    if any(isinstance(a, np.ndarray) and a.ndim < 3 for a in (true_labels, pred_labels)):
+        # Walking one 2D image would score each of its rows as an image of its own. (A stack
+        # (N, Y, X) is a sequence of N images, as before.)
         raise SegmentationError(
             "evaluate takes sequences of label images (one per image): for a single pair give "
             "[true], [pred], or use match_instances(true, pred).")
