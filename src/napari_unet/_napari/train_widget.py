@@ -199,7 +199,7 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: boo
     if len(img_shape) < 2:
         raise SegmentationError(f"'{image.name}' is not an image of at least 2 dimensions.")
     channel_axis, channel = _segmented_channel(image, labels)
-    img_shape = _shape_for(image, labels)
+    img_shape = _without_axis(img_shape, channel_axis)
     if img_shape != tuple(lab.shape):
         raise SegmentationError(
             f"'{image.name}' ({' x '.join(map(str, img_shape))} pixels) and '{labels.name}' "
@@ -213,8 +213,10 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: boo
 
 def _shape_for(image: Image, labels: Labels) -> tuple[int, ...]:
     """The shape of ``image`` that ``labels`` must have: without a channel axis they lack."""
-    shape = _spatial_shape(image)
-    axis, _ = _segmented_channel(image, labels)
+    return _without_axis(_spatial_shape(image), _segmented_channel(image, labels)[0])
+
+
+def _without_axis(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
     return shape if axis is None else shape[:axis] + shape[axis + 1:]
 
 
