@@ -375,12 +375,12 @@ def iter_train(
         except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign: the same for a user
             raise SegmentationError(
                 f"Cannot read {state_path} ({type(exc).__name__}): {start_over}.") from None
-        steps = state.get("steps_per_epoch", steps_per_epoch) if isinstance(state, dict) else None
+        old_steps = state.get("steps_per_epoch", steps_per_epoch) if isinstance(state, dict) else None
         if (not isinstance(state, dict) or any(k not in state for k in ("net", "optim", "sched", "epoch", "best"))
-                or not isinstance(steps, int) or steps < 1 or not isinstance(state["epoch"], int)
+                or not isinstance(old_steps, int) or old_steps < 1 or not isinstance(state["epoch"], int)
                 or not isinstance(state.get("args", {}), dict)):
             raise SegmentationError(f"{state_path} is not a napari-unet training state: {start_over}.")
-        old_steps, old_total = state.get("steps_per_epoch", steps_per_epoch), state.get("total_steps")
+        old_total = state.get("total_steps")
         if (old_total, old_steps) != (total_steps, steps_per_epoch):
             old_epochs = int(old_total or 0) // int(old_steps)
             raise SegmentationError(
