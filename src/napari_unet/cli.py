@@ -341,8 +341,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 0
         print("Its post-processing was never chosen (stopped while tuning?): choosing it now.")
     if val_s and args.tune:
+        from .training.tune import matched_any
+
         best, table = _tune(model, args)
-        if table[0][1] > 0.0 or table[0][2] > 0.0:
+        if matched_any(table):
             print(f"post-processing chosen on the validation images: {best}")
         else:
             print("post-processing kept: no setting found a single object of the validation masks "

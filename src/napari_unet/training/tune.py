@@ -32,7 +32,7 @@ from ..postprocess import (
 from ..predict import Predictor, prepare_input
 from ..progress import drain
 
-__all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "TUNED", "NORMALIZATION_GRID", "tune_auto_scale",
+__all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "TUNED", "NORMALIZATION_GRID", "matched_any", "tune_auto_scale",
            "tune_normalization", "tune_postprocess"]
 
 TUNED = "postprocess_tuned_on"
@@ -61,6 +61,11 @@ def _instances(probs: np.ndarray, target: str, params: dict[str, Any]) -> np.nda
     return label_instances(fg, method="watershed", seeds=seeds, elevation=watershed_elevation(probs),
                            min_size=params["min_size"], fill_holes=params.get("fill_holes", True), ndim=2,
                            neck_ratio=params.get("neck_ratio"))
+
+
+def matched_any(table: Sequence[tuple[Any, float, float]]) -> bool:
+    """False when no row of a tuning ``table`` (best first) matched a single object: AP 0 at every IoU."""
+    return table[0][1] > 0.0 or table[0][2] > 0.0
 
 
 def _check_grid(grid: dict[str, Sequence[Any]]) -> dict[str, list[Any]]:
@@ -163,7 +168,7 @@ def tune_postprocess(
         aps = [t.ap for t in scores.totals]
         table.append((params, aps[0], float(np.mean(aps))))
     table.sort(key=lambda row: (row[1], row[2]), reverse=True)
-    found = table[0][1] > 0.0 or table[0][2] > 0.0
+    found = matched_any(table)
     # No setting matched a single object (a network that finds nothing yet, or masks that do
     # not belong to their images): nothing was learnt, so the model keeps its own settings.
     best = ({**loaded.config.postprocess, **table[0][0], "instance_method": "watershed"} if found
