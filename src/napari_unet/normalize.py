@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import SegmentationError
 
-__all__ = ["check_dtype", "percentile_range", "apply_range", "normalize"]
+__all__ = ["check_dtype", "luminance", "percentile_range", "apply_range", "normalize"]
 
 DEFAULT_LOW = 1.0
 DEFAULT_HIGH = 99.8
@@ -32,6 +32,23 @@ def check_dtype(dtype: np.dtype) -> None:
         )
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise SegmentationError(f"Unsupported image dtype {dtype}: use integers or floats.")
+
+
+def luminance(image: np.ndarray, *, channel_axis: int) -> np.ndarray:
+    """Grey from the first three (RGB) channels, the ITU-R 601 weights, in float64.
+
+    float32 would round large values (3e9 + 1000 in uint32) before they are normalised.
+
+    Parameters
+    ----------
+    image : ndarray (..., C, ...) with C >= 3 at ``channel_axis``
+
+    Returns
+    -------
+    ndarray float64, ``image``'s shape without ``channel_axis``
+    """
+    rgb = np.moveaxis(np.asarray(image), channel_axis, 0)[:3].astype(np.float64)
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
 
 
 def _subsample(channel: np.ndarray, max_samples: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from .checkpoint import LoadedModel, load_model
 from .device import resolve_device
 from .errors import SegmentationError, check_whole
 from .model import DoubleConv, UNet
-from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, percentile_range
+from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, luminance, percentile_range
 from .progress import Progress, drain
 from .tiling import TileGrid, pad_to_multiple
 
@@ -244,8 +244,7 @@ def _select_channels(block: np.ndarray, channel_index: int | None) -> np.ndarray
     if channel_index is None:
         return block
     if channel_index == -1:  # RGB(A) -> luminance
-        rgb = block[:3].astype(np.float64)  # float32 would round 3e9 + 1000 before normalising
-        return (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])[None]
+        return luminance(block, channel_axis=0)[None]
     return block[channel_index : channel_index + 1]
 
 

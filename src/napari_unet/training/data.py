@@ -21,7 +21,7 @@ from skimage.segmentation import find_boundaries
 
 from ..errors import SegmentationError
 from ..io import IMAGE_SUFFIXES, read_image, read_labels
-from ..normalize import normalize
+from ..normalize import luminance, normalize
 
 __all__ = ["SAMPLINGS", "Sample", "check_pair_shapes", "is_binary_mask", "load_pairs", "pair_planes",
            "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
@@ -153,8 +153,7 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
     image = np.asarray(image)
     labels = whole_labels(labels, name)
     if image.ndim == 3 and image.shape[-1] in (3, 4) and in_channels == 1:
-        rgb = image[..., :3].astype(np.float32)
-        image = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+        image = luminance(image, channel_axis=-1)
     if image.ndim == labels.ndim:
         x = normalize(image, low=low, high=high)[None]
     else:
