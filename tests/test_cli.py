@@ -157,6 +157,41 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
         assert tif.shaped_metadata[0]["axes"] == "TYX"
 
 
+def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fake_net):
+    """--measure adds <stem>_objects.csv whose rows are the instances file's objects, per time
+    point; an existing table is replaced only with --overwrite, refused before any work."""
+    import csv
+
+    frames = [disc_scene(DISCS[t % 2])[0] for t in range(2)]
+    tifffile.imwrite(tmp_path / "movie.tif", np.stack(frames), photometric="minisblack")
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "-o", str(out),
+            "-m", str(models["2d"]), "--device", "cpu", "--measure"]
+    assert main(args) == 0
+    assert "movie_objects.csv" in capsys.readouterr().out
+    inst = tifffile.imread(out / "movie_instances.tif")
+    with open(out / "movie_objects.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = [(t, i) for t in range(2) for i in np.unique(inst[t]) if i]
+    assert [(int(r["t"]), int(r["label"])) for r in rows] == expected
+    for r in rows:
+        mask = inst[int(r["t"])] == int(r["label"])
+        assert int(r["area"]) == mask.sum()
+        assert float(r["mean_intensity"]) == pytest.approx(frames[int(r["t"])][mask].mean(), rel=1e-5)
+    ran = len(fake_net)
+    assert main(args) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "movie_semantic.tif already exists" in line
+    (out / "movie_semantic.tif").unlink()
+    (out / "movie_instances.tif").unlink()
+    assert main(args) == 2  # the table alone blocks too
+    assert "movie_objects.csv already exists" in _assert_one_error_line(capsys.readouterr().err)
+    assert len(fake_net) == ran
+    assert main([*args, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert not _leftovers(out)
+
+
 def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_net):
     """A disc drifting by a pixel per frame keeps its id with --link-time; each frame
     restarts at 1 without it. Without a time axis --link-time is refused."""

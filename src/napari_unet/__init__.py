@@ -21,6 +21,7 @@ _LAZY = {
     "train": "napari_unet.training.loop",
     "iter_train": "napari_unet.training.loop",
     "evaluate": "napari_unet.metrics",
+    "measure_objects": "napari_unet.measure",
     "SegmentationError": "napari_unet.errors",
 }
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import Segmentation, iter_segment, segment
     from .checkpoint import load_model, save_model
     from .errors import SegmentationError
+    from .measure import measure_objects
     from .metrics import evaluate
     from .model import UNet
     from .training.loop import iter_train, train

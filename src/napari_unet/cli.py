@@ -80,8 +80,9 @@ def _check_writable(folder: Path) -> None:
         ) from None
 
 
-def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool) -> list[tuple[Path, Path, Path]]:
-    """(input, semantic, instances) paths of every image, checked before any work starts.
+def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure: bool = False
+                  ) -> list[tuple[Path, ...]]:
+    """(input, semantic, instances[, objects table]) paths of every image, checked before any work starts.
 
     Refuses a missing or unsupported input, two inputs whose results would
     share a name, a result that would replace an input image, and (without
@@ -97,8 +98,9 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool) -> list[
         seen[path.resolve()] = path
     plan, taken = [], {}
     for path in paths:
-        sem, inst = out / f"{path.stem}_semantic.tif", out / f"{path.stem}_instances.tif"
-        for target in (sem, inst):
+        targets = (out / f"{path.stem}_semantic.tif", out / f"{path.stem}_instances.tif",
+                   *([out / f"{path.stem}_objects.csv"] if measure else []))
+        for target in targets:
             key = target.name.casefold()  # one file on case-insensitive file systems
             if key in taken:
                 raise SegmentationError(
@@ -115,7 +117,7 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool) -> list[
                 raise SegmentationError(
                     f"{target} already exists (an earlier run?): add --overwrite to replace it, "
                     "or choose another --output folder.")
-        plan.append((path, sem, inst))
+        plan.append((path, *targets))
     return plan
 
 
@@ -124,12 +126,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .axes import plan_axes
     from .checkpoint import load_model
     from .io import read_image_file, write_tiff
+    from .measure import measure_objects, write_csv
 
     out = Path(args.output)
-    plan = _segment_plan(args.images, out, overwrite=args.overwrite)
+    plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure)
     _check_writable(out)
     model = load_model(args.model)
-    for path, sem, inst in plan:
+    for path, sem, inst, *table in plan:
         read = read_image_file(path)
         image, file_axes = read.image, read.axes
         _check_declared_channels(read, path.name, args.channel, model, args.axes)
@@ -152,13 +155,16 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         try:
             write_tiff(sem, result.semantic, metadata=meta)
             write_tiff(inst, result.instances, metadata=meta)
+            if table:
+                write_csv(measure_objects(result.instances, axes=result.axes, image=image,
+                                          image_axes=result.metadata["axes"]), table[0])
         except OSError as exc:
             raise SegmentationError(
                 f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
                 f"{exc.filename2 or exc.filename}).") from None
         n = result.metadata["n_objects"]
         tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
-        print(f"{path.name}: {n} objects{tracks} -> {sem.name}, {inst.name}")
+        print(f"{path.name}: {n} objects{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
     return 0
 
 
@@ -394,6 +400,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--link-time", action="store_true",
                    help="time series: a nucleus keeps its id from one time point to the next "
                         "(else each time point's ids start at 1)")
+    s.add_argument("--measure", action="store_true",
+                   help="also write <stem>_objects.csv: one row per object (and time point) with its id, "
+                        "area in pixels, centroid, whether it touches the image border, and the mean and "
+                        "summed intensity of each channel of the image")
     s.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder (input images are never replaced)")
     s.set_defaults(func=_cmd_segment)

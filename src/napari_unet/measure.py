@@ -1,0 +1,177 @@
+"""Per-object measurements of instance labels: one table row per object.
+
+The table answers what most segmentations are made for: how many nuclei, how
+large, where, how bright (the integrated intensity of a DNA stain is the
+classic cell-cycle readout), and which ones the image border cuts. It is a
+dict of equal-length columns, which ``pandas.DataFrame`` takes as it is, and
+:func:`write_csv` writes for a spreadsheet.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SegmentationError
+
+__all__ = ["measure_objects", "write_csv"]
+
+
+def _check_axes(axes: str, ndim: int, what: str) -> str:
+    axes = str(axes).upper()
+    if len(axes) != ndim or len(set(axes)) != ndim or set(axes) - set("TZYXC") or not {"Y", "X"} <= set(axes):
+        raise SegmentationError(
+            f"Axes {axes!r} do not fit {what} with {ndim} dimensions: give one distinct letter of "
+            "TZYX per dimension, Y and X included (C too for an image with channels).")
+    return axes
+
+
+def measure_objects(
+    instances: np.ndarray,
+    *,
+    axes: str,
+    image: Any = None,
+    image_axes: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Measure every object of ``instances``: one row per object and time point.
+
+    Parameters
+    ----------
+    instances : ndarray (*out_shape) int
+        Instance labels, 0 for background (:attr:`Segmentation.instances`).
+        Ids are unique per labelled block: the Z, Y and X axes together, each
+        time point on its own.
+    axes : str
+        One letter of ``TZYX`` per dimension of ``instances``
+        (:attr:`Segmentation.axes`).
+    image : array-like, optional
+        The image that was segmented, for intensities: its axes are
+        ``image_axes``, which are ``axes`` plus, optionally, ``C``.
+    image_axes : str or None
+        Axes of ``image`` (``Segmentation.metadata["axes"]``). None means
+        ``axes`` when ``image`` has the same number of dimensions.
+
+    Returns
+    -------
+    dict of str -> ndarray (N,)
+        ``label``; ``t`` (time point, with a T axis); ``area`` (pixels, or
+        voxels with a Z axis); ``centroid_z`` (with Z), ``centroid_y``,
+        ``centroid_x`` (pixel coordinates); ``touches_border`` (bool: the
+        object reaches the edge of the image, so it may be cut); with an
+        image ``mean_intensity`` and ``sum_intensity``, or
+        ``mean_intensity_c<k>`` and ``sum_intensity_c<k>`` for each channel
+        ``k`` of an image with a C axis. Rows are sorted by ``t``, then label.
+    """
+    labels = np.asarray(instances)
+    if labels.dtype.kind not in "iub":
+        raise SegmentationError(
+            f"Instance labels must be integers, not {labels.dtype}: give the 'instances' output.")
+    axes = _check_axes(axes, labels.ndim, "instance labels")
+    if labels.size == 0:
+        raise SegmentationError(f"The instance labels are empty (shape {labels.shape}): nothing to measure.")
+    if "C" in axes:
+        raise SegmentationError("Instance labels have no channel (C) axis: give the outputs' axes.")
+    intensity, channels = (None, None) if image is None else _intensity(image, image_axes, axes, labels.shape)
+    t_axis = axes.find("T")
+    spatial = [a for a in axes if a != "T"]
+    blocks = range(labels.shape[t_axis]) if t_axis >= 0 else [None]
+    names = (["label"] + (["t"] if t_axis >= 0 else []) + ["area"]
+             + [f"centroid_{a.lower()}" for a in spatial] + ["touches_border"])
+    if intensity is not None:
+        suffixes = [""] if channels is None else [f"_c{c}" for c in range(channels)]
+        names += [f"{kind}_intensity{suffix}" for suffix in suffixes for kind in ("mean", "sum")]
+    parts: list[list[np.ndarray]] = []
+    for t in blocks:
+        block = labels if t is None else np.take(labels, t, axis=t_axis)
+        values = None if intensity is None else (intensity if t is None else np.take(intensity, t, axis=t_axis))
+        parts.append(_measure_block(block, values, t))
+    columns = [np.concatenate(col) for col in zip(*parts)]
+    return dict(zip(names, columns))
+
+
+def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, ...]
+               ) -> tuple[np.ndarray, int | None]:
+    """``image`` in the outputs' axes order with any C axis last; its channel count (None: no C axis)."""
+    data = np.asarray(image)
+    if image_axes is None:
+        if data.ndim != len(axes):
+            raise SegmentationError(
+                f"An image with shape {data.shape} does not fit labels with axes {axes!r}: "
+                "give image_axes (e.g. the segmentation's metadata['axes']).")
+        image_axes = axes
+    image_axes = _check_axes(image_axes, data.ndim, "the image")
+    if image_axes.replace("C", "") != axes:
+        raise SegmentationError(
+            f"The image's axes {image_axes!r} are not the labels' axes {axes!r} (plus C): "
+            "give the image that was segmented, with its axes.")
+    if data.dtype.kind not in "iufb":
+        raise SegmentationError(f"Cannot measure intensities of a {data.dtype} image.")
+    if "C" in image_axes:
+        data = np.moveaxis(data, image_axes.index("C"), -1)
+    spatial_shape = data.shape[:-1] if "C" in image_axes else data.shape
+    if tuple(spatial_shape) != tuple(shape):
+        raise SegmentationError(
+            f"The image ({' x '.join(map(str, spatial_shape))} without channels) and the labels "
+            f"({' x '.join(map(str, shape))}) differ in shape: give the image that was segmented.")
+    return data, (data.shape[-1] if "C" in image_axes else None)
+
+
+def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None) -> list[np.ndarray]:
+    """The columns of one labelled block (in :func:`measure_objects`' order)."""
+    flat = block.ravel()
+    where = np.flatnonzero(flat)
+    ids, rank = np.unique(flat[where], return_inverse=True)
+    n = len(ids)
+    area = np.bincount(rank, minlength=n)
+    cols: list[np.ndarray] = [ids.astype(np.int64)]
+    if t is not None:
+        cols.append(np.full(n, t, np.int64))
+    cols.append(area.astype(np.int64))
+    coords = np.unravel_index(where, block.shape)
+    for c in coords:
+        cols.append(np.bincount(rank, weights=c, minlength=n) / np.maximum(area, 1))
+    edge = np.zeros(n, bool)
+    for dim, c in enumerate(coords):
+        edge |= np.bincount(rank, weights=(c == 0) | (c == block.shape[dim] - 1), minlength=n) > 0
+    cols.append(edge)
+    if values is not None:
+        pix = values.reshape(block.size, -1)[where].astype(np.float64)  # (pixels, channels)
+        for k in range(pix.shape[1]):
+            total = np.bincount(rank, weights=pix[:, k], minlength=n)
+            cols += [total / np.maximum(area, 1), total]
+    return cols
+
+
+def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """Write ``table`` (:func:`measure_objects`) as CSV, atomically (temporary file, then rename).
+
+    Booleans become 0/1; floats keep 6 significant digits.
+    """
+    from .io import new_temp_file
+
+    path = Path(path)
+    names = list(table)
+    columns = [_text(np.asarray(table[name])) for name in names]
+    tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".csv.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(names)
+            writer.writerows(zip(*columns))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _text(column: np.ndarray) -> list[str]:
+    if column.dtype.kind == "b":
+        return ["1" if v else "0" for v in column]
+    if column.dtype.kind == "f":
+        return [f"{v:.6g}" for v in column]
+    return [str(v) for v in column]

@@ -1,0 +1,97 @@
+"""Per-object measurements: hand-made labels whose sizes, centres and intensities are known."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from napari_unet.errors import SegmentationError
+from napari_unet.measure import measure_objects, write_csv
+
+
+def _two_objects() -> tuple[np.ndarray, np.ndarray]:
+    """Labels 7 (a 2x3 block in the top-left corner) and 2 (a 2x2 block inside), and an image."""
+    labels = np.zeros((6, 8), np.int32)
+    labels[0:2, 0:3] = 7
+    labels[3:5, 4:6] = 2
+    image = np.arange(48, dtype=np.uint16).reshape(6, 8)
+    return labels, image
+
+
+def test_2d_rows_sizes_centres_border_and_intensities():
+    labels, image = _two_objects()
+    table = measure_objects(labels, axes="YX", image=image)
+    assert list(table) == ["label", "area", "centroid_y", "centroid_x", "touches_border",
+                           "mean_intensity", "sum_intensity"]
+    assert table["label"].tolist() == [2, 7]  # sorted by id
+    assert table["area"].tolist() == [4, 6]
+    np.testing.assert_allclose(table["centroid_y"], [3.5, 0.5])
+    np.testing.assert_allclose(table["centroid_x"], [4.5, 1.0])
+    assert table["touches_border"].tolist() == [False, True]
+    inner = image[3:5, 4:6].astype(float)
+    corner = image[0:2, 0:3].astype(float)
+    np.testing.assert_allclose(table["mean_intensity"], [inner.mean(), corner.mean()])
+    np.testing.assert_allclose(table["sum_intensity"], [inner.sum(), corner.sum()])
+    # Without an image: no intensity columns.
+    assert "mean_intensity" not in measure_objects(labels, axes="YX")
+
+
+def test_time_series_rows_per_time_point_and_channels_in_any_position():
+    labels, image = _two_objects()
+    movie = np.stack([labels, np.where(labels == 7, 1, 0)])  # t=1 holds one object, id 1
+    # The image has its channels first (CTYX): channel c is the image times (c + 1).
+    channels = np.stack([np.stack([image, image]) * (c + 1) for c in range(3)])
+    table = measure_objects(movie, axes="TYX", image=channels, image_axes="CTYX")
+    assert table["t"].tolist() == [0, 0, 1]
+    assert table["label"].tolist() == [2, 7, 1]
+    assert table["area"].tolist() == [4, 6, 6]
+    corner = image[0:2, 0:3].astype(float).sum()
+    for c in range(3):
+        np.testing.assert_allclose(table[f"sum_intensity_c{c}"][1:], [corner * (c + 1)] * 2)
+    assert "mean_intensity" not in table
+
+
+def test_volume_counts_voxels_and_z_borders():
+    labels = np.zeros((5, 6, 6), np.int32)
+    labels[1:3, 2:4, 2:4] = 1  # inside
+    labels[3:5, 2:3, 2:3] = 2  # reaches the last plane: cut by the stack's end
+    table = measure_objects(labels, axes="ZYX")
+    assert table["area"].tolist() == [8, 2]
+    np.testing.assert_allclose(table["centroid_z"], [1.5, 3.5])
+    assert table["touches_border"].tolist() == [False, True]
+
+
+def test_empty_labels_give_an_empty_table():
+    table = measure_objects(np.zeros((4, 4), np.int32), axes="YX", image=np.ones((4, 4)))
+    assert all(len(column) == 0 for column in table.values())
+    assert "mean_intensity" in table
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda lab, img: measure_objects(lab.astype(float), axes="YX"), "integers"),
+    (lambda lab, img: measure_objects(lab, axes="ZYX"), "Axes 'ZYX'"),
+    (lambda lab, img: measure_objects(lab, axes="YY"), "distinct"),
+    (lambda lab, img: measure_objects(lab, axes="YX", image=img[:5]), "differ in shape"),
+    (lambda lab, img: measure_objects(lab, axes="YX", image=np.stack([img, img])), "image_axes"),
+    (lambda lab, img: measure_objects(lab, axes="YX", image=np.stack([img, img]), image_axes="ZYX"),
+     "not the labels' axes"),
+    (lambda lab, img: measure_objects(np.zeros((0, 4), np.int32), axes="YX"), "empty"),
+])
+def test_bad_input_is_a_clear_error(call, words):
+    labels, image = _two_objects()
+    with pytest.raises(SegmentationError, match=words):
+        call(labels, image)
+
+
+def test_write_csv_round_trips(tmp_path):
+    labels, image = _two_objects()
+    table = measure_objects(labels, axes="YX", image=image)
+    path = write_csv(table, tmp_path / "objects.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["label"]) for r in rows] == [2, 7]
+    assert [r["touches_border"] for r in rows] == ["0", "1"]
+    assert float(rows[1]["mean_intensity"]) == pytest.approx(table["mean_intensity"][1], rel=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["objects.csv"]  # no temporary file left
