@@ -287,3 +287,59 @@ def test_segment_job_reports_running_out_of_memory_while_hashing(monkeypatch, ti
     image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
     done = drain(jobs.segment_job(image, {"model": str(tiny_model), "device": "cpu"}))
     assert isinstance(done, jobs.JobFailed) and "ran out of memory" in done.message
+
+
+def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done, fake_net, notes,
+                                                      monkeypatch, tmp_path, on_gui_thread):
+    """'Measure objects' measures the instances as they are now (an erased object is gone), in
+    the worker; the values show on hover (features) and go to the CSV the user chooses."""
+    import csv
+
+    from scenes import disc_scene
+
+    segmented = viewer.add_image(disc_scene([(16, 16, 6), (40, 44, 8), (50, 12, 5)])[0], name="img")
+    widget.image.value = segmented
+    widget.run()
+    wait_done(widget)
+    inst = viewer.layers["img instances"]
+    ids = [int(i) for i in np.unique(inst.data) if i]
+    assert len(ids) >= 2
+    gone = ids[0]
+    inst.data = np.where(inst.data == gone, 0, inst.data).astype(inst.data.dtype)  # the user erases one
+    asked = []
+    monkeypatch.setattr(type(widget), "_ask_table_path",
+                        lambda self, name: asked.append(name) or str(tmp_path / "table.csv"))
+    from napari_unet import measure as measure_module
+
+    calls = on_gui_thread(measure_module, "measure_objects")
+    widget.measure()
+    wait_done(widget)
+    assert calls == [False]
+    assert asked == ["img_objects.csv"]
+    with open(tmp_path / "table.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["label"]) for r in rows] == ids[1:]
+    image = np.asarray(segmented.data)
+    for r in rows:
+        mask = inst.data == int(r["label"])
+        assert int(r["area"]) == mask.sum()
+        assert float(r["mean_intensity"]) == pytest.approx(image[mask].mean(), rel=1e-5)
+    assert inst.features["index"].tolist() == ids[1:]
+    assert inst.features["area"].tolist() == [int(r["area"]) for r in rows]
+    assert "table saved to" in widget.status.value
+    # Cancelling the dialog still leaves the values on the layer; nothing is written.
+    (tmp_path / "table.csv").unlink()
+    monkeypatch.setattr(type(widget), "_ask_table_path", lambda self, name: None)
+    widget.measure()
+    wait_done(widget)
+    assert not (tmp_path / "table.csv").exists()
+    assert "hover" in widget.status.value
+    assert not notes.messages("error")
+
+
+def test_measure_objects_needs_a_run_first(viewer, widget, notes, make_blobs):
+    widget.image.value = viewer.add_image(make_blobs((32, 32)), name="fresh")
+    widget.measure()
+    assert not widget.running
+    assert any("no instance labels of fresh" in m and "run the segmentation" in m
+               for m in notes.messages("error"))

@@ -25,7 +25,8 @@ from ..instances import count_objects, label_instances, relabel_edited
 from ..tracking import link_over_time
 from ..progress import Progress
 
-__all__ = ["JobDone", "JobFailed", "Relabelled", "segment_job", "relabel_job", "friendly_message"]
+__all__ = ["JobDone", "JobFailed", "Relabelled", "segment_job", "relabel_job", "measure_job",
+           "friendly_message"]
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +146,18 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
         return JobFailed(friendly_message(exc))
 
 
+
+
+def measure_job(labels: np.ndarray, axes: str, image: Any, image_axes: str
+                ) -> dict[str, np.ndarray] | JobFailed:
+    """:func:`~napari_unet.measure.measure_objects` in a thread worker (never raises)."""
+    from ..measure import measure_objects
+
+    try:
+        return measure_objects(labels, axes=axes, image=image, image_axes=image_axes)
+    except SegmentationError as exc:
+        return JobFailed(str(exc))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        log.exception("napari-unet: measuring failed")
+        return JobFailed(f"Measuring failed unexpectedly ({describe(exc)}). "
+                         "Check the image and its labels, and report this if it happens again.")

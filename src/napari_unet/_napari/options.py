@@ -110,6 +110,12 @@ TOOLTIPS = {
     ),
     "run": "Segment the chosen image. Adds '<image> semantic' and '<image> instances' Labels layers.",
     "cancel": "Stop the running segmentation; nothing is added.",
+    "measure": (
+        "Measure each object of '<image> instances' as it is now, your edits included: area\n"
+        "(pixels), centroid, whether it touches the image border, and the image's mean and\n"
+        "summed intensity in it (each channel). Hover a nucleus to see its values (images\n"
+        "without a time axis); then choose where to save the table (CSV), or cancel."
+    ),
     "update": (
         "Recompute '<image> instances' from '<image> semantic' after you corrected the mask\n"
         "with the brush or eraser (uses the object options above; does not run the network).\n"

@@ -31,7 +31,7 @@ from ..axes import labelled_last
 from ..device import available_devices
 from ..errors import SegmentationError
 from .engine_widget import EngineWidget, Run, row
-from .jobs import JobDone, JobFailed, Relabelled, relabel_job, segment_job
+from .jobs import JobDone, JobFailed, Relabelled, measure_job, relabel_job, segment_job
 from .layers import (
     channel_data_axis,
     label_layer_data,
@@ -120,9 +120,10 @@ class SegmentWidget(EngineWidget):
         self.run_button = PushButton(text="Run", tooltip=tip["run"])
         buttons = self._job_controls(self.run_button, cancel_tooltip=tip["cancel"])
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
+        self.measure_button = PushButton(text="Measure objects", tooltip=tip["measure"])
         self.extend([self.image, model_row, self.axes, self.channel, self.mode, self.device, scale_row, self.tile_size,
                      self.threshold, self.instance_method, self.min_size, self.link_time, buttons,
-                     self.update_button, self.progress_bar, self.status])
+                     row(self.update_button, self.measure_button), self.progress_bar, self.status])
 
     def _connect(self) -> None:
         self.image.changed.connect(self._on_image_changed)
@@ -133,6 +134,7 @@ class SegmentWidget(EngineWidget):
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
         self.update_button.changed.connect(self.update_instances)
+        self.measure_button.changed.connect(self.measure)
         self._listen()
 
     # ----------------------------------------------------------------- choices
@@ -271,6 +273,7 @@ class SegmentWidget(EngineWidget):
     def _set_busy(self, busy: bool, *, cancellable: bool = False) -> None:
         self.run_button.enabled = not busy
         self.update_button.enabled = not busy
+        self.measure_button.enabled = not busy
         self.cancel_button.enabled = busy and cancellable
         if busy:
             self.progress_bar.max, self.progress_bar.value = 1, 0
@@ -281,7 +284,7 @@ class SegmentWidget(EngineWidget):
             run.source_removed = True
             run.answered = True  # progress records still queued must not rewrite the status
             run.worker.quit()
-            what = "segmentation" if run.kind == "segment" else "instance update"
+            what = {"segment": "segmentation", "update": "instance update"}.get(run.kind, "measurement")
             show_info(f"'{run.source_name}' was removed from the viewer: its {what} "
                       "was stopped and nothing was added.")
             self.status.value = f"Stopped: '{run.source_name}' was removed."
@@ -399,6 +402,68 @@ class SegmentWidget(EngineWidget):
                               digests={"instances": result.digest})
         self._remember_instances(run.source, result.labels_copy, made)
         self.status.value = f"{result.count} objects after the update of {run.source.name}"
+
+    # ----------------------------------------------------------------- measure
+    def measure(self) -> None:
+        """Measure the objects of the chosen image's instances layer as it is now (edits included)."""
+        if self._run is not None:
+            show_info("Wait for the running job to finish (or cancel it) first.")
+            return
+        source = unwrap(self.image.value)
+        record = self._tracker.record(source) if source is not None else None
+        layer = record.layer("instances") if record is not None else None
+        if layer is None or layer not in self._viewer.layers:
+            name = source.name if source is not None else "the image"
+            show_error(f"There are no instance labels of {name} to measure: run the segmentation "
+                       "first (or put back '<image> instances' if you deleted it).")
+            return
+        image_axes = str(record.metadata.get("axes") or "")
+        axes = image_axes.replace("C", "")
+        if len(axes) != layer.ndim:
+            show_error(f"'{layer.name}' no longer has the {len(axes)} dimensions its run made "
+                       f"({axes or 'unknown axes'}): run the segmentation again to measure it.")
+            return
+        labels = np.array(layer.data, copy=True)  # what the user sees now, safe from later edits
+        worker = create_worker(measure_job, labels, axes, layer_array(source), image_axes,
+                               _start_thread=False, _ignore_errors=True)
+        self._set_busy(True)
+        self.status.value = f"Measuring the objects of {layer.name}…"
+        self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker),
+                    lambda result: self._on_measured(result, layer, axes), progress_records=False)
+
+    def _on_measured(self, result: dict[str, np.ndarray] | JobFailed, layer: Labels, axes: str) -> None:
+        run = self._run
+        if run is None or run.source_removed:
+            return
+        if isinstance(result, JobFailed):
+            show_error(result.message)
+            self.status.value = "Failed: see the notification."
+            return
+        count = len(result["label"])
+        hover = "T" not in axes and layer in self._viewer.layers
+        if hover:  # ids repeat over time points: hovering needs one row per id
+            layer.features = {"index": result["label"], **{k: v for k, v in result.items() if k != "label"}}
+        self.status.value = (f"{count} objects measured in {layer.name}"
+                             + ("; hover one to see its values." if hover else "."))
+        path = self._ask_table_path(f"{run.source_name}_objects.csv")
+        if not path:
+            return
+        from ..measure import write_csv
+
+        try:
+            write_csv(result, path)
+        except OSError as exc:
+            show_error(f"Cannot write {path} ({exc.strerror or exc}): choose another folder.")
+            return
+        self.status.value = f"{count} objects measured in {layer.name}; table saved to {path}"
+
+    def _ask_table_path(self, default_name: str) -> str | None:
+        """A CSV path chosen by the user (None when cancelled)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save the measurements", default_name,
+                                              "CSV table (*.csv)")
+        return path or None
 
     def _remember_instances(self, source: Image, instances: np.ndarray | None, params: dict[str, Any]) -> None:
         """Keep ``instances`` (a private copy of the labels just made with ``params``) for "Update instances"."""
