@@ -190,6 +190,23 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
     assert main([*args, "--overwrite"]) == 0
     capsys.readouterr()
     assert not _leftovers(out)
+    # --pixel-size adds the calibrated area; sizes that do not fit the axes are refused
+    # before the network runs, and --pixel-size alone asks for --measure.
+    assert main([*args, "--overwrite", "--pixel-size", "0.5"]) == 0
+    capsys.readouterr()
+    with open(out / "movie_objects.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["area_um2"]) == pytest.approx(int(r["area"]) * 0.25) for r in rows)
+    ran = len(fake_net)
+    assert main([*args, "--overwrite", "--pixel-size", "2,0.5,0.5"]) == 2
+    assert "give --pixel-size Y,X" in _assert_one_error_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit) as stop:  # not a size: argparse's usage and message
+        main([*args, "--overwrite", "--pixel-size", "0"])
+    assert stop.value.code == 2 and "'0' is not a pixel size" in capsys.readouterr().err
+    args.remove("--measure")
+    assert main([*args, "--overwrite", "--pixel-size", "0.5"]) == 2
+    assert "add --measure" in _assert_one_error_line(capsys.readouterr().err)
+    assert len(fake_net) == ran
 
 
 def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_net):

@@ -95,3 +95,17 @@ def test_write_csv_round_trips(tmp_path):
     assert [r["touches_border"] for r in rows] == ["0", "1"]
     assert float(rows[1]["mean_intensity"]) == pytest.approx(table["mean_intensity"][1], rel=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["objects.csv"]  # no temporary file left
+
+
+def test_spacing_adds_the_calibrated_size():
+    labels, _ = _two_objects()
+    table = measure_objects(labels, axes="YX", spacing=(0.5, 0.25), unit="um")
+    assert list(table)[:3] == ["label", "area", "area_um2"]
+    np.testing.assert_allclose(table["area_um2"], table["area"] * 0.125)
+    volume = measure_objects(np.ones((2, 3, 3), np.int32), axes="ZYX", spacing=(2.0, 0.5, 0.5))
+    assert volume["area_um3"].tolist() == [18 * 0.5]
+    movie = measure_objects(np.stack([labels, labels]), axes="TYX", spacing=(1.0, 2.0), unit="nm")
+    np.testing.assert_allclose(movie["area_nm2"], movie["area"] * 2.0)
+    for bad in ((0.5,), (0.5, -1.0), (0.5, float("nan")), "ab"):
+        with pytest.raises(SegmentationError, match="spacing must give 2 positive pixel sizes"):
+            measure_objects(labels, axes="YX", spacing=bad)

@@ -129,6 +129,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .measure import measure_objects, write_csv
 
     out = Path(args.output)
+    if args.pixel_size is not None and not args.measure:
+        raise SegmentationError("--pixel-size calibrates the --measure table: add --measure.")
     plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure)
     _check_writable(out)
     model = load_model(args.model)
@@ -136,13 +138,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         read = read_image_file(path)
         image, file_axes = read.image, read.axes
         _check_declared_channels(read, path.name, args.channel, model, args.axes)
-        if args.link_time:  # known from the axes alone: say so before the network runs
+        spacing = None
+        if args.link_time or args.pixel_size:  # known from the axes alone: say so before the network runs
             axes = plan_axes(tuple(image.shape), args.axes or file_axes, spatial_dims=model.config.spatial_dims,
                              in_channels=model.config.in_channels, mode=args.mode).axes
-            if "T" not in axes:
+            if args.link_time and "T" not in axes:
                 raise SegmentationError(
                     f"--link-time needs a time axis, but {path.name} is read with axes {axes!r}: "
                     "give them, e.g. --axes TYX.")
+            spacing = _spacing(args.pixel_size, axes, path.name)
         bar = ProgressBar(path.name)
         result = _drain(iter_segment(
             image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
@@ -157,7 +161,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             write_tiff(inst, result.instances, metadata=meta)
             if table:
                 write_csv(measure_objects(result.instances, axes=result.axes, image=image,
-                                          image_axes=result.metadata["axes"]), table[0])
+                                          image_axes=result.metadata["axes"],
+                                          spacing=spacing),
+                          table[0])
         except OSError as exc:
             raise SegmentationError(
                 f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
@@ -166,6 +172,33 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
         print(f"{path.name}: {n} objects{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
     return 0
+
+
+def _pixel_sizes(text: str) -> tuple[float, ...]:
+    """``--pixel-size``: one size, or sizes separated by commas, each positive."""
+    try:
+        sizes = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or len(sizes) > 3 or not all(math.isfinite(v) and v > 0 for v in sizes):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a pixel size: give micrometres per pixel, e.g. 0.65 (Y and X), "
+            "or Z,Y,X for a z-stack, e.g. 2,0.65,0.65")
+    return sizes
+
+
+def _spacing(sizes: tuple[float, ...] | None, axes: str, name: str) -> tuple[float, ...] | None:
+    """The Z/Y/X pixel sizes of ``axes`` from ``--pixel-size`` (one size stands for Y and X)."""
+    if sizes is None:
+        return None
+    spatial = [a for a in axes if a in "ZYX"]
+    if len(sizes) == 1 and len(spatial) == 2:
+        return sizes * 2
+    if len(sizes) != len(spatial):
+        raise SegmentationError(
+            f"{name} is measured along {''.join(spatial)}: give --pixel-size "
+            f"{'Z,Y,X (e.g. 2,0.65,0.65)' if len(spatial) == 3 else 'Y,X or one size for both'}.")
+    return sizes
 
 
 def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
@@ -404,6 +437,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write <stem>_objects.csv: one row per object (and time point) with its id, "
                         "area in pixels, centroid, whether it touches the image border, and the mean and "
                         "summed intensity of each channel of the image")
+    s.add_argument("--pixel-size", type=_pixel_sizes, metavar="SIZE",
+                   help="with --measure: micrometres per pixel, one size for Y and X (e.g. 0.65), or Z,Y,X "
+                        "for a z-stack (e.g. 2,0.65,0.65); adds area_um2 (area_um3 in a volume)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder (input images are never replaced)")
     s.set_defaults(func=_cmd_segment)

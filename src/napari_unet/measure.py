@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ def measure_objects(
     axes: str,
     image: Any = None,
     image_axes: str | None = None,
+    spacing: Sequence[float] | None = None,
+    unit: str = "um",
 ) -> dict[str, np.ndarray]:
     """Measure every object of ``instances``: one row per object and time point.
 
@@ -54,6 +57,11 @@ def measure_objects(
     image_axes : str or None
         Axes of ``image`` (``Segmentation.metadata["axes"]``). None means
         ``axes`` when ``image`` has the same number of dimensions.
+    spacing : sequence of float, optional
+        The size of a pixel along each of the Z (when present), Y and X axes,
+        in ``unit``: adds the column ``area_<unit>2`` (``area_<unit>3`` with Z).
+    unit : str
+        The unit of ``spacing``, for the column's name (e.g. ``"um"``).
 
     Returns
     -------
@@ -64,7 +72,8 @@ def measure_objects(
         object reaches the edge of the image, so it may be cut); with an
         image ``mean_intensity`` and ``sum_intensity``, or
         ``mean_intensity_c<k>`` and ``sum_intensity_c<k>`` for each channel
-        ``k`` of an image with a C axis. Rows are sorted by ``t``, then label.
+        ``k`` of an image with a C axis; with ``spacing`` the calibrated size
+        after ``area``. Rows are sorted by ``t``, then label.
     """
     labels = np.asarray(instances)
     if labels.dtype.kind not in "iub":
@@ -78,8 +87,10 @@ def measure_objects(
     intensity, channels = (None, None) if image is None else _intensity(image, image_axes, axes, labels.shape)
     t_axis = axes.find("T")
     spatial = [a for a in axes if a != "T"]
+    voxel = _voxel_size(spacing, len(spatial))
     blocks = range(labels.shape[t_axis]) if t_axis >= 0 else [None]
     names = (["label"] + (["t"] if t_axis >= 0 else []) + ["area"]
+             + ([f"area_{unit}{len(spatial)}"] if voxel is not None else [])
              + [f"centroid_{a.lower()}" for a in spatial] + ["touches_border"])
     if intensity is not None:
         suffixes = [""] if channels is None else [f"_c{c}" for c in range(channels)]
@@ -90,7 +101,25 @@ def measure_objects(
         values = None if intensity is None else (intensity if t is None else np.take(intensity, t, axis=t_axis))
         parts.append(_measure_block(block, values, t))
     columns = [np.concatenate(col) for col in zip(*parts)]
+    if voxel is not None:
+        area = columns[names.index("area")]
+        columns.insert(names.index("area") + 1, area * voxel)
     return dict(zip(names, columns))
+
+
+def _voxel_size(spacing: Sequence[float] | None, ndim: int) -> float | None:
+    """The volume (area) of one voxel (pixel), or None without ``spacing``."""
+    if spacing is None:
+        return None
+    try:
+        sizes = [float(v) for v in spacing]
+    except (TypeError, ValueError):
+        sizes = []
+    if len(sizes) != ndim or not all(np.isfinite(v) and v > 0 for v in sizes):
+        raise SegmentationError(
+            f"spacing must give {ndim} positive pixel sizes (one per {'Z, ' if ndim == 3 else ''}Y and X "
+            f"axis), not {spacing!r}.")
+    return float(np.prod(sizes))
 
 
 def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, ...]

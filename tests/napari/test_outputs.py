@@ -297,7 +297,8 @@ def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done
 
     from scenes import disc_scene
 
-    segmented = viewer.add_image(disc_scene([(16, 16, 6), (40, 44, 8), (50, 12, 5)])[0], name="img")
+    segmented = viewer.add_image(disc_scene([(16, 16, 6), (40, 44, 8), (50, 12, 5)])[0], name="img",
+                                 scale=(0.5, 0.25), units=("um", "um"))
     widget.image.value = segmented
     widget.run()
     wait_done(widget)
@@ -326,6 +327,7 @@ def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done
         assert float(r["mean_intensity"]) == pytest.approx(image[mask].mean(), rel=1e-5)
     assert inst.features["index"].tolist() == ids[1:]
     assert inst.features["area"].tolist() == [int(r["area"]) for r in rows]
+    np.testing.assert_allclose(inst.features["area_um2"], inst.features["area"] * 0.125)
     assert "table saved to" in widget.status.value
     # Cancelling the dialog still leaves the values on the layer; nothing is written.
     (tmp_path / "table.csv").unlink()

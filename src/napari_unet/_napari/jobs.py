@@ -148,13 +148,15 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
 
 
 
-def measure_job(labels: np.ndarray, axes: str, image: Any, image_axes: str
+def measure_job(labels: np.ndarray, axes: str, image: Any, image_axes: str, *,
+                spacing: Sequence[float] | None = None, unit: str = "um",
                 ) -> dict[str, np.ndarray] | JobFailed:
     """:func:`~napari_unet.measure.measure_objects` in a thread worker (never raises)."""
     from ..measure import measure_objects
 
     try:
-        return measure_objects(labels, axes=axes, image=image, image_axes=image_axes)
+        return measure_objects(labels, axes=axes, image=image, image_axes=image_axes,
+                               spacing=spacing, unit=unit)
     except SegmentationError as exc:
         return JobFailed(str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message

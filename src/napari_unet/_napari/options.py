@@ -112,7 +112,8 @@ TOOLTIPS = {
     "cancel": "Stop the running segmentation; nothing is added.",
     "measure": (
         "Measure each object of '<image> instances' as it is now, your edits included: area\n"
-        "(pixels), centroid, whether it touches the image border, and the image's mean and\n"
+        "(pixels, and in the layer's units, e.g. area_um2, when it has a scale), centroid,\n"
+        "whether it touches the image border, and the image's mean and\n"
         "summed intensity in it (each channel). Hover a nucleus to see its values (images\n"
         "without a time axis); then choose where to save the table (CSV), or cancel."
     ),

@@ -424,8 +424,9 @@ class SegmentWidget(EngineWidget):
                        f"({axes or 'unknown axes'}): run the segmentation again to measure it.")
             return
         labels = np.array(layer.data, copy=True)  # what the user sees now, safe from later edits
+        spacing, unit = _calibration(layer, axes)
         worker = create_worker(measure_job, labels, axes, layer_array(source), image_axes,
-                               _start_thread=False, _ignore_errors=True)
+                               spacing=spacing, unit=unit, _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Measuring the objects of {layer.name}…"
         self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker),
@@ -471,6 +472,26 @@ class SegmentWidget(EngineWidget):
         if record is not None:
             record.instances = instances
             record.instance_params = dict(params)
+
+
+_SHORT_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "meter": "m"}
+
+
+def _calibration(layer: Labels, axes: str) -> tuple[list[float] | None, str]:
+    """Pixel sizes along the layer's Z/Y/X axes and their unit's short name, for measurements.
+
+    None when the layer is in plain pixels (scale 1); unit "units" when it has a scale but no
+    length unit; None when its spatial axes have different units.
+    """
+    spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+    scale = [float(layer.scale[i]) for i in spatial]
+    units = {str(layer.units[i]) for i in spatial}
+    if units == {"pixel"}:
+        return (None, "") if all(v == 1.0 for v in scale) else (scale, "units")
+    if len(units) != 1:
+        return None, ""
+    name = units.pop()
+    return scale, _SHORT_UNITS.get(name, name)
 
 
 def _label_axes_last(axes: str, label_ndim: int, ndim: int) -> list[int]:
