@@ -306,6 +306,7 @@ def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done
     ids = [int(i) for i in np.unique(inst.data) if i]
     assert len(ids) >= 2
     gone = ids[0]
+    original = inst.data.copy()
     inst.data = np.where(inst.data == gone, 0, inst.data).astype(inst.data.dtype)  # the user erases one
     asked = []
     monkeypatch.setattr(type(widget), "_ask_table_path",
@@ -336,6 +337,14 @@ def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done
     wait_done(widget)
     assert not (tmp_path / "table.csv").exists()
     assert "hover" in widget.status.value
+    # The edit undone, a new run replaces the instances in place: their old values go with them.
+    inst.data = original
+    widget.measure()
+    wait_done(widget)
+    assert len(inst.features) == len(ids)
+    widget.run()
+    wait_done(widget)
+    assert viewer.layers["img instances"] is inst and inst.features.shape[1] == 0
     assert not notes.messages("error")
 
 

@@ -194,6 +194,8 @@ class OutputTracker:
         layer.affine = kwargs.get("affine", np.eye(ndim + 1))
         layer.metadata = dict(kwargs["metadata"])
         layer.data = data
+        if layer.features.shape[1]:
+            layer.features = {}  # measurements of the objects replaced (Measure objects): stale now
         if layer.name == auto_name and kwargs["name"] != auto_name:
             layer.name = self._free_name(kwargs["name"])  # the source was renamed
         return layer
