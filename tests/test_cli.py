@@ -207,6 +207,16 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
     assert main([*args, "--overwrite", "--pixel-size", "0.5"]) == 2
     assert "add --measure" in _assert_one_error_line(capsys.readouterr().err)
     assert len(fake_net) == ran
+    # An ImageJ file's own calibration is used; --pixel-size overrides it.
+    tifffile.imwrite(tmp_path / "cal.tif", frames[0], imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"unit": "micron"})
+    for extra, size in (([], 0.2), (["--pixel-size", "0.5"], 0.5)):
+        assert main(["segment", str(tmp_path / "cal.tif"), "-o", str(out), "-m", str(models["2d"]),
+                     "--device", "cpu", "--measure", "--overwrite", *extra]) == 0
+        capsys.readouterr()
+        with open(out / "cal_objects.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert rows and all(float(r["area_um2"]) == pytest.approx(int(r["area"]) * size**2) for r in rows)
 
 
 def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_net):

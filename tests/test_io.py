@@ -108,3 +108,27 @@ def test_write_tiff_is_atomic_and_follows_the_umask(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     np.testing.assert_array_equal(tifffile.imread(path), np.arange(12).reshape(3, 4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]
+
+
+def test_pixel_size_from_imagej_and_ome_tiffs(tmp_path):
+    """ImageJ (resolution tags, unit, Z spacing) and OME (PhysicalSize*, with units) calibrations
+    come back in micrometres; a file without a length unit, or a plain TIFF, has none."""
+    from napari_unet.io import read_image_file
+
+    stack = np.zeros((3, 20, 30), np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", stack, imagej=True, resolution=(1 / 0.65, 1 / 0.65),
+                     metadata={"axes": "ZYX", "unit": "micron", "spacing": 2.0})
+    sizes = read_image_file(tmp_path / "ij.tif").pixel_size_um
+    assert sizes == pytest.approx({"Z": 2.0, "Y": 0.65, "X": 0.65})
+    tifffile.imwrite(tmp_path / "ij_nm.tif", stack[0], imagej=True, resolution=(1 / 300, 1 / 300),
+                     metadata={"unit": "nm"})
+    assert read_image_file(tmp_path / "ij_nm.tif").pixel_size_um == pytest.approx({"Y": 0.3, "X": 0.3})
+    tifffile.imwrite(tmp_path / "ij_none.tif", stack[0], imagej=True, resolution=(2.0, 2.0))
+    assert read_image_file(tmp_path / "ij_none.tif").pixel_size_um is None  # no unit: pixels
+    tifffile.imwrite(tmp_path / "a.ome.tif", stack, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 300, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 0.3,
+        "PhysicalSizeZ": 1.5})
+    assert read_image_file(tmp_path / "a.ome.tif").pixel_size_um == pytest.approx(
+        {"Z": 1.5, "Y": 0.3, "X": 0.3})
+    tifffile.imwrite(tmp_path / "plain.tif", stack[0], resolution=(100, 100))
+    assert read_image_file(tmp_path / "plain.tif").pixel_size_um is None

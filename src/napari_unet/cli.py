@@ -139,7 +139,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         image, file_axes = read.image, read.axes
         _check_declared_channels(read, path.name, args.channel, model, args.axes)
         spacing = None
-        if args.link_time or args.pixel_size:  # known from the axes alone: say so before the network runs
+        if args.link_time or args.measure:  # known from the axes alone: say so before the network runs
             axes = plan_axes(tuple(image.shape), args.axes or file_axes, spatial_dims=model.config.spatial_dims,
                              in_channels=model.config.in_channels, mode=args.mode).axes
             if args.link_time and "T" not in axes:
@@ -147,6 +147,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                     f"--link-time needs a time axis, but {path.name} is read with axes {axes!r}: "
                     "give them, e.g. --axes TYX.")
             spacing = _spacing(args.pixel_size, axes, path.name)
+            if spacing is None and read.pixel_size_um:  # the file's own calibration (ImageJ, OME)
+                spatial = [a for a in axes if a in "ZYX"]
+                if all(a in read.pixel_size_um for a in spatial):
+                    spacing = tuple(read.pixel_size_um[a] for a in spatial)
         bar = ProgressBar(path.name)
         result = _drain(iter_segment(
             image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
@@ -439,7 +443,8 @@ def _parser() -> argparse.ArgumentParser:
                         "summed intensity of each channel of the image")
     s.add_argument("--pixel-size", type=_pixel_sizes, metavar="SIZE",
                    help="with --measure: micrometres per pixel, one size for Y and X (e.g. 0.65), or Z,Y,X "
-                        "for a z-stack (e.g. 2,0.65,0.65); adds area_um2 (area_um3 in a volume)")
+                        "for a z-stack (e.g. 2,0.65,0.65); adds area_um2 (area_um3 in a volume). "
+                        "Default: the pixel size an ImageJ or OME TIFF declares, if any")
     s.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder (input images are never replaced)")
     s.set_defaults(func=_cmd_segment)

@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,46 @@ def _tiff_axes(series) -> str | None:
     return axes
 
 
+_UM_PER_UNIT = {"micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00b5m": 1.0,
+                "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3, "micrometer": 1.0}
+
+
+def _tiff_pixel_size(tif: Any, axes: str | None) -> dict[str, float] | None:
+    """Pixel sizes (micrometres) an ImageJ or OME TIFF declares in a length unit, else None."""
+    if not axes:
+        return None
+    try:
+        if tif.is_ome:
+            import xml.etree.ElementTree as ET
+
+            root = ET.fromstring(tif.ome_metadata)
+            pixels = next(e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels")
+            sizes = {}
+            for a in "ZYX":
+                value = pixels.get(f"PhysicalSize{a}")
+                factor = _UM_PER_UNIT.get(pixels.get(f"PhysicalSize{a}Unit", "µm").lower())
+                if value is not None and factor is not None:
+                    sizes[a] = float(value) * factor
+        elif tif.is_imagej:
+            meta = tif.imagej_metadata or {}
+            factor = _UM_PER_UNIT.get(str(meta.get("unit", "")).lower())
+            if factor is None:
+                return None
+            tags = tif.pages[0].tags
+            sizes = {}
+            for a, tag in (("X", "XResolution"), ("Y", "YResolution")):
+                num, den = tags[tag].value
+                sizes[a] = den / num * factor
+            if "spacing" in meta:
+                sizes["Z"] = float(meta["spacing"]) * factor
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - unreadable calibration: measure in pixels
+        return None
+    sizes = {a: v for a, v in sizes.items() if a in axes and np.isfinite(v) and v > 0}
+    return sizes if {"Y", "X"} <= set(sizes) else None
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """An image read from a file, with what the file says about it.
@@ -83,11 +124,15 @@ class ImageFile:
     channels_declared : bool
         True when ``axes`` holds C because the file declares separate channels
         (e.g. the stains of a fluorescence composite), not colour samples (RGB).
+    pixel_size_um : dict or None
+        Axis letter (``Z``, ``Y``, ``X``) -> pixel size in micrometres, as an
+        ImageJ or OME TIFF declares it in a length unit; None when it does not.
     """
 
     image: np.ndarray
     axes: str | None
     channels_declared: bool = False
+    pixel_size_um: dict[str, float] | None = None
 
 
 def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
@@ -116,7 +161,8 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
                 # tifffile's own files declare axes when written with them (as this package's results are)
                 shaped = tif.is_shaped and "axes" in ((tif.shaped_metadata or [{}])[0] or {})
                 axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome or shaped) else None
-            return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper())
+                sizes = _tiff_pixel_size(tif, axes)
+            return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper(), sizes)
         from skimage import io
 
         image = io.imread(path)
