@@ -291,3 +291,15 @@ def test_options_explain_themselves_and_default_sensibly(make_napari_viewer):
         assert getattr(wdg, name).tooltip, name
     assert "connected components" in wdg.labels.tooltip
     assert load_model("nuclei").config.target == "three_class"  # fine-tunable
+
+
+def test_renaming_the_chosen_layers_keeps_them_chosen(viewer, trainer):
+    for name in ("a", "b"):
+        image, labels = discs()
+        viewer.add_image(image, name=name)
+        viewer.add_labels(labels, name=f"{name} labels")
+    image, labels = viewer.layers["b"], viewer.layers["b labels"]
+    trainer.image.value, trainer.labels.value = image, labels
+    labels.name = "b corrected"
+    image.name = "b renamed"
+    assert trainer.image.value is image and trainer.labels.value is labels

@@ -464,3 +464,16 @@ def test_widget_without_a_bundled_model_says_what_to_do(make_napari_viewer, monk
     assert not wdg.running
     (error,) = notes.messages("error")
     assert "Browse" in error
+
+
+def test_renaming_the_chosen_image_keeps_it_chosen(viewer, widget, make_blobs):
+    """magicgui matches choices by name: a renamed image must not hand the widget another layer."""
+    viewer.add_image(make_blobs((40, 48)), name="first")
+    movie = viewer.add_image(make_blobs((3, 40, 48)), name="movie")
+    widget.image.value = movie
+    widget.axes.value = "TYX"
+    movie.name = "movie renamed"
+    assert widget.image.value is movie
+    assert widget.axes.value == "TYX"  # the same image: its axes choice stays
+    viewer.layers.remove(movie)  # a removed image is still replaced by another one
+    assert widget.image.value is viewer.layers["first"] and widget.axes.value is None

@@ -49,7 +49,7 @@ from .jobs import JobFailed
 from .model_choices import ModelCatalog
 from .options import layer_array
 from .session import REGISTRY, register_session_model
-from .wiring import unwrap
+from .wiring import reset_keeping_choice, unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -435,8 +435,8 @@ class TrainWidget(EngineWidget):
         return [*self._catalog.choices(), ("new network (untrained, small U-Net)", NEW)]
 
     def _on_layers_changed(self, _event: Any = None) -> None:
-        self.image.reset_choices()
-        self.labels.reset_choices()
+        reset_keeping_choice(self.image)  # renamed layers stay chosen
+        reset_keeping_choice(self.labels)
         self.pairs.reset_choices()  # names may have changed
         self._match_labels(prefer_named=False)
 

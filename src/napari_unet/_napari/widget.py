@@ -50,7 +50,7 @@ from .options import (
     resolve_axes,
 )
 from .outputs import OutputTracker
-from .wiring import unwrap
+from .wiring import reset_keeping_choice, unwrap
 
 if TYPE_CHECKING:
     import napari
@@ -153,7 +153,7 @@ class SegmentWidget(EngineWidget):
         return channel_choices(layer, axes)
 
     def _on_layers_changed(self, _event: Any = None) -> None:
-        self.image.reset_choices()
+        reset_keeping_choice(self.image)  # a renamed image stays chosen
         self.axes.reset_choices()
         self._on_axes_changed()
 

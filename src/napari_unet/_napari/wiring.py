@@ -14,7 +14,7 @@ from typing import Any
 
 from .session import REGISTRY
 
-__all__ = ["ViewerListener", "unwrap"]
+__all__ = ["ViewerListener", "reset_keeping_choice", "unwrap"]
 
 LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
 
@@ -22,6 +22,22 @@ LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
 def unwrap(obj: Any) -> Any:
     """The object behind napari's plugin proxy (layer identity matters here)."""
     return getattr(obj, "__wrapped__", obj)
+
+
+def reset_keeping_choice(box: Any) -> None:
+    """Refresh a layer box's choices, keeping the chosen layer while the viewer still holds it.
+
+    magicgui matches the old and new choices by their text, so a renamed layer would be
+    dropped and the first layer chosen instead. ``changed`` is emitted only when the chosen
+    layer really changed (it was removed, or there was none).
+    """
+    chosen = box.value
+    with box.changed.blocked():
+        box.reset_choices()
+        if chosen is not None and any(choice is chosen for choice in box.choices):
+            box.value = chosen
+    if box.value is not chosen:
+        box.changed.emit(box.value)
 
 
 class ViewerListener:
