@@ -946,3 +946,52 @@ def test_stains_of_a_composite_are_not_blended_like_rgb(models, tmp_path, capsys
         assert main([*ev, *extra]) == 2, extra
         assert "--channel N" in _assert_one_error_line(capsys.readouterr().err)
     assert main([*ev, "--axes", "CYX", "--channel", "0"]) == 0
+
+
+def test_segment_names_the_file_that_fails(models, tmp_path, capsys):
+    """In a batch, an error from the engine says which image it is about."""
+    image, _ = disc_scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    tifffile.imwrite(tmp_path / "b.tif", np.full((64, 64), np.nan, np.float32))
+    code = main(["segment", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(tmp_path / "out"),
+                 "-m", str(models["2d"]), "--device", "cpu"])
+    assert code == 2
+    assert _assert_one_error_line(capsys.readouterr().err).startswith("napari-unet: error: b.tif: ")
+
+
+def test_segment_stopped_between_writes_never_pairs_new_and_old_results(models, tmp_path, capsys,
+                                                                        monkeypatch):
+    """Ctrl-C after the semantic file of an --overwrite run: no old instances file beside it."""
+    from napari_unet import io as nio
+
+    image, _ = disc_scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "a.tif"), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main(args) == 0
+    capsys.readouterr()
+    real, calls = nio.write_tiff, []
+
+    def write_then_stop(path, array, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(path, array, **kwargs)
+
+    monkeypatch.setattr(nio, "write_tiff", write_then_stop)
+    assert main([*args, "--overwrite", "--min-size", "5"]) == 130
+    capsys.readouterr()
+    left = sorted(p.name for p in out.iterdir())
+    assert "a_instances.tif" not in left, left
+
+
+def test_evaluate_refuses_two_masks_for_one_image(models, tmp_path, capsys):
+    """im0.tif and im0.png in the masks folder: which is the mask? Never one picked silently."""
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:1])
+    skio.imsave(mask_dir / "img0.png", np.zeros((64, 64), np.uint8), check_contrast=False)
+    code = main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir),
+                 "--model", str(models["2d"]), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 2
+    line = _assert_one_error_line(captured.err)
+    assert "img0.png" in line and "img0.tif" in line

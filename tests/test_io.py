@@ -132,3 +132,13 @@ def test_pixel_size_from_imagej_and_ome_tiffs(tmp_path):
         {"Z": 1.5, "Y": 0.3, "X": 0.3})
     tifffile.imwrite(tmp_path / "plain.tif", stack[0], resolution=(100, 100))
     assert read_image_file(tmp_path / "plain.tif").pixel_size_um is None
+
+
+def test_planar_rgb_tiff_is_colour_not_a_z_stack(tmp_path):
+    """Photometric RGB stored plane after plane (SYX) has its colour axis first."""
+    rgb = np.random.default_rng(0).integers(0, 255, (3, 40, 50), dtype=np.uint8)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", planarconfig="separate", metadata=None)
+    read = read_image_file(path)
+    assert read.axes == "CYX"
+    assert not read.channels_declared  # colour samples: RGB becomes grey, as documented

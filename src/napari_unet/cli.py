@@ -152,15 +152,23 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                 if all(a in read.pixel_size_um for a in spatial):
                     spacing = tuple(read.pixel_size_um[a] for a in spatial)
         bar = ProgressBar(path.name)
-        result = _drain(iter_segment(
-            image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
-            device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
-            instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
-            keep_probabilities=False), bar)
+        try:
+            result = _drain(iter_segment(
+                image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
+                device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
+                instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
+                keep_probabilities=False), bar)
+        except SegmentationError as exc:  # in a batch, say which file
+            raise SegmentationError(f"{path.name}: {exc}") from None
         meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
         # The result's "axes" are the input's (with C); the files hold the output axes.
         meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
         try:
+            # An earlier pair (replaced with --overwrite) goes first: stopped between the two
+            # writes, the folder must not hold a new semantic file beside the old instances.
+            for target in (sem, inst, *table):
+                if target.is_file() or target.is_symlink():
+                    target.unlink()
             write_tiff(sem, result.semantic, metadata=meta)
             write_tiff(inst, result.instances, metadata=meta)
             if table:
@@ -213,23 +221,27 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     ``check_channels(read, name)``, when given, vets each image file as it is read.
     """
     from .io import IMAGE_SUFFIXES, read_image_file, read_labels
-    from .training.data import check_pair_shapes, whole_labels
+    from .training.data import (
+        check_pair_shapes,
+        mask_files_by_stem,
+        mask_for,
+        whole_labels,
+    )
 
     img_dir, mask_dir = Path(images), Path(masks)
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise SegmentationError(f"Folder {d} does not exist.")
-    masks_by_stem = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks_by_stem = mask_files_by_stem(mask_dir)
     names, imgs, msks, all_axes = [], [], [], []
     for p in sorted(img_dir.iterdir()):
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        if p.stem not in masks_by_stem:
-            raise SegmentationError(f"No mask for {p.name} in {mask_dir} (masks must share the file name).")
+        mask_path = mask_for(p, masks_by_stem, mask_dir)
         read = read_image_file(p)
         # As training reads them: whole-number floats (Fiji's 32-bit labels) are ids; a bad
         # mask is named now, before any image is segmented.
-        mask = whole_labels(read_labels(masks_by_stem[p.stem]), str(masks_by_stem[p.stem]))
+        mask = whole_labels(read_labels(mask_path), str(mask_path))
         if check_channels is not None:
             check_channels(read, p.name)
         image, image_axes = read.image, axes or read.axes
@@ -237,7 +249,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
         if image_axes and "C" in image_axes.upper() and len(image_axes) == image.ndim:
             # Channels are not labelled: the mask has the image's other axes.
             shape = tuple(n for n, a in zip(image.shape, image_axes.upper()) if a != "C")
-        check_pair_shapes(shape, mask.shape, name=str(masks_by_stem[p.stem]))
+        check_pair_shapes(shape, mask.shape, name=str(mask_path))
         names.append(p.name)
         imgs.append(image)
         msks.append(mask)

@@ -161,6 +161,10 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
                 # tifffile's own files declare axes when written with them (as this package's results are)
                 shaped = tif.is_shaped and "axes" in ((tif.shaped_metadata or [{}])[0] or {})
                 axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome or shaped) else None
+                if axes is None and "S" in series.axes and not series.axes.endswith("S"):
+                    # RGB stored planar (SYX): its colour axis is first, where the shape
+                    # alone would read a 3-plane z-stack
+                    axes = _tiff_axes(series)
                 sizes = _tiff_pixel_size(tif, axes)
             return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper(), sizes)
         from skimage import io

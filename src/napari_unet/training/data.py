@@ -23,7 +23,8 @@ from ..errors import SegmentationError
 from ..io import IMAGE_SUFFIXES, read_image, read_labels
 from ..normalize import luminance, normalize
 
-__all__ = ["SAMPLINGS", "Sample", "check_pair_shapes", "is_binary_mask", "load_pairs", "pair_planes",
+__all__ = ["SAMPLINGS", "Sample", "check_pair_shapes", "is_binary_mask", "load_pairs", "mask_files_by_stem",
+           "mask_for", "pair_planes",
            "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
            "three_class_targets", "whole_labels"]
 
@@ -321,7 +322,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise SegmentationError(f"Folder {d} does not exist.")
-    masks_by_stem = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks_by_stem = mask_files_by_stem(mask_dir)
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if names is not None:
         wanted = set(names)
@@ -335,9 +336,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
         raise SegmentationError(f"No images found in {img_dir} (looked for {sorted(IMAGE_SUFFIXES)}).")
     samples = []
     for path in files:
-        mask = masks_by_stem.get(path.stem)
-        if mask is None:
-            raise SegmentationError(f"No mask for {path.name} in {mask_dir} (masks must share the file name).")
+        mask = mask_for(path, masks_by_stem, mask_dir)
         labels = read_labels(mask)
         planes = plane_samples(read_image(path), labels, name=path.stem, in_channels=in_channels,
                                contacts=contacts, core_fraction=core_fraction,
@@ -348,6 +347,27 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
             f"Every mask in {mask_dir} is empty (all 0): nothing to learn from. "
             "Label the objects in the masks first.")
     return samples
+
+
+def mask_files_by_stem(mask_dir: Path) -> dict[str, list[Path]]:
+    """The image files in ``mask_dir`` by file stem (several when only their suffixes differ)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(mask_dir.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            found.setdefault(path.stem, []).append(path)
+    return found
+
+
+def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path) -> Path:
+    """The one mask of ``image`` (same stem); a clear error when there is none, or more than one."""
+    found = masks_by_stem.get(image.stem, [])
+    if not found:
+        raise SegmentationError(f"No mask for {image.name} in {mask_dir} (masks must share the file name).")
+    if len(found) > 1:
+        raise SegmentationError(
+            f"{image.name} has {len(found)} masks in {mask_dir} ({', '.join(p.name for p in found)}): "
+            "keep one, or move the others away.")
+    return found[0]
 
 
 def sampling_weights(samples: Sequence[Sample], sampling: str = "image") -> np.ndarray | None:
