@@ -160,7 +160,7 @@ def test_update_instances_of_a_time_series_labels_each_frame(viewer, widget, wai
     widget.update_instances()
     assert not widget.running
     (error,) = notes.messages("error")
-    assert "'movie semantic', the semantic mask of the last run on movie, was removed" in error
+    assert "The semantic masks of movie were removed from the viewer" in error
 
 
 def test_update_keeps_what_the_edit_left_alone_and_rerun_keeps_the_corrections(
@@ -354,3 +354,46 @@ def test_measure_objects_needs_a_run_first(viewer, widget, notes, make_blobs):
     assert not widget.running
     assert any("no instance labels of fresh" in m and "run the segmentation" in m
                for m in notes.messages("error"))
+
+
+def test_update_instances_updates_the_pair_being_corrected(viewer, widget, wait_done, segmented, notes):
+    """After a re-run put new results in a [2] pair, correcting the first mask and pressing
+    Update instances updates the first pair (the selected layer's), not the newest; and with
+    the newest pair deleted, the first can still be updated."""
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    edit = sem.data.copy()
+    edit[0, 0] = 1 - edit[0, 0]
+    sem.data = edit  # the user's work: the next run goes to a new pair
+    widget.run()
+    wait_done(widget)
+    assert "img semantic [2]" in names(viewer)
+    _paint_touching_discs(sem)  # the user goes on correcting the first mask
+    viewer.layers.selection.active = sem
+    widget.min_size.value = 5
+    widget.instance_method.value = "watershed"
+    newest = viewer.layers["img instances [2]"].data.copy()
+    widget.update_instances()
+    wait_done(widget)
+    assert inst.data.max() == 2 and (inst.data > 0).sum() == (sem.data > 0).sum()
+    np.testing.assert_array_equal(viewer.layers["img instances [2]"].data, newest)
+    assert "'img semantic' -> 'img instances'" in widget.status.value
+    # Selecting the newest pair updates that one.
+    viewer.layers.selection.active = viewer.layers["img semantic [2]"]
+    widget.update_instances()
+    wait_done(widget)
+    assert "'img semantic [2]' -> 'img instances [2]'" in widget.status.value
+    # The newest pair deleted (and the image selected): the first pair is the one left to update.
+    viewer.layers.remove("img semantic [2]")
+    viewer.layers.remove("img instances [2]")
+    viewer.layers.selection.active = segmented
+    sem.paint((40, 56), 1)
+    widget.update_instances()
+    wait_done(widget)
+    assert "'img semantic' -> 'img instances'" in widget.status.value
+    assert inst.data[40, 56] > 0
+    assert not notes.messages("error")
+    # Every mask removed: a message, no traceback.
+    viewer.layers.remove("img semantic")
+    widget.update_instances()
+    assert not widget.running
+    assert any("were removed from the viewer" in m for m in notes.messages("error"))

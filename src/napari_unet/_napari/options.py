@@ -115,12 +115,14 @@ TOOLTIPS = {
         "(pixels, and in the layer's units, e.g. area_um2, when it has a scale), centroid,\n"
         "whether it touches the image border, and the image's mean and\n"
         "summed intensity in it (each channel). Hover a nucleus to see its values (images\n"
-        "without a time axis); then choose where to save the table (CSV), or cancel."
+        "without a time axis); then choose where to save the table (CSV), or cancel.\n"
+        "With several result pairs, the selected layer's pair is measured (else the newest)."
     ),
     "update": (
         "Recompute '<image> instances' from '<image> semantic' after you corrected the mask\n"
         "with the brush or eraser (uses the object options above; does not run the network).\n"
-        "Regions you did not touch keep their objects and ids; edited ones are split again."
+        "Regions you did not touch keep their objects and ids; edited ones are split again.\n"
+        "With several result pairs, the selected layer's pair is updated (else the newest)."
     ),
 }
 

@@ -11,7 +11,9 @@ new data assigned) is left alone and the result goes to a new layer named
 A run's outputs stay a pair: when either of them holds the user's work (an
 edit, or instances that "Update instances" made from an edited mask), a new
 run puts both of its outputs in new layers, so the edited mask is never left
-beside instances it did not make.
+beside instances it did not make. Every pair of an image is remembered (the
+newest last), so an earlier pair the user goes on correcting can still be
+updated.
 """
 
 from __future__ import annotations
@@ -107,11 +109,28 @@ class OutputTracker:
 
     def __init__(self, viewer: Any) -> None:
         self._viewer = viewer
-        self._records: weakref.WeakKeyDictionary[Image, RunRecord] = weakref.WeakKeyDictionary()
+        self._records: weakref.WeakKeyDictionary[Image, list[RunRecord]] = weakref.WeakKeyDictionary()
 
     def record(self, source: Image) -> RunRecord | None:
         """The outputs last made from ``source`` (None if there are none)."""
-        return self._records.get(source)
+        records = self._records.get(source)
+        return records[-1] if records else None
+
+    def pair_for(self, source: Image, role: str, prefer: Any = None) -> RunRecord | None:
+        """The pair of ``source`` to work on: the one holding ``prefer`` (e.g. the layer the user
+        selected), else the newest whose ``role`` layer is still in the viewer (None if none)."""
+        records = self._records.get(source) or []
+        for rec in reversed(records):
+            if prefer is not None and any(out.layer() is prefer for out in rec.outputs.values()):
+                if self._present(rec.layer(role)):
+                    return rec
+        for rec in reversed(records):
+            if self._present(rec.layer(role)):
+                return rec
+        return None
+
+    def _present(self, layer: Labels | None) -> bool:
+        return layer is not None and layer in self._viewer.layers
 
     def is_edited(self, layer: Labels, digest: str | None) -> bool:
         """True when ``layer``'s data no longer matches what was put there."""
@@ -126,6 +145,7 @@ class OutputTracker:
         metadata: dict[str, Any] | None = None,
         from_edits: bool = False,
         digests: dict[str, str] | None = None,
+        record: RunRecord | None = None,
     ) -> Published:
         """Show ``tuples`` (role -> layer data) as the outputs of ``source``.
 
@@ -133,15 +153,14 @@ class OutputTracker:
         any output of the last one holds the user's work. ``from_edits=True``
         (an update made from an edited mask) replaces only untouched layers.
         ``digests`` (role -> :func:`fingerprint` of the data, computed off the
-        GUI thread) spare hashing the new data again.
+        GUI thread) spare hashing the new data again. ``record`` is the pair
+        to update (one of ``source``'s; default: the newest).
         """
-        rec = self._records.get(source)
+        records = self._records.setdefault(source, [])
+        rec = record if record is not None else (records[-1] if records else None)
         if rec is None:
-            rec = self._records[source] = RunRecord()
-        if label_ndim is not None:
-            rec.label_ndim = int(label_ndim)
-        if metadata is not None:
-            rec.metadata = dict(metadata)
+            rec = RunRecord()
+            records.append(rec)
         # Each earlier output is hashed once: shown and untouched, or holding the user's work.
         untouched, work = set(), []
         for role, out in rec.outputs.items():
@@ -157,10 +176,21 @@ class OutputTracker:
                 if out.from_edits:
                     work.append(layer.name)
         fresh = bool(work) and not from_edits
+        if fresh:  # a new pair; the one holding the user's work stays remembered
+            rec = RunRecord(label_ndim=rec.label_ndim, metadata=dict(rec.metadata))
+            records[:] = [r for r in records if self._shown(r)] + [rec]
+        if label_ndim is not None:
+            rec.label_ndim = int(label_ndim)
+        if metadata is not None:
+            rec.metadata = dict(metadata)
         layers = {role: self._put(rec, role, data_tuple, replace=role in untouched and not fresh,
                                   from_edits=from_edits, digest=(digests or {}).get(role))
                   for role, data_tuple in tuples.items()}
         return Published(layers, work if fresh else [])
+
+    def _shown(self, rec: RunRecord) -> bool:
+        """True while any output of ``rec`` is still in the viewer."""
+        return any(self._present(rec.layer(role)) for role in rec.outputs)
 
     def _put(self, rec: RunRecord, role: str, data_tuple: LayerDataTuple, *, replace: bool,
              from_edits: bool, digest: str | None) -> Labels:

@@ -49,7 +49,7 @@ from .options import (
     layer_array,
     resolve_axes,
 )
-from .outputs import OutputTracker
+from .outputs import OutputTracker, RunRecord
 from .wiring import reset_keeping_choice, unwrap
 
 if TYPE_CHECKING:
@@ -342,11 +342,12 @@ class SegmentWidget(EngineWidget):
             show_info("Wait for the running segmentation to finish (or cancel it) first.")
             return
         source = unwrap(self.image.value)
-        record = self._tracker.record(source) if source is not None else None
+        # The pair the user is working on (the selected layer's), else the newest still shown.
+        record = (self._tracker.pair_for(source, "semantic", self._viewer.layers.selection.active)
+                  if source is not None else None)
         semantic = record.layer("semantic") if record is not None else None
-        if semantic is not None and semantic not in self._viewer.layers:
-            show_error(f"'{semantic.name}', the semantic mask of the last run on {source.name}, was "
-                       "removed from the viewer; an earlier mask cannot be updated here. Run the "
+        if semantic is None and source is not None and self._tracker.record(source) is not None:
+            show_error(f"The semantic masks of {source.name} were removed from the viewer: run the "
                        "segmentation again, correct its mask, then press 'Update instances'.")
             return
         if semantic is None:
@@ -378,12 +379,12 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_relabelled(result, semantic, params, made),
+                    lambda result: self._on_relabelled(result, semantic, params, made, record),
                     progress_records=False)
 
     def _on_relabelled(self, result: Relabelled | JobFailed, semantic: Labels, params: dict,
-                       made: dict[str, Any]) -> None:
-        """Show the updated instances; ``made`` are the settings that made them."""
+                       made: dict[str, Any], record: RunRecord) -> None:
+        """Show the updated instances of ``record``'s pair; ``made`` are the settings that made them."""
         run = self._run
         if run is None or run.source_removed:
             return
@@ -391,17 +392,18 @@ class SegmentWidget(EngineWidget):
             show_error(result.message)
             self.status.value = "Failed: see the notification."
             return
-        record = self._tracker.record(run.source)
         spatial, _ = spatial_kwargs(semantic)
-        meta = {**(record.metadata if record else {}), "source_layer": run.source.name,
+        meta = {**record.metadata, "source_layer": run.source.name,
                 "instance_method": params["method"], "min_size": params["min_size"],
                 "updated_from": semantic.name}
         data_tuple = label_layer_data(result.labels, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
-        self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
-                              digests={"instances": result.digest})
-        self._remember_instances(run.source, result.labels_copy, made)
-        self.status.value = f"{result.count} objects after the update of {run.source.name}"
+        published = self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
+                                          digests={"instances": result.digest}, record=record)
+        record.instances = result.labels_copy
+        record.instance_params = dict(made)
+        self.status.value = (f"{result.count} objects after the update of {run.source.name} "
+                             f"('{semantic.name}' -> '{published.layers['instances'].name}')")
 
     # ----------------------------------------------------------------- measure
     def measure(self) -> None:
@@ -410,9 +412,10 @@ class SegmentWidget(EngineWidget):
             show_info("Wait for the running job to finish (or cancel it) first.")
             return
         source = unwrap(self.image.value)
-        record = self._tracker.record(source) if source is not None else None
+        record = (self._tracker.pair_for(source, "instances", self._viewer.layers.selection.active)
+                  if source is not None else None)
         layer = record.layer("instances") if record is not None else None
-        if layer is None or layer not in self._viewer.layers:
+        if layer is None:
             name = source.name if source is not None else "the image"
             show_error(f"There are no instance labels of {name} to measure: run the segmentation "
                        "first (or put back '<image> instances' if you deleted it).")
