@@ -995,3 +995,39 @@ def test_evaluate_refuses_two_masks_for_one_image(models, tmp_path, capsys):
     assert code == 2
     line = _assert_one_error_line(captured.err)
     assert "img0.png" in line and "img0.tif" in line
+
+
+def test_a_complete_run_without_validation_is_not_tuned_on_new_validation_images(tmp_path, capsys,
+                                                                                train_data, fake_net):
+    """Only a run stopped while tuning is tuned when run again: not one trained without (these)
+    validation images, whose config.json would be rewritten by them."""
+    ti, tm, vi, vm = train_data
+    out = tmp_path / "m"
+    args = ["train", "--images", str(ti), "--masks", str(tm), "-o", str(out), "--epochs", "1",
+            "--steps-per-epoch", "1", "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]
+    assert main(args) == 0
+    before = (out / "config.json").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--val-images", str(vi), "--val-masks", str(vm)]) == 0
+    printed = capsys.readouterr().out
+    assert "already complete" in printed and "choosing it now" not in printed
+    assert (out / "config.json").read_bytes() == before
+
+
+def test_train_output_dot_names_the_model_after_its_folder(tmp_path, capsys, train_data, monkeypatch):
+    ti, tm, _, _ = train_data
+    out = tmp_path / "dot-model"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    assert main(["train", "--images", str(ti), "--masks", str(tm), "-o", ".", "--epochs", "1",
+                 "--steps-per-epoch", "1", "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]) == 0
+    assert load_model(out).name == "dot-model"
+
+
+def test_train_and_evaluate_refuse_one_folder_for_images_and_masks(tmp_path, capsys, train_data):
+    ti, _, _, _ = train_data
+    tiny = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--crop-size", "32", "--device", "cpu"]
+    for cmd in (["train", "-o", str(tmp_path / "m"), *tiny], ["evaluate", "--device", "cpu"]):
+        assert main([*cmd, "--images", str(ti), "--masks", str(ti)]) == 2
+        assert "same folder" in _assert_one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "m").exists()

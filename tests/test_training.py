@@ -10,12 +10,14 @@ import json
 import math
 import re
 import shutil
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 from skimage import io as skio
 import pytest
+import tifffile
 import torch
 from scipy import ndimage as ndi
 
@@ -1150,3 +1152,52 @@ def test_tune_auto_scale_chooses_a_reference_area(monkeypatch):
     again, _ = tune_auto_scale("model", ["small", "big"], np.stack([small, big]), factor=2.0,
                                areas=(10, 100, 1000))
     assert again == 100
+
+
+# --- audit: a finished run, odd folders ---------------------------------------------------
+
+def test_train_warns_when_the_run_in_output_was_already_complete(tmp_path):
+    """train() (not only iter_train) says that nothing was trained: it returns that run's model."""
+    kw = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "crop_size": 32, "base_width": 4, "depth": 2,
+          "device": "cpu"}
+    out = tmp_path / "m"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(_samples([0]), out, **kw)
+    with pytest.warns(UserWarning, match="already complete"):
+        model = train(_samples([1, 2]), out, **kw)
+    assert model.config.provenance["trained_on"] == ["s0"]
+
+
+def test_load_pairs_refuses_one_folder_for_images_and_masks(tmp_path):
+    folder = tmp_path / "both"
+    folder.mkdir()
+    image, _ = disc_scene(DISCS[0], noise=6.0, seed=0)
+    tifffile.imwrite(folder / "a.tif", image)
+    with pytest.raises(SegmentationError, match="same folder"):
+        load_pairs(folder, tmp_path / "both" / ".")
+
+
+def test_load_pairs_names_the_file_whose_pixels_cannot_be_normalised(tmp_path):
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
+    for k in range(2):
+        image, labels = disc_scene(DISCS[k], noise=6.0, seed=k)
+        image = image.astype(np.float32)
+        if k == 1:
+            image[:3] = np.nan
+        tifffile.imwrite(tmp_path / "i" / f"img{k}.tif", image)
+        tifffile.imwrite(tmp_path / "m" / f"img{k}.tif", labels)
+    with pytest.raises(SegmentationError, match=r"img1\.tif: .*NaN"):
+        load_pairs(tmp_path / "i", tmp_path / "m")
+
+
+def test_load_pairs_reads_the_channels_an_imagej_composite_declares(tmp_path):
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)
+    tifffile.imwrite(tmp_path / "i" / "comp.tif", np.stack([image, image[::-1]]).astype(np.uint8),
+                     imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "m" / "comp.tif", labels)
+    with pytest.raises(SegmentationError, match="comp.tif has 2 channels .*Split Channels"):
+        load_pairs(tmp_path / "i", tmp_path / "m")
+    (two,) = load_pairs(tmp_path / "i", tmp_path / "m", in_channels=2)
+    assert two.image.shape == (2, *labels.shape)

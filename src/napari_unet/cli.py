@@ -222,6 +222,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     """
     from .io import IMAGE_SUFFIXES, read_image_file, read_labels
     from .training.data import (
+        check_pair_folders,
         check_pair_shapes,
         mask_files_by_stem,
         mask_for,
@@ -229,9 +230,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     )
 
     img_dir, mask_dir = Path(images), Path(masks)
-    for d in (img_dir, mask_dir):
-        if not d.is_dir():
-            raise SegmentationError(f"Folder {d} does not exist.")
+    check_pair_folders(img_dir, mask_dir)
     masks_by_stem = mask_files_by_stem(mask_dir)
     names, imgs, msks, all_axes = [], [], [], []
     for p in sorted(img_dir.iterdir()):
@@ -368,7 +367,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .training.data import load_pairs
-    from .training.loop import COMPLETE, iter_train
+    from .training.loop import COMPLETE, data_digest, iter_train, saved_run_args
     from .training.tune import TUNED
 
     if bool(args.val_images) != bool(args.val_masks):
@@ -386,13 +385,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train_s, args.output, val_samples=val_s, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         crop_size=args.crop_size, learning_rate=args.lr, init_model=args.init_model,
-        seed=args.seed, device=args.device, name=Path(args.output).name, core_fraction=core,
+        seed=args.seed, device=args.device, name=Path(os.path.abspath(args.output)).name, core_fraction=core,
         sampling=args.sampling,
     )
     model = _drain(gen, bar, lambda rec: complete.append(rec) if rec.stage == COMPLETE else None)
     if complete:
         print(complete[0].message)
         if not (val_s and args.tune) or TUNED in model.config.provenance:
+            return 0
+        current = data_digest(val_s)
+        if saved_run_args(args.output).get("val_data", current) != current:
+            # Not a run stopped while tuning: it was trained with other validation images, or none.
+            print("Its post-processing is kept: the run was not validated on these images, so they "
+                  "do not choose it.")
             return 0
         print("Its post-processing was never chosen (stopped while tuning?): choosing it now.")
     if val_s and args.tune:

@@ -20,11 +20,11 @@ from skimage.measure import label as connected_components
 from skimage.segmentation import find_boundaries
 
 from ..errors import SegmentationError
-from ..io import IMAGE_SUFFIXES, read_image, read_labels
+from ..io import IMAGE_SUFFIXES, read_image_file, read_labels
 from ..normalize import luminance, normalize
 
-__all__ = ["SAMPLINGS", "Sample", "check_pair_shapes", "is_binary_mask", "load_pairs", "mask_files_by_stem",
-           "mask_for", "pair_planes",
+__all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_pair_shapes", "is_binary_mask", "load_pairs",
+           "mask_files_by_stem", "mask_for", "pair_planes",
            "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
            "three_class_targets", "whole_labels"]
 
@@ -295,6 +295,36 @@ def plane_samples(image: Any, labels: Any, *, name: str = "", in_channels: int =
                              contacts=contacts, core_fraction=core_fraction)
 
 
+def _channels_last(read: Any, path: Path, in_channels: int) -> np.ndarray:
+    """A file's image with the channel axis its metadata declares (ImageJ: before Y, X) moved last.
+
+    Stains are never blended into grey: a 1-channel model needs a file of one channel.
+    """
+    image, axes = read.image, (read.axes or "").upper()
+    if not read.channels_declared or "C" not in axes or len(axes) != image.ndim:
+        return image
+    c = axes.index("C")
+    if image.shape[c] == 1:
+        return np.take(image, 0, axis=c)
+    if in_channels == 1:
+        raise SegmentationError(
+            f"{path.name} has {image.shape[c]} channels (axes {read.axes} in its metadata), and the model "
+            "learns from one: save the channel that shows the nuclei as an image of its own (in Fiji: "
+            "Image > Color > Split Channels) and train on those files.")
+    return np.moveaxis(image, c, -1)
+
+
+def check_pair_folders(images: Path, masks: Path) -> None:
+    """Refuse missing folders, and one folder given as both the images and the masks."""
+    for d in (images, masks):
+        if not d.is_dir():
+            raise SegmentationError(f"Folder {d} does not exist.")
+    if images.resolve() == masks.resolve():
+        raise SegmentationError(
+            f"The images and the masks are the same folder ({images}): each image would be read as "
+            "its own mask. Put the masks in a folder of their own, under the images' file names.")
+
+
 def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
                names: Sequence[str] | None = None, in_channels: int = 1,
                contacts: bool = False, core_fraction: float = 0.0) -> list[Sample]:
@@ -319,9 +349,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
         is binary: its connected regions are the objects.
     """
     img_dir, mask_dir = Path(images), Path(masks)
-    for d in (img_dir, mask_dir):
-        if not d.is_dir():
-            raise SegmentationError(f"Folder {d} does not exist.")
+    check_pair_folders(img_dir, mask_dir)
     masks_by_stem = mask_files_by_stem(mask_dir)
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if names is not None:
@@ -338,10 +366,16 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     for path in files:
         mask = mask_for(path, masks_by_stem, mask_dir)
         labels = read_labels(mask)
-        planes = plane_samples(read_image(path), labels, name=path.stem, in_channels=in_channels,
+        image = _channels_last(read_image_file(path), path, in_channels)
+        planes = plane_samples(image, labels, name=path.stem, in_channels=in_channels,
                                contacts=contacts, core_fraction=core_fraction,
                                semantic=is_binary_mask(labels))
-        samples.extend(s for s in planes if s is not None)
+        try:
+            samples.extend(s for s in planes if s is not None)
+        except SegmentationError as exc:  # e.g. NaN pixels: say which file, among many
+            if str(exc).startswith(path.stem):
+                raise
+            raise SegmentationError(f"{path}: {exc}") from None
     if not any(s.target.any() for s in samples):
         raise SegmentationError(
             f"Every mask in {mask_dir} is empty (all 0): nothing to learn from. "

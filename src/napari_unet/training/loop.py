@@ -18,6 +18,7 @@ import numbers
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,8 @@ from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
 from .snapshots import SNAPSHOTS, snapshot_path
 
-__all__ = ["CLASS_WEIGHTS", "COMPLETE", "TrainProgress", "fit_crop_size", "iter_train", "min_crop_size",
-           "train"]
+__all__ = ["CLASS_WEIGHTS", "COMPLETE", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
+           "min_crop_size", "saved_run_args", "train"]
 
 STATE = "train_state.pt"
 LOG = "train_log.jsonl"
@@ -177,6 +178,19 @@ def _names_digest(samples: Sequence[Sample]) -> str:
     for s in samples:
         digest.update(repr((s.name, s.target.shape)).encode())
     return digest.hexdigest()
+
+
+data_digest = _names_digest
+
+
+def saved_run_args(output: str | os.PathLike) -> dict:
+    """The settings a run in ``output`` was saved with (``{}`` when there is none to read)."""
+    try:
+        state = torch.load(Path(output) / STATE, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - no run, or one this function cannot read: nothing known
+        return {}
+    args = state.get("args") if isinstance(state, dict) else None
+    return args if isinstance(args, dict) else {}
 
 
 @torch.no_grad()
@@ -472,5 +486,13 @@ def iter_train(
 
 
 def train(*args, **kwargs) -> LoadedModel:
-    """Drain :func:`iter_train` and return the best model."""
-    return drain(iter_train(*args, **kwargs))
+    """Drain :func:`iter_train` and return the best model.
+
+    A run already complete in ``output`` trains nothing: a ``UserWarning`` says so (the
+    model returned is that run's).
+    """
+    def note(record: TrainProgress) -> None:
+        if record.stage == COMPLETE:
+            warnings.warn(record.message, UserWarning, stacklevel=4)
+
+    return drain(iter_train(*args, **kwargs), note)
