@@ -216,6 +216,8 @@ def test_load_pairs_reads_matching_files(tmp_path):
         tifffile.imwrite(tmp_path / "im" / f"n{k}.tif", image)
         tifffile.imwrite(tmp_path / "ma" / f"n{k}.tif", labels.astype(np.uint16))
     (tmp_path / "im" / "notes.txt").write_text("not an image")
+    for folder in ("im", "ma"):  # macOS's companions on exFAT drives and shares: not images
+        (tmp_path / folder / "._n0.tif").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     samples = load_pairs(tmp_path / "im", tmp_path / "ma")
     assert [s.name for s in samples] == ["n0", "n1", "n2"]
     np.testing.assert_array_equal(samples[1].target, three_class_targets(disc_scene(DISCS[1])[1]))

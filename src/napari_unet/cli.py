@@ -220,7 +220,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
 
     ``check_channels(read, name)``, when given, vets each image file as it is read.
     """
-    from .io import IMAGE_SUFFIXES, read_image_file, read_labels
+    from .io import image_files, read_image_file, read_labels
     from .training.data import (
         check_pair_folders,
         check_pair_shapes,
@@ -233,9 +233,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     check_pair_folders(img_dir, mask_dir)
     masks_by_stem = mask_files_by_stem(mask_dir)
     names, imgs, msks, all_axes = [], [], [], []
-    for p in sorted(img_dir.iterdir()):
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    for p in image_files(img_dir):
         mask_path = mask_for(p, masks_by_stem, mask_dir)
         read = read_image_file(p)
         # As training reads them: whole-number floats (Fiji's 32-bit labels) are ids; a bad

@@ -12,11 +12,21 @@ import numpy as np
 
 from .errors import SegmentationError, describe
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "new_temp_file", "read_image",
+__all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "image_files", "new_temp_file", "read_image",
            "read_image_axes", "read_image_file", "read_labels", "write_tiff"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 _TIFF = (".tif", ".tiff")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files of ``folder`` (by suffix), sorted by name.
+
+    Hidden files are left out: the ``._name.tif`` companions macOS writes on
+    exFAT drives and network shares are not images, nor are temporary files.
+    """
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
 
 
 def check_image_path(path: str | os.PathLike) -> Path:

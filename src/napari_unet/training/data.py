@@ -20,7 +20,7 @@ from skimage.measure import label as connected_components
 from skimage.segmentation import find_boundaries
 
 from ..errors import SegmentationError
-from ..io import IMAGE_SUFFIXES, read_image_file, read_labels
+from ..io import IMAGE_SUFFIXES, image_files, read_image_file, read_labels
 from ..normalize import luminance, normalize
 
 __all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_pair_shapes", "is_binary_mask", "load_pairs",
@@ -351,7 +351,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     img_dir, mask_dir = Path(images), Path(masks)
     check_pair_folders(img_dir, mask_dir)
     masks_by_stem = mask_files_by_stem(mask_dir)
-    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(img_dir)
     if names is not None:
         wanted = set(names)
         missing = sorted(wanted - {p.stem for p in files})
@@ -386,9 +386,8 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
 def mask_files_by_stem(mask_dir: Path) -> dict[str, list[Path]]:
     """The image files in ``mask_dir`` by file stem (several when only their suffixes differ)."""
     found: dict[str, list[Path]] = {}
-    for path in sorted(mask_dir.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            found.setdefault(path.stem, []).append(path)
+    for path in image_files(mask_dir):
+        found.setdefault(path.stem, []).append(path)
     return found
 
 
