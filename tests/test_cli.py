@@ -752,10 +752,12 @@ def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data):
     cores = tmp_path / "cores"
     assert main(["train", *common, "-o", str(cores), "--core-fraction", "0.3"]) == 0
     assert load_model(cores).config.core_fraction == pytest.approx(0.3)
-    # Fine-tuning without --core-fraction teaches the starting model's targets.
+    assert load_model(cores).config.provenance["learning_rate"] == pytest.approx(2e-3)  # a new network's
+    # Fine-tuning without --core-fraction teaches the starting model's targets, at a gentler rate.
     tuned = tmp_path / "tuned"
     assert main(["train", *common, "-o", str(tuned), "--init-model", str(cores)]) == 0
     assert load_model(tuned).config.core_fraction == pytest.approx(0.3)
+    assert load_model(tuned).config.provenance["learning_rate"] == pytest.approx(5e-4)
     capsys.readouterr()
 
 

@@ -365,7 +365,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .training.data import load_pairs
-    from .training.loop import COMPLETE, data_digest, iter_train, saved_run_args
+    from .training.loop import LR_FINE_TUNE, LR_NEW, COMPLETE, data_digest, iter_train, saved_run_args
     from .training.tune import TUNED
 
     if bool(args.val_images) != bool(args.val_masks):
@@ -382,7 +382,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     gen = iter_train(
         train_s, args.output, val_samples=val_s, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-        crop_size=args.crop_size, learning_rate=args.lr, init_model=args.init_model,
+        crop_size=args.crop_size, learning_rate=args.lr if args.lr is not None else (
+            LR_FINE_TUNE if args.init_model else LR_NEW), init_model=args.init_model,
         seed=args.seed, device=args.device, name=Path(os.path.abspath(args.output)).name, core_fraction=core,
         sampling=args.sampling,
     )
@@ -478,7 +479,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-epoch", type=int, default=100)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 2e-3 for a new network, 5e-4 with --init-model: higher "
+                        "rates can spoil a good starting model)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--sampling", choices=["image", "area"], default="image",
                    help="crops pick each image equally often, or in proportion to its area (for data sets of "

@@ -44,6 +44,7 @@ from ..device import available_devices
 from ..errors import SegmentationError, describe
 from ..progress import Progress
 from ..training.data import is_binary_mask
+from ..training.loop import LR_FINE_TUNE, LR_NEW
 from .engine_widget import EngineWidget, Run, row
 from .jobs import JobFailed
 from .model_choices import ModelCatalog
@@ -63,8 +64,6 @@ NEW = "new"
 NEW_DEPTH = 4
 NEW_WIDTH = 12
 NEW_CORE_FRACTION = 0.0
-LR_FINE_TUNE = 5e-4
-LR_NEW = 2e-3
 
 TOOLTIPS = {
     "image": "The image the network should learn from (2D, RGB, or a stack of 2D planes).",

@@ -36,12 +36,16 @@ from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
 from .snapshots import SNAPSHOTS, snapshot_path
 
-__all__ = ["CLASS_WEIGHTS", "COMPLETE", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
+__all__ = ["CLASS_WEIGHTS", "COMPLETE", "LR_FINE_TUNE", "LR_NEW", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
            "min_crop_size", "saved_run_args", "train"]
 
 STATE = "train_state.pt"
 LOG = "train_log.jsonl"
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)
+LR_NEW = 2e-3
+"""The default learning rate for a new network."""
+LR_FINE_TUNE = 5e-4
+"""The default learning rate for fine-tuning: higher rates can spoil a good starting model."""
 CONTACT_WEIGHT = 5.0
 COMPLETE = "complete"
 """Stage of the one record a run that was already complete yields (nothing was trained)."""
