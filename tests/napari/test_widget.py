@@ -241,6 +241,29 @@ def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):
     assert any("cancelled" in m.lower() for m in notes.messages("info"))
 
 
+def test_cancel_after_the_last_progress_record_is_said(viewer, widget, qtbot, notes, monkeypatch, make_blobs):
+    """Cancel pressed while the job finishes its result (after its last record): the worker
+    sends neither the result nor 'aborted', and the widget must still say it was cancelled."""
+    real = jobs.iter_segment
+
+    def late_cancel(image, **options):
+        result = yield from real(image, **options)
+        widget._run.worker.quit()  # Cancel, pressed after the worker last looked for it
+        return result
+
+    monkeypatch.setattr(jobs, "iter_segment", late_cancel)
+    img = viewer.add_image(make_blobs((40, 48)), name="late")
+    widget.image.value = img
+    n_layers = len(viewer.layers)
+    widget.run()
+    worker = widget._run.worker
+    qtbot.waitUntil(lambda: not widget.running, timeout=20_000)
+    assert worker.abort_requested
+    assert len(viewer.layers) == n_layers
+    assert widget.status.value == "Cancelled."
+    assert sum("cancelled" in m.lower() for m in notes.messages("info")) == 1
+
+
 def test_closing_the_dock_stops_the_job_and_its_progress_bar(viewer, qtbot, tiny_model):
     """Closed with its X, the panel's widget can be collected before its Qt object is
     destroyed: the job must still stop, and napari's progress bar must not stay open."""

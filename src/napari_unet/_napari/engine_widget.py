@@ -210,6 +210,11 @@ class EngineWidget(ViewerListener, Container):
             pbar.set_description(self._describe(run, record))
 
     def _on_finished(self) -> None:
+        run = self._run
+        if run is not None and not run.answered and getattr(run.worker, "abort_requested", False):
+            # Cancelled after the job's last progress record: the worker then sends neither
+            # its result nor "aborted", only "finished".
+            self._on_aborted()
         run, self._run = self._run, None
         if run is not None and run.pbar is not None:
             run.pbar.close()

@@ -331,6 +331,8 @@ class SegmentWidget(EngineWidget):
 
     def _on_aborted(self) -> None:
         run = self._run
+        if run is not None:
+            run.answered = True
         if run is not None and not run.source_removed:
             show_info("Segmentation cancelled: no layers were added.")
             self.status.value = "Cancelled."
