@@ -219,6 +219,37 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
         assert rows and all(float(r["area_um2"]) == pytest.approx(int(r["area"]) * size**2) for r in rows)
 
 
+def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, capsys, fake_net):
+    """A bad image stops a batch (the earlier results stay); rerun with --skip-existing
+    --keep-going, the finished image is skipped, the bad one named, the rest segmented."""
+    good, _ = disc_scene(DISCS[0], noise=5)
+    bad = good.astype(np.float32)
+    bad[3, 3] = np.nan
+    for name, image in (("a", good), ("b", bad), ("c", good)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", image)
+    out = tmp_path / "out"
+    args = ["segment", *(str(tmp_path / f"{n}.tif") for n in "abc"), "-o", str(out),
+            "-m", str(models["2d"]), "--device", "cpu"]
+    assert main(args) == 2
+    assert _assert_one_error_line(capsys.readouterr().err).startswith("napari-unet: error: b.tif: ")
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif"]
+    assert main(args) == 2  # a plain rerun is refused: a's results exist
+    assert "--skip-existing" in _assert_one_error_line(capsys.readouterr().err)
+    ran = len(fake_net)
+    before = (out / "a_instances.tif").stat().st_mtime_ns
+    assert main([*args, "--skip-existing", "--keep-going"]) == 2
+    captured = capsys.readouterr()
+    assert "a.tif: skipped" in captured.out and "c.tif: 3 objects" in captured.out
+    errors = captured.err.strip().splitlines()
+    assert errors[0].startswith("napari-unet: error: b.tif: ") and "NaN" in errors[0]
+    assert errors[-1] == "napari-unet: 1 of 3 images failed: b.tif"
+    assert "Traceback" not in captured.err
+    assert (out / "a_instances.tif").stat().st_mtime_ns == before
+    assert len(fake_net) == ran + 1  # c only
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif",
+                                                     "c_instances.tif", "c_semantic.tif"]
+
+
 def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_net):
     """A disc drifting by a pixel per frame keeps its id with --link-time; each frame
     restarts at 1 without it. Without a time axis --link-time is refused."""

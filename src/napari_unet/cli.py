@@ -80,13 +80,14 @@ def _check_writable(folder: Path) -> None:
         ) from None
 
 
-def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure: bool = False
-                  ) -> list[tuple[Path, ...]]:
+def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure: bool = False,
+                  skip_existing: bool = False) -> list[tuple[Path, ...]]:
     """(input, semantic, instances[, objects table]) paths of every image, checked before any work starts.
 
     Refuses a missing or unsupported input, two inputs whose results would
     share a name, a result that would replace an input image, and (without
-    ``overwrite``) a result file that already exists.
+    ``overwrite``) a result file that already exists, unless all of that
+    image's results exist and ``skip_existing`` (the image will be skipped).
     """
     from .io import check_image_path
 
@@ -100,6 +101,7 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure:
     for path in paths:
         targets = (out / f"{path.stem}_semantic.tif", out / f"{path.stem}_instances.tif",
                    *([out / f"{path.stem}_objects.csv"] if measure else []))
+        complete = skip_existing and all(t.exists() for t in targets)
         for target in targets:
             key = target.name.casefold()  # one file on case-insensitive file systems
             if key in taken:
@@ -113,77 +115,97 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure:
                 raise SegmentationError(
                     f"The results of {path.name} would replace the input image "
                     f"{same[0]}: choose another --output folder.")
-            if target.exists() and not overwrite:
+            if target.exists() and not overwrite and not complete:
                 raise SegmentationError(
                     f"{target} already exists (an earlier run?): add --overwrite to replace it, "
+                    "--skip-existing to skip images whose results are all there, "
                     "or choose another --output folder.")
         plan.append((path, *targets))
     return plan
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from .api import iter_segment
-    from .axes import plan_axes
     from .checkpoint import load_model
-    from .io import read_image_file, write_tiff
-    from .measure import measure_objects, write_csv
 
     out = Path(args.output)
     if args.pixel_size is not None and not args.measure:
         raise SegmentationError("--pixel-size calibrates the --measure table: add --measure.")
-    plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure)
+    plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure,
+                         skip_existing=args.skip_existing)
     _check_writable(out)
     model = load_model(args.model)
-    for path, sem, inst, *table in plan:
-        read = read_image_file(path)
-        image, file_axes = read.image, read.axes
-        _check_declared_channels(read, path.name, args.channel, model, args.axes)
-        spacing = None
-        if args.link_time or args.measure:  # known from the axes alone: say so before the network runs
-            axes = plan_axes(tuple(image.shape), args.axes or file_axes, spatial_dims=model.config.spatial_dims,
-                             in_channels=model.config.in_channels, mode=args.mode).axes
-            if args.link_time and "T" not in axes:
-                raise SegmentationError(
-                    f"--link-time needs a time axis, but {path.name} is read with axes {axes!r}: "
-                    "give them, e.g. --axes TYX.")
-            spacing = _spacing(args.pixel_size, axes, path.name)
-            if spacing is None and read.pixel_size_um:  # the file's own calibration (ImageJ, OME)
-                spatial = [a for a in axes if a in "ZYX"]
-                if all(a in read.pixel_size_um for a in spatial):
-                    spacing = tuple(read.pixel_size_um[a] for a in spatial)
-        bar = ProgressBar(path.name)
+    failed = []
+    for path, *targets in plan:
+        if args.skip_existing and all(t.exists() for t in targets):
+            print(f"{path.name}: skipped, its results are already in {out}")
+            continue
         try:
-            result = _drain(iter_segment(
-                image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
-                device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
-                instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
-                keep_probabilities=False), bar)
+            _segment_one(args, model, path, *targets)
         except SegmentationError as exc:  # in a batch, say which file
-            raise SegmentationError(f"{path.name}: {exc}") from None
-        meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
-        # The result's "axes" are the input's (with C); the files hold the output axes.
-        meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
-        try:
-            # An earlier pair (replaced with --overwrite) goes first: stopped between the two
-            # writes, the folder must not hold a new semantic file beside the old instances.
-            for target in (sem, inst, *table):
-                if target.is_file() or target.is_symlink():
-                    target.unlink()
-            write_tiff(sem, result.semantic, metadata=meta)
-            write_tiff(inst, result.instances, metadata=meta)
-            if table:
-                write_csv(measure_objects(result.instances, axes=result.axes, image=image,
-                                          image_axes=result.metadata["axes"],
-                                          spacing=spacing),
-                          table[0])
-        except OSError as exc:
-            raise SegmentationError(
-                f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
-                f"{exc.filename2 or exc.filename}).") from None
-        n = result.metadata["n_objects"]
-        tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
-        print(f"{path.name}: {n} objects{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
+            text = str(exc) if path.name in str(exc) else f"{path.name}: {exc}"
+            if not args.keep_going:
+                raise SegmentationError(text) from None
+            print(f"napari-unet: error: {text}", file=sys.stderr)
+            failed.append(path.name)
+    if failed:
+        print(f"napari-unet: {len(failed)} of {len(plan)} images failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, inst: Path, *table: Path) -> None:
+    """Segment one image of a ``segment`` batch and write its results (SegmentationError if it cannot)."""
+    from .api import iter_segment
+    from .axes import plan_axes
+    from .io import read_image_file, write_tiff
+    from .measure import measure_objects, write_csv
+
+    out = sem.parent
+    read = read_image_file(path)
+    image, file_axes = read.image, read.axes
+    _check_declared_channels(read, path.name, args.channel, model, args.axes)
+    spacing = None
+    if args.link_time or args.measure:  # known from the axes alone: say so before the network runs
+        axes = plan_axes(tuple(image.shape), args.axes or file_axes, spatial_dims=model.config.spatial_dims,
+                         in_channels=model.config.in_channels, mode=args.mode).axes
+        if args.link_time and "T" not in axes:
+            raise SegmentationError(
+                f"--link-time needs a time axis, but {path.name} is read with axes {axes!r}: "
+                "give them, e.g. --axes TYX.")
+        spacing = _spacing(args.pixel_size, axes, path.name)
+        if spacing is None and read.pixel_size_um:  # the file's own calibration (ImageJ, OME)
+            spatial = [a for a in axes if a in "ZYX"]
+            if all(a in read.pixel_size_um for a in spatial):
+                spacing = tuple(read.pixel_size_um[a] for a in spatial)
+    bar = ProgressBar(path.name)
+    result = _drain(iter_segment(
+        image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
+        device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
+        instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
+        keep_probabilities=False), bar)
+    meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
+    # The result's "axes" are the input's (with C); the files hold the output axes.
+    meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
+    try:
+        # An earlier pair (replaced with --overwrite) goes first: stopped between the two
+        # writes, the folder must not hold a new semantic file beside the old instances.
+        for target in (sem, inst, *table):
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+        write_tiff(sem, result.semantic, metadata=meta)
+        write_tiff(inst, result.instances, metadata=meta)
+        if table:
+            write_csv(measure_objects(result.instances, axes=result.axes, image=image,
+                                      image_axes=result.metadata["axes"],
+                                      spacing=spacing),
+                      table[0])
+    except OSError as exc:
+        raise SegmentationError(
+            f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
+            f"{exc.filename2 or exc.filename}).") from None
+    n = result.metadata["n_objects"]
+    tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
+    print(f"{path.name}: {n} objects{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
 
 
 def _pixel_sizes(text: str) -> tuple[float, ...]:
@@ -463,6 +485,12 @@ def _parser() -> argparse.ArgumentParser:
                         "Default: the pixel size an ImageJ or OME TIFF declares, if any")
     s.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder (input images are never replaced)")
+    s.add_argument("--skip-existing", action="store_true",
+                   help="skip images whose results are all in the output folder already (e.g. to finish a "
+                        "batch that stopped)")
+    s.add_argument("--keep-going", action="store_true",
+                   help="when an image cannot be segmented, say why and go on with the others (exit "
+                        "status 2 at the end, naming them)")
     s.set_defaults(func=_cmd_segment)
 
     t = sub.add_parser("train", help="train a model from images and instance masks")
