@@ -529,7 +529,11 @@ def test_evaluate_passes_the_scale_on(models, tmp_path, capsys, fake_net):
     assert main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "--model",
                  str(models["2d"]), "--device", "cpu", "--scale", "2", "--json", str(out_json)]) == 0
     assert fake_net and all(b[-2:] == (128, 128) for b in fake_net), "the network saw 64 px images at 2x"
-    assert json.loads(out_json.read_text())["scale"] == "2"
+    assert json.loads(out_json.read_text())["scale"] == 2.0
+    # Without --scale, the scale the model chose (1 here), not null.
+    assert main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "--model",
+                 str(models["2d"]), "--device", "cpu", "--json", str(out_json), "--overwrite"]) == 0
+    assert json.loads(out_json.read_text())["scale"] == 1.0
     capsys.readouterr()
 
 
@@ -571,7 +575,7 @@ def test_evaluate_perfect_prediction_scores_one(models, tmp_path, capsys, monkey
 
     def fake_segment(image, **kwargs):
         labels = truth[np.asarray(image).tobytes()].astype(np.int32)
-        return Segmentation((labels > 0).astype(np.uint8), labels, None, "YX", {})
+        return Segmentation((labels > 0).astype(np.uint8), labels, None, "YX", {"scale": 1.0})
 
     monkeypatch.setattr(napari_unet.api, "segment", fake_segment)
     out_json = tmp_path / "s.json"

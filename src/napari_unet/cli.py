@@ -347,13 +347,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.images, args.masks, axes=args.axes,
         check_channels=lambda read, name: _check_declared_channels(read, name, args.channel, model, args.axes))
     bar = ProgressBar("evaluate")
-    truths, preds = [], []
+    truths, preds, scales = [], [], set()
     for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):
         try:
             result = segment(img, model=model, axes=axes, channel=args.channel, device=args.device,
                              scale=args.scale, keep_probabilities=False)
         except SegmentationError as exc:
             raise SegmentationError(f"{name}: {exc}") from None
+        scales.add(float(result.metadata["scale"]))
         # Time points are scored as separate images; z-stacks as volumes.
         pairs = _time_points(mask, result.instances, result.axes)
         truths += _truths(mask, name, [truth for truth, _ in pairs])
@@ -371,7 +372,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(scores.format_table(), file=out)
     if args.json:
         payload = {"model": model.name, "model_sha256": model.sha256, "images": args.images,
-                   "scale": args.scale, **scores.to_dict()}
+                   # The scale the images were segmented at (several with --scale auto).
+                   "scale": scales.pop() if len(scales) == 1 else sorted(scales), **scores.to_dict()}
         text = json.dumps(payload, indent=2)
         if args.json == "-":
             print(text)

@@ -216,11 +216,12 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, metadata: dict | N
     import tifffile
 
     path = Path(path)
-    tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".tif.tmp")
+    tmp = None
     try:
+        tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".tif.tmp")
         tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack", metadata=metadata)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path

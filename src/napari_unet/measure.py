@@ -185,15 +185,16 @@ def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
     path = Path(path)
     names = list(table)
     columns = [_text(np.asarray(table[name])) for name in names]
-    tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".csv.tmp")
+    tmp = None
     try:
+        tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".csv.tmp")
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(names)
             writer.writerows(zip(*columns))
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
 
