@@ -204,6 +204,12 @@ def test_prepare_sample_refuses_mismatches():
     two = prepare_sample(np.random.default_rng(0).random((20, 20, 2)), np.zeros((20, 20), np.int32),
                          in_channels=2)
     assert two.image.shape == (2, 20, 20)
+    # Too small to segment (tuning would refuse it after the training): refused now, named.
+    labels = np.zeros((1, 256), np.int32)
+    labels[0, 10:20] = 1
+    with pytest.raises(SegmentationError, match="thin: 1 x 256 pixels is too small to learn from"):
+        prepare_sample(np.ones((1, 256)), labels, name="thin")
+    assert prepare_sample(np.ones((4, 4)), np.ones((4, 4), np.int32)).target.shape == (4, 4)
 
 
 def test_load_pairs_reads_matching_files(tmp_path):

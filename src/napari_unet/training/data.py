@@ -22,6 +22,7 @@ from skimage.segmentation import find_boundaries
 from ..errors import SegmentationError
 from ..io import IMAGE_SUFFIXES, image_files, read_image_file, read_labels
 from ..normalize import luminance, normalize
+from ..predict import MIN_SIZE
 
 __all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_pair_shapes", "is_binary_mask", "load_pairs",
            "mask_files_by_stem", "mask_for", "pair_planes",
@@ -168,6 +169,11 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
         raise SegmentationError(
             f"{name}: image shape {image.shape} does not match mask shape {labels.shape}."
         )
+    if min(labels.shape[-2:]) < MIN_SIZE:
+        # Training would pad it, but tuning and segmenting refuse it (after hours of training).
+        raise SegmentationError(
+            f"{name}: {' x '.join(map(str, labels.shape[-2:]))} pixels is too small to learn from: "
+            f"give images of at least {MIN_SIZE} x {MIN_SIZE} pixels, or leave this one out.")
     target = three_class_targets(labels, core_fraction=core_fraction)
     if contacts:
         target = mark_contacts(target, labels)
