@@ -134,6 +134,23 @@ def test_pixel_size_from_imagej_and_ome_tiffs(tmp_path):
     assert read_image_file(tmp_path / "plain.tif").pixel_size_um is None
 
 
+def test_imagej_stack_of_voxel_depth_one_is_calibrated(tmp_path):
+    """ImageJ writes no spacing= for a voxel depth of 1 (its default): the stack is still
+    calibrated, Z at 1 unit; zunit= and yunit= (written where they differ from unit=) are used."""
+    from napari_unet.io import read_image_file
+
+    stack = np.zeros((3, 20, 30), np.uint16)
+    tifffile.imwrite(tmp_path / "d1.tif", stack, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"axes": "ZYX", "unit": "micron"})
+    assert read_image_file(tmp_path / "d1.tif").pixel_size_um == pytest.approx({"Z": 1.0, "Y": 0.2, "X": 0.2})
+    tifffile.imwrite(tmp_path / "zu.tif", stack, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"axes": "ZYX", "unit": "micron", "spacing": 300.0, "zunit": "nm"})
+    assert read_image_file(tmp_path / "zu.tif").pixel_size_um == pytest.approx({"Z": 0.3, "Y": 0.2, "X": 0.2})
+    tifffile.imwrite(tmp_path / "plane.tif", stack[0], imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"unit": "micron"})
+    assert read_image_file(tmp_path / "plane.tif").pixel_size_um == pytest.approx({"Y": 0.2, "X": 0.2})
+
+
 def test_planar_rgb_tiff_is_colour_not_a_z_stack(tmp_path):
     """Photometric RGB stored plane after plane (SYX) has its colour axis first."""
     rgb = np.random.default_rng(0).integers(0, 255, (3, 40, 50), dtype=np.uint8)

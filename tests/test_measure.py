@@ -109,3 +109,17 @@ def test_spacing_adds_the_calibrated_size():
     for bad in ((0.5,), (0.5, -1.0), (0.5, float("nan")), "ab"):
         with pytest.raises(SegmentationError, match="spacing must give 2 positive pixel sizes"):
             measure_objects(labels, axes="YX", spacing=bad)
+
+
+def test_huge_uint64_ids_keep_their_value(tmp_path):
+    """Ids above 2**63 in uint64 labels stay themselves (not negative), in the table and the CSV."""
+    from napari_unet.measure import write_csv
+
+    labels = np.zeros((6, 6), np.uint64)
+    labels[1:3, 1:3] = 2**63 + 5
+    labels[4:6, 4:6] = 2**64 - 1
+    table = measure_objects(labels, axes="YX")
+    assert [int(v) for v in table["label"]] == [2**63 + 5, 2**64 - 1]
+    write_csv(table, tmp_path / "t.csv")
+    rows = (tmp_path / "t.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [2**63 + 5, 2**64 - 1]

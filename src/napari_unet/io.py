@@ -102,16 +102,22 @@ def _tiff_pixel_size(tif: Any, axes: str | None) -> dict[str, float] | None:
                     sizes[a] = float(value) * factor
         elif tif.is_imagej:
             meta = tif.imagej_metadata or {}
-            factor = _UM_PER_UNIT.get(str(meta.get("unit", "")).lower())
-            if factor is None:
+            unit = str(meta.get("unit", "")).lower()
+            if _UM_PER_UNIT.get(unit) is None:
                 return None
+            # ImageJ writes yunit= and zunit= only where they differ from unit=
+            factors = {"X": _UM_PER_UNIT[unit],
+                       "Y": _UM_PER_UNIT.get(str(meta.get("yunit", unit)).lower()),
+                       "Z": _UM_PER_UNIT.get(str(meta.get("zunit", unit)).lower())}
             tags = tif.pages[0].tags
             sizes = {}
             for a, tag in (("X", "XResolution"), ("Y", "YResolution")):
                 num, den = tags[tag].value
-                sizes[a] = den / num * factor
-            if "spacing" in meta:
-                sizes["Z"] = float(meta["spacing"]) * factor
+                if factors[a] is not None:
+                    sizes[a] = den / num * factors[a]
+            if factors["Z"] is not None:
+                # ImageJ leaves out spacing= when the voxel depth is 1 (its default), as Fiji saves it
+                sizes["Z"] = float(meta.get("spacing", 1.0)) * factors["Z"]
         else:
             return None
     except Exception:  # noqa: BLE001 - unreadable calibration: measure in pixels

@@ -156,7 +156,8 @@ def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None) 
     ids, rank = np.unique(flat[where], return_inverse=True)
     n = len(ids)
     area = np.bincount(rank, minlength=n)
-    cols: list[np.ndarray] = [ids.astype(np.int64)]
+    # uint64 ids above 2**63 (napari allows them) would wrap to negative int64 ids
+    cols: list[np.ndarray] = [ids.astype(np.uint64 if block.dtype == np.uint64 else np.int64)]
     if t is not None:
         cols.append(np.full(n, t, np.int64))
     cols.append(area.astype(np.int64))
