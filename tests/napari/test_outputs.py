@@ -397,3 +397,44 @@ def test_update_instances_updates_the_pair_being_corrected(viewer, widget, wait_
     widget.update_instances()
     assert not widget.running
     assert any("were removed from the viewer" in m for m in notes.messages("error"))
+
+
+def test_measure_objects_measures_the_selected_instances_and_forgets_on_edit(
+        viewer, widget, wait_done, fake_net, notes, monkeypatch):
+    """The selected instances layer is measured, even one a later update left aside (the user's
+    corrected labels); a pair whose instances are gone is said, not swapped for another; and a
+    brush stroke drops the values, which no longer describe the objects."""
+    from scenes import disc_scene
+
+    img = viewer.add_image(disc_scene([(16, 16, 6), (40, 44, 8), (50, 12, 5)])[0], name="img")
+    widget.image.value = img
+    monkeypatch.setattr(type(widget), "_ask_table_path", lambda self, name: None)
+    widget.run()
+    wait_done(widget)
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    inst.data = np.where(inst.data == inst.data[16, 16], 0, inst.data).astype(inst.data.dtype)  # erase one
+    widget.run()  # the edited pair is kept: the results go to [2]
+    wait_done(widget)
+    edit = sem.data.copy()
+    edit[0, 0] = 1
+    sem.data = edit
+    viewer.layers.selection.active = sem
+    widget.update_instances()  # 'img instances' holds edits: the update goes to a new layer
+    wait_done(widget)
+    assert "img instances [3]" in names(viewer)
+    viewer.layers.selection.active = inst  # the user's corrected labels, no longer in a pair
+    widget.measure()
+    wait_done(widget)
+    assert widget.status.value.startswith("2 objects measured in img instances;")
+    assert sorted(inst.features["index"]) == sorted(int(i) for i in np.unique(inst.data) if i)
+    # A brush stroke: the values describe objects that changed, so they go.
+    inst.brush_size = 3
+    inst.paint((40, 44), 0)
+    assert inst.features.shape[1] == 0
+    # The [2] pair's instances deleted, its mask selected: said, not another pair measured.
+    viewer.layers.remove("img instances [2]")
+    viewer.layers.selection.active = viewer.layers["img semantic [2]"]
+    notes.items.clear()
+    widget.measure()
+    assert not widget.running
+    assert any("select that result's instances" in m for m in notes.messages("error"))

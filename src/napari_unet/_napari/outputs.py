@@ -76,6 +76,7 @@ class RunRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     instances: np.ndarray | None = None
     instance_params: dict[str, Any] = field(default_factory=dict)
+    made: list[tuple[str, weakref.ref]] = field(default_factory=list)  # every layer it put out
 
     def layer(self, role: str) -> Labels | None:
         out = self.outputs.get(role)
@@ -116,15 +117,22 @@ class OutputTracker:
         records = self._records.get(source)
         return records[-1] if records else None
 
+    def owner(self, source: Image, layer: Any) -> tuple[RunRecord, str] | None:
+        """The pair of ``source`` that put out ``layer`` (now or earlier) and its role, else None."""
+        for rec in reversed(self._records.get(source) or []):
+            for role, ref in rec.made:
+                if ref() is layer:
+                    return rec, role
+        return None
+
     def pair_for(self, source: Image, role: str, prefer: Any = None) -> RunRecord | None:
-        """The pair of ``source`` to work on: the one holding ``prefer`` (e.g. the layer the user
-        selected), else the newest whose ``role`` layer is still in the viewer (None if none)."""
-        records = self._records.get(source) or []
-        for rec in reversed(records):
-            if prefer is not None and any(out.layer() is prefer for out in rec.outputs.values()):
-                if self._present(rec.layer(role)):
-                    return rec
-        for rec in reversed(records):
+        """The pair of ``source`` to work on: the one that put out ``prefer`` (e.g. the layer the
+        user selected), else the newest whose ``role`` layer is still in the viewer. None when
+        there is none, or when ``prefer``'s pair has no ``role`` layer left."""
+        found = self.owner(source, prefer) if prefer is not None else None
+        if found is not None:
+            return found[0] if self._present(found[0].layer(role)) else None
+        for rec in reversed(self._records.get(source) or []):
             if self._present(rec.layer(role)):
                 return rec
         return None
@@ -213,6 +221,8 @@ class OutputTracker:
         if digest is None or layer.data is not data:
             digest = fingerprint(layer.data)
         rec.outputs[role] = _Output(weakref.ref(layer), digest, kwargs["name"], from_edits)
+        if not any(ref() is layer for _, ref in rec.made):
+            rec.made.append((role, weakref.ref(layer)))
         return layer
 
     def _update(self, layer: Labels, data: np.ndarray, kwargs: dict[str, Any], auto_name: str) -> Labels:

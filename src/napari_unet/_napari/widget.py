@@ -10,6 +10,7 @@ image (see :mod:`.layers`); outputs the user has edited are never overwritten
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -414,15 +415,21 @@ class SegmentWidget(EngineWidget):
             show_info("Wait for the running job to finish (or cancel it) first.")
             return
         source = unwrap(self.image.value)
-        record = (self._tracker.pair_for(source, "instances", self._viewer.layers.selection.active)
-                  if source is not None else None)
-        layer = record.layer("instances") if record is not None else None
+        active = self._viewer.layers.selection.active
+        found = self._tracker.owner(source, active) if source is not None and active is not None else None
+        if found is not None and found[1] == "instances" and active in self._viewer.layers:
+            record, layer = found[0], active  # the instances the user selected, even a kept earlier one
+        else:
+            record = self._tracker.pair_for(source, "instances", active) if source is not None else None
+            layer = record.layer("instances") if record is not None else None
         if layer is None:
             name = source.name if source is not None else "the image"
             show_error(f"There are no instance labels of {name} to measure: run the segmentation "
-                       "first (or put back '<image> instances' if you deleted it).")
+                       "first (or put back '<image> instances' if you deleted it; with a layer of "
+                       "another result selected, select that result's instances).")
             return
-        image_axes = str(record.metadata.get("axes") or "")
+        own = layer.metadata.get("axes") if isinstance(layer.metadata, dict) else None
+        image_axes = str(own if isinstance(own, str) else record.metadata.get("axes") or "")
         axes = image_axes.replace("C", "")
         if len(axes) != layer.ndim:
             show_error(f"'{layer.name}' no longer has the {len(axes)} dimensions its run made "
@@ -449,6 +456,7 @@ class SegmentWidget(EngineWidget):
         hover = "T" not in axes and layer in self._viewer.layers
         if hover:  # ids repeat over time points: hovering needs one row per id
             layer.features = {"index": result["label"], **{k: v for k, v in result.items() if k != "label"}}
+            _forget_features_on_edit(layer)
         self.status.value = (f"{count} objects measured in {layer.name}"
                              + ("; hover one to see its values." if hover else "."))
         path = self._ask_table_path(f"{run.source_name}_objects.csv")
@@ -477,6 +485,31 @@ class SegmentWidget(EngineWidget):
         if record is not None:
             record.instances = instances
             record.instance_params = dict(params)
+
+
+_FORGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> its "forget" handler
+
+
+def _forget_features_on_edit(layer: Labels) -> None:
+    """Drop ``layer``'s measurements at its next edit (brush, fill, eraser, new data): they
+    describe the objects as they were, and hovering must not show stale values."""
+    ref = weakref.ref(layer)  # the handler is kept in _FORGET: it must not keep the layer alive
+
+    def forget(_event: Any = None) -> None:
+        target = ref()
+        if target is None:
+            return
+        target.events.paint.disconnect(forget)
+        target.events.data.disconnect(forget)
+        _FORGET.pop(target, None)
+        target.features = {}
+
+    old = _FORGET.pop(layer, None)
+    for emitter in (layer.events.paint, layer.events.data):
+        if old is not None:
+            emitter.disconnect(old)  # measured again: one handler
+        emitter.connect(forget)
+    _FORGET[layer] = forget
 
 
 _SHORT_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "meter": "m"}
