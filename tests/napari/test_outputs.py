@@ -213,6 +213,23 @@ def test_fingerprint_sees_any_change():
     assert fingerprint([1, 2]) is None
 
 
+def test_fingerprint_of_big_arrays_hashes_chunks_in_order(monkeypatch):
+    """Hashed in chunks on several threads: any change, and chunks in another order, still show."""
+    from napari_unet._napari import outputs
+
+    monkeypatch.setattr(outputs, "_CHUNK", 64)  # 16 int32 values a chunk
+    a = np.arange(16 * 40, dtype=np.int32).reshape(40, 16)
+    before = fingerprint(a)
+    assert fingerprint(a.copy()) == before == fingerprint(np.asfortranarray(a))  # the values count
+    for row in (0, 17, 39):
+        b = a.copy()
+        b[row, 5] += 1
+        assert fingerprint(b) != before
+    swapped = a.copy()
+    swapped[[3, 4]] = swapped[[4, 3]]  # two whole chunks trade places
+    assert fingerprint(swapped) != before
+
+
 def test_relabel_job_labels_z_stacks_per_time_point_whatever_the_axis_order():
     """ZTYX: each time point's volume is labelled across Z, as the engine does (not T across Z)."""
     mask = np.zeros((2, 3, 12, 12), np.uint8)  # Z, T, Y, X

@@ -19,7 +19,9 @@ updated.
 from __future__ import annotations
 
 import hashlib
+import os
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,14 +35,38 @@ __all__ = ["fingerprint", "OutputTracker", "Published", "RunRecord"]
 _PLACEMENT = ("scale", "translate", "units", "axis_labels")
 
 
+_CHUNK = 1 << 24  # bytes hashed per task
+_pool: ThreadPoolExecutor | None = None
+
+
+def _sha1(chunk: memoryview) -> bytes:
+    return hashlib.sha1(chunk, usedforsecurity=False).digest()
+
+
 def fingerprint(data: Any) -> str | None:
-    """A digest of an array's shape, dtype and bytes (None when it is not a numpy array)."""
+    """A digest of an array's shape, dtype and bytes (None when it is not a numpy array).
+
+    The bytes are hashed in 16 MiB chunks, on every core at once (hashlib lets go of the
+    GIL), and the chunks' digests hashed in order: a big stack is hashed about as many
+    times faster as there are cores, and the digest does not depend on their number.
+    """
+    global _pool
     if not isinstance(data, np.ndarray):
         return None
     # No adversary here, only edits to notice: SHA-1 hashes a big stack about 3x faster than BLAKE2b.
     digest = hashlib.sha1(usedforsecurity=False)
     digest.update(repr((data.shape, data.dtype.str)).encode())
-    digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
+    raw = memoryview(np.ascontiguousarray(data)).cast("B")
+    chunks = [raw[i:i + _CHUNK] for i in range(0, len(raw), _CHUNK)]
+    if len(chunks) > 1:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                       thread_name_prefix="napari-unet-hash")
+        parts = _pool.map(_sha1, chunks)
+    else:
+        parts = map(_sha1, chunks)
+    for part in parts:
+        digest.update(part)
     return digest.hexdigest()
 
 
