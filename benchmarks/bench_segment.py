@@ -73,6 +73,12 @@ def main() -> None:
         for _ in gen:
             pass
 
+    result = napari_unet.segment(image, model=model, device="cpu", keep_probabilities=False)
+
+    def measure() -> None:
+        napari_unet.measure_objects(result.instances, axes=result.axes, image=image,
+                                    image_axes=result.metadata["axes"], spacing=(0.5, 0.5))
+
     rows = [
         ("segment, defaults (end to end)", lambda: napari_unet.segment(image, model=model, device="cpu")),
         ("segment, no probabilities kept", lambda: napari_unet.segment(image, model=model, device="cpu",
@@ -82,6 +88,7 @@ def main() -> None:
         ("segment, 512 px tiles", lambda: napari_unet.segment(image, model=model, device="cpu", tile_size=512)),
         ("network only (fused, 1 tile)", network_only),
         ("segment 2048x2048 (2x2 of it), defaults", lambda: napari_unet.segment(big, model=model, device="cpu")),
+        (f"measure_objects ({result.metadata['n_objects']} objects)", measure),
     ]
     results = [(name, timed(fn, args.repeats)) for name, fn in rows]
     base = results[0][1]
