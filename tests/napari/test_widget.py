@@ -211,6 +211,9 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
     wait_done(widget)
     top, _ = tracks(viewer.layers["movie instances"].data)
     assert top == [1, 2, 1]
+    # The metadata says what the update made: no longer linked.
+    assert viewer.layers["movie instances"].metadata["linked_over_time"] is False
+    assert viewer.layers["movie instances"].metadata["n_objects"] == 7
     assert not notes.messages("warning")
     # Read as a z-stack (no T), nothing can be linked: the box being on is not ignored silently.
     widget.axes.value = None

@@ -398,6 +398,8 @@ class SegmentWidget(EngineWidget):
         spatial, _ = spatial_kwargs(semantic)
         meta = {**record.metadata, "source_layer": run.source.name,
                 "instance_method": params["method"], "min_size": params["min_size"],
+                # The update may link (or unlink) the ids and changes the count: say what it made.
+                "linked_over_time": bool(made["linked"]), "n_objects": int(result.count),
                 "updated_from": semantic.name}
         data_tuple = label_layer_data(result.labels, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
