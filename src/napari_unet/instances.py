@@ -58,7 +58,11 @@ def _holes(mask: np.ndarray) -> np.ndarray:
 
 
 def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
-    """Fill holes inside each object (a hole takes the nearest object's label).
+    """Fill the holes of the foreground: each hole pixel takes the nearest object's label.
+
+    A hole is background that objects enclose: inside one object, or where
+    several touching objects meet around it (a dim spot at a contact is
+    taken as nucleus, shared between the nearest objects).
 
     Holes are few and small, so each is filled within its own bounding box
     (grown by one pixel, which reaches the object around it). In a volume, a
@@ -218,7 +222,8 @@ def label_instances(
     min_size : int
         Objects smaller than this many pixels (voxels) are removed.
     fill_holes : bool
-        Fill holes inside objects.
+        Fill holes: background enclosed by objects, inside one or where several
+        touching objects meet around it (see :func:`_fill_holes_per_label`).
     ndim : int or None
         Trailing dimensions labelled together (2 or 3); leading dimensions are
         labelled one block at a time, each from 1. None labels all dimensions
