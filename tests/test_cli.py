@@ -250,6 +250,55 @@ def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, c
                                                      "c_instances.tif", "c_semantic.tif"]
 
 
+def test_segment_overwrite_without_measure_removes_the_earlier_table(models, tmp_path, capsys, fake_net):
+    """Re-segmented with --overwrite but no --measure, an image's earlier <stem>_objects.csv
+    would describe objects that are no longer in its instances file: it goes with them."""
+    image, _ = disc_scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "a.tif"), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main([*args, "--measure"]) == 0
+    assert (out / "a_objects.csv").is_file()
+    assert main([*args, "--overwrite", "--threshold", "0.9"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif"]
+
+
+def test_segment_keep_going_goes_on_after_an_unforeseen_error(models, tmp_path, capsys, fake_net,
+                                                            monkeypatch):
+    """An error the engine does not turn into a SegmentationError (running out of memory on
+    one big image) is named with its file, and --keep-going still goes on with the others."""
+    import napari_unet.api as api
+
+    real = api.iter_segment
+
+    def flaky(image, **kw):
+        if image.shape[0] == 80:  # the "big" image
+            raise MemoryError()
+        return (yield from real(image, **kw))
+
+    monkeypatch.setattr(api, "iter_segment", flaky)
+    good, _ = disc_scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", good)
+    tifffile.imwrite(tmp_path / "b.tif", np.pad(good, ((8, 8), (0, 0))))
+    tifffile.imwrite(tmp_path / "c.tif", good)
+    out = tmp_path / "out"
+    args = ["segment", *(str(tmp_path / f"{n}.tif") for n in "abc"), "-o", str(out),
+            "-m", str(models["2d"]), "--device", "cpu"]
+    assert main([*args, "--keep-going"]) == 2
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert errors[0].startswith("napari-unet: error: b.tif: ran out of memory"), captured.err
+    assert errors[-1] == "napari-unet: 1 of 3 images failed: b.tif"
+    assert "Traceback" not in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif",
+                                                     "c_instances.tif", "c_semantic.tif"]
+    # Without --keep-going the batch stops, naming the file.
+    shutil.rmtree(out)
+    assert main(args) == 2
+    assert _assert_one_error_line(capsys.readouterr().err).startswith("napari-unet: error: b.tif: ")
+
+
 def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_net):
     """A disc drifting by a pixel per frame keeps its id with --link-time; each frame
     restarts at 1 without it. Without a time axis --link-time is refused."""

@@ -141,7 +141,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             continue
         try:
             _segment_one(args, model, path, *targets)
-        except SegmentationError as exc:  # in a batch, say which file
+        except Exception as exc:  # noqa: BLE001 - in a batch, say which file (and go on with --keep-going)
+            if not isinstance(exc, SegmentationError):
+                if os.environ.get("NAPARI_UNET_DEBUG"):
+                    raise
+                exc = SegmentationError(_unexpected(exc))
             text = str(exc) if path.name in str(exc) else f"{path.name}: {exc}"
             if not args.keep_going:
                 raise SegmentationError(text) from None
@@ -151,6 +155,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         print(f"napari-unet: {len(failed)} of {len(plan)} images failed: {', '.join(failed)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _unexpected(exc: BaseException) -> str:
+    """The message of an error the engine did not foresee (e.g. running out of memory)."""
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return ("ran out of memory: try a smaller --tile-size, --device cpu, or a smaller image "
+                "(e.g. a crop or fewer planes).")
+    return (f"unexpected {describe(exc)}. Check the image and the options; run again with "
+            "NAPARI_UNET_DEBUG=1 for the details, and report it if it persists.")
 
 
 def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, inst: Path, *table: Path) -> None:
@@ -189,7 +202,9 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     try:
         # An earlier pair (replaced with --overwrite) goes first: stopped between the two
         # writes, the folder must not hold a new semantic file beside the old instances.
-        for target in (sem, inst, *table):
+        # An earlier run's table (--measure) goes too: it describes the objects replaced.
+        stale = [out / f"{path.stem}_objects.csv"] if args.overwrite and not table else []
+        for target in (sem, inst, *table, *stale):
             if target.is_file() or target.is_symlink():
                 target.unlink()
         write_tiff(sem, result.semantic, metadata=meta)

@@ -455,3 +455,45 @@ def test_measure_objects_measures_the_selected_instances_and_forgets_on_edit(
     widget.measure()
     assert not widget.running
     assert any("select that result's instances" in m for m in notes.messages("error"))
+
+
+def test_a_deleted_pair_is_forgotten_at_the_next_run(make_blobs):
+    """Every shown pair is remembered, with a copy of its instances; a pair whose layers the
+    user deleted must not keep that copy alive once a later run is published."""
+    import gc
+    import weakref
+
+    from napari.layers import Image
+
+    from napari_unet._napari.outputs import OutputTracker
+
+    class Viewer:  # what OutputTracker uses of a viewer
+        def __init__(self):
+            self.layers = []
+
+        def add_layer(self, layer):
+            self.layers.append(layer)
+
+    def tuples(seed):
+        mask = (np.random.default_rng(seed).random((16, 16)) > 0.5).astype(np.uint8)
+        meta = {"metadata": {}, "scale": (1, 1), "translate": (0, 0), "units": ("pixel", "pixel"),
+                "axis_labels": ("y", "x")}
+        return {role: (mask.copy(), {**meta, "name": f"img {role}"}, "labels")
+                for role in ("semantic", "instances")}
+
+    viewer = Viewer()
+    source = Image(make_blobs((16, 16)), name="img")
+    tracker = OutputTracker(viewer)
+    first = tracker.publish(source, tuples(0)).layers
+    kept = np.zeros((16, 16), np.int32)
+    tracker.record(source).instances = kept  # what the widget remembers for Update instances
+    ref = weakref.ref(kept)
+    del kept
+    first["semantic"].data = 1 - first["semantic"].data  # the user's work: a new pair
+    tracker.publish(source, tuples(1))
+    assert len(viewer.layers) == 4 and ref() is not None  # both pairs shown, both remembered
+    for layer in first.values():
+        viewer.layers.remove(layer)  # the user deletes the first pair
+    tracker.publish(source, tuples(2))  # a re-run into the (untouched) newest pair
+    gc.collect()
+    assert ref() is None

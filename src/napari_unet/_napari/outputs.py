@@ -212,7 +212,9 @@ class OutputTracker:
         fresh = bool(work) and not from_edits
         if fresh:  # a new pair; the one holding the user's work stays remembered
             rec = RunRecord(label_ndim=rec.label_ndim, metadata=dict(rec.metadata))
-            records[:] = [r for r in records if self._shown(r)] + [rec]
+            records.append(rec)
+        # Pairs the user deleted are forgotten (each holds a copy of its instances).
+        records[:] = [r for r in records if r is rec or self._shown(r)]
         if label_ndim is not None:
             rec.label_ndim = int(label_ndim)
         if metadata is not None:
