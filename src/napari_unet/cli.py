@@ -118,8 +118,9 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure:
             if target.exists() and not overwrite and not complete:
                 raise SegmentationError(
                     f"{target} already exists (an earlier run?): add --overwrite to replace it, "
-                    "--skip-existing to skip images whose results are all there, "
-                    "or choose another --output folder.")
+                    + ("which redoes the images whose results are there only in part, "
+                       if skip_existing else "--skip-existing to skip images whose results are all there, ")
+                    + "or choose another --output folder.")
         plan.append((path, *targets))
     return plan
 

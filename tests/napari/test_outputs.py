@@ -448,6 +448,12 @@ def test_measure_objects_measures_the_selected_instances_and_forgets_on_edit(
     inst.brush_size = 3
     inst.paint((40, 44), 0)
     assert inst.features.shape[1] == 0
+    # Painted while it was being measured: the values describe the labels as they were, so they
+    # are not shown on hover (the status says so).
+    widget.measure()
+    inst.paint((50, 12), 0)
+    wait_done(widget)
+    assert inst.features.shape[1] == 0 and "changed since" in widget.status.value
     # The [2] pair's instances deleted, its mask selected: said, not another pair measured.
     viewer.layers.remove("img instances [2]")
     viewer.layers.selection.active = viewer.layers["img semantic [2]"]
@@ -455,6 +461,14 @@ def test_measure_objects_measures_the_selected_instances_and_forgets_on_edit(
     widget.measure()
     assert not widget.running
     assert any("select that result's instances" in m for m in notes.messages("error"))
+    # The first result's mask deleted, labels it made selected: Update instances says to pick
+    # another result's mask ('img semantic [2]' is still there), not that every mask is gone.
+    viewer.layers.remove("img semantic")
+    viewer.layers.selection.active = inst
+    notes.items.clear()
+    widget.update_instances()
+    assert not widget.running
+    assert any("select the mask of another result" in m for m in notes.messages("error"))
 
 
 def test_a_deleted_pair_is_forgotten_at_the_next_run(make_blobs):

@@ -349,6 +349,14 @@ class SegmentWidget(EngineWidget):
         record = (self._tracker.pair_for(source, "semantic", self._viewer.layers.selection.active)
                   if source is not None else None)
         semantic = record.layer("semantic") if record is not None else None
+        active = self._viewer.layers.selection.active
+        if semantic is None and source is not None and active is not None and \
+                self._tracker.owner(source, active) is not None and \
+                self._tracker.pair_for(source, "semantic") is not None:
+            show_error(f"The semantic mask of the result '{active.name}' belongs to was removed: select "
+                       f"the mask of another result of {source.name} in the layer list, then press "
+                       "'Update instances' again.")
+            return
         if semantic is None and source is not None and self._tracker.record(source) is not None:
             show_error(f"The semantic masks of {source.name} were removed from the viewer: run the "
                        "segmentation again, correct its mask, then press 'Update instances'.")
@@ -444,9 +452,11 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True)
         self.status.value = f"Measuring the objects of {layer.name}…"
         self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_measured(result, layer, axes), progress_records=False)
+                    lambda result: self._on_measured(result, layer, axes, labels), progress_records=False)
 
-    def _on_measured(self, result: dict[str, np.ndarray] | JobFailed, layer: Labels, axes: str) -> None:
+    def _on_measured(self, result: dict[str, np.ndarray] | JobFailed, layer: Labels, axes: str,
+                     measured: np.ndarray) -> None:
+        """Show ``result`` (the measurements of ``measured``, a copy of ``layer``'s labels) on hover."""
         run = self._run
         if run is None or run.source_removed:
             return
@@ -455,12 +465,15 @@ class SegmentWidget(EngineWidget):
             self.status.value = "Failed: see the notification."
             return
         count = len(result["label"])
-        hover = "T" not in axes and layer in self._viewer.layers
-        if hover:  # ids repeat over time points: hovering needs one row per id
+        hover = "T" not in axes and layer in self._viewer.layers  # ids repeat over time points
+        changed = hover and not np.array_equal(layer.data, measured)  # edited while it was measured
+        if hover and not changed:
             layer.features = {"index": result["label"], **{k: v for k, v in result.items() if k != "label"}}
             _forget_features_on_edit(layer)
         self.status.value = (f"{count} objects measured in {layer.name}"
-                             + ("; hover one to see its values." if hover else "."))
+                             + ("; hover one to see its values." if hover and not changed else
+                                " (as it was when you pressed the button: it changed since, measure again "
+                                "to see the values on hover)." if changed else "."))
         path = self._ask_table_path(f"{run.source_name}_objects.csv")
         if not path:
             return
