@@ -116,7 +116,9 @@ TOOLTIPS = {
         "whether it touches the image border, and the image's mean and\n"
         "summed intensity in it (each channel). Hover a nucleus to see its values (images\n"
         "without a time axis); then choose where to save the table (CSV), or cancel.\n"
-        "With several result pairs, the selected layer's pair is measured (else the newest)."
+        "With several result pairs, the selected layer's pair is measured (else the newest).\n"
+        "Painting drops the hover values (they describe the objects as they were); after an\n"
+        "undo, measure again."
     ),
     "update": (
         "Recompute '<image> instances' from '<image> semantic' after you corrected the mask\n"
