@@ -143,19 +143,24 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         try:
             _segment_one(args, model, path, *targets)
         except Exception as exc:  # noqa: BLE001 - in a batch, say which file (and go on with --keep-going)
-            if not isinstance(exc, SegmentationError):
+            unforeseen = not isinstance(exc, SegmentationError)
+            if unforeseen:
                 if os.environ.get("NAPARI_UNET_DEBUG"):
                     raise
                 exc = SegmentationError(_unexpected(exc))
             text = str(exc) if path.name in str(exc) else f"{path.name}: {exc}"
             if not args.keep_going:
-                raise SegmentationError(text) from None
+                raise (_Unforeseen if unforeseen else SegmentationError)(text) from None
             print(f"napari-unet: error: {text}", file=sys.stderr)
             failed.append(path.name)
     if failed:
         print(f"napari-unet: {len(failed)} of {len(plan)} images failed: {', '.join(failed)}", file=sys.stderr)
         return 2
     return 0
+
+
+class _Unforeseen(SegmentationError):
+    """A failure the code did not foresee, with its file named: exit status 1, not 2."""
 
 
 def _unexpected(exc: BaseException) -> str:
@@ -561,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("NAPARI_UNET_DEBUG"):
             raise
         print(f"napari-unet: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, _Unforeseen) else 2
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return 130
