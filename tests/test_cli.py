@@ -248,6 +248,12 @@ def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, c
     assert len(fake_net) == ran + 1  # c only
     assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif",
                                                      "c_instances.tif", "c_semantic.tif"]
+    # An image with part of its results (stopped between two writes): --skip-existing alone
+    # says that --overwrite redoes it, not to add the option already given.
+    (out / "c_instances.tif").unlink()
+    assert main([*args, "--skip-existing"]) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "c_semantic.tif already exists" in line and "--overwrite" in line and "only in part" in line
 
 
 def test_segment_overwrite_without_measure_removes_the_earlier_table(models, tmp_path, capsys, fake_net):
@@ -293,12 +299,6 @@ def test_segment_keep_going_goes_on_after_an_unforeseen_error(models, tmp_path, 
     assert "Traceback" not in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif",
                                                      "c_instances.tif", "c_semantic.tif"]
-    # An image with part of its results (stopped between two writes): --skip-existing alone
-    # says that --overwrite redoes it, not to add the option already given.
-    (out / "c_instances.tif").unlink()
-    assert main([*args, "--skip-existing"]) == 2
-    line = _assert_one_error_line(capsys.readouterr().err)
-    assert "c_semantic.tif already exists" in line and "--overwrite" in line and "only in part" in line
     # Without --keep-going the batch stops, naming the file (status 1: a failure not foreseen).
     shutil.rmtree(out)
     assert main(args) == 1
