@@ -396,12 +396,8 @@ class SegmentWidget(EngineWidget):
     def _on_relabelled(self, result: Relabelled | JobFailed, semantic: Labels, params: dict,
                        made: dict[str, Any], record: RunRecord) -> None:
         """Show the updated instances of ``record``'s pair; ``made`` are the settings that made them."""
-        run = self._run
-        if run is None or run.source_removed:
-            return
-        if isinstance(result, JobFailed):
-            show_error(result.message)
-            self.status.value = "Failed: see the notification."
+        run = self._shown_run(result)
+        if run is None:
             return
         spatial, _ = spatial_kwargs(semantic)
         meta = {**record.metadata, "source_layer": run.source.name,
@@ -417,6 +413,17 @@ class SegmentWidget(EngineWidget):
         record.instance_params = dict(made)
         self.status.value = (f"{result.count} objects after the update of {run.source.name} "
                              f"('{semantic.name}' -> '{published.layers['instances'].name}')")
+
+    def _shown_run(self, result: Any) -> _Run | None:
+        """The run whose ``result`` is to be shown; None (the failure said) when there is nothing to show."""
+        run = self._run
+        if run is None or run.source_removed:
+            return None
+        if isinstance(result, JobFailed):
+            show_error(result.message)
+            self.status.value = "Failed: see the notification."
+            return None
+        return run
 
     # ----------------------------------------------------------------- measure
     def measure(self) -> None:
@@ -457,12 +464,8 @@ class SegmentWidget(EngineWidget):
     def _on_measured(self, result: dict[str, np.ndarray] | JobFailed, layer: Labels, axes: str,
                      measured: np.ndarray) -> None:
         """Show ``result`` (the measurements of ``measured``, a copy of ``layer``'s labels) on hover."""
-        run = self._run
-        if run is None or run.source_removed:
-            return
-        if isinstance(result, JobFailed):
-            show_error(result.message)
-            self.status.value = "Failed: see the notification."
+        run = self._shown_run(result)
+        if run is None:
             return
         count = len(result["label"])
         hover = "T" not in axes and layer in self._viewer.layers  # ids repeat over time points
