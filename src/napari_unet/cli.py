@@ -163,13 +163,18 @@ class _Unforeseen(SegmentationError):
     """A failure the code did not foresee, with its file named: exit status 1, not 2."""
 
 
+def _unforeseen_text(exc: BaseException) -> str:
+    """The one line for a failure the code did not foresee (a bug or an odd file)."""
+    return (f"unexpected {describe(exc)}. Check the inputs and options; run again with "
+            "NAPARI_UNET_DEBUG=1 for the details, and report it if it persists.")
+
+
 def _unexpected(exc: BaseException) -> str:
     """The message of an error the engine did not foresee (e.g. running out of memory)."""
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return ("ran out of memory: try a smaller --tile-size, --device cpu, or a smaller image "
                 "(e.g. a crop or fewer planes).")
-    return (f"unexpected {describe(exc)}. Check the image and the options; run again with "
-            "NAPARI_UNET_DEBUG=1 for the details, and report it if it persists.")
+    return _unforeseen_text(exc)
 
 
 def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, inst: Path, *table: Path) -> None:
@@ -191,11 +196,7 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
             raise SegmentationError(
                 f"--link-time needs a time axis, but {path.name} is read with axes {axes!r}: "
                 "give them, e.g. --axes TYX.")
-        spacing = _spacing(args.pixel_size, axes, path.name)
-        if spacing is None and read.pixel_size_um:  # the file's own calibration (ImageJ, OME)
-            spatial = [a for a in axes if a in "ZYX"]
-            if all(a in read.pixel_size_um for a in spatial):
-                spacing = tuple(read.pixel_size_um[a] for a in spatial)
+        spacing = _spacing(args.pixel_size, axes, path.name, declared=read.pixel_size_um)
     bar = ProgressBar(path.name)
     result = _drain(iter_segment(
         image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
@@ -242,11 +243,15 @@ def _pixel_sizes(text: str) -> tuple[float, ...]:
     return sizes
 
 
-def _spacing(sizes: tuple[float, ...] | None, axes: str, name: str) -> tuple[float, ...] | None:
-    """The Z/Y/X pixel sizes of ``axes`` from ``--pixel-size`` (one size stands for Y and X)."""
-    if sizes is None:
-        return None
+def _spacing(sizes: tuple[float, ...] | None, axes: str, name: str, *,
+             declared: dict[str, float] | None = None) -> tuple[float, ...] | None:
+    """The Z/Y/X pixel sizes of ``axes``: from ``--pixel-size`` (one size stands for Y and X),
+    else those the file ``declared`` (ImageJ, OME) when it gives all of them, else None."""
     spatial = [a for a in axes if a in "ZYX"]
+    if sizes is None:
+        if declared and all(a in declared for a in spatial):
+            return tuple(declared[a] for a in spatial)
+        return None
     if len(sizes) == 1 and len(spatial) == 2:
         return sizes * 2
     if len(sizes) != len(spatial):
@@ -577,9 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug or an odd file: one line, not a traceback
         if os.environ.get("NAPARI_UNET_DEBUG"):
             raise
-        print(f"napari-unet: error: unexpected {describe(exc)}. "
-              "Check the inputs and options; run again with NAPARI_UNET_DEBUG=1 for the details, "
-              "and report it if it persists.", file=sys.stderr)
+        print(f"napari-unet: error: {_unforeseen_text(exc)}", file=sys.stderr)
         return 1
 
 
