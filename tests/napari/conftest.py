@@ -82,6 +82,15 @@ def notes():
     notification_manager.notification_ready.disconnect(items.append)
 
 
+@pytest.fixture(autouse=True)
+def fresh_session():
+    """Each test a fresh napari session: model files opened in one test are not offered in the next."""
+    from napari_unet._napari.session import REGISTRY
+
+    yield
+    REGISTRY.forget_files()
+
+
 @pytest.fixture
 def viewer(make_napari_viewer):
     return make_napari_viewer()

@@ -107,6 +107,24 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     assert (tmp_path / "models" / "test-net-2" / "config.json").is_file()
 
 
+def test_a_model_opened_in_one_widget_is_offered_in_the_other(viewer, trainer, tiny_model, tuned_model):
+    from napari_unet._napari.widget import SegmentWidget
+
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment (U-Net)")
+    # Opened to segment with: the Train widget offers it to start from, and can load it.
+    assert segment.add_model(str(tuned_model))
+    key = segment.model.value
+    assert key in trainer.start_model.choices and trainer.start_model.value == NEW  # offered, not chosen
+    trainer.start_model.value = key
+    assert trainer._catalog.get(key).config == segment._catalog.get(key).config
+    # Opened to start from: the Segment widget offers it, keeping its own choice.
+    assert trainer.add_model(str(tiny_model))
+    assert trainer.start_model.value in segment.model.choices and segment.model.value == key
+    assert [c for c in segment.model.choices if c.startswith("file:")] == \
+        [c for c in trainer.start_model.choices if c.startswith("file:")]
+
+
 def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, tiny_model):
     image, labels = discs()
     stack = np.stack([image, image[::-1], image.T])

@@ -32,7 +32,6 @@ class ModelCatalog:
 
     def __init__(self) -> None:
         self._cache: dict[str, LoadedModel] = {}
-        self._files: dict[str, str] = {}  # key -> label, in the order opened
 
     def choices(self) -> list[tuple[str, str]]:
         """``(label, key)`` pairs: the bundled default first, then session models, then files."""
@@ -43,7 +42,8 @@ class ModelCatalog:
             out.append((f"{name} ({tag})", BUNDLED + name))
         for name in REGISTRY.snapshot():
             out.append((f"{name} (this session)", SESSION + name))
-        out.extend((label, key) for key, label in self._files.items())
+        # Files opened in any widget of this session (each widget loads its own copy).
+        out.extend((label, key) for key, label in REGISTRY.files().items())
         return out
 
     def default_key(self) -> str | None:
@@ -72,14 +72,14 @@ class ModelCatalog:
         folder = p if p.is_dir() else p.parent
         # The combo box tells its items apart by their text: two models with one short label
         # (a colleague's "models/nuclei-finetuned" beside yours) would collapse into one.
-        taken = {label for other, label in self._files.items() if other != key}
+        taken = {label for other, label in REGISTRY.files().items() if other != key}
         label = f"{model.name} ({_short(folder)})"
         if label in taken:
             label = f"{model.name} ({p})"
         n = 2
         while label in taken:
             label, n = f"{model.name} ({p}) #{n}", n + 1
-        self._files[key] = label
+        REGISTRY.add_file(key, label)
         return key
 
     def get(self, key: str | None) -> LoadedModel:

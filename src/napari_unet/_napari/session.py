@@ -1,8 +1,9 @@
-"""Models made in this napari session (e.g. by a training widget).
+"""Models on offer in this napari session: made here, or opened from disk.
 
 A widget that trains a model calls :func:`register_session_model`; every open
 Segment widget then offers that model in its model list, labelled
-"(this session)". Registering a name again replaces the model.
+"(this session)". Registering a name again replaces the model. A model folder
+opened with 'Browse…' in one widget is offered in the others too.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ __all__ = ["register_session_model", "unregister_session_model", "session_models
 
 
 class _SessionModels:
-    """Name -> :class:`LoadedModel`, with a ``changed`` signal for widgets."""
+    """Name -> :class:`LoadedModel`, and the model files opened, with a ``changed`` signal for widgets."""
 
     changed = Signal()
 
     def __init__(self) -> None:
         self._models: dict[str, LoadedModel] = {}
+        self._files: dict[str, str] = {}  # choice key -> label, in the order opened
 
     def set(self, name: str, model: LoadedModel) -> None:
         self._models[name] = model
@@ -38,6 +40,22 @@ class _SessionModels:
 
     def snapshot(self) -> dict[str, LoadedModel]:
         return dict(self._models)
+
+    def add_file(self, key: str, label: str) -> None:
+        """Remember a model file opened in one widget, for every widget's list."""
+        if self._files.get(key) != label:
+            self._files[key] = label
+            self.changed.emit()
+
+    def files(self) -> dict[str, str]:
+        """The model files opened so far: choice key -> label, in the order opened."""
+        return dict(self._files)
+
+    def forget_files(self) -> None:
+        """Forget the opened files (a fresh napari session; tests use it)."""
+        if self._files:
+            self._files.clear()
+            self.changed.emit()
 
 
 REGISTRY = _SessionModels()
