@@ -442,6 +442,12 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
     assert len(set(keys)) == 2 and set(keys) <= set(widget.model.choices)
     widget.model.value = keys[0]
     assert widget.min_size.value == 3
+    # The chosen model opened again after it changed on disk (retrained there): its new values.
+    config = json.loads((tmp_path / "projA" / "models" / "nf" / "config.json").read_text())
+    config["postprocess"]["min_size"] = 9
+    (tmp_path / "projA" / "models" / "nf" / "config.json").write_text(json.dumps(config))
+    assert widget.add_model(str(tmp_path / "projA" / "models" / "nf"))
+    assert widget.model.value == keys[0] and widget.min_size.value == 9
     # Every option explains itself.
     for name in ("image", "model", "browse", "axes", "mode", "device", "scale", "auto_scale", "tile_size",
                  "threshold",
@@ -461,8 +467,19 @@ def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, m
         widget.run()
         wait_done(widget)
         assert viewer.layers["img instances"].metadata["model"] == "tuned"
+        # Registered again under the chosen name: the new model's tuned values are taken.
+        widget.min_size.value = 3
+        again = load_model(tuned_model)
+        again.config.postprocess["min_size"] = 40
+        register_session_model("trained here", again)
+        assert widget.model.value == "session:trained here" and widget.min_size.value == 40
+        # Another model registered: the options stay as the user left them.
+        widget.min_size.value = 5
+        register_session_model("another", model)
+        assert widget.min_size.value == 5
     finally:
         unregister_session_model(" trained here ")
+        unregister_session_model("another")
     assert "session:trained here" not in widget.model.choices
 
 

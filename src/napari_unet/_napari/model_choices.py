@@ -152,5 +152,10 @@ def add_model_choice(catalog: ModelCatalog, combobox: object, path: str) -> bool
         show_error(str(exc))
         return False
     combobox.reset_choices()
-    combobox.value = key
+    if combobox.value == key:
+        # Opened again (retrained into the same folder, say): no change of choice, but a
+        # new model, whose tuned values the widget takes as it does for any new choice.
+        combobox.changed.emit(key)
+    else:
+        combobox.value = key
     return True

@@ -39,7 +39,7 @@ from .layers import (
     segmentation_layer_data,
     spatial_kwargs,
 )
-from .model_choices import ModelCatalog
+from .model_choices import SESSION, ModelCatalog
 from .options import (
     METHOD_CHOICES,
     MODE_CHOICES,
@@ -51,6 +51,7 @@ from .options import (
     resolve_axes,
 )
 from .outputs import OutputTracker, RunRecord
+from .session import REGISTRY
 from .wiring import reset_keeping_choice, unwrap
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class SegmentWidget(EngineWidget):
         self._tracker = OutputTracker(self._viewer)
         self._run = None
         self._one_channel_model = True  # a channel is picked only for a 1-channel model
+        self._applied: object = None  # the session model whose tuned values the options hold
         self._build()
         self._connect()
         default = self._catalog.default_key()
@@ -182,9 +184,17 @@ class SegmentWidget(EngineWidget):
     @ensure_main_thread
     def _on_session_models_changed(self) -> None:
         self.model.reset_choices()
+        key = self.model.value
+        if isinstance(key, str) and key.startswith(SESSION) and self._session_model(key) is not self._applied:
+            self._on_model_changed(key)  # the chosen name was registered again: a new model
+
+    @staticmethod
+    def _session_model(key: str) -> object:
+        return REGISTRY.get(key[len(SESSION):])
 
     def _on_model_changed(self, key: str | None) -> None:
         """Take the chosen model's tuned post-processing values as the option defaults."""
+        self._applied = self._session_model(key) if isinstance(key, str) and key.startswith(SESSION) else None
         if key is None:
             self.status.value = "No bundled model here: use 'Browse…' to open a model folder."
             return
