@@ -22,6 +22,8 @@ from napari_unet.predict import Predictor, predict
         ((64, 64, 2), 2, "YXC"),  # ... but a 2-channel model makes it a channel axis
         ((64, 64, 5), 5, "YXC"),
         ((3, 64, 64), 1, "ZYX"),  # channels first is never guessed
+        ((64, 64, 1), 1, "YXC"),  # a trailing 1 is one channel (H x W x 1), never an X one pixel wide
+        ((5, 64, 64, 1), 1, "ZYXC"),
         ((4, 5, 64, 64), 1, "TZYX"),
         ((5, 64, 64, 3), 1, "ZYXC"),
         ((5, 64, 64, 2), 2, "ZYXC"),

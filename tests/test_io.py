@@ -86,6 +86,26 @@ def test_grey_with_alpha_png_reads_as_grey(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "la.png"), grey)
 
 
+def test_tiff_without_pages_is_named_not_an_index_error(tmp_path):
+    (tmp_path / "blank.tif").write_bytes(b"II*\x00\x00\x00\x00\x00")  # a header, no IFD
+    with pytest.raises(SegmentationError, match="blank.tif is a TIFF file without any image"):
+        read_image(tmp_path / "blank.tif")
+
+
+def test_cmyk_images_are_not_read_as_rgba(tmp_path):
+    from PIL import Image
+
+    grey = np.zeros((16, 20), np.uint8)
+    grey[4:12, 5:15] = 200
+    Image.fromarray(grey).convert("CMYK").save(tmp_path / "print.jpg", quality=100)
+    image = read_image(tmp_path / "print.jpg")
+    assert image.shape == (16, 20, 3)  # RGB: the ink (K) no longer passes for alpha
+    assert image[8, 10].mean() > 150 and image[0, 0].mean() < 50
+    tifffile.imwrite(tmp_path / "print.tif", np.zeros((16, 20, 4), np.uint8), photometric="separated")
+    with pytest.raises(SegmentationError, match="print.tif is a CMYK"):
+        read_image(tmp_path / "print.tif")
+
+
 def test_bad_paths_get_one_clear_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 30)

@@ -20,15 +20,16 @@ def infer_axes(shape: tuple[int, ...], *, in_channels: int = 1, spatial_dims: in
     """Guess axes from a shape, the way napari and most readers lay data out.
 
     - 2D: ``YX``
-    - 3D: ``YXC`` when the last size is 3 or 4 (RGB/RGBA) or equals a
-      multichannel model's channel count; else ``ZYX``. For a 1-channel 3D
+    - 3D: ``YXC`` when the last size is 1 (a single channel: X is never one
+      pixel wide), 3 or 4 (RGB/RGBA) or equals a multichannel model's channel
+      count; else ``ZYX``. For a 1-channel 3D
       model (``spatial_dims=3``) a 3D array is always a volume, ``ZYX``.
     - 4D: ``ZYXC`` by the same rule on the last size; else ``TZYX``
     - 5D: ``TZYXC``
     """
     ndim = len(shape)
     last = shape[-1] if shape else 0
-    channel_last = last in (3, 4) or (in_channels > 1 and last == in_channels)
+    channel_last = last in (1, 3, 4) or (in_channels > 1 and last == in_channels)
     if spatial_dims == 3 and in_channels == 1 and ndim == 3:
         channel_last = False
     if ndim == 2:

@@ -165,6 +165,14 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise SegmentationError(
+                        f"{path.name} is a TIFF file without any image in it (no pages): save the "
+                        "image again, or check that the file was copied whole.")
+                if tif.pages[0].photometric == tifffile.PHOTOMETRIC.SEPARATED:
+                    raise SegmentationError(
+                        f"{path.name} is a CMYK (print colour) TIFF, whose channels are not red, green "
+                        "and blue: save it as RGB or greyscale first.")
                 if len(tif.series) > 1:
                     shapes = ", ".join(str(tuple(x.shape)) for x in tif.series[:4])
                     raise SegmentationError(
@@ -183,9 +191,13 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
                     axes = _tiff_axes(series)
                 sizes = _tiff_pixel_size(tif, axes)
             return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper(), sizes)
+        from PIL import Image
         from skimage import io
 
-        image = io.imread(path)
+        with Image.open(path) as im:
+            # CMYK (print colour, e.g. JPEG): read as it is, its 4 channels would pass for RGBA
+            cmyk = np.asarray(im.convert("RGB")) if im.mode == "CMYK" else None
+        image = io.imread(path) if cmyk is None else cmyk
         if image.ndim == 3 and image.shape[-1] == 2:  # grey + alpha (PNG "LA"): the grey is the image
             image = image[..., 0]
         return ImageFile(image, None)
