@@ -23,6 +23,8 @@ CASES = [
     ("zero-size axis 3d", np.zeros((4, 16, 0)), "2d", {}, "empty"),
     ("one pixel", np.zeros((1, 1)), "2d", {}, "too small"),
     ("axis below minimum", np.zeros((3, 40)), "2d", {}, "too small"),
+    # ImageJ's TZCYX order, guessed as TZYXC: the message says the axes were a guess, and how to give them.
+    ("guessed axes too small", np.zeros((1, 2, 1, 32, 32)), "2d", {}, "axes='TZCYX', say"),
     ("1d array", np.zeros(16), "2d", {}, "at least 2 dimensions"),
     ("six dimensions", np.zeros((2, 2, 2, 2, 8, 8)), "2d", {}, "at most 5 dimensions"),
     ("nan", _with(np.nan), "2d", {}, "NaN or infinite"),

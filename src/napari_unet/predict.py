@@ -248,6 +248,10 @@ def _select_channels(block: np.ndarray, channel_index: int | None) -> np.ndarray
     return block[channel_index : channel_index + 1]
 
 
+_OTHER_AXES = {3: "CYX", 4: "CZYX", 5: "TZCYX"}
+"""An example of axes to give, by dimensions, where the guess from the shape failed (ImageJ's order)."""
+
+
 def prepare_input(
     image: object,
     config,
@@ -293,9 +297,13 @@ def prepare_input(
                      in_channels=config.in_channels, mode=mode)
     for i in plan.net_axes:
         if shape[i] < MIN_SIZE:
+            # A guess from the shape may be the wrong one (a TZCYX array read as TZYXC): say so.
+            hint = (f" These axes were guessed from the shape: if the image's axes are others, give "
+                    f"them (axes='{_OTHER_AXES[len(shape)]}', say; --axes on the command line)."
+                    if axes is None and len(shape) > 2 else "")
             raise SegmentationError(
                 f"The image is too small: axis {plan.axes[i]} has {shape[i]} pixel(s), "
-                f"and segmentation needs at least {MIN_SIZE} (shape {shape}, axes {plan.axes!r})."
+                f"and segmentation needs at least {MIN_SIZE} (shape {shape}, axes {plan.axes!r}).{hint}"
             )
     n_ch = 1 if plan.channel_axis is None else shape[plan.channel_axis]
     want = config.in_channels
