@@ -23,8 +23,9 @@ def check_dtype(dtype: np.dtype) -> None:
     dtype = np.dtype(dtype)
     if dtype == np.bool_:
         raise SegmentationError(
-            "The image is boolean (a mask?). Segment an intensity image, or convert "
-            "the mask with image.astype('uint8') if that is really what you want."
+            "The image is boolean, black and white only (a mask, or a 1-bit file?). Segment an "
+            "intensity image; to segment the mask itself, save it as 8-bit (from Python: "
+            "image.astype('uint8'))."
         )
     if np.issubdtype(dtype, np.complexfloating):
         raise SegmentationError(
