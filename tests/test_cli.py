@@ -125,6 +125,29 @@ def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
         assert meta[0]["scale"] == 1.5
 
 
+def test_segment_seed_threshold_splits_and_is_recorded(models, tmp_path, capsys, fake_net):
+    """--seed-threshold reaches the watershed's seeds: the one knob between merging and splitting.
+    Two overlapping bright spots (the fake network's interior probability is the intensity) are
+    one object seeded at 0.5 and two at 0.9."""
+    yy, xx = np.mgrid[:48, :64]
+    spots = sum(np.exp(-((yy - 24) ** 2 + (xx - x) ** 2) / 72) for x in (24, 40))
+    tifffile.imwrite(tmp_path / "x.tif", (spots * 200).astype(np.uint8))
+    counts = {}
+    for value in ("0.5", "0.9"):
+        out = tmp_path / f"out{value}"
+        assert main(["segment", str(tmp_path / "x.tif"), "-o", str(out), "-m", str(models["three_class"]),
+                     "--device", "cpu", "--seed-threshold", value, "--threshold", "0.2", "--min-size", "0",
+                     "--instance-method", "watershed"]) == 0
+        with tifffile.TiffFile(out / "x_instances.tif") as tif:
+            meta, labels = tif.shaped_metadata[0], tif.asarray()
+        assert meta["seed_threshold"] == float(value)
+        counts[value] = len(np.unique(labels)) - 1
+    assert counts == {"0.5": 1, "0.9": 2}
+    assert main(["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "bad"), "-m", str(models["three_class"]),
+                 "--device", "cpu", "--seed-threshold", "1.5"]) != 0
+    assert "seed_threshold" in _assert_one_error_line(capsys.readouterr().err)
+
+
 def test_segment_scale_auto_records_the_scale_used(helpers, tmp_path, capsys, fake_net):
     model = helpers.build_model(tmp_path / "auto", postprocess={"scale": "auto", "auto_scale_area": 1e6})
     image, _ = disc_scene(DISCS[0], noise=5)

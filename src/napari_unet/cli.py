@@ -201,7 +201,7 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     result = _drain(iter_segment(
         image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
         device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
-        instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
+        seed_threshold=args.seed_threshold, instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
         keep_probabilities=False), bar)
     meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
     # The result's "axes" are the input's (with C); the files hold the output axes.
@@ -498,6 +498,10 @@ def _parser() -> argparse.ArgumentParser:
                         "the objects first and rescales only when they are small (default: the model's choice, 1 for "
                         "the bundled model)")
     s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
+    s.add_argument("--seed-threshold", type=float,
+                   help="interior probability above which a region starts an object of its own, for models "
+                        "that tell interiors from boundaries (the bundled one): raise it when touching nuclei "
+                        "come out as one, lower it when nuclei are cut in pieces (default: the model's)")
     s.add_argument("--instance-method", choices=["components", "watershed"], help="how to split instances (default: the model's)")
     s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels (default: the model's)")
     s.add_argument("--link-time", action="store_true",

@@ -19,7 +19,7 @@ from qtpy.QtCore import QTimer
 import napari_unet
 from napari_unet._napari import jobs, register_session_model, unregister_session_model
 from napari_unet._napari.widget import SegmentWidget
-from napari_unet.checkpoint import load_model
+from napari_unet.checkpoint import ModelConfig, load_model, save_model
 from scenes import disc_scene
 
 pytestmark = pytest.mark.gui
@@ -412,6 +412,22 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
     assert widget.threshold.value == pytest.approx(0.3)
     assert widget.min_size.value == 25
     assert widget.instance_method.value == "components"
+    # The seed threshold: the model's, offered where seeds split objects, and used.
+    assert widget.seed_threshold.value == pytest.approx(0.6) and not widget.seed_threshold.enabled
+    widget.instance_method.value = "watershed"
+    assert widget.seed_threshold.enabled
+    widget.seed_threshold.value = 0.85
+    assert widget._options(img)["seed_threshold"] == pytest.approx(0.85)
+    # A plain foreground model has no interiors to seed from: no seed threshold.
+    config = ModelConfig(base_width=4, depth=2, out_channels=2, target="semantic",
+                         classes=["background", "nucleus"], name="plain",
+                         postprocess={"threshold": 0.5, "seed_threshold": 0.5, "min_size": 0,
+                                      "instance_method": "watershed", "fill_holes": True})
+    assert widget.add_model(str(save_model(tmp_path / "plain", config.build(), config)))
+    assert widget.instance_method.value == "watershed" and not widget.seed_threshold.enabled
+    assert widget._options(img)["seed_threshold"] is None
+    widget.model.value = f"file:{tuned_model / 'config.json'}"
+    widget.instance_method.value = "components"
     # A folder without a model: a notification, and the choice stays.
     (tmp_path / "empty").mkdir()
     monkeypatch.setattr(SegmentWidget, "_ask_model_path", lambda self: str(tmp_path / "empty"))
@@ -450,7 +466,7 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
     assert widget.model.value == keys[0] and widget.min_size.value == 9
     # Every option explains itself.
     for name in ("image", "model", "browse", "axes", "mode", "device", "scale", "auto_scale", "tile_size",
-                 "threshold",
+                 "threshold", "seed_threshold",
                  "instance_method", "min_size", "run_button", "cancel_button", "update_button"):
         assert getattr(widget, name).tooltip, name
     assert widget.device.choices[0] == "auto" and "cpu" in widget.device.choices

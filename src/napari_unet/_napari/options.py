@@ -99,6 +99,12 @@ TOOLTIPS = {
         "Probability above which a pixel counts as an object (default: the model's tuned\n"
         "value). Lower it to catch dim nuclei, raise it to shrink objects and drop faint ones."
     ),
+    "seed_threshold": (
+        "How sure the network must be that a pixel is deep inside a nucleus for it to start an\n"
+        "object of its own (default: the model's tuned value). Raise it when touching nuclei\n"
+        "come out as one object; lower it when single nuclei are cut in pieces. Used by\n"
+        "'split touching' with models that tell interiors from boundaries (the bundled one does)."
+    ),
     "instance_method": (
         "How the mask becomes separate objects: 'split touching' separates nuclei that touch\n"
         "(watershed from each nucleus' centre); 'connected components' keeps touching nuclei as one."

@@ -117,6 +117,10 @@ class SegmentWidget(EngineWidget):
         self.threshold.native.setDecimals(3)  # a tuned 0.375 is shown and used as it is
         self.instance_method = ComboBox(label="Objects", choices=METHOD_CHOICES, value="watershed",
                                         tooltip=tip["instance_method"])
+        self.seed_threshold = FloatSpinBox(label="Seed threshold", value=0.5, min=0.001, max=0.999,
+                                           step=0.05, tooltip=tip["seed_threshold"])
+        self.seed_threshold.native.setDecimals(3)
+        self._seeded_model = False  # the chosen model tells interiors from boundaries (three_class)
         self.min_size = SpinBox(label="Min size (px)", value=10, min=0, max=10_000_000,
                                 tooltip=tip["min_size"])
         self.link_time = CheckBox(text="Link time points", value=False, tooltip=tip["link_time"])
@@ -125,7 +129,8 @@ class SegmentWidget(EngineWidget):
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
         self.measure_button = PushButton(text="Measure objects", tooltip=tip["measure"])
         self.extend([self.image, model_row, self.axes, self.channel, self.mode, self.device, scale_row, self.tile_size,
-                     self.threshold, self.instance_method, self.min_size, self.link_time, buttons,
+                     self.threshold, self.instance_method, self.seed_threshold, self.min_size, self.link_time,
+                     buttons,
                      row(self.update_button, self.measure_button), self.progress_bar, self.status])
 
     def _connect(self) -> None:
@@ -134,6 +139,7 @@ class SegmentWidget(EngineWidget):
         self.model.changed.connect(self._on_model_changed)
         self.browse.changed.connect(self._browse)
         self.auto_scale.changed.connect(self._on_auto_scale_changed)
+        self.instance_method.changed.connect(self._on_seed_option)
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
         self.update_button.changed.connect(self.update_instances)
@@ -213,6 +219,10 @@ class SegmentWidget(EngineWidget):
         self.min_size.value = int(post.get("min_size", self.min_size.value))
         if post.get("instance_method") in {v for _, v in METHOD_CHOICES}:
             self.instance_method.value = post["instance_method"]
+        self._seeded_model = config.target == "three_class"
+        seed = float(post.get("seed_threshold", self.seed_threshold.value))
+        self.seed_threshold.value = min(max(seed, self.seed_threshold.min), self.seed_threshold.max)
+        self._on_seed_option()
         # "auto" needs the model's reference object size; a model without one runs at a fixed scale.
         self.auto_scale.enabled = "auto_scale_area" in post
         self.auto_scale.value = self.auto_scale.enabled and post.get("scale") == "auto"
@@ -222,6 +232,10 @@ class SegmentWidget(EngineWidget):
 
     def _on_auto_scale_changed(self, auto: bool) -> None:
         self.scale.enabled = not auto
+
+    def _on_seed_option(self, _value: Any = None) -> None:
+        """Seeds split objects only for a three-class model splitting touching nuclei."""
+        self.seed_threshold.enabled = self._seeded_model and self.instance_method.value == "watershed"
 
     def _model_box(self) -> ComboBox:
         return self.model
@@ -276,6 +290,7 @@ class SegmentWidget(EngineWidget):
             "scale": "auto" if self.auto_scale.value else float(self.scale.value),
             "threshold": float(self.threshold.value),
             "instance_method": self.instance_method.value,
+            "seed_threshold": float(self.seed_threshold.value) if self._seeded_model else None,
             "min_size": int(self.min_size.value),
             "link_time": bool(self.link_time.value),
             "keep_probabilities": False,
