@@ -1147,3 +1147,37 @@ def test_train_and_evaluate_refuse_one_folder_for_images_and_masks(tmp_path, cap
         assert main([*cmd, "--images", str(ti), "--masks", str(ti)]) == 2
         assert "same folder" in _assert_one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "m").exists()
+
+
+def test_tune_chooses_settings_on_annotated_images_and_saves_a_copy(models, tmp_path, capsys, fake_net):
+    """``tune``: the masks are drawn tighter than the discs (their cores), so a higher threshold
+    than the model's matches them better; the tuned copy keeps it, the model given is untouched."""
+    from napari_unet.cli import TUNE_THRESHOLDS
+    from napari_unet.training.tune import TUNED
+
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    yy, xx = np.mgrid[:64, :64]
+    for i, (cy, cx) in enumerate(((20, 20), (40, 44))):
+        r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        image = np.exp(-r2 / 60) * 200  # bright centres fading out: the fake network's probability
+        tifffile.imwrite(tmp_path / "im" / f"n{i}.tif", image.astype(np.uint8))
+        tifffile.imwrite(tmp_path / "ma" / f"n{i}.tif", (r2 < 16).astype(np.uint16))
+    src = tmp_path / "model"
+    shutil.copytree(models["three_class"], src)
+    before = (src / "config.json").read_bytes()
+    out = tmp_path / "tuned"
+    args = ["tune", "--images", str(tmp_path / "im"), "--masks", str(tmp_path / "ma"), "-m", str(src),
+            "--device", "cpu"]
+    assert main([*args, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "chosen: AP@0.5 1.000" in printed and f"model saved in {out}" in printed
+    tuned = load_model(out)
+    assert tuned.config.postprocess["threshold"] in TUNE_THRESHOLDS
+    assert tuned.config.postprocess["threshold"] > 0.5 and TUNED in tuned.config.provenance
+    assert (src / "config.json").read_bytes() == before and tuned.sha256 == load_model(src).sha256
+    # A folder that holds a model is not written over; the model's own folder is tuned in place.
+    assert main([*args, "-o", str(out)]) != 0
+    assert "already holds a model" in _assert_one_error_line(capsys.readouterr().err)
+    assert main([*args, "-o", str(src)]) == 0
+    assert load_model(src).config.postprocess == tuned.config.postprocess

@@ -1,4 +1,4 @@
-"""Command line: ``napari-unet segment | train | evaluate``.
+"""Command line: ``napari-unet segment | train | tune | evaluate``.
 
 Bad input ends with exit status 2 and one line on stderr that says what to
 do; no traceback (set NAPARI_UNET_DEBUG=1 to see one).
@@ -462,7 +462,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tune(model: Any, args: argparse.Namespace) -> tuple[dict, list]:
+TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""Foreground thresholds ``tune`` tries: wider than training's, for annotations drawn tighter or looser."""
+
+
+def _tune(model: Any, args: argparse.Namespace, grid: dict | None = None) -> tuple[dict, list]:
     from .training.tune import tune_postprocess
 
     from .training.data import is_binary_mask, pair_planes
@@ -471,8 +475,41 @@ def _tune(model: Any, args: argparse.Namespace) -> tuple[dict, list]:
     planes = [plane for name, img, mask in zip(names, imgs, masks)
               for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
               if plane is not None]
+    if grid is not None:
+        print(f"choosing settings on {len(planes)} image(s) ({len(names)} file(s))…", file=sys.stderr)
     return tune_postprocess(model, [p[1] for p in planes], [p[2] for p in planes],
-                            device=args.device, save=True)
+                            grid=grid, device=args.device, save=True)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .checkpoint import CONFIG, load_model, save_model
+    from .training.tune import DEFAULT_GRID, matched_any
+
+    model = load_model(args.model)
+    out = Path(args.output)
+    same = model.path is not None and out.resolve() == model.path.resolve()
+    if not same and (out / CONFIG).exists():
+        raise SegmentationError(
+            f"{out} already holds a model: give a new folder to --output (or the model's own folder, "
+            "to change its settings in place).")
+    if not same:
+        _check_writable(out)
+        save_model(out, model.net, model.config)  # a copy: the model given stays as it was
+        model = load_model(out)
+    args.val_images, args.val_masks = args.images, args.masks
+    own = {k: model.config.postprocess.get(k) for k in DEFAULT_GRID}
+    best, table = _tune(model, args, grid={**DEFAULT_GRID, "threshold": TUNE_THRESHOLDS})
+    if not matched_any(table):
+        print("Settings kept: no setting found a single object of the masks (AP 0); check that each "
+              "mask belongs to its image.")
+    else:
+        before = next((row for row in table if row[0] == own), None)
+        if before is not None:
+            print(f"the model's settings: AP@0.5 {before[1]:.3f} (mean AP 0.5-0.9 {before[2]:.3f})")
+        print(f"chosen: AP@0.5 {table[0][1]:.3f} (mean AP 0.5-0.9 {table[0][2]:.3f}) with "
+              + ", ".join(f"{k} {best[k]}" for k in DEFAULT_GRID))
+    print(f"model saved in {out}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -550,6 +587,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-tune", dest="tune", action="store_false",
                    help="do not choose post-processing parameters on the validation images")
     t.set_defaults(func=_cmd_train)
+
+    u = sub.add_parser("tune", help="choose a model's thresholds and minimum size on your annotated images "
+                                    "(no training), and save the model with them")
+    u.add_argument("--images", required=True, help="folder of images (2D, or stacks taken plane by plane)")
+    u.add_argument("--masks", required=True, help="folder of their instance masks (same file names)")
+    u.add_argument("--model", "-m", default="default", help="model to tune (default: the bundled one)")
+    u.add_argument("--output", "-o", required=True,
+                   help="new model folder for the tuned copy (the model's own folder changes it in place)")
+    u.add_argument("--device", default="auto")
+    u.set_defaults(func=_cmd_tune)
 
     e = sub.add_parser("evaluate", help="score a model against instance masks (AP and F1 at IoU 0.5-0.9)")
     e.add_argument("--images", required=True)
