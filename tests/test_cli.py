@@ -682,6 +682,20 @@ def test_evaluate_reads_binary_masks_as_connected_regions(models, tmp_path, caps
     assert scores["ap"] == 1.0
 
 
+def test_evaluate_reads_a_minus_one_mask_as_connected_regions(models, tmp_path, capsys, fake_net):
+    """An int8 mask whose 255 wrapped to -1 is a mask (as in training), not an empty one scoring AP 0."""
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
+    for p in mask_dir.iterdir():
+        tifffile.imwrite(p, -(tifffile.imread(p) > 0).astype(np.int8))
+    json_path = tmp_path / "s.json"
+    assert main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
+                 "--device", "cpu", "--json", str(json_path)]) == 0
+    capsys.readouterr()
+    scores = json.loads(json_path.read_text())["scores"][0]
+    assert scores["tp"] + scores["fn"] == 6
+    assert scores["ap"] == 1.0
+
+
 def test_evaluate_reads_float_and_palette_masks_as_ids(models, tmp_path, capsys, fake_net):
     """Fiji's 32-bit label images and palette PNGs score as the integer masks they hold."""
     from PIL import Image

@@ -307,6 +307,22 @@ def test_a_mask_marked_with_minus_one_trains_on_its_regions():
         assert (sample.target > 0).sum() == 200  # both squares, as objects (interior + rim)
 
 
+def test_train_takes_numpy_ints_and_the_planes_of_plane_samples(tmp_path):
+    """NumPy whole numbers are numbers, and the None that plane_samples yields for an empty
+    plane is skipped (as load_pairs skips it): no raw torch ValueError or AttributeError."""
+    (image, labels), empty = disc_scene(DISCS[0], noise=6.0), np.zeros((64, 64), np.int32)
+    stack, masks = np.stack([image, image]), np.stack([labels, empty])
+    samples = plane_samples(stack, masks, name="z")  # a generator: Sample, then None
+    model = train(samples, tmp_path / "run", epochs=np.int64(1), steps_per_epoch=np.int64(2),
+                  batch_size=np.int32(2), crop_size=np.int64(32), base_width=4, depth=np.int64(2),
+                  seed=np.int64(0), learning_rate=np.float32(1e-3), device="cpu")
+    assert model.config.provenance["trained_on"] == ["z_z000"]
+    assert model.config.provenance["epochs"] == 1 and type(model.config.provenance["epochs"]) is int
+    with pytest.raises(SegmentationError, match="sequence of Sample"):
+        train([image], tmp_path / "other", epochs=1, steps_per_epoch=1, batch_size=1, crop_size=32,
+              base_width=4, depth=2, device="cpu")
+
+
 def test_load_pairs_refuses_a_colour_mask(tmp_path):
     """An RGB mask beside an RGB image is not a stack of 64 planes of 64 x 3 pixels."""
     (tmp_path / "im").mkdir()

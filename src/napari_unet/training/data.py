@@ -108,8 +108,9 @@ def whole_labels(labels: Any, name: str) -> np.ndarray:
     Returns
     -------
     ndarray (...) integer
-        Negative values become background (0); ids far above the pixel count
-        are numbered 1..n.
+        A mask of one negative value (0/-1: an int8 mask whose 255 wrapped)
+        becomes 0/1; other negative values become background (0); ids far
+        above the pixel count are numbered 1..n.
     """
     from skimage.segmentation import relabel_sequential
 
@@ -122,6 +123,8 @@ def whole_labels(labels: Any, name: str) -> np.ndarray:
         labels = labels.astype(np.int64)
     elif labels.dtype.kind not in "iub":
         raise SegmentationError(f"{name}: the mask must hold whole numbers, not {labels.dtype}.")
+    if labels.size and labels.min() < 0 and is_binary_mask(labels):
+        labels = (labels != 0).astype(np.uint8)  # a 0/-1 mask (an int8 255 wrapped): its objects stay
     labels = np.where(labels > 0, labels, 0)
     if labels.size and labels.max() > labels.size:  # ids far above the count: number them 1..n
         labels = relabel_sequential(labels)[0]

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +130,26 @@ def _check_samples(samples: Sequence[Sample], in_channels: int) -> None:
         if s.image.shape[0] != in_channels:
             raise SegmentationError(
                 f"The model takes {in_channels} channel(s); {s.name} has {s.image.shape[0]}.")
+
+
+def _sample_list(samples: Iterable[Sample | None] | Sample, arg: str) -> list[Sample]:
+    """``samples`` as a list, without the None that :func:`~napari_unet.training.data.plane_samples`
+    yields for planes whose mask is all 0 (as :func:`~napari_unet.training.data.load_pairs` skips them).
+
+    A generator is read once; a single Sample counts as a list of one.
+    """
+    if isinstance(samples, Sample):
+        return [samples]
+    try:
+        items = [s for s in samples if s is not None]
+    except TypeError:  # not iterable: named below
+        items = [samples]
+    bad = [s for s in items if not isinstance(s, Sample)]
+    if bad:
+        raise SegmentationError(
+            f"{arg} must be a sequence of Sample (from load_pairs, prepare_sample or plane_samples), "
+            f"not one holding {type(bad[0]).__name__}.")
+    return items
 
 
 RUN_FILES = (STATE, LOG)
@@ -245,9 +265,11 @@ def iter_train(
     Parameters
     ----------
     train_samples, val_samples : sequence of Sample
-        From :func:`~napari_unet.training.data.load_pairs` or
-        :func:`~napari_unet.training.data.prepare_sample`. Without validation
-        samples the last epoch's model is kept.
+        From :func:`~napari_unet.training.data.load_pairs`,
+        :func:`~napari_unet.training.data.prepare_sample` or
+        :func:`~napari_unet.training.data.plane_samples` (its None, for planes
+        whose mask is all 0, are skipped). Without validation samples the last
+        epoch's model is kept.
     output : path
         Folder for the model, the resumable state and the log: a new or empty
         folder, or one that holds a run of this function (resumed, or with
@@ -308,6 +330,8 @@ def iter_train(
         For arguments, samples or an output folder that cannot be trained
         with; all are checked before ``output`` is written to.
     """
+    train_samples = _sample_list(train_samples, "train_samples")
+    val_samples = _sample_list(val_samples, "val_samples")
     if not train_samples:
         raise SegmentationError("No training samples: give at least one image with its mask.")
     if not any(np.any(s.target) for s in train_samples):
@@ -315,13 +339,14 @@ def iter_train(
                                 "Label the objects first.")
     whole = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop_size": crop_size, "base_width": base_width, "depth": depth}
-    for arg, value in whole.items():
-        check_whole(arg, value, 1)
-    check_whole("seed", seed, 0)
+    # As Python ints: torch refuses NumPy ones (e.g. epochs=np.int64(5)), and the saved state must hold plain numbers.
+    epochs, steps_per_epoch, batch_size, crop_size, base_width, depth = (
+        check_whole(arg, value, 1) for arg, value in whole.items())
+    seed = check_whole("seed", seed, 0)
     if num_threads is not None:
-        check_whole("num_threads", num_threads, 1)
-    check_real("learning_rate", learning_rate, positive=True)
-    check_real("augment_strength", augment_strength, positive=False)
+        num_threads = check_whole("num_threads", num_threads, 1)
+    learning_rate = check_real("learning_rate", learning_rate, positive=True)
+    augment_strength = check_real("augment_strength", augment_strength, positive=False)
     if core_fraction is not None and not (isinstance(core_fraction, numbers.Real) and 0 <= core_fraction < 1):
         raise SegmentationError(f"core_fraction must be a number in [0, 1), not {core_fraction!r}.")
     weights = sampling_weights(train_samples, sampling)
