@@ -291,6 +291,10 @@ def test_evaluate_refuses_a_single_pair_of_arrays():
     assert evaluate([true], [true]).totals[0].ap == 1.0
     stack = np.stack([true, true])  # (N, Y, X): N images
     assert evaluate(stack, stack).n_images == 2
+    # The same image as nested lists: refused too, not scored row by row.
+    with pytest.raises(SegmentationError, match=r"Image pair 0 is not an image .*give \[true\], \[pred\]"):
+        evaluate(true.tolist(), true.tolist())
+    assert evaluate([true.tolist()], [true.tolist()]).totals[0].ap == 1.0
 
 
 def test_evaluate_needs_equal_nonzero_counts():

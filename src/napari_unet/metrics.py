@@ -406,6 +406,12 @@ def evaluate(
                 f"There are fewer {fewer} label images ({index}) than {more} ones; "
                 "give one prediction per ground-truth image."
             )
+        if np.ndim(true) < 2 or np.ndim(pred) < 2:
+            # Rows of one image given as nested lists: each row would be scored as an image.
+            raise SegmentationError(
+                f"Image pair {index} is not an image ({np.ndim(true)} and {np.ndim(pred)} dimensions): "
+                "evaluate takes sequences of 2D or 3D label images; for a single pair give "
+                "[true], [pred], or use match_instances(true, pred).")
         try:
             per_image.append(tuple(match_instances(true, pred, thresholds=thresholds)))
         except SegmentationError as exc:
