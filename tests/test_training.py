@@ -38,6 +38,7 @@ from napari_unet.training.data import (
     prepare_sample,
     random_crops,
     sampling_weights,
+    whole_labels,
     three_class_targets,
 )
 from napari_unet.training.loop import (
@@ -305,6 +306,18 @@ def test_a_mask_marked_with_minus_one_trains_on_its_regions():
     assert len(samples) == 2
     for sample in samples:
         assert (sample.target > 0).sum() == 200  # both squares, as objects (interior + rim)
+
+
+def test_signed_small_masks_keep_the_ids_that_wrapped_negative():
+    """An int8 mask with ids 1, 2 and 200 (stored as -56) keeps all three objects."""
+    labels = np.zeros((20, 20), np.uint8)
+    labels[2:6, 2:6], labels[8:12, 8:12], labels[14:18, 14:18] = 1, 2, 200
+    for signed in (labels.astype(np.int8), labels.astype(np.int16) * 200):
+        out = whole_labels(signed, "m")
+        assert len(np.unique(out)) == 4 and (out > 0).sum() == 48
+    wide = labels.astype(np.int32)
+    wide[wide == 200] = -5  # a wide mask's negatives are no wrapped ids: background, as before
+    assert len(np.unique(whole_labels(wide, "m"))) == 3
 
 
 def test_train_takes_numpy_ints_and_the_planes_of_plane_samples(tmp_path):
