@@ -1195,3 +1195,83 @@ def test_tune_chooses_settings_on_annotated_images_and_saves_a_copy(models, tmp_
     assert "already holds a model" in _assert_one_error_line(capsys.readouterr().err)
     assert main([*args, "-o", str(src)]) == 0
     assert load_model(src).config.postprocess == tuned.config.postprocess
+
+
+def _tune_spots(root: Path) -> tuple[Path, Path]:
+    """Images of two bright spots (the fake network's probability) with masks of their cores."""
+    (root / "im").mkdir(parents=True)
+    (root / "ma").mkdir()
+    yy, xx = np.mgrid[:64, :64]
+    for i, (cy, cx) in enumerate(((20, 20), (40, 44))):
+        r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        tifffile.imwrite(root / "im" / f"n{i}.tif", (np.exp(-r2 / 60) * 200).astype(np.uint8))
+        tifffile.imwrite(root / "ma" / f"n{i}.tif", (r2 < 16).astype(np.uint16))
+    return root / "im", root / "ma"
+
+
+def test_tune_that_fails_leaves_no_copy_behind(models, tmp_path, capsys, fake_net):
+    """A tune that stops (masks that do not fit their images) leaves no untuned copy in --output,
+    which would make the same command, run again with the right masks, refuse the folder."""
+    images, masks = _tune_spots(tmp_path / "data")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in masks.iterdir():
+        tifffile.imwrite(bad / p.name, np.zeros((32, 32), np.uint16))
+    out = tmp_path / "tuned"
+    args = ["tune", "--images", str(images), "-m", str(models["three_class"]), "--device", "cpu", "-o", str(out)]
+    assert main([*args, "--masks", str(bad)]) == 2
+    assert "does not match" in _assert_one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+    assert main([*args, "--masks", str(masks)]) == 0
+    assert f"model saved in {out}" in capsys.readouterr().out
+    # An output folder that was there stays, without the files of the failed run.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main([*args[:-1], str(kept), "--masks", str(bad)]) == 2
+    capsys.readouterr()
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
+def test_tune_refuses_a_bundled_model_in_place_before_any_work(tmp_path, capsys, fake_net):
+    from napari_unet.checkpoint import bundled_models
+
+    images, masks = _tune_spots(tmp_path / "data")
+    folder = bundled_models()["nuclei"]
+    assert main(["tune", "--images", str(images), "--masks", str(masks), "--device", "cpu",
+                 "-o", str(folder)]) == 2
+    assert "--output" in _assert_one_error_line(capsys.readouterr().err)
+    assert not fake_net  # refused before the network ran
+
+
+def test_tune_scores_and_keeps_the_models_own_settings_off_the_grid(helpers, tmp_path, capsys, fake_net):
+    """A model's own settings need not be on tune's grid (threshold 0.65, min_size 10 here): they are
+    scored all the same (the "before" line the README promises), and kept where nothing beats them."""
+    from napari_unet import segment
+
+    model = helpers.build_model(tmp_path / "model", out_channels=3, target="three_class", seed=4,
+                                postprocess={"threshold": 0.65, "instance_method": "watershed"})
+    images, masks = _tune_spots(tmp_path / "data")
+    for p in images.iterdir():  # masks that the model's own settings draw exactly
+        tifffile.imwrite(masks / p.name, segment(tifffile.imread(p), model=str(model), device="cpu",
+                                                 keep_probabilities=False).instances.astype(np.uint16))
+    out = tmp_path / "tuned"
+    assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(model),
+                 "--device", "cpu", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "the model's settings: AP@0.5 1.000 (mean AP 0.5-0.9 1.000)" in printed
+    post = load_model(out).config.postprocess
+    assert (post["threshold"], post["min_size"]) == (0.65, 10)
+
+
+def test_tune_a_semantic_model_tries_only_what_it_uses_and_refuses_empty_masks(models, tmp_path, capsys,
+                                                                            fake_net):
+    images, masks = _tune_spots(tmp_path / "data")
+    args = ["tune", "--images", str(images), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main([*args, "--masks", str(masks), "-o", str(tmp_path / "t")]) == 0
+    chosen = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("chosen"))
+    assert "threshold" in chosen and "min_size" in chosen and "seed_threshold" not in chosen
+    for p in masks.iterdir():
+        tifffile.imwrite(p, np.zeros((64, 64), np.uint16))
+    assert main([*args, "--masks", str(masks), "-o", str(tmp_path / "t2")]) == 2
+    assert "hold no objects: label the objects first" in _assert_one_error_line(capsys.readouterr().err)

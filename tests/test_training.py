@@ -318,6 +318,9 @@ def test_signed_small_masks_keep_the_ids_that_wrapped_negative():
     wide = labels.astype(np.int32)
     wide[wide == 200] = -5  # a wide mask's negatives are no wrapped ids: background, as before
     assert len(np.unique(whole_labels(wide, "m"))) == 3
+    unlabelled = labels.astype(np.int16)
+    unlabelled[unlabelled == 200] = -1  # -1 beside ids: "unlabelled", background
+    assert len(np.unique(whole_labels(unlabelled, "m"))) == 3
 
 
 def test_train_takes_numpy_ints_and_the_planes_of_plane_samples(tmp_path):

@@ -466,7 +466,8 @@ TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Foreground thresholds ``tune`` tries: wider than training's, for annotations drawn tighter or looser."""
 
 
-def _tune(model: Any, args: argparse.Namespace, grid: dict | None = None) -> tuple[dict, list]:
+def _tune(model: Any, args: argparse.Namespace, grid: dict | None = None, *,
+          refuse_empty: bool = False) -> tuple[dict, list]:
     from .training.tune import tune_postprocess
 
     from .training.data import is_binary_mask, pair_planes
@@ -475,6 +476,8 @@ def _tune(model: Any, args: argparse.Namespace, grid: dict | None = None) -> tup
     planes = [plane for name, img, mask in zip(names, imgs, masks)
               for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
               if plane is not None]
+    if refuse_empty and not any(p[2].any() for p in planes):
+        raise SegmentationError(f"The masks in {args.val_masks} hold no objects: label the objects first.")
     if grid is not None:
         print(f"choosing settings on {len(planes)} image(s) ({len(names)} file(s))…", file=sys.stderr)
     return tune_postprocess(model, [p[1] for p in planes], [p[2] for p in planes],
@@ -482,32 +485,60 @@ def _tune(model: Any, args: argparse.Namespace, grid: dict | None = None) -> tup
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .checkpoint import CONFIG, load_model, save_model
+    from .checkpoint import CONFIG, WEIGHTS, is_bundled, load_model, save_model
     from .training.tune import DEFAULT_GRID, matched_any
 
     model = load_model(args.model)
     out = Path(args.output)
     same = model.path is not None and out.resolve() == model.path.resolve()
+    if same and is_bundled(out):
+        # Refused before any work (tuning would only fail at the end, when saving).
+        raise SegmentationError(
+            f"{model.name} is a bundled model, which is never changed: give a new folder to --output "
+            "for the tuned copy.")
     if not same and (out / CONFIG).exists():
         raise SegmentationError(
             f"{out} already holds a model: give a new folder to --output (or the model's own folder, "
             "to change its settings in place).")
+    made: list[Path] = []  # what this command created, removed again if tuning fails
     if not same:
+        made = [p for p in (out / WEIGHTS, out / CONFIG) if not p.exists()]
+        if not out.exists():
+            made.append(out)
         _check_writable(out)
         save_model(out, model.net, model.config)  # a copy: the model given stays as it was
         model = load_model(out)
     args.val_images, args.val_masks = args.images, args.masks
     own = {k: model.config.postprocess.get(k) for k in DEFAULT_GRID}
-    best, table = _tune(model, args, grid={**DEFAULT_GRID, "threshold": TUNE_THRESHOLDS})
+    # The model's own settings are candidates too, first (ties keep them): the grid may not hold
+    # them (min_size 10 by default), and then they would be neither scored nor kept when best.
+    full = {**DEFAULT_GRID, "threshold": TUNE_THRESHOLDS}
+    if model.config.target != "three_class":  # no interiors: seeds and neck cuts change nothing
+        full = {k: full[k] for k in ("threshold", "min_size")}
+    grid = {k: tuple(dict.fromkeys([*([own[k]] if own[k] is not None else []), *values]))
+            for k, values in full.items()}
+    try:
+        best, table = _tune(model, args, grid=grid, refuse_empty=True)
+    except BaseException:
+        # A failed run leaves no untuned copy behind, which would block the same command run again.
+        for path in made:
+            if path.is_dir():
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+            else:
+                path.unlink(missing_ok=True)
+        raise
     if not matched_any(table):
         print("Settings kept: no setting found a single object of the masks (AP 0); check that each "
               "mask belongs to its image.")
     else:
-        before = next((row for row in table if row[0] == own), None)
+        before = next((row for row in table if row[0] == {k: own[k] for k in grid}), None)
         if before is not None:
             print(f"the model's settings: AP@0.5 {before[1]:.3f} (mean AP 0.5-0.9 {before[2]:.3f})")
         print(f"chosen: AP@0.5 {table[0][1]:.3f} (mean AP 0.5-0.9 {table[0][2]:.3f}) with "
-              + ", ".join(f"{k} {best[k]}" for k in DEFAULT_GRID))
+              + ", ".join(f"{k} {best[k]}" for k in grid))
     print(f"model saved in {out}")
     return 0
 

@@ -109,9 +109,9 @@ def whole_labels(labels: Any, name: str) -> np.ndarray:
     -------
     ndarray (...) integer
         A mask of one negative value (0/-1: an int8 mask whose 255 wrapped)
-        becomes 0/1; negative ids of a signed 8- or 16-bit mask are read as the
-        unsigned ids they wrapped from; other negative values become background
-        (0); ids far above the pixel count are numbered 1..n.
+        becomes 0/1; negative ids below -1 of a signed 8- or 16-bit mask are
+        read as the unsigned ids they wrapped from; other negative values
+        become background (0); ids far above the pixel count are numbered 1..n.
     """
     from skimage.segmentation import relabel_sequential
 
@@ -127,8 +127,9 @@ def whole_labels(labels: Any, name: str) -> np.ndarray:
     if labels.size and labels.min() < 0:
         if is_binary_mask(labels):
             labels = (labels != 0).astype(np.uint8)  # a 0/-1 mask (an int8 255 wrapped): its objects stay
-        elif labels.dtype.itemsize <= 2:
-            # 8- or 16-bit ids past 127 / 32767 stored signed (ImageJ, a cast): id 200 reads as -56.
+        elif labels.dtype.itemsize <= 2 and labels.min() < -1:
+            # 8- or 16-bit ids past 127 / 32767 stored signed (a cast): id 200 reads as -56. (-1 alone
+            # beside ids is taken as "unlabelled", background, as other negative values of wide masks.)
             labels = labels.view(labels.dtype.str.replace("i", "u"))
     labels = np.where(labels > 0, labels, 0)
     if labels.size and labels.max() > labels.size:  # ids far above the count: number them 1..n
