@@ -1275,3 +1275,14 @@ def test_tune_a_semantic_model_tries_only_what_it_uses_and_refuses_empty_masks(m
         tifffile.imwrite(p, np.zeros((64, 64), np.uint16))
     assert main([*args, "--masks", str(masks), "-o", str(tmp_path / "t2")]) == 2
     assert "hold no objects: label the objects first" in _assert_one_error_line(capsys.readouterr().err)
+
+
+def test_tune_reads_the_channels_a_composite_declares(models, tmp_path, capsys, fake_net):
+    """An ImageJ composite stores C before Y, X: tuning (as after train --val-images) moves it last."""
+    images, masks = _tune_spots(tmp_path / "data")
+    for p in images.iterdir():
+        grey = tifffile.imread(p)
+        tifffile.imwrite(p, np.stack([grey, grey // 2]), imagej=True, metadata={"axes": "CYX"})
+    assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["2d_in2"]),
+                 "--device", "cpu", "-o", str(tmp_path / "t")]) == 0
+    assert "chosen: AP@0.5" in capsys.readouterr().out

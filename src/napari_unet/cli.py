@@ -468,11 +468,15 @@ TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def _tune(model: Any, args: argparse.Namespace, grid: dict | None = None, *,
           refuse_empty: bool = False) -> tuple[dict, list]:
-    from .training.tune import tune_postprocess
+    import numpy as np
 
     from .training.data import is_binary_mask, pair_planes
+    from .training.tune import tune_postprocess
 
-    names, imgs, masks, _ = _load_folder_pairs(args.val_images, args.val_masks)
+    names, imgs, masks, all_axes = _load_folder_pairs(args.val_images, args.val_masks)
+    # A channel axis the file declares (an ImageJ composite: before Y, X) goes last, where planes keep it.
+    imgs = [np.moveaxis(img, axes.upper().index("C"), -1) if axes and "C" in axes.upper() else img
+            for img, axes in zip(imgs, all_axes)]
     planes = [plane for name, img, mask in zip(names, imgs, masks)
               for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
               if plane is not None]
