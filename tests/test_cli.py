@@ -1195,6 +1195,9 @@ def test_tune_chooses_settings_on_annotated_images_and_saves_a_copy(models, tmp_
     assert "already holds a model" in _assert_one_error_line(capsys.readouterr().err)
     assert main([*args, "-o", str(src)]) == 0
     assert load_model(src).config.postprocess == tuned.config.postprocess
+    capsys.readouterr()
+    assert main([*args, "-o", str(src / "config.json")]) == 2
+    assert "is a file: give a model folder" in _assert_one_error_line(capsys.readouterr().err)
 
 
 def _tune_spots(root: Path) -> tuple[Path, Path]:

@@ -494,6 +494,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     out = Path(args.output)
+    if out.is_file():
+        raise SegmentationError(
+            f"--output {out} is a file: give a model folder (for the model's own, {out.parent}).")
     same = model.path is not None and out.resolve() == model.path.resolve()
     if same and is_bundled(out):
         # Refused before any work (tuning would only fail at the end, when saving).
