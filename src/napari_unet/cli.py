@@ -450,9 +450,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 0
         print("Its post-processing was never chosen (stopped while tuning?): choosing it now.")
     if val_s and args.tune:
-        from .training.tune import matched_any
+        from .training.tune import matched_any, tune_postprocess
 
-        best, table = _tune(model, args)
+        best, table = tune_postprocess(model, *_tuning_planes(args.val_images, args.val_masks)[:2],
+                                       device=args.device, save=True)
         if matched_any(table):
             print(f"post-processing chosen on the validation images: {best}")
         else:
@@ -466,31 +467,25 @@ TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Foreground thresholds ``tune`` tries: wider than training's, for annotations drawn tighter or looser."""
 
 
-def _tune(model: Any, args: argparse.Namespace, grid: dict | None = None, *,
-          refuse_empty: bool = False) -> tuple[dict, list]:
+def _tuning_planes(images: str, masks: str) -> tuple[list[Any], list[Any], int]:
+    """The 2D images and masks a folder pair gives to :func:`tune_postprocess`, and its file count."""
     import numpy as np
 
     from .training.data import is_binary_mask, pair_planes
-    from .training.tune import tune_postprocess
 
-    names, imgs, masks, all_axes = _load_folder_pairs(args.val_images, args.val_masks)
+    names, imgs, labels, all_axes = _load_folder_pairs(images, masks)
     # A channel axis the file declares (an ImageJ composite: before Y, X) goes last, where planes keep it.
     imgs = [np.moveaxis(img, axes.upper().index("C"), -1) if axes and "C" in axes.upper() else img
             for img, axes in zip(imgs, all_axes)]
-    planes = [plane for name, img, mask in zip(names, imgs, masks)
+    planes = [plane for name, img, mask in zip(names, imgs, labels)
               for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
               if plane is not None]
-    if refuse_empty and not any(p[2].any() for p in planes):
-        raise SegmentationError(f"The masks in {args.val_masks} hold no objects: label the objects first.")
-    if grid is not None:
-        print(f"choosing settings on {len(planes)} image(s) ({len(names)} file(s))…", file=sys.stderr)
-    return tune_postprocess(model, [p[1] for p in planes], [p[2] for p in planes],
-                            grid=grid, device=args.device, save=True)
+    return [p[1] for p in planes], [p[2] for p in planes], len(names)
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from .checkpoint import CONFIG, WEIGHTS, is_bundled, load_model, save_model
-    from .training.tune import DEFAULT_GRID, matched_any
+    from .training.tune import DEFAULT_GRID, matched_any, tune_postprocess
 
     model = load_model(args.model)
     out = Path(args.output)
@@ -515,7 +510,6 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         _check_writable(out)
         save_model(out, model.net, model.config)  # a copy: the model given stays as it was
         model = load_model(out)
-    args.val_images, args.val_masks = args.images, args.masks
     own = {k: model.config.postprocess.get(k) for k in DEFAULT_GRID}
     # The model's own settings are candidates too, first (ties keep them): the grid may not hold
     # them (min_size 10 by default), and then they would be neither scored nor kept when best.
@@ -525,7 +519,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     grid = {k: tuple(dict.fromkeys([*([own[k]] if own[k] is not None else []), *values]))
             for k, values in full.items()}
     try:
-        best, table = _tune(model, args, grid=grid, refuse_empty=True)
+        images, masks, n_files = _tuning_planes(args.images, args.masks)
+        if not any(mask.any() for mask in masks):
+            raise SegmentationError(f"The masks in {args.masks} hold no objects: label the objects first.")
+        print(f"choosing settings on {len(images)} image(s) ({n_files} file(s))…", file=sys.stderr)
+        best, table = tune_postprocess(model, images, masks, grid=grid, device=args.device, save=True)
     except BaseException:
         # A failed run leaves no untuned copy behind, which would block the same command run again.
         for path in made:

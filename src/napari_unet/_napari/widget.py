@@ -191,16 +191,17 @@ class SegmentWidget(EngineWidget):
     def _on_session_models_changed(self) -> None:
         self.model.reset_choices()
         key = self.model.value
-        if isinstance(key, str) and key.startswith(SESSION) and self._session_model(key) is not self._applied:
+        if self._session_model(key) is not self._applied:
             self._on_model_changed(key)  # the chosen name was registered again: a new model
 
     @staticmethod
-    def _session_model(key: str) -> object:
-        return REGISTRY.get(key[len(SESSION):])
+    def _session_model(key: str | None) -> object:
+        """The model registered under a session key; None for the other keys."""
+        return REGISTRY.get(key[len(SESSION):]) if isinstance(key, str) and key.startswith(SESSION) else None
 
     def _on_model_changed(self, key: str | None) -> None:
         """Take the chosen model's tuned post-processing values as the option defaults."""
-        self._applied = self._session_model(key) if isinstance(key, str) and key.startswith(SESSION) else None
+        self._applied = self._session_model(key)
         if key is None:
             self.status.value = "No bundled model here: use 'Browse…' to open a model folder."
             return
