@@ -1289,3 +1289,46 @@ def test_tune_reads_the_channels_a_composite_declares(models, tmp_path, capsys, 
     assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["2d_in2"]),
                  "--device", "cpu", "-o", str(tmp_path / "t")]) == 0
     assert "chosen: AP@0.5" in capsys.readouterr().out
+
+
+def test_tune_takes_the_channel_asked_for_and_refuses_to_blend_stains(models, tmp_path, capsys, fake_net):
+    """A 1-channel model on a 2-channel composite: without --channel tune says to choose one (as
+    segment does) before the network runs; --channel 1, the stain that shows the spots, is the one
+    scored; a channel the images lack is named."""
+    images, masks = _tune_spots(tmp_path / "data")
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64)).astype(np.uint8)
+    for p in images.iterdir():
+        tifffile.imwrite(p, np.stack([noise, tifffile.imread(p)]), imagej=True, metadata={"axes": "CYX"})
+    args = ["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["three_class"]),
+            "--device", "cpu"]
+    assert main([*args, "-o", str(tmp_path / "t0")]) == 2
+    assert "choose the one that shows the nuclei with --channel N (0 to 1)" in \
+        _assert_one_error_line(capsys.readouterr().err)
+    assert not fake_net and not (tmp_path / "t0").exists()
+    assert main([*args, "-o", str(tmp_path / "t1"), "--channel", "1"]) == 0
+    assert "chosen: AP@0.5 1.000" in capsys.readouterr().out
+    assert main([*args, "-o", str(tmp_path / "t2"), "--channel", "2"]) == 2
+    assert "--channel 2, but the image has 2 channel(s) (0 to 1)" in _assert_one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "t2").exists()
+
+
+def test_tune_reads_axes_given_and_refuses_a_channel_of_a_grey_image(models, tmp_path, capsys, fake_net):
+    """--axes CYX names the channel axis of a plain TIFF (whose shape alone reads as a z-stack)."""
+    images, masks = _tune_spots(tmp_path / "data")
+    args = ["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["three_class"]),
+            "--device", "cpu"]
+    assert main([*args, "-o", str(tmp_path / "t0"), "--channel", "0"]) == 2
+    assert "no channel axis (axes YX): leave out --channel" in _assert_one_error_line(capsys.readouterr().err)
+    for p in images.iterdir():
+        spots = tifffile.imread(p)
+        tifffile.imwrite(p, np.stack([spots // 4, spots, spots]), photometric="minisblack")  # no axes in it
+    assert main([*args, "-o", str(tmp_path / "t1"), "--axes", "CYX", "--channel", "1"]) == 0
+    assert "chosen: AP@0.5 1.000" in capsys.readouterr().out
+
+
+def test_tune_refuses_a_3d_model(models, tmp_path, capsys, fake_net):
+    images, masks = _tune_spots(tmp_path / "data")
+    assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["3d"]),
+                 "--device", "cpu", "-o", str(tmp_path / "t")]) == 2
+    assert "is a 3D model: tune chooses the settings of 2D models" in _assert_one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "t").exists()

@@ -452,7 +452,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if val_s and args.tune:
         from .training.tune import matched_any, tune_postprocess
 
-        best, table = tune_postprocess(model, *_tuning_planes(args.val_images, args.val_masks)[:2],
+        best, table = tune_postprocess(model, *_tuning_planes(args.val_images, args.val_masks, model)[:2],
                                        device=args.device, save=True)
         if matched_any(table):
             print(f"post-processing chosen on the validation images: {best}")
@@ -467,19 +467,43 @@ TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Foreground thresholds ``tune`` tries: wider than training's, for annotations drawn tighter or looser."""
 
 
-def _tuning_planes(images: str, masks: str) -> tuple[list[Any], list[Any], int]:
-    """The 2D images and masks a folder pair gives to :func:`tune_postprocess`, and its file count."""
+def _tuning_planes(images: str, masks: str, model: Any, *, axes: str | None = None,
+                   channel: int | None = None) -> tuple[list[Any], list[Any], int]:
+    """The 2D images and masks a folder pair gives to :func:`tune_postprocess`, and its file count.
+
+    Each image's axes are ``axes``, else the file's, else guessed as ``segment`` guesses them;
+    its planes come out as (Y, X) or (Y, X, C), ``channel`` taken alone from C when given.
+    """
     import numpy as np
 
+    from .axes import plan_axes
     from .training.data import is_binary_mask, pair_planes
 
-    names, imgs, labels, all_axes = _load_folder_pairs(images, masks)
-    # A channel axis the file declares (an ImageJ composite: before Y, X) goes last, where planes keep it.
-    imgs = [np.moveaxis(img, axes.upper().index("C"), -1) if axes and "C" in axes.upper() else img
-            for img, axes in zip(imgs, all_axes)]
-    planes = [plane for name, img, mask in zip(names, imgs, labels)
-              for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
-              if plane is not None]
+    names, imgs, labels, all_axes = _load_folder_pairs(
+        images, masks, axes=axes,
+        check_channels=lambda read, name: _check_declared_channels(read, name, channel, model, axes))
+    planes = []
+    for name, img, mask, img_axes in zip(names, imgs, labels, all_axes):
+        try:
+            plan = plan_axes(img.shape, img_axes, in_channels=model.config.in_channels)
+        except SegmentationError as exc:
+            raise SegmentationError(f"{name}: {exc}") from None
+        letters = plan.axes
+        lead = [a for a in letters if a not in "YXC"]
+        # Planes lie on the last two axes (Y, X), channels after them; the mask has no C.
+        img = np.transpose(img, [letters.index(a) for a in [*lead, "Y", "X", *("C" * ("C" in letters))]])
+        mask_letters = letters.replace("C", "")
+        mask = np.transpose(mask, [mask_letters.index(a) for a in [*lead, "Y", "X"]])
+        if channel is not None:
+            n = img.shape[-1] if "C" in letters else 0
+            if not 0 <= channel < n:
+                raise SegmentationError(
+                    f"{name}: --channel {channel}, but the image has "
+                    + (f"{n} channel(s) (0 to {n - 1})." if n else
+                       f"no channel axis (axes {letters}): leave out --channel, or give --axes."))
+            img = img[..., channel]
+        planes += [plane for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
+                   if plane is not None]
     return [p[1] for p in planes], [p[2] for p in planes], len(names)
 
 
@@ -488,6 +512,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from .training.tune import DEFAULT_GRID, matched_any, tune_postprocess
 
     model = load_model(args.model)
+    if model.config.spatial_dims != 2:
+        raise SegmentationError(
+            f"{model.name} is a 3D model: tune chooses the settings of 2D models, plane by plane. "
+            "Set a 3D model's thresholds in its config.json, or with segment's options.")
     out = Path(args.output)
     if out.is_file():
         raise SegmentationError(
@@ -519,7 +547,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     grid = {k: tuple(dict.fromkeys([*([own[k]] if own[k] is not None else []), *values]))
             for k, values in full.items()}
     try:
-        images, masks, n_files = _tuning_planes(args.images, args.masks)
+        images, masks, n_files = _tuning_planes(args.images, args.masks, model, axes=args.axes,
+                                                channel=args.channel)
         if not any(mask.any() for mask in masks):
             raise SegmentationError(f"The masks in {args.masks} hold no objects: label the objects first.")
         print(f"choosing settings on {len(images)} image(s) ({n_files} file(s))…", file=sys.stderr)
@@ -631,6 +660,9 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--model", "-m", default="default", help="model to tune (default: the bundled one)")
     u.add_argument("--output", "-o", required=True,
                    help="new model folder for the tuned copy (the model's own folder changes it in place)")
+    u.add_argument("--axes", help="axes of the images, as for segment (default: the file's, else guessed "
+                                  "from the shape); stacks are tuned plane by plane")
+    u.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
     u.add_argument("--device", default="auto")
     u.set_defaults(func=_cmd_tune)
 
