@@ -97,3 +97,7 @@ def test_axes_choices_and_resolution():
     # A Fiji hyperstack (ZCYX) can be described as such.
     assert "ZCYX" in [v for _, v in axes_choices(hyper)] and channel_data_axis(hyper, "ZCYX") == 1
     assert resolve_axes(Image(np.zeros((8, 9))), None) == "YX"
+    # An HxWx1 array (a one-channel TIFF opens so) is one channel, not a stack of 1-pixel-wide planes.
+    single = Image(np.zeros((8, 9, 1)))
+    assert resolve_axes(single, None) == "YXC" and resolve_axes(Image(np.zeros((3, 8, 9, 1))), None) == "ZYXC"
+    assert [v for _, v in axes_choices(single)][0] is None and "ZYX" in [v for _, v in axes_choices(single)]

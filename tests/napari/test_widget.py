@@ -536,3 +536,17 @@ def test_renaming_the_chosen_image_keeps_it_chosen(viewer, widget, make_blobs):
     assert widget.axes.value == "TYX"  # the same image: its axes choice stays
     viewer.layers.remove(movie)  # a removed image is still replaced by another one
     assert widget.image.value is viewer.layers["first"] and widget.axes.value is None
+
+
+def test_a_single_channel_last_layer_is_segmented_as_one_image(viewer, widget, wait_done, make_blobs):
+    """An HxWx1 layer (how a one-channel TIFF opens) gives 2D layers of its Y and X, as the engine reads
+    such an array, instead of failing on planes one pixel wide."""
+    blobs = make_blobs((40, 48))
+    img = viewer.add_image(blobs[..., None], name="single", scale=(0.5, 0.25, 1.0))
+    widget.image.value = img
+    widget.run()
+    wait_done(widget)
+    sem, inst = outputs(viewer, "single")
+    assert inst.data.shape == sem.data.shape == (40, 48)
+    np.testing.assert_allclose(inst.scale, (0.5, 0.25))
+    assert inst.metadata["axes"] == "YXC" and inst.data.max() > 0

@@ -161,13 +161,15 @@ def resolve_axes(layer: Image, choice: str | None) -> str | None:
     ``ZYXC``, ``TZYXC``), and napari's other image layers hold no channel axis,
     so a 3D layer is a z-stack and a 4D one a time series of z-stacks; a 5D
     one must hold channels, read in ImageJ's hyperstack order (``TZCYX``).
+    A last axis of size 1 is a single channel (``YXC``, ``ZYXC``), as the
+    engine reads it: an image is never one pixel wide (an HxWx1 TIFF opens so).
     """
     if choice:
         return choice
-    ndim = layer_array(layer).ndim
-    if layer.rgb:
-        return _RGB.get(ndim)
-    return _PLAIN.get(ndim)
+    shape = layer_array(layer).shape
+    if layer.rgb or (len(shape) in (3, 4) and shape[-1] == 1):
+        return _RGB.get(len(shape))
+    return _PLAIN.get(len(shape))
 
 
 def channel_choices(layer: Image | None, axes_choice: str | None) -> list[tuple[str, int | None]]:
