@@ -448,6 +448,16 @@ def test_measure_objects_measures_the_selected_instances_and_forgets_on_edit(
     inst.brush_size = 3
     inst.paint((40, 44), 0)
     assert inst.features.shape[1] == 0
+    # Undo (Ctrl+Z) brings the erased pixels back without a paint or data event: the values
+    # measured without them go too. A refresh (as moving through a stack makes) keeps them.
+    widget.measure()
+    wait_done(widget)
+    area = inst.features["area"].tolist()
+    inst.refresh()
+    assert inst.features["area"].tolist() == area
+    inst.undo()
+    assert inst.data[40, 44] != 0 and inst.features.shape[1] == 0
+    inst.redo()
     # Painted while it was being measured: the values describe the labels as they were, so they
     # are not shown on hover (the status says so).
     widget.measure()

@@ -531,13 +531,20 @@ class SegmentWidget(EngineWidget):
             record.instance_params = dict(params)
 
 
-_FORGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> its "forget" handler
+_FORGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> its (forget, refreshed) handlers
+
+
+def _history(layer: Labels) -> tuple[int, int]:
+    """Lengths of ``layer``'s undo and redo histories: Ctrl+Z and Ctrl+Shift+Z change them, and the
+    labels, without a paint or data event (napari only refreshes the layer)."""
+    return len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ()))
 
 
 def _forget_features_on_edit(layer: Labels) -> None:
-    """Drop ``layer``'s measurements at its next edit (brush, fill, eraser, new data): they
-    describe the objects as they were, and hovering must not show stale values."""
+    """Drop ``layer``'s measurements at its next edit (brush, fill, eraser, undo, redo, new data):
+    they describe the objects as they were, and hovering must not show stale values."""
     ref = weakref.ref(layer)  # the handler is kept in _FORGET: it must not keep the layer alive
+    history = _history(layer)
 
     def forget(_event: Any = None) -> None:
         target = ref()
@@ -545,15 +552,24 @@ def _forget_features_on_edit(layer: Labels) -> None:
             return
         target.events.paint.disconnect(forget)
         target.events.data.disconnect(forget)
+        target.events.set_data.disconnect(refreshed)
         _FORGET.pop(target, None)
         target.features = {}
+
+    def refreshed(_event: Any = None) -> None:  # also at every slice change: cheap unless undone
+        target = ref()
+        if target is not None and _history(target) != history:
+            forget()
 
     old = _FORGET.pop(layer, None)
     for emitter in (layer.events.paint, layer.events.data):
         if old is not None:
-            emitter.disconnect(old)  # measured again: one handler
+            emitter.disconnect(old[0])  # measured again: one handler
         emitter.connect(forget)
-    _FORGET[layer] = forget
+    if old is not None:
+        layer.events.set_data.disconnect(old[1])
+    layer.events.set_data.connect(refreshed)
+    _FORGET[layer] = (forget, refreshed)
 
 
 _SHORT_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "meter": "m"}
