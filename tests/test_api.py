@@ -158,6 +158,24 @@ def test_separate_objects(models, helpers, fake_net):
     assert fake_net, "the fake network was used"
 
 
+def test_percentiles_replace_the_models_for_one_run(models, fake_net):
+    """A few very bright pixels: under the model's percentiles (1, 99.8) they lie above the upper
+    one and the discs stay bright; with 100 as the upper one the discs turn dim (0.02 of white)
+    and nothing is found. The pair used is recorded."""
+    image, _ = disc_scene([(16, 16, 6), (40, 44, 8)])
+    image = image.astype(np.uint16)
+    image[0, :3] = 10_000
+    model = str(models["2d"])
+    default = napari_unet.segment(image, model=model)
+    assert len(_objects(default.instances)) == 2 and default.metadata["percentiles"] == [1.0, 99.8]
+    bright = napari_unet.segment(image, model=model, percentiles=(1, 100))
+    assert not bright.instances.any() and bright.metadata["percentiles"] == [1.0, 100.0]
+    assert load_model(model).config.normalization["high"] == 99.8  # the model is unchanged
+    for bad in ((99.8, 1), (1, 101), (-1, 50), (1,), "1 99", (True, 50), (1, float("nan"))):
+        with pytest.raises(SegmentationError, match="percentiles must be two numbers from 0 to 100"):
+            napari_unet.segment(image, model=model, percentiles=bad)
+
+
 def test_scale_keeps_outputs_at_the_image_size(models, helpers, fake_net):
     image = _two_discs(helpers, touching=False)
     result = napari_unet.segment(image, model=str(models["2d"]), scale=2.0)

@@ -616,6 +616,38 @@ def test_evaluate_passes_the_scale_on(models, tmp_path, capsys, fake_net):
     capsys.readouterr()
 
 
+def test_percentiles_reach_segment_and_evaluate(models, tmp_path, capsys, fake_net):
+    """--percentiles replaces the model's for the run: a few very bright pixels with 100 as the upper
+    one leave the discs dim (nothing found, AP 0); the pair is in the results' metadata and the JSON.
+    A bad pair is refused before any image is read."""
+    img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:1])
+    for p in img_dir.iterdir():
+        image = tifffile.imread(p).astype(np.uint16)
+        image[0, :3] = 10_000
+        tifffile.imwrite(p, image)
+    model = ["--model", str(models["2d"]), "--device", "cpu"]
+    scores = tmp_path / "scores.json"
+    ev = ["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), *model, "--json", str(scores)]
+    assert main(ev) == 0
+    assert json.loads(scores.read_text())["percentiles"] == [1.0, 99.8]
+    assert json.loads(scores.read_text())["scores"][0]["ap"] > 0.9
+    assert main([*ev, "--overwrite", "--percentiles", "1", "100"]) == 0
+    saved = json.loads(scores.read_text())
+    assert saved["percentiles"] == [1.0, 100.0] and saved["scores"][0]["ap"] == 0
+    image = next(img_dir.iterdir())
+    out = tmp_path / "out"
+    assert main(["segment", str(image), "-o", str(out), *model, "--percentiles", "0.5", "99.99"]) == 0
+    with tifffile.TiffFile(out / f"{image.stem}_instances.tif") as tif:
+        assert tif.shaped_metadata[0]["percentiles"] == [0.5, 99.99]
+    capsys.readouterr()
+    fake_net.clear()
+    for cmd in (["segment", str(image), "-o", str(tmp_path / "out2"), *model], ev):
+        assert main([*cmd, "--overwrite", "--percentiles", "99.8", "1"]) == 2
+        assert "--percentiles 99.8 1: give two numbers from 0 to 100, the lower one first" in \
+            _assert_one_error_line(capsys.readouterr().err)
+    assert not fake_net and not (tmp_path / "out2").exists()
+
+
 def test_evaluate_known_answer(models, tmp_path, capsys, fake_net):
     """With a network whose foreground is the image itself, the answer is known.
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from .postprocess import (
 from .predict import Predictor, check_scale, prepare_input, stream_probabilities
 from .progress import Progress, drain
 
-__all__ = ["Segmentation", "iter_segment", "median_object_area", "objects_are_small", "segment"]
+__all__ = ["Segmentation", "check_percentiles", "iter_segment", "median_object_area", "objects_are_small", "segment"]
 
 
 @dataclass
@@ -63,6 +65,7 @@ def iter_segment(
     overlap: int | None = None,
     batch_size: int = 1,
     scale: float | str | None = None,
+    percentiles: tuple[float, float] | None = None,
     threshold: float | None = None,
     seed_threshold: float | None = None,
     instance_method: str | None = None,
@@ -97,6 +100,12 @@ def iter_segment(
         once. None takes the model's choice (``postprocess["scale"]``, 1 when
         it has none; the bundled model offers "auto" but defaults to 1).
         ``metadata["scale"]`` says which scale gave the result.
+    percentiles : (low, high) or None
+        The input's percentiles that become 0 and 1 for the network (each
+        channel, over the whole array); None takes the model's (1 and 99.8
+        for the bundled one). Raise ``high`` (99.99, say) when a few very
+        bright spots make the nuclei look dim. ``metadata["percentiles"]``
+        records the pair used.
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
         ``instance_method`` is ``"components"`` or ``"watershed"``.
@@ -134,7 +143,11 @@ def iter_segment(
     if isinstance(min_size, float) and min_size.is_integer():
         min_size = int(min_size)  # a model's config.json may hold 24.0
     post["min_size"] = check_whole("min_size (pixels)", min_size, 0)
-    prepared = prepare_input(image, cfg, axes=axes, mode=mode, channel=channel)
+    norm = {**cfg.normalization}
+    if percentiles is not None:
+        norm.update(zip(("low", "high"), check_percentiles(percentiles)))
+    prepared = prepare_input(image, dataclasses.replace(cfg, normalization=norm), axes=axes, mode=mode,
+                             channel=channel)
     plan = prepared.plan
     label_ndim = len(plan.label_axes)
     semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, first,
@@ -164,6 +177,7 @@ def iter_segment(
         "tile_size": predictor.tile_size,
         "scale": float(used),
         "scale_mode": "auto" if auto else "fixed",
+        "percentiles": [float(norm["low"]), float(norm["high"])],
         "overlap": predictor.overlap,
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
         "neck_ratio": post.get("neck_ratio"),
@@ -171,6 +185,20 @@ def iter_segment(
         "n_objects": n_objects,
     }
     return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
+
+
+def check_percentiles(percentiles: Any) -> tuple[float, float]:
+    """``percentiles`` as (low, high) floats with 0 <= low < high <= 100, else a SegmentationError."""
+    try:
+        low, high = percentiles
+    except (TypeError, ValueError):
+        low = high = None
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 100 for v in (low, high)) \
+            or not low < high:
+        raise SegmentationError(
+            f"percentiles must be two numbers from 0 to 100, the lower one first (e.g. (1, 99.8)), "
+            f"not {percentiles!r}.")
+    return float(low), float(high)
 
 
 def _scale_choice(scale: float | str | None, post: dict[str, Any]) -> tuple[bool, float]:

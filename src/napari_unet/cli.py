@@ -125,12 +125,26 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure:
     return plan
 
 
+def _check_percentiles(percentiles: list[float] | None) -> None:
+    """Refuse a bad --percentiles pair before any image is read."""
+    from .api import check_percentiles
+
+    if percentiles is not None:
+        try:
+            check_percentiles(percentiles)
+        except SegmentationError:
+            raise SegmentationError(
+                f"--percentiles {' '.join(f'{v:g}' for v in percentiles)}: give two numbers from 0 to 100, "
+                "the lower one first (e.g. --percentiles 1 99.8).") from None
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
 
     out = Path(args.output)
     if args.pixel_size is not None and not args.measure:
         raise SegmentationError("--pixel-size calibrates the --measure table: add --measure.")
+    _check_percentiles(args.percentiles)
     plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure,
                          skip_existing=args.skip_existing)
     _check_writable(out)
@@ -200,10 +214,11 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     bar = ProgressBar(path.name)
     result = _drain(iter_segment(
         image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
-        device=args.device, tile_size=args.tile_size, scale=args.scale, threshold=args.threshold,
+        device=args.device, tile_size=args.tile_size, scale=args.scale, percentiles=args.percentiles,
+        threshold=args.threshold,
         seed_threshold=args.seed_threshold, instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
         keep_probabilities=False), bar)
-    meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool))}
+    meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool, list))}
     # The result's "axes" are the input's (with C); the files hold the output axes.
     meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
     try:
@@ -368,6 +383,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.json and args.json != "-":
         _check_json_target(Path(args.json), overwrite=args.overwrite)
+    _check_percentiles(args.percentiles)
     model = load_model(args.model)
     names, imgs, masks, all_axes = _load_folder_pairs(
         args.images, args.masks, axes=args.axes,
@@ -377,7 +393,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):
         try:
             result = segment(img, model=model, axes=axes, channel=args.channel, device=args.device,
-                             scale=args.scale, keep_probabilities=False)
+                             scale=args.scale, percentiles=args.percentiles, keep_probabilities=False)
         except SegmentationError as exc:
             raise SegmentationError(f"{name}: {exc}") from None
         scales.add(float(result.metadata["scale"]))
@@ -399,7 +415,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"model": model.name, "model_sha256": model.sha256, "images": args.images,
                    # The scale the images were segmented at (several with --scale auto).
-                   "scale": scales.pop() if len(scales) == 1 else sorted(scales), **scores.to_dict()}
+                   "scale": scales.pop() if len(scales) == 1 else sorted(scales),
+                   "percentiles": list(args.percentiles or (model.config.normalization["low"],
+                                                            model.config.normalization["high"])),
+                   **scores.to_dict()}
         text = json.dumps(payload, indent=2)
         if args.json == "-":
             print(text)
@@ -599,6 +618,10 @@ def _parser() -> argparse.ArgumentParser:
                         "the model knows, 0.5 for twice (outputs keep the image size); 'auto' measures "
                         "the objects first and rescales only when they are small (default: the model's choice, 1 for "
                         "the bundled model)")
+    s.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="input percentiles that become black and white for the network (default: the "
+                        "model's, 1 99.8 for the bundled one); raise HIGH (99.99) when a few very bright "
+                        "spots make the nuclei dim")
     s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
     s.add_argument("--seed-threshold", type=float,
                    help="interior probability above which a region starts an object of its own, for models "
@@ -675,6 +698,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
     e.add_argument("--device", default="auto")
     e.add_argument("--scale", default=None, help="as for segment: a number, or 'auto' (default: the model's)")
+    e.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="input percentiles that become black and white for the network (default: the "
+                        "model's, 1 99.8 for the bundled one); raise HIGH (99.99) when a few very bright "
+                        "spots make the nuclei dim")
     e.add_argument("--json", nargs="?", const="-", help="also write the scores as JSON (to a file, or - for stdout)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     e.set_defaults(func=_cmd_evaluate)

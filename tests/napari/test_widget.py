@@ -472,6 +472,30 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
     assert widget.device.choices[0] == "auto" and "cpu" in widget.device.choices
 
 
+def test_percentiles_come_from_the_model_and_reach_the_run(viewer, widget, wait_done, tuned_model, make_blobs,
+                                                           tmp_path, notes):
+    folder = tmp_path / "norm"
+    shutil.copytree(tuned_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["normalization"].update(low=2.0, high=99.95)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert widget.add_model(str(folder))
+    assert (widget.low_percentile.value, widget.high_percentile.value) == (2.0, 99.95)
+    assert widget.low_percentile.tooltip and widget.high_percentile.tooltip
+    img = viewer.add_image(make_blobs((40, 48)), name="blobs")
+    widget.image.value = img
+    widget.high_percentile.value = 99.995
+    widget.run()
+    wait_done(widget)
+    assert viewer.layers["blobs instances"].metadata["percentiles"] == [2.0, 99.995]
+    # Black above white: said, and nothing runs.
+    widget.low_percentile.value = 99.995
+    widget.run()
+    (error,) = notes.messages("error")
+    assert "the first (black) must be below the second" in error and widget._run is None
+    assert "blobs instances [2]" not in [layer.name for layer in viewer.layers]
+
+
 def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, make_blobs):
     model = load_model(tuned_model)
     register_session_model(" trained here ", model)  # stripped, on the way in as on the way out

@@ -95,6 +95,11 @@ TOOLTIPS = {
         "neighbouring tiles overlap by 128 px in 2D (32 in 3D), or a quarter of a smaller tile;\n"
         "tiles under 512 px see less context at their edges, so results there can differ slightly."
     ),
+    "percentiles": (
+        "The image's intensity percentiles that become black and white for the network, low and\n"
+        "high (default: the model's, 1 and 99.8 for the bundled one). Raise the high one (99.99)\n"
+        "when a few very bright spots or saturated cells make the other nuclei look dim."
+    ),
     "threshold": (
         "Probability above which a pixel counts as an object (default: the model's tuned\n"
         "value). Lower it to catch dim nuclei, raise it to shrink objects and drop faint ones."

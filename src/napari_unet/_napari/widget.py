@@ -112,6 +112,10 @@ class SegmentWidget(EngineWidget):
         self.scale = FloatSpinBox(value=1.0, min=0.1, max=10.0, step=0.25, tooltip=tip["scale"])
         self.auto_scale = CheckBox(text="auto", value=False, tooltip=tip["auto_scale"])
         scale_row = row(self.scale, self.auto_scale, label="Scale")
+        self.low_percentile = FloatSpinBox(value=1.0, min=0.0, max=100.0, step=0.5, tooltip=tip["percentiles"])
+        self.high_percentile = FloatSpinBox(value=99.8, min=0.0, max=100.0, step=0.05, tooltip=tip["percentiles"])
+        self.high_percentile.native.setDecimals(3)  # 99.995 is shown and used as it is
+        percentile_row = row(self.low_percentile, self.high_percentile, label="Percentiles")
         self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.001, max=0.999, step=0.05,
                                       tooltip=tip["threshold"])
         self.threshold.native.setDecimals(3)  # a tuned 0.375 is shown and used as it is
@@ -129,7 +133,7 @@ class SegmentWidget(EngineWidget):
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
         self.measure_button = PushButton(text="Measure objects", tooltip=tip["measure"])
         self.extend([self.image, model_row, self.axes, self.channel, self.mode, self.device, scale_row, self.tile_size,
-                     self.threshold, self.instance_method, self.seed_threshold, self.min_size, self.link_time,
+                     percentile_row, self.threshold, self.instance_method, self.seed_threshold, self.min_size, self.link_time,
                      buttons,
                      row(self.update_button, self.measure_button), self.progress_bar, self.status])
 
@@ -211,6 +215,8 @@ class SegmentWidget(EngineWidget):
             show_error(str(exc))
             return
         post = config.postprocess
+        self.low_percentile.value = float(config.normalization["low"])
+        self.high_percentile.value = float(config.normalization["high"])
         # A channel is picked only for a 1-channel model; a multichannel one takes them all.
         self._one_channel_model = config.in_channels == 1
         self._on_axes_changed()
@@ -289,6 +295,7 @@ class SegmentWidget(EngineWidget):
             # None lets the engine choose; its default overlap shrinks with small tiles.
             "tile_size": int(self.tile_size.value) or None,
             "scale": "auto" if self.auto_scale.value else float(self.scale.value),
+            "percentiles": self._percentiles(),
             "threshold": float(self.threshold.value),
             "instance_method": self.instance_method.value,
             "seed_threshold": float(self.seed_threshold.value) if self._seeded_model else None,
@@ -296,6 +303,14 @@ class SegmentWidget(EngineWidget):
             "link_time": bool(self.link_time.value),
             "keep_probabilities": False,
         }
+
+    def _percentiles(self) -> tuple[float, float]:
+        low, high = float(self.low_percentile.value), float(self.high_percentile.value)
+        if low >= high:
+            raise SegmentationError(
+                f"The percentiles are {low:g} and {high:g}: the first (black) must be below the second "
+                "(white), e.g. 1 and 99.8.")
+        return low, high
 
     def _set_busy(self, busy: bool, *, cancellable: bool = False) -> None:
         self.run_button.enabled = not busy
