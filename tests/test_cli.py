@@ -1364,3 +1364,26 @@ def test_tune_refuses_a_3d_model(models, tmp_path, capsys, fake_net):
                  "--device", "cpu", "-o", str(tmp_path / "t")]) == 2
     assert "is a 3D model: tune chooses the settings of 2D models" in _assert_one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "t").exists()
+
+
+def test_tune_chooses_percentiles_when_asked(models, tmp_path, capsys, fake_net):
+    """12 very bright pixels of 4,096 lie above the 99.8th percentile's place: under the model's
+    pair (1, 99.8) the spots turn dim and nothing is found; --choose-percentiles finds an upper
+    percentile under them (99.5) and keeps it in the tuned copy, the model given unchanged."""
+    images, masks = _tune_spots(tmp_path / "data")
+    for p in images.iterdir():
+        image = tifffile.imread(p).astype(np.uint16)
+        image[0, :12] = 10_000
+        tifffile.imwrite(p, image)
+        # Masks as the model's own threshold (0.5) draws the spots: the percentiles are the question.
+        tifffile.imwrite(masks / p.name, ((image > 95) & (image < 1000)).astype(np.uint16))
+    args = ["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["three_class"]),
+            "--device", "cpu"]
+    assert main([*args, "-o", str(tmp_path / "plain")]) == 0
+    assert "chosen: AP@0.5 1.000" not in capsys.readouterr().out
+    assert main([*args, "-o", str(tmp_path / "t"), "--choose-percentiles"]) == 0
+    printed = capsys.readouterr().out
+    assert "the model's percentiles 1-99.8: AP@0.5 0.000" in printed
+    assert "chosen percentiles" in printed and "chosen: AP@0.5 1.000" in printed
+    norm = load_model(tmp_path / "t").config.normalization
+    assert norm["high"] < 99.8 and load_model(models["three_class"]).config.normalization["high"] == 99.8

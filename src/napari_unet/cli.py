@@ -528,7 +528,7 @@ def _tuning_planes(images: str, masks: str, model: Any, *, axes: str | None = No
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from .checkpoint import CONFIG, WEIGHTS, is_bundled, load_model, save_model
-    from .training.tune import DEFAULT_GRID, matched_any, tune_postprocess
+    from .training.tune import DEFAULT_GRID, NORMALIZATION_GRID, matched_any, tune_normalization, tune_postprocess
 
     model = load_model(args.model)
     if model.config.spatial_dims != 2:
@@ -571,6 +571,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         if not any(mask.any() for mask in masks):
             raise SegmentationError(f"The masks in {args.masks} hold no objects: label the objects first.")
         print(f"choosing settings on {len(images)} image(s) ({n_files} file(s))…", file=sys.stderr)
+        if args.choose_percentiles:
+            # The model's own pair is a candidate too (ties keep it), as for the post-processing below.
+            own_norm = (float(model.config.normalization["low"]), float(model.config.normalization["high"]))
+            norm, norm_table = tune_normalization(
+                model, images, masks, device=args.device, save=True,
+                lows=tuple(dict.fromkeys([own_norm[0], *NORMALIZATION_GRID["low"]])),
+                highs=tuple(dict.fromkeys([own_norm[1], *NORMALIZATION_GRID["high"]])))
+            if matched_any(norm_table):
+                before = next(row for row in norm_table if (row[0]["low"], row[0]["high"]) == own_norm)
+                print(f"the model's percentiles {own_norm[0]:g}-{own_norm[1]:g}: AP@0.5 {before[1]:.3f}")
+                print(f"chosen percentiles {norm['low']:g}-{norm['high']:g}: AP@0.5 {norm_table[0][1]:.3f}")
         best, table = tune_postprocess(model, images, masks, grid=grid, device=args.device, save=True)
     except BaseException:
         # A failed run leaves no untuned copy behind, which would block the same command run again.
@@ -686,6 +697,9 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--axes", help="axes of the images, as for segment (default: the file's, else guessed "
                                   "from the shape); stacks are tuned plane by plane")
     u.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
+    u.add_argument("--choose-percentiles", action="store_true",
+                   help="first choose the input percentiles too (lower 0.5-2, upper 99.5-99.99; the network runs "
+                        "once per pair and image), for images where a few very bright spots dim the nuclei")
     u.add_argument("--device", default="auto")
     u.set_defaults(func=_cmd_tune)
 
