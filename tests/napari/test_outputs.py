@@ -521,3 +521,37 @@ def test_a_deleted_pair_is_forgotten_at_the_next_run(make_blobs):
     tracker.publish(source, tuples(2))  # a re-run into the (untouched) newest pair
     gc.collect()
     assert ref() is None
+
+
+def test_update_and_measure_work_on_the_selected_layer_of_another_image(viewer, widget, wait_done, fake_net,
+                                                                         monkeypatch):
+    """With image B chosen (segmented last), the user goes back to image A's result, corrects its
+    mask and selects it: Update instances and Measure objects work on A's pair, as the selection
+    says, not on B's (whose untouched pair an update would quietly relabel)."""
+    from scenes import DISCS, disc_scene
+
+    a = viewer.add_image(disc_scene(DISCS[0])[0], name="A")
+    b = viewer.add_image(disc_scene(DISCS[1])[0], name="B")
+    widget.min_size.value = 0
+    for image in (a, b):
+        widget.image.value = image
+        widget.run()
+        wait_done(widget)
+    b_instances = viewer.layers["B instances"].data.copy()
+    sem = viewer.layers["A semantic"]
+    sem.brush_size = 5
+    sem.paint((5, 58), 1)  # a nucleus the network missed
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    assert "'A semantic' -> 'A instances'" in widget.status.value
+    assert viewer.layers["A instances"].data[5, 58] > 0
+    np.testing.assert_array_equal(viewer.layers["B instances"].data, b_instances)
+    assert widget.image.value is b  # the choice for the next run stays
+    asked = []
+    monkeypatch.setattr(type(widget), "_ask_table_path", lambda self, name: asked.append(name))
+    viewer.layers.selection.active = viewer.layers["A instances"]
+    widget.measure()
+    wait_done(widget)
+    assert asked == ["A_objects.csv"]
+    assert widget.status.value.startswith("4 objects measured in A instances")

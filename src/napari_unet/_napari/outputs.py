@@ -151,6 +151,13 @@ class OutputTracker:
                     return rec, role
         return None
 
+    def source_of(self, layer: Any) -> Image | None:
+        """The image one of whose pairs put out ``layer`` (now or earlier), else None."""
+        for source, records in list(self._records.items()):
+            if any(ref() is layer for rec in records for _, ref in rec.made):
+                return source
+        return None
+
     def pair_for(self, source: Image, role: str, prefer: Any = None) -> RunRecord | None:
         """The pair of ``source`` to work on: the one that put out ``prefer`` (e.g. the layer the
         user selected), else the newest whose ``role`` layer is still in the viewer. None when

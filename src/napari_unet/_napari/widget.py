@@ -380,12 +380,21 @@ class SegmentWidget(EngineWidget):
             self.status.value = "Cancelled."
 
     # --------------------------------------------------------- update instances
+    def _working_source(self) -> Image | None:
+        """The image whose results the user is working on: the one that made the selected
+        layer (the user may have gone back to an earlier image's result), else the chosen image."""
+        active = self._viewer.layers.selection.active
+        made = self._tracker.source_of(active) if active is not None else None
+        if made is not None and made in self._viewer.layers:
+            return made
+        return unwrap(self.image.value)
+
     def update_instances(self) -> None:
         """Recompute the instances from the (edited) semantic mask, without the network."""
         if self._run is not None:
             show_info("Wait for the running segmentation to finish (or cancel it) first.")
             return
-        source = unwrap(self.image.value)
+        source = self._working_source()
         # The pair the user is working on (the selected layer's), else the newest still shown.
         record = (self._tracker.pair_for(source, "semantic", self._viewer.layers.selection.active)
                   if source is not None else None)
@@ -468,11 +477,12 @@ class SegmentWidget(EngineWidget):
 
     # ----------------------------------------------------------------- measure
     def measure(self) -> None:
-        """Measure the objects of the chosen image's instances layer as it is now (edits included)."""
+        """Measure the objects of an instances layer as it is now (edits included): the selected
+        one, or the selected result's, else the newest of the chosen image."""
         if self._run is not None:
             show_info("Wait for the running job to finish (or cancel it) first.")
             return
-        source = unwrap(self.image.value)
+        source = self._working_source()
         active = self._viewer.layers.selection.active
         found = self._tracker.owner(source, active) if source is not None and active is not None else None
         if found is not None and found[1] == "instances" and active in self._viewer.layers:
