@@ -282,6 +282,56 @@ def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer
         assert "differ in shape" in notes.messages("error")[0]
 
 
+def test_an_rgb_image_trains_on_the_channel_it_was_segmented_with(viewer, trainer, qtbot, notes, monkeypatch):
+    """The Segment widget can segment one channel of an RGB layer (say the blue DAPI of a composite):
+    training must show the network that channel, not the grey image."""
+    import napari_unet.training.data as data
+
+    seen = []
+    real = data.plane_samples
+
+    def spy(image, labels, **kwargs):
+        seen.append(np.asarray(image))
+        return real(image, labels, **kwargs)
+
+    monkeypatch.setattr(data, "plane_samples", spy)
+    image, labels = discs()
+    rng = np.random.default_rng(1)
+    rgb = np.stack([rng.random(image.shape, np.float32), rng.random(image.shape, np.float32), image], axis=-1)
+    img = viewer.add_image(rgb, name="rgb", rgb=True)
+    lab = viewer.add_labels(labels, name="rgb instances", metadata={"axes": "YXC", "channel": 2})
+    trainer.image.value = img
+    assert tw.unwrap(trainer.labels.value) is lab
+    assert trainer.add_pair(img, lab), notes.messages("error")
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    np.testing.assert_array_equal(seen[0], image)
+    # Segmented with 'all' (RGB as grey), or painted by hand: the whole RGB image, as before.
+    for meta in ({"axes": "YXC", "channel": "grey"}, {}):
+        other = viewer.add_labels(labels, name=f"other {len(meta)}", metadata=meta)
+        assert tw.check_pair(img, other, viewer.layers).image_planes().shape == (64, 64, 3)
+
+
+def test_a_one_channel_image_with_a_channel_axis_is_one_image(viewer, trainer, qtbot, notes):
+    """A one-channel TIFF opens as H x W x 1 (read as YXC, as the Segment widget reads it), and a
+    new Labels layer painted on it has that shape: one image, not 64 planes one pixel wide."""
+    image, labels = discs()
+    img = viewer.add_image(image[..., None], name="one")
+    painted = viewer.add_labels(labels[..., None], name="painted")  # as napari's new Labels layer
+    assert trainer.add_pair(img, painted), notes.messages("error")
+    mask = viewer.add_labels(labels, name="mask")  # a mask file opened beside it
+    trainer.image.value = img
+    assert tw.unwrap(trainer.labels.value) in (painted, mask)
+    assert trainer.add_pair(img, mask), notes.messages("error")
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    (info,) = [m for m in notes.messages("info") if "trained" in m]
+    assert "on 2 image(s)" in info and "skipped" not in info
+    assert session_models()["test-net"].config.provenance["trained_on"] == ["one", "one"]
+
+
 def test_a_mask_painted_in_any_one_label_is_read_as_connected_regions(viewer):
     """The widget reads masks as the command line does: one value marks nuclei, not one nucleus."""
     image, labels = discs()
@@ -309,6 +359,22 @@ def test_options_explain_themselves_and_default_sensibly(make_napari_viewer):
         assert getattr(wdg, name).tooltip, name
     assert "connected components" in wdg.labels.tooltip
     assert load_model("nuclei").config.target == "three_class"  # fine-tunable
+
+
+def test_segmenting_the_chosen_image_offers_its_instances(viewer, widget, trainer, qtbot):
+    """The Train widget opened first: segmenting adds '<image> semantic', then '<image> instances'.
+    The instances are offered (a mask would merge touching nuclei), as choosing the image offers them."""
+    image, _ = discs()
+    img = viewer.add_image(image, name="cells")
+    assert trainer.image.value is img
+    widget.image.value = img
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert trainer.labels.value is viewer.layers["cells instances"]
+    # A labels layer chosen by hand stays chosen when other layers come.
+    trainer.labels.value = viewer.layers["cells semantic"]
+    viewer.add_labels(np.zeros((64, 64), np.int32), name="other")
+    assert trainer.labels.value is viewer.layers["cells semantic"]
 
 
 def test_renaming_the_chosen_layers_keeps_them_chosen(viewer, trainer):

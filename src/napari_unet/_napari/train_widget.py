@@ -149,8 +149,9 @@ class _PairData:
     rgb: bool
     labels_name: str
     semantic: bool | None = None  # None: not read yet (see check_pair_data)
-    # A non-RGB image segmented with a channel axis (e.g. CYX): the axis its labels lack, and
-    # the channel that was segmented (None: all of them, channels last). Applied in the worker.
+    # An image segmented with a channel axis (e.g. CYX, or one channel of an RGB layer): the axis
+    # its labels lack, and the channel that was segmented (None: all of them, channels last).
+    # Applied in the worker.
     channel_axis: int | None = None
     channel: int | None = None
 
@@ -194,11 +195,10 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: boo
             raise SegmentationError(f"'{layer.name}' is not a {kind} layer: choose a {cls.__name__} layer.")
         if layer not in layers:
             raise SegmentationError(f"The layer '{layer.name}' is no longer in the viewer.")
-    img_shape, lab = _spatial_shape(image), _labels_array(labels)
-    if len(img_shape) < 2:
+    if len(_spatial_shape(image)) < 2:
         raise SegmentationError(f"'{image.name}' is not an image of at least 2 dimensions.")
     channel_axis, channel = _segmented_channel(image, labels)
-    img_shape = _without_axis(img_shape, channel_axis)
+    img_shape, lab = _labelled_shape(image, channel_axis), _pair_labels(image, labels, channel_axis)
     if img_shape != tuple(lab.shape):
         raise SegmentationError(
             f"'{image.name}' ({' x '.join(map(str, img_shape))} pixels) and '{labels.name}' "
@@ -210,29 +210,55 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: boo
     return check_pair_data(pair) if read_data else pair
 
 
-def _shape_for(image: Image, labels: Labels) -> tuple[int, ...]:
-    """The shape of ``image`` that ``labels`` must have: without a channel axis they lack."""
-    return _without_axis(_spatial_shape(image), _segmented_channel(image, labels)[0])
+def _fits(image: Image, labels: Labels) -> bool:
+    """Whether ``labels`` have the shape of ``image`` (without a channel axis they lack)."""
+    axis = _segmented_channel(image, labels)[0]
+    return tuple(_pair_labels(image, labels, axis).shape) == _labelled_shape(image, axis)
 
 
-def _without_axis(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
-    return shape if axis is None else shape[:axis] + shape[axis + 1:]
+def _labelled_shape(image: Image, channel_axis: int | None) -> tuple[int, ...]:
+    """The shape of ``image`` without ``channel_axis`` (None: without an RGB layer's colours)."""
+    if channel_axis is None:
+        return _spatial_shape(image)
+    shape = tuple(layer_array(image).shape)
+    return shape[:channel_axis] + shape[channel_axis + 1:]
+
+
+def _pair_labels(image: Image, labels: Labels, channel_axis: int | None) -> Any:
+    """The labels array, without a last axis of size 1 that the image reads as its channel
+    (a new Labels layer painted on an H x W x 1 image has that axis)."""
+    lab = _labels_array(labels)
+    ndim = len(layer_array(image).shape)
+    if channel_axis == ndim - 1 and lab.ndim == ndim and lab.shape[-1] == 1:
+        return lab[..., 0]
+    return lab
+
+
+def _one_channel_axis(image: Image) -> int | None:
+    """The last axis of a non-RGB 3D/4D layer when its size is 1: one channel (YXC, ZYXC), as
+    the Segment widget and the engine read it (an image is never one pixel wide)."""
+    shape = layer_array(image).shape
+    return len(shape) - 1 if not image.rgb and len(shape) in (3, 4) and shape[-1] == 1 else None
 
 
 def _segmented_channel(image: Image, labels: Labels) -> tuple[int | None, int | None]:
-    """(channel axis, channel) of a non-RGB image whose labels were segmented from it with a C axis.
+    """(channel axis, channel) of an image whose labels were segmented from it with a C axis.
 
     The segmentation's metadata (on the labels layer) holds the axes it read the image
     with and the channel it used; labels of a multichannel image lack its channel axis.
+    An RGB layer counts only when one of its channels was segmented (else it is turned
+    grey, as segmenting it did). Without such metadata, a last axis of size 1 is the channel.
     """
     meta = labels.metadata if isinstance(labels.metadata, dict) else {}
     axes = meta.get("axes")
     shape = layer_array(image).shape
-    if image.rgb or not isinstance(axes, str) or "C" not in axes.upper() or len(axes) != len(shape):
-        return None, None
+    if not isinstance(axes, str) or "C" not in axes.upper() or len(axes) != len(shape):
+        return _one_channel_axis(image), None
     channel = meta.get("channel")
     channel = int(channel) if isinstance(channel, (int, np.integer)) and not isinstance(channel, bool) else None
     axis = axes.upper().index("C")
+    if image.rgb and (channel is None or axis != len(shape) - 1):
+        return None, None
     if channel is not None and not 0 <= channel < shape[axis]:
         return None, None
     return axis, channel
@@ -433,11 +459,13 @@ class TrainWidget(EngineWidget):
     def _start_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         return [*self._catalog.choices(), ("new network (untrained, small U-Net)", NEW)]
 
-    def _on_layers_changed(self, _event: Any = None) -> None:
+    def _on_layers_changed(self, event: Any = None) -> None:
         reset_keeping_choice(self.image)  # renamed layers stay chosen
         reset_keeping_choice(self.labels)
         self.pairs.reset_choices()  # names may have changed
-        self._match_labels(prefer_named=False)
+        # A segmentation adds '<image> semantic' before '<image> instances': offer the latter.
+        added = unwrap(event.value) if getattr(event, "type", None) == "inserted" else None
+        self._match_labels(prefer_named=False, added=added)
 
     def _on_layer_removed(self, event: Any) -> None:
         gone = unwrap(event.value)
@@ -452,17 +480,17 @@ class TrainWidget(EngineWidget):
     def _on_image_changed(self, _value: Any = None) -> None:
         self._match_labels(prefer_named=True)
 
-    def _match_labels(self, *, prefer_named: bool) -> None:
-        """Offer labels that fit the chosen image: its '<image> instances' first when asked,
-        else keep the current labels if they fit, else take the first that fits."""
+    def _match_labels(self, *, prefer_named: bool, added: Any = None) -> None:
+        """Offer labels that fit the chosen image: its '<image> instances' first when asked (or
+        when ``added`` is that layer), else keep the current labels if they fit, else take the
+        first that fits."""
         image = unwrap(self.image.value)
         if image is None:
             return
         current = unwrap(self.labels.value)
-        fits = [layer for _, layer in self._labels_choices()
-                if tuple(_labels_array(layer).shape) == _shape_for(image, layer)]
+        fits = [layer for _, layer in self._labels_choices() if _fits(image, layer)]
         named = [layer for layer in fits if layer.name == f"{image.name} instances"]
-        if prefer_named and named:
+        if named and (prefer_named or named[0] is added):
             self.labels.value = named[0]
         elif fits and not any(layer is current for layer in fits):
             self.labels.value = (named or fits)[0]
