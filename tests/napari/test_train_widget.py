@@ -387,3 +387,14 @@ def test_renaming_the_chosen_layers_keeps_them_chosen(viewer, trainer):
     labels.name = "b corrected"
     image.name = "b renamed"
     assert trainer.image.value is image and trainer.labels.value is labels
+
+
+def test_the_last_loss_is_nan_where_the_log_does_not_say(tmp_path):
+    """A loss that was not a number is logged as null: the run's result says NaN, not a TypeError
+    in the worker (which would end the run without a word)."""
+    assert np.isnan(tw.last_loss(tmp_path))  # no log
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "train_loss": 0.25}\n')
+    assert tw.last_loss(tmp_path) == 0.25
+    log.write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "train_loss": null}\n')
+    assert np.isnan(tw.last_loss(tmp_path))

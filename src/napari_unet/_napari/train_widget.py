@@ -357,11 +357,16 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
         if not isinstance(exc, SegmentationError):
             log.exception("napari-unet: training failed")
         return JobFailed(_train_message(exc))
-    loss = float("nan")
-    with suppress(OSError, ValueError, KeyError, IndexError):
+    return TrainDone(model, folder, len(samples), skipped, last_loss(folder))
+
+
+def last_loss(folder: Path) -> float:
+    """The training loss of the run's last epoch in ``folder``, NaN when its log does not say
+    (no log, or a loss that was not a number, which the log writes as null)."""
+    with suppress(OSError, ValueError, KeyError, IndexError, TypeError):
         last = (folder / "train_log.jsonl").read_text().strip().splitlines()[-1]
-        loss = float(json.loads(last)["train_loss"])
-    return TrainDone(model, folder, len(samples), skipped, loss)
+        return float(json.loads(last)["train_loss"])
+    return float("nan")
 
 
 # ------------------------------------------------------------------------- widget
