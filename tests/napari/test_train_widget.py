@@ -250,9 +250,9 @@ def test_train_reads_the_labels_in_the_worker_not_the_gui_thread(viewer, trainer
     assert on_main == [False]
 
 
-def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer, trainer, qtbot, notes,
-                                                                           monkeypatch):
-    """Labels of a CYX composite lack its C axis; their metadata says which stain made them."""
+@pytest.fixture
+def seen_images(monkeypatch) -> list:
+    """The image of every pair that training makes samples of, as the network is shown it."""
     import napari_unet.training.data as data
 
     seen = []
@@ -263,6 +263,13 @@ def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer
         return real(image, labels, **kwargs)
 
     monkeypatch.setattr(data, "plane_samples", spy)
+    return seen
+
+
+def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer, trainer, qtbot, notes,
+                                                                           seen_images):
+    """Labels of a CYX composite lack its C axis; their metadata says which stain made them."""
+    seen = seen_images
     image, labels = discs()
     composite = np.stack([np.random.default_rng(1).random(image.shape, np.float32), image])
     img = viewer.add_image(composite, name="comp")
@@ -282,19 +289,10 @@ def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer
         assert "differ in shape" in notes.messages("error")[0]
 
 
-def test_an_rgb_image_trains_on_the_channel_it_was_segmented_with(viewer, trainer, qtbot, notes, monkeypatch):
+def test_an_rgb_image_trains_on_the_channel_it_was_segmented_with(viewer, trainer, qtbot, notes, seen_images):
     """The Segment widget can segment one channel of an RGB layer (say the blue DAPI of a composite):
     training must show the network that channel, not the grey image."""
-    import napari_unet.training.data as data
-
-    seen = []
-    real = data.plane_samples
-
-    def spy(image, labels, **kwargs):
-        seen.append(np.asarray(image))
-        return real(image, labels, **kwargs)
-
-    monkeypatch.setattr(data, "plane_samples", spy)
+    seen = seen_images
     image, labels = discs()
     rng = np.random.default_rng(1)
     rgb = np.stack([rng.random(image.shape, np.float32), rng.random(image.shape, np.float32), image], axis=-1)
