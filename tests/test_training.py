@@ -711,6 +711,11 @@ def test_fine_tuning_leaves_the_given_model_untouched(tmp_path):
     train(_samples([0]), tmp_path / "tuned", init_model=start, epochs=1, steps_per_epoch=2, **TINY)
     assert not start.net.training
     assert all(torch.equal(v, before[k]) for k, v in start.net.state_dict().items())
+    # The tuned model says where it started, not only what the starting model was trained on.
+    tuned = load_model(tmp_path / "tuned")
+    assert tuned.config.provenance["init_model"] == start.name
+    assert tuned.config.provenance["init_model_sha256"] == start.sha256
+    assert tuned.config.description.startswith(f"fine-tuned (from {start.name}: ")
 
 
 def test_average_models_refuses_other_architectures(tmp_path, models):

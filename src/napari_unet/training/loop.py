@@ -355,7 +355,10 @@ def iter_train(
     in_channels = train_samples[0].image.shape[0]
     if init_model is not None:
         base = load_model(init_model)
-        config = ModelConfig(**{**base.config.to_dict(), "name": name})
+        # Say what it is now: the starting model's description describes the starting data.
+        config = ModelConfig(**{**base.config.to_dict(), "name": name,
+                                "description": f"{description or 'fine-tuned'} (from {base.name}: "
+                                               f"{base.config.description or 'no description'})"})
         net = copy.deepcopy(base.net)  # a LoadedModel the caller holds is not trained in place
         if config.target != "three_class" or config.spatial_dims != 2:
             raise SegmentationError(
@@ -461,6 +464,8 @@ def iter_train(
         "augment_strength": augment_strength, "sampling": sampling, "device": dev.type,
         "autocast": str(amp) if amp else None,
     }
+    if init_model is not None:
+        config.provenance.update(init_model=base.name, init_model_sha256=base.sha256)
     t0, steps_done_at_start = time.perf_counter(), start_epoch * steps_per_epoch
     for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([seed, epoch])
