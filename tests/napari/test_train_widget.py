@@ -175,6 +175,29 @@ def test_cancel_registers_nothing(viewer, trainer, qtbot, notes, tmp_path):
     assert records[-1].done < records[-1].total
 
 
+def test_a_failure_after_an_epoch_says_where_its_model_stays(viewer, trainer, qtbot, notes, tmp_path,
+                                                            monkeypatch):
+    import napari_unet.training.loop as loop
+
+    real = loop.iter_train
+
+    def failing(*args, **kwargs):  # the epoch's model is saved, then the run fails
+        yield from real(*args, **kwargs)
+        raise MemoryError
+
+    monkeypatch.setattr(loop, "iter_train", failing)
+    image, labels = discs()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="cells instances")
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    (error,) = notes.messages("error")
+    assert "ran out of memory" in error
+    assert f"The model of the last finished epoch stays in {tmp_path / 'models' / 'test-net'}" in error
+    assert (tmp_path / "models" / "test-net" / "config.json").is_file()
+    assert "test-net" not in session_models()
+
+
 def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_path):
     # No layers at all.
     trainer.train_button.clicked()

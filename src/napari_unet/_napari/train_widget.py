@@ -657,7 +657,7 @@ class TrainWidget(EngineWidget):
             return
         run.answered = True
         if isinstance(result, JobFailed):
-            show_error(result.message)
+            show_error(result.message + _kept_model_note(run.folder))
             self.status.value = "Failed: see the notification."
             _remove_if_no_model(run.folder)
             return
@@ -679,13 +679,18 @@ class TrainWidget(EngineWidget):
         if run is None:
             return
         run.answered = True
-        kept = (run.folder / CONFIG).is_file()
-        if not kept:
-            _remove_if_no_model(run.folder)
-        where = (f" The model of the last finished epoch stays in {run.folder}; open it with "
-                 "'Browse…' if you want it." if kept else "")
+        where = _kept_model_note(run.folder)
+        _remove_if_no_model(run.folder)
         show_info(f"Training of '{run.name}' cancelled: it was not added to the model list.{where}")
         self.status.value = "Cancelled."
+
+
+def _kept_model_note(folder: Path) -> str:
+    """What a stopped run left behind: the model of its last finished epoch, if one was saved."""
+    if not (folder / CONFIG).is_file():
+        return ""
+    return (f" The model of the last finished epoch stays in {folder}; open it with 'Browse…' "
+            "if you want it.")
 
 
 def _remove_if_no_model(folder: Path) -> None:
