@@ -101,3 +101,39 @@ def test_ids_already_linked_stay_and_only_new_objects_are_linked():
     assert new > 7 and out[2, 5, 22] == new
     # Without it, every id is renumbered from 1.
     assert link_over_time(frames, time_axis=0)[0, 4, 4] == 1
+
+
+def test_join_tracks_continues_a_track_an_edit_filled_in():
+    """A nucleus missed in frame 1 (ids 1, -, 2); the user paints it in and it links back to 1.
+    The track after it (2) is the same nucleus: it continues as 1, also in frames after."""
+    from napari_unet.tracking import join_tracks
+
+    frames = np.zeros((4, 30, 30), np.int32)
+    for t in range(4):
+        _square(frames[t], 2 + t, 2, 1 if t < 2 else 2)
+        _square(frames[t], 20, 20, 3)  # a nucleus present throughout, untouched
+    out = join_tracks(frames)
+    assert [out[t, 3 + t, 3] for t in range(4)] == [1, 1, 1, 1]
+    assert np.all(out[:, 22, 22] == 3)
+    # Along another axis, the same answer.
+    np.testing.assert_array_equal(join_tracks(np.moveaxis(frames, 0, 2), time_axis=2), np.moveaxis(out, 0, 2))
+    # Linking leaves nothing to join: the labels come back as they are.
+    linked = link_over_time(frames)
+    assert join_tracks(linked) is linked
+
+
+def test_join_tracks_never_gives_one_id_to_two_objects():
+    """An id that comes back later is not free: a track starting where it paused is not joined to it.
+    A track that starts where nothing ended, or far from it, stays its own."""
+    from napari_unet.tracking import join_tracks
+
+    frames = np.zeros((3, 30, 30), np.int32)
+    _square(frames[0], 2, 2, 1)
+    _square(frames[1], 2, 2, 2)  # starts where 1 paused ...
+    _square(frames[2], 2, 2, 2)
+    _square(frames[2], 12, 12, 1)  # ... but 1 comes back at frame 2
+    _square(frames[1], 20, 20, 4)  # starts, overlapping nothing that ended
+    out = join_tracks(frames)
+    np.testing.assert_array_equal(out, frames)
+    with pytest.raises(SegmentationError, match="min_iou"):
+        join_tracks(frames, min_iou=0)

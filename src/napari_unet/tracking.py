@@ -5,6 +5,8 @@ about the previous frame. :func:`link_over_time` gives every object the id of
 the object it overlaps best in the time point before (one to one, IoU at least
 ``min_iou``); an object with no such partner starts a new id, and an id that
 disappears is never reused. Works on 2D and 3D time points alike.
+:func:`join_tracks` joins a track that ends with one that starts where they
+overlap: after an edit that fills in a missed detection, the track continues.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from .errors import SegmentationError
 from .metrics import overlaps
 
-__all__ = ["link_over_time"]
+__all__ = ["join_tracks", "link_over_time"]
 
 
 def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
@@ -90,4 +92,54 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
                 next_id += 1
         out[t] = new_ids[index].reshape(cur.shape)
         next_id = max(next_id, int(out[t].max(initial=0)) + 1)
+    return np.moveaxis(out, 0, time_axis)
+
+
+def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3) -> np.ndarray:
+    """Join each track that ends at a time point to one that starts at the next, where they overlap.
+
+    A track that ends at ``t - 1`` and one that starts at ``t`` whose objects
+    overlap one to one with IoU at least ``min_iou`` (best first) are one
+    object: the later track takes the earlier id from ``t`` on. Linking
+    (:func:`link_over_time`) leaves no such pair; an edit can, for instance a
+    nucleus painted into the one time point where the network missed it,
+    which links to the track before but not to the one after.
+
+    Parameters
+    ----------
+    labels : ndarray (..., T, ...) int
+        Linked instance labels.
+    time_axis : int
+        The axis of time.
+    min_iou : float in (0, 1]
+        As for :func:`link_over_time`.
+
+    Returns
+    -------
+    ndarray, same shape and dtype (``labels`` itself when nothing joins)
+    """
+    if not 0.0 < float(min_iou) <= 1.0:
+        raise SegmentationError(f"min_iou must be in (0, 1], got {min_iou}.")
+    frames = np.moveaxis(np.asarray(labels), time_axis, 0)
+    present = [set(np.unique(frame).tolist()) - {0} for frame in frames]
+    later = [set() for _ in frames]  # ids at t or after
+    for t in range(len(frames) - 1, -1, -1):
+        later[t] = present[t] | (later[t + 1] if t + 1 < len(frames) else set())
+    renames: dict[int, int] = {}  # later id -> earlier id, from the time point it starts
+    starts: dict[int, int] = {}
+    seen: set[int] = set()  # ids before t
+    for t in range(1, len(frames)):
+        seen |= present[t - 1]
+        ended = present[t - 1] - later[t]  # never seen again: its id is free from t on
+        began = present[t] - seen
+        if ended and began:
+            prev = np.where(np.isin(frames[t - 1], list(ended)), frames[t - 1], 0)
+            cur = np.where(np.isin(frames[t], list(began)), frames[t], 0)
+            for c, p in _match(prev, cur, min_iou).items():
+                renames[c], starts[c] = renames.get(p, p), t
+    if not renames:
+        return labels
+    out = np.array(frames, copy=True)
+    for c, p in renames.items():
+        out[starts[c]:][out[starts[c]:] == c] = p
     return np.moveaxis(out, 0, time_axis)

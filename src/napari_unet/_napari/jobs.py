@@ -22,7 +22,7 @@ import numpy as np
 from ..api import Segmentation, iter_segment
 from ..errors import SegmentationError, describe
 from ..instances import count_objects, label_instances, relabel_edited
-from ..tracking import link_over_time
+from ..tracking import join_tracks, link_over_time
 from ..progress import Progress
 
 __all__ = ["JobDone", "JobFailed", "Relabelled", "segment_job", "relabel_job", "measure_job",
@@ -120,7 +120,8 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     ``order`` puts the axes labelled together last (e.g. ZTYX -> TZYX); the
     result comes back in the mask's order. With ``time_axis`` the ids are
     linked over that axis (see :func:`~napari_unet.tracking.link_over_time`).
-    ``params["ndim"]`` axes are labelled together, and counted together.
+    ``params["ndim"]`` axes are labelled together, and counted together; tracks
+    the edit connected are joined (:func:`~napari_unet.tracking.join_tracks`).
     """
     try:
         order = list(order) if order is not None else list(range(mask.ndim))
@@ -137,7 +138,10 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
             labels = label_instances(mask, **params)
         labels = np.ascontiguousarray(np.transpose(labels, np.argsort(order)))
         if time_axis is not None:
-            labels = link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to)
+            # A nucleus painted where the network missed it links to the track before it; the
+            # track after it is the same nucleus, so it goes on with that id.
+            labels = join_tracks(link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to),
+                                 time_axis=time_axis)
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
         from .outputs import fingerprint
 
