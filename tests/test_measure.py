@@ -24,6 +24,7 @@ def test_2d_rows_sizes_centres_border_and_intensities():
     labels, image = _two_objects()
     table = measure_objects(labels, axes="YX", image=image)
     assert list(table) == ["label", "area", "centroid_y", "centroid_x", "touches_border",
+                           "axis_major_length", "axis_minor_length", "eccentricity",
                            "mean_intensity", "sum_intensity"]
     assert table["label"].tolist() == [2, 7]  # sorted by id
     assert table["area"].tolist() == [4, 6]
@@ -51,6 +52,31 @@ def test_time_series_rows_per_time_point_and_channels_in_any_position():
     for c in range(3):
         np.testing.assert_allclose(table[f"sum_intensity_c{c}"][1:], [corner * (c + 1)] * 2)
     assert "mean_intensity" not in table
+
+
+def test_2d_shape_matches_scikit_image():
+    """Axis lengths and eccentricity of discs, ellipses at angles, lines and single pixels, as
+    regionprops gives them; with a pixel size, the calibrated lengths of anisotropic pixels."""
+    from skimage.draw import ellipse
+    from skimage.measure import regionprops
+
+    labels = np.zeros((120, 140), np.int32)
+    shapes = [(20, 20, 9, 9, 0.0), (20, 70, 14, 5, 0.6), (70, 30, 20, 8, -1.1), (80, 100, 6, 3, 2.0)]
+    for i, (cy, cx, ry, rx, angle) in enumerate(shapes, start=1):
+        labels[ellipse(cy, cx, ry, rx, shape=labels.shape, rotation=angle)] = i
+    labels[110, 5:25] = 5  # a line
+    labels[2, 130] = 6  # one pixel
+    table = measure_objects(labels, axes="YX")
+    props = regionprops(labels)
+    for key in ("axis_major_length", "axis_minor_length", "eccentricity"):
+        np.testing.assert_allclose(table[key], [getattr(p, key) for p in props], atol=1e-6, err_msg=key)
+    assert table["eccentricity"][0] < 0.2 and table["eccentricity"][4] == pytest.approx(1.0)
+    sized = measure_objects(labels, axes="YX", spacing=(0.5, 0.25))
+    scaled = regionprops(labels, spacing=(0.5, 0.25))
+    np.testing.assert_allclose(sized["axis_major_length_um"], [p.axis_major_length for p in scaled], atol=1e-6)
+    np.testing.assert_allclose(sized["axis_minor_length_um"], [p.axis_minor_length for p in scaled], atol=1e-6)
+    # Volumes have no such 2D columns.
+    assert "eccentricity" not in measure_objects(np.ones((2, 3, 3), np.int32), axes="ZYX")
 
 
 def test_volume_counts_voxels_and_z_borders():

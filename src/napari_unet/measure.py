@@ -69,11 +69,16 @@ def measure_objects(
         ``label``; ``t`` (time point, with a T axis); ``area`` (pixels, or
         voxels with a Z axis); ``centroid_z`` (with Z), ``centroid_y``,
         ``centroid_x`` (pixel coordinates); ``touches_border`` (bool: the
-        object reaches the edge of the image, so it may be cut); with an
+        object reaches the edge of the image, so it may be cut); for 2D
+        objects (no Z axis) ``axis_major_length``, ``axis_minor_length``
+        (pixels) and ``eccentricity`` (0 for a disc, towards 1 for
+        elongated) of the ellipse with the object's second moments, as
+        scikit-image's ``regionprops`` defines them; with an
         image ``mean_intensity`` and ``sum_intensity``, or
         ``mean_intensity_c<k>`` and ``sum_intensity_c<k>`` for each channel
         ``k`` of an image with a C axis; with ``spacing`` the calibrated size
-        after ``area``. Rows are sorted by ``t``, then label.
+        after ``area`` and, in 2D, the calibrated axis lengths
+        (``axis_major_length_<unit>``...). Rows are sorted by ``t``, then label.
     """
     labels = np.asarray(instances)
     if labels.dtype.kind not in "iub":
@@ -87,11 +92,16 @@ def measure_objects(
     intensity, channels = (None, None) if image is None else _intensity(image, image_axes, axes, labels.shape)
     t_axis = axes.find("T")
     spatial = [a for a in axes if a != "T"]
-    voxel = _voxel_size(spacing, len(spatial))
+    sizes = _pixel_sizes(spacing, len(spatial))
+    voxel = None if sizes is None else float(np.prod(sizes))
     blocks = range(labels.shape[t_axis]) if t_axis >= 0 else [None]
     names = (["label"] + (["t"] if t_axis >= 0 else []) + ["area"]
              + ([f"area_{unit}{len(spatial)}"] if voxel is not None else [])
              + [f"centroid_{a.lower()}" for a in spatial] + ["touches_border"])
+    if len(spatial) == 2:
+        names += ["axis_major_length", "axis_minor_length", "eccentricity"]
+        if sizes is not None:
+            names += [f"axis_major_length_{unit}", f"axis_minor_length_{unit}"]
     if intensity is not None:
         suffixes = [""] if channels is None else [f"_c{c}" for c in range(channels)]
         names += [f"{kind}_intensity{suffix}" for suffix in suffixes for kind in ("mean", "sum")]
@@ -99,7 +109,7 @@ def measure_objects(
     for t in blocks:
         block = labels if t is None else np.take(labels, t, axis=t_axis)
         values = None if intensity is None else (intensity if t is None else np.take(intensity, t, axis=t_axis))
-        parts.append(_measure_block(block, values, t))
+        parts.append(_measure_block(block, values, t, sizes))
     columns = [np.concatenate(col) for col in zip(*parts)]
     if voxel is not None:
         area = columns[names.index("area")]
@@ -107,8 +117,8 @@ def measure_objects(
     return dict(zip(names, columns))
 
 
-def _voxel_size(spacing: Sequence[float] | None, ndim: int) -> float | None:
-    """The volume (area) of one voxel (pixel), or None without ``spacing``."""
+def _pixel_sizes(spacing: Sequence[float] | None, ndim: int) -> list[float] | None:
+    """The size of a pixel along each spatial axis, or None without ``spacing``."""
     if spacing is None:
         return None
     try:
@@ -119,7 +129,7 @@ def _voxel_size(spacing: Sequence[float] | None, ndim: int) -> float | None:
         raise SegmentationError(
             f"spacing must give {ndim} positive pixel sizes (one per {'Z, ' if ndim == 3 else ''}Y and X "
             f"axis), not {spacing!r}.")
-    return float(np.prod(sizes))
+    return sizes
 
 
 def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, ...]
@@ -149,7 +159,28 @@ def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, 
     return data, (data.shape[-1] if "C" in image_axes else None)
 
 
-def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None) -> list[np.ndarray]:
+def _ellipse(rank: np.ndarray, coords: Sequence[np.ndarray], area: np.ndarray,
+             sizes: Sequence[float] = (1.0, 1.0)) -> list[np.ndarray]:
+    """Major and minor axis lengths and eccentricity of the ellipse with each 2D object's second moments.
+
+    As scikit-image's ``regionprops`` defines them: 4 sqrt(eigenvalue) of the coordinates'
+    covariance, and sqrt(1 - minor^2 / major^2). ``sizes`` scale Y and X (calibrated lengths).
+    """
+    n = len(area)
+    weight = np.maximum(area, 1)
+    (y, x) = (c * s for c, s in zip(coords, sizes))
+    my, mx = (np.bincount(rank, weights=c, minlength=n) / weight for c in (y, x))
+    yy = np.bincount(rank, weights=y * y, minlength=n) / weight - my * my
+    xx = np.bincount(rank, weights=x * x, minlength=n) / weight - mx * mx
+    xy = np.bincount(rank, weights=y * x, minlength=n) / weight - my * mx
+    half_trace, root = (yy + xx) / 2, np.sqrt(((yy - xx) / 2) ** 2 + xy * xy)
+    big, small = np.maximum(half_trace + root, 0), np.maximum(half_trace - root, 0)
+    ecc = np.sqrt(1 - np.divide(small, big, out=np.ones(n), where=big > 0))
+    return [4 * np.sqrt(big), 4 * np.sqrt(small), ecc]
+
+
+def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None,
+                   sizes: Sequence[float] | None = None) -> list[np.ndarray]:
     """The columns of one labelled block (in :func:`measure_objects`' order)."""
     flat = block.ravel()
     where = np.flatnonzero(flat)
@@ -168,6 +199,10 @@ def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None) 
     for dim, c in enumerate(coords):
         edge |= np.bincount(rank, weights=(c == 0) | (c == block.shape[dim] - 1), minlength=n) > 0
     cols.append(edge)
+    if block.ndim == 2:
+        cols += _ellipse(rank, coords, area)
+        if sizes is not None:
+            cols += _ellipse(rank, coords, area, sizes)[:2]
     if values is not None:
         pix = values.reshape(block.size, -1)[where].astype(np.float64)  # (pixels, channels)
         for k in range(pix.shape[1]):
