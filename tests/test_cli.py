@@ -1387,3 +1387,23 @@ def test_tune_chooses_percentiles_when_asked(models, tmp_path, capsys, fake_net)
     assert "chosen percentiles" in printed and "chosen: AP@0.5 1.000" in printed
     norm = load_model(tmp_path / "t").config.normalization
     assert norm["high"] < 99.8 and load_model(models["three_class"]).config.normalization["high"] == 99.8
+
+
+def test_tune_names_images_whose_guessed_axes_their_masks_do_not_fit(models, tmp_path, capsys, fake_net):
+    """A two-channel image saved channels last without axes reads (from its shape) as a z-stack of
+    2-pixel-wide planes, and an HxWx1 mask beside an HxWx1 image has an axis the image reads as its
+    channel: the mask does not fit the axes the image is read with, and tune says so (with --axes as
+    the way out) instead of failing with an unexpected error."""
+    images, masks = _tune_spots(tmp_path / "data")
+    args = ["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["three_class"]),
+            "--device", "cpu"]
+    for p in images.iterdir():
+        tifffile.imwrite(p, np.stack([tifffile.imread(p)] * 2, -1), photometric="minisblack")
+    assert main([*args, "-o", str(tmp_path / "t0")]) == 2
+    assert "does not fit the axes ZYX" in _assert_one_error_line(capsys.readouterr().err)
+    for p in images.iterdir():
+        tifffile.imwrite(p, tifffile.imread(p)[..., :1], photometric="minisblack")
+        tifffile.imwrite(masks / p.name, tifffile.imread(masks / p.name)[..., None], photometric="minisblack")
+    assert main([*args, "-o", str(tmp_path / "t1")]) == 2
+    assert "does not fit the axes YXC" in _assert_one_error_line(capsys.readouterr().err)
+    assert not fake_net and not (tmp_path / "t0").exists() and not (tmp_path / "t1").exists()

@@ -508,6 +508,11 @@ def _tuning_planes(images: str, masks: str, model: Any, *, axes: str | None = No
         except SegmentationError as exc:
             raise SegmentationError(f"{name}: {exc}") from None
         letters = plan.axes
+        if mask.ndim != len(letters.replace("C", "")):
+            raise SegmentationError(
+                f"{name}: its mask (shape {mask.shape}) does not fit the axes {letters} the image "
+                f"(shape {img.shape}) is read with: give the image's axes with --axes (e.g. --axes YXC), "
+                "and a mask with one label per pixel of Y and X.")
         lead = [a for a in letters if a not in "YXC"]
         # Planes lie on the last two axes (Y, X), channels after them; the mask has no C.
         img = np.transpose(img, [letters.index(a) for a in [*lead, "Y", "X", *("C" * ("C" in letters))]])
