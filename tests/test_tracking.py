@@ -137,3 +137,8 @@ def test_join_tracks_never_gives_one_id_to_two_objects():
     np.testing.assert_array_equal(out, frames)
     with pytest.raises(SegmentationError, match="min_iou"):
         join_tracks(frames, min_iou=0)
+    # Labels that cannot be linked are refused as link_over_time refuses them.
+    for bad, kwargs, words in ((frames, {"time_axis": 3}, "no axis 3"), (frames > 0, {}, "integers"),
+                               (frames - 1, {}, ">= 0")):
+        with pytest.raises(SegmentationError, match=words):
+            join_tracks(bad, **kwargs)

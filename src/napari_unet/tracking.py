@@ -35,6 +35,21 @@ def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
     return matched
 
 
+def _checked(labels: np.ndarray, time_axis: int, min_iou: float) -> np.ndarray:
+    """``labels`` as an array, or a SegmentationError saying why they cannot be linked."""
+    if not 0.0 < float(min_iou) <= 1.0:
+        raise SegmentationError(f"min_iou must be in (0, 1], got {min_iou}.")
+    labels = np.asarray(labels)
+    if labels.ndim < 2 or not -labels.ndim <= time_axis < labels.ndim:
+        raise SegmentationError(
+            f"Cannot link over time: labels of shape {labels.shape} have no axis {time_axis}.")
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise SegmentationError(f"Instance labels must be integers, not {labels.dtype}.")
+    if labels.size and labels.min() < 0:
+        raise SegmentationError("Instance labels must be >= 0 (0 is background).")
+    return labels
+
+
 def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
                    linked_up_to: int = 0) -> np.ndarray:
     """Relabel each time point so that an object keeps its id from one time point to the next.
@@ -60,16 +75,7 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
         The first time point's ids made sequential from 1; later objects carry
         their partner's id, or a new one above every id used before.
     """
-    if not 0.0 < float(min_iou) <= 1.0:
-        raise SegmentationError(f"min_iou must be in (0, 1], got {min_iou}.")
-    labels = np.asarray(labels)
-    if labels.ndim < 2 or not -labels.ndim <= time_axis < labels.ndim:
-        raise SegmentationError(
-            f"Cannot link over time: labels of shape {labels.shape} have no axis {time_axis}.")
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise SegmentationError(f"Instance labels must be integers, not {labels.dtype}.")
-    if labels.size and labels.min() < 0:
-        raise SegmentationError("Instance labels must be >= 0 (0 is background).")
+    labels = _checked(labels, time_axis, min_iou)
     frames = np.moveaxis(labels, time_axis, 0)
     out = np.zeros(frames.shape, np.int32)
     fixed_top = int(linked_up_to)
@@ -118,9 +124,8 @@ def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3)
     -------
     ndarray, same shape and dtype (``labels`` itself when nothing joins)
     """
-    if not 0.0 < float(min_iou) <= 1.0:
-        raise SegmentationError(f"min_iou must be in (0, 1], got {min_iou}.")
-    frames = np.moveaxis(np.asarray(labels), time_axis, 0)
+    labels = _checked(labels, time_axis, min_iou)
+    frames = np.moveaxis(labels, time_axis, 0)
     present = [set(np.unique(frame).tolist()) - {0} for frame in frames]
     later = [set() for _ in frames]  # ids at t or after
     for t in range(len(frames) - 1, -1, -1):

@@ -114,7 +114,8 @@ class SegmentWidget(EngineWidget):
         scale_row = row(self.scale, self.auto_scale, label="Scale")
         self.low_percentile = FloatSpinBox(value=1.0, min=0.0, max=100.0, step=0.5, tooltip=tip["percentiles"])
         self.high_percentile = FloatSpinBox(value=99.8, min=0.0, max=100.0, step=0.05, tooltip=tip["percentiles"])
-        self.high_percentile.native.setDecimals(3)  # 99.995 is shown and used as it is
+        self.high_percentile.native.setDecimals(4)  # 99.9995 is shown and used as it is
+        self.low_percentile.native.setDecimals(3)
         percentile_row = row(self.low_percentile, self.high_percentile, label="Percentiles")
         self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.001, max=0.999, step=0.05,
                                       tooltip=tip["threshold"])
