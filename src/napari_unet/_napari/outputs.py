@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 
-from .layers import LayerDataTuple, create_layer
+from .layers import LayerDataTuple, _shear_matrix, create_layer
 
 __all__ = ["fingerprint", "OutputTracker", "Published", "RunRecord"]
 
@@ -68,6 +68,19 @@ def fingerprint(data: Any) -> str | None:
     for part in parts:
         digest.update(part)
     return digest.hexdigest()
+
+
+def _same_placement(layer: Labels, key: str, value: Any) -> bool:
+    """True when ``layer``'s ``key`` (scale ... affine) is exactly ``value`` already."""
+    current = getattr(layer, key)
+    if key in ("units", "axis_labels"):
+        return tuple(map(str, current)) == tuple(map(str, value))
+    if key == "affine":
+        current = current.affine_matrix
+    elif key == "shear":  # napari gives the upper-triangle coefficients; the layer kwargs a matrix
+        current, value = _shear_matrix(current, layer.ndim), _shear_matrix(value, layer.ndim)
+    current, value = np.asarray(current, dtype=float), np.asarray(value, dtype=float)
+    return current.shape == value.shape and bool(np.array_equal(current, value))
 
 
 @dataclass
@@ -262,11 +275,17 @@ class OutputTracker:
 
     def _update(self, layer: Labels, data: np.ndarray, kwargs: dict[str, Any], auto_name: str) -> Labels:
         ndim = np.ndim(data)
-        for key in _PLACEMENT:
-            setattr(layer, key, kwargs[key])
-        layer.rotate = kwargs.get("rotate", np.eye(ndim))
-        layer.shear = kwargs.get("shear", np.eye(ndim))
-        layer.affine = kwargs.get("affine", np.eye(ndim + 1))
+        # Only the placement that changed is set: each of these setters makes napari render a
+        # shown layer's whole slice again on the GUI thread (about 0.1 s for a 4096 x 4096 result).
+        placement = {
+            **{key: kwargs[key] for key in _PLACEMENT},
+            "rotate": kwargs.get("rotate", np.eye(ndim)),
+            "shear": kwargs.get("shear", np.eye(ndim)),
+            "affine": kwargs.get("affine", np.eye(ndim + 1)),
+        }
+        for key, value in placement.items():
+            if not _same_placement(layer, key, value):
+                setattr(layer, key, value)
         layer.metadata = dict(kwargs["metadata"])
         layer.data = data
         if layer.features.shape[1]:
