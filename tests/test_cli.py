@@ -1407,3 +1407,34 @@ def test_tune_names_images_whose_guessed_axes_their_masks_do_not_fit(models, tmp
     assert main([*args, "-o", str(tmp_path / "t1")]) == 2
     assert "does not fit the axes YXC" in _assert_one_error_line(capsys.readouterr().err)
     assert not fake_net and not (tmp_path / "t0").exists() and not (tmp_path / "t1").exists()
+
+
+def test_tune_in_place_stopped_after_choosing_percentiles_leaves_the_model_as_it_was(
+        models, tmp_path, capsys, fake_net, monkeypatch):
+    """The percentiles and the post-processing are written together: a run stopped while choosing the
+    latter leaves the model's own folder untouched, not with new percentiles and old thresholds."""
+    import napari_unet.training.tune as tune
+
+    images, masks = _tune_spots(tmp_path / "data")
+    for p in images.iterdir():
+        image = tifffile.imread(p).astype(np.uint16)
+        image[0, :12] = 10_000
+        tifffile.imwrite(p, image)
+        tifffile.imwrite(masks / p.name, ((image > 95) & (image < 1000)).astype(np.uint16))
+    own = tmp_path / "model"
+    shutil.copytree(models["three_class"], own)
+    before = (own / "config.json").read_bytes()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = tune.tune_postprocess
+    monkeypatch.setattr(tune, "tune_postprocess", stopped)
+    assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(own), "--device", "cpu",
+                 "-o", str(own), "--choose-percentiles"]) == 130  # Ctrl+C
+    assert "chosen percentiles" in capsys.readouterr().out
+    assert (own / "config.json").read_bytes() == before
+    monkeypatch.setattr(tune, "tune_postprocess", real)  # run again, to the end
+    assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(own), "--device", "cpu",
+                 "-o", str(own), "--choose-percentiles"]) == 0
+    assert load_model(own).config.normalization["high"] < 99.8

@@ -7,6 +7,7 @@ do; no traceback (set NAPARI_UNET_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -579,14 +580,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         if args.choose_percentiles:
             # The model's own pair is a candidate too (ties keep it), as for the post-processing below.
             own_norm = (float(model.config.normalization["low"]), float(model.config.normalization["high"]))
+            # Saved with the post-processing, in one write: a run stopped between the two leaves
+            # the model (in place) as it was, not with new percentiles and old thresholds.
             norm, norm_table = tune_normalization(
-                model, images, masks, device=args.device, save=True,
+                model, images, masks, device=args.device,
                 lows=tuple(dict.fromkeys([own_norm[0], *NORMALIZATION_GRID["low"]])),
                 highs=tuple(dict.fromkeys([own_norm[1], *NORMALIZATION_GRID["high"]])))
             if matched_any(norm_table):
                 before = next(row for row in norm_table if (row[0]["low"], row[0]["high"]) == own_norm)
                 print(f"the model's percentiles {own_norm[0]:g}-{own_norm[1]:g}: AP@0.5 {before[1]:.3f}")
                 print(f"chosen percentiles {norm['low']:g}-{norm['high']:g}: AP@0.5 {norm_table[0][1]:.3f}")
+            model.config = dataclasses.replace(model.config, normalization=norm)
         best, table = tune_postprocess(model, images, masks, grid=grid, device=args.device, save=True)
     except BaseException:
         # A failed run leaves no untuned copy behind, which would block the same command run again.
