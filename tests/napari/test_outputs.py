@@ -571,7 +571,7 @@ def test_a_deleted_pair_is_forgotten_at_the_next_run(make_blobs):
 
 
 def test_update_and_measure_work_on_the_selected_layer_of_another_image(viewer, widget, wait_done, fake_net,
-                                                                         monkeypatch):
+                                                                         monkeypatch, notes):
     """With image B chosen (segmented last), the user goes back to image A's result, corrects its
     mask and selects it: Update instances and Measure objects work on A's pair, as the selection
     says, not on B's (whose untouched pair an update would quietly relabel)."""
@@ -602,3 +602,14 @@ def test_update_and_measure_work_on_the_selected_layer_of_another_image(viewer, 
     wait_done(widget)
     assert asked == ["A_objects.csv"]
     assert widget.status.value.startswith("4 objects measured in A instances")
+    # Image A removed, its mask still selected: said, and B's pair is not updated or measured instead.
+    viewer.layers.remove(a)
+    viewer.layers.selection.active = sem
+    asked.clear()
+    for action in (widget.update_instances, widget.measure):
+        notes.items.clear()
+        action()
+        (error,) = notes.messages("error")
+        assert "was made from 'A', which is no longer in the viewer" in error
+        assert widget._run is None and not asked
+    np.testing.assert_array_equal(viewer.layers["B instances"].data, b_instances)

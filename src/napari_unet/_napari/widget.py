@@ -383,19 +383,26 @@ class SegmentWidget(EngineWidget):
     # --------------------------------------------------------- update instances
     def _working_source(self) -> Image | None:
         """The image whose results the user is working on: the one that made the selected
-        layer (the user may have gone back to an earlier image's result), else the chosen image."""
+        layer (the user may have gone back to an earlier image's result), else the chosen image.
+        A SegmentationError when the selected result's image was removed (not another image's pair)."""
         active = self._viewer.layers.selection.active
         made = self._tracker.source_of(active) if active is not None else None
-        if made is not None and made in self._viewer.layers:
-            return made
-        return unwrap(self.image.value)
+        if made is not None and made not in self._viewer.layers:
+            raise SegmentationError(
+                f"'{active.name}' was made from '{made.name}', which is no longer in the viewer: open "
+                f"that image again and segment it, or select a result of an image that is still here.")
+        return made if made is not None else unwrap(self.image.value)
 
     def update_instances(self) -> None:
         """Recompute the instances from the (edited) semantic mask, without the network."""
         if self._run is not None:
             show_info("Wait for the running segmentation to finish (or cancel it) first.")
             return
-        source = self._working_source()
+        try:
+            source = self._working_source()
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return
         # The pair the user is working on (the selected layer's), else the newest still shown.
         record = (self._tracker.pair_for(source, "semantic", self._viewer.layers.selection.active)
                   if source is not None else None)
@@ -483,7 +490,11 @@ class SegmentWidget(EngineWidget):
         if self._run is not None:
             show_info("Wait for the running job to finish (or cancel it) first.")
             return
-        source = self._working_source()
+        try:
+            source = self._working_source()
+        except SegmentationError as exc:
+            show_error(str(exc))
+            return
         active = self._viewer.layers.selection.active
         found = self._tracker.owner(source, active) if source is not None and active is not None else None
         if found is not None and found[1] == "instances" and active in self._viewer.layers:
