@@ -18,7 +18,9 @@ Per threshold the scores are the usual counts and ratios::
 A ratio whose denominator is zero is 1.0 when there was nothing to find and
 nothing was found, and 0.0 otherwise. Over a data set, the headline AP and F1
 come from counts summed over all images (the StarDist convention); the mean of
-the per-image values is reported as well.
+the per-image values is reported as well. In that mean, an image with no true
+and no predicted objects counts 1.0 (StarDist's per-image scores give it 0.0);
+such images add nothing to the summed counts.
 """
 
 from __future__ import annotations
@@ -149,14 +151,20 @@ class DatasetScores:
 
     @property
     def mean_image_ap(self) -> tuple[float, ...]:
-        """Mean over images of the per-image AP, one value per threshold."""
+        """Mean over images of the per-image AP, one value per threshold.
+
+        An image with no true and no predicted objects counts 1.0.
+        """
         return tuple(
             float(np.mean([img[k].ap for img in self.per_image])) for k in range(len(self.totals))
         )
 
     @property
     def mean_image_f1(self) -> tuple[float, ...]:
-        """Mean over images of the per-image F1, one value per threshold."""
+        """Mean over images of the per-image F1, one value per threshold.
+
+        An image with no true and no predicted objects counts 1.0.
+        """
         return tuple(
             float(np.mean([img[k].f1 for img in self.per_image])) for k in range(len(self.totals))
         )
