@@ -415,6 +415,18 @@ def test_time_axis_after_z_labels_each_z_stack_together(models, fake_net):
             assert len(ids_a) == len(ids_b) == 1
 
 
+def test_z_stack_with_z_last_fills_the_holes_of_each_plane(models, helpers, fake_net):
+    """A z-stack given as YXZ is segmented as its ZYX transpose: a hole in the first plane of
+    a nucleus (open in 3D) is filled in its plane, not looked for in the Y slices."""
+    frame = _two_discs(helpers, touching=False)
+    stack = np.stack([frame] * 3)
+    stack[0, 20, 14] = 0  # a one-pixel hole in the first plane: it reaches the top of the volume
+    zyx = napari_unet.segment(stack, model=str(models["2d"]), axes="ZYX")
+    assert zyx.instances[0, 20, 14] > 0
+    yxz = napari_unet.segment(np.moveaxis(stack, 0, -1), model=str(models["2d"]), axes="YXZ")
+    np.testing.assert_array_equal(np.moveaxis(yxz.instances, -1, 0) > 0, zyx.instances > 0)
+
+
 def test_mode_ignores_case(models):
     stack = np.random.default_rng(0).random((2, 24, 24)).astype(np.float32)
     lower = napari_unet.segment(stack, model=str(models["2d"]), mode="2d")

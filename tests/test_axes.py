@@ -241,6 +241,7 @@ def test_labelled_last_moves_the_labelled_axes_to_the_end_in_order():
     assert labelled_last("TZYX", "ZYX") == [0, 1, 2, 3]
     assert labelled_last("YXT", "YX") == [2, 0, 1]
     assert labelled_last("TZYX", "YX") == [0, 1, 2, 3]
+    assert labelled_last("YXZ", "ZYX") == [2, 0, 1]  # Z first: holes are filled per Z plane
 
 
 def test_a_3d_array_is_a_volume_for_a_one_channel_3d_model():

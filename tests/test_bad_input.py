@@ -77,3 +77,12 @@ def test_bad_input(models, tmp_path, image, model, kwargs, fragment):
         napari_unet.segment(image, model=str(path), device="cpu", **kwargs)
     # A message a user can act on: a sentence, not a bare code.
     assert len(str(info.value)) > 30
+
+
+def test_a_stack_too_thin_for_a_3d_model_gets_no_hint_to_read_it_without_z(models):
+    """One plane (or three) for a 3D model: too few planes, said plainly; axes='CYX' would
+    have no Z axis, which a 3D model refuses too, so it is not suggested."""
+    for planes in (1, 3):
+        with pytest.raises(SegmentationError, match="axis Z has") as info:
+            napari_unet.segment(np.ones((planes, 32, 32), np.float32), model=str(models["3d"]), device="cpu")
+        assert "CYX" not in str(info.value)

@@ -48,13 +48,15 @@ def infer_axes(shape: tuple[int, ...], *, in_channels: int = 1, spatial_dims: in
 
 
 def labelled_last(axes: str, labelled: str) -> list[int]:
-    """Permutation of ``axes`` that puts the letters in ``labelled`` last, each group in order.
+    """Permutation of ``axes`` that puts the letters in ``labelled`` last, each group in order
+    (but Z first among the labelled: labelling fills holes plane by plane along the first).
 
     Labelling works on trailing dimensions, so e.g. a ZTYX stack labelled in
-    3D (``labelled="ZYX"``) is read as TZYX: ``labelled_last("ZTYX", "ZYX") == [1, 0, 2, 3]``.
+    3D (``labelled="ZYX"``) is read as TZYX: ``labelled_last("ZTYX", "ZYX") == [1, 0, 2, 3]``,
+    and a YXZ stack as ZYX: ``labelled_last("YXZ", "ZYX") == [2, 0, 1]``.
     """
     return ([i for i, a in enumerate(axes) if a not in labelled]
-            + [i for i, a in enumerate(axes) if a in labelled])
+            + sorted((i for i, a in enumerate(axes) if a in labelled), key=lambda i: axes[i] != "Z"))
 
 
 @dataclass(frozen=True)

@@ -300,7 +300,9 @@ def prepare_input(
             # A guess from the shape may be the wrong one (a TZCYX array read as TZYXC): say so.
             hint = (f" These axes were guessed from the shape: if the image's axes are others, give "
                     f"them (axes='{_OTHER_AXES[len(shape)]}', say; --axes on the command line)."
-                    if axes is None and len(shape) > 2 else "")
+                    if axes is None and len(shape) > 2
+                    # (not for a 3D model when the example has no Z: it would refuse it too)
+                    and ("Z" in _OTHER_AXES[len(shape)] or config.spatial_dims == 2) else "")
             raise SegmentationError(
                 f"The image is too small: axis {plan.axes[i]} has {shape[i]} pixel(s), "
                 f"and segmentation needs at least {MIN_SIZE} (shape {shape}, axes {plan.axes!r}).{hint}"
