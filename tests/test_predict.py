@@ -126,6 +126,22 @@ def test_fused_network_is_made_once_per_state(models, rng):
     assert Predictor(model, device="cpu").net is c.net
 
 
+def test_models_loaded_from_one_file_share_a_fused_copy(models, rng):
+    """segment(image) loads the bundled model afresh at each call: networks loaded from one file,
+    untouched since, share one fused copy, and a network changed in place gets its own."""
+    a, b = load_model(models["2d"]), load_model(models["2d"])
+    assert a.net is not b.net
+    assert Predictor(a, device="cpu").net is Predictor(b, device="cpu").net
+    x = rng.random((1, 32, 32)).astype(np.float32)
+    before = drain(Predictor(a, device="cpu").iter_array(x))
+    with torch.no_grad():
+        next(b.net.parameters()).mul_(2.0)
+    changed = Predictor(b, device="cpu")
+    assert changed.net is not Predictor(a, device="cpu").net
+    assert not np.allclose(drain(changed.iter_array(x)), before), "b's new weights are used"
+    np.testing.assert_array_equal(drain(Predictor(load_model(models["2d"]), device="cpu").iter_array(x)), before)
+
+
 def test_structural_radius_is_within_the_hand_bound(models):
     net = load_model(models["2d"]).net
     radius = _structural_radius(net)

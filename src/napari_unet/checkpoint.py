@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -211,10 +212,18 @@ class LoadedModel:
     name: str
     path: Path | None
     sha256: str
+    # The version counters of ``net``'s tensors just after its weights were read from the file
+    # ``sha256`` names: while they are unchanged, the network holds exactly that file's weights.
+    loaded_versions: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def short_hash(self) -> str:
         return self.sha256[:12]
+
+
+def tensor_versions(net: torch.nn.Module) -> tuple[int, ...]:
+    """The version counters of ``net``'s parameters and buffers: any in-place change moves one."""
+    return tuple(t._version for t in itertools.chain(net.parameters(), net.buffers()))
 
 
 def is_bundled(folder: str | os.PathLike) -> bool:
@@ -367,7 +376,7 @@ def load_model(name_or_path: str | os.PathLike = "default") -> LoadedModel:
         ) from None
     net.eval()
     return LoadedModel(net=net, config=config, name=config.name if config.name != "unnamed" else name,
-                       path=folder, sha256=file_sha256(weights))
+                       path=folder, sha256=file_sha256(weights), loaded_versions=tensor_versions(net))
 
 
 def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
