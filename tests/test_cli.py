@@ -1366,17 +1366,23 @@ def test_tune_refuses_a_3d_model(models, tmp_path, capsys, fake_net):
     assert not (tmp_path / "t").exists()
 
 
-def test_tune_chooses_percentiles_when_asked(models, tmp_path, capsys, fake_net):
-    """12 very bright pixels of 4,096 lie above the 99.8th percentile's place: under the model's
-    pair (1, 99.8) the spots turn dim and nothing is found; --choose-percentiles finds an upper
-    percentile under them (99.5) and keeps it in the tuned copy, the model given unchanged."""
-    images, masks = _tune_spots(tmp_path / "data")
+def _bright_spots(root: Path) -> tuple[Path, Path]:
+    """``_tune_spots`` with 12 pixels at 10,000 in each image (0.3 % of them, above the 99.8th
+    percentile's place), and masks as the model's own threshold (0.5) draws the spots."""
+    images, masks = _tune_spots(root)
     for p in images.iterdir():
         image = tifffile.imread(p).astype(np.uint16)
         image[0, :12] = 10_000
         tifffile.imwrite(p, image)
-        # Masks as the model's own threshold (0.5) draws the spots: the percentiles are the question.
         tifffile.imwrite(masks / p.name, ((image > 95) & (image < 1000)).astype(np.uint16))
+    return images, masks
+
+
+def test_tune_chooses_percentiles_when_asked(models, tmp_path, capsys, fake_net):
+    """12 very bright pixels of 4,096 lie above the 99.8th percentile's place: under the model's
+    pair (1, 99.8) the spots turn dim and nothing is found; --choose-percentiles finds an upper
+    percentile under them (99.5) and keeps it in the tuned copy, the model given unchanged."""
+    images, masks = _bright_spots(tmp_path / "data")
     args = ["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["three_class"]),
             "--device", "cpu"]
     assert main([*args, "-o", str(tmp_path / "plain")]) == 0
@@ -1415,12 +1421,7 @@ def test_tune_in_place_stopped_after_choosing_percentiles_leaves_the_model_as_it
     latter leaves the model's own folder untouched, not with new percentiles and old thresholds."""
     import napari_unet.training.tune as tune
 
-    images, masks = _tune_spots(tmp_path / "data")
-    for p in images.iterdir():
-        image = tifffile.imread(p).astype(np.uint16)
-        image[0, :12] = 10_000
-        tifffile.imwrite(p, image)
-        tifffile.imwrite(masks / p.name, ((image > 95) & (image < 1000)).astype(np.uint16))
+    images, masks = _bright_spots(tmp_path / "data")
     own = tmp_path / "model"
     shutil.copytree(models["three_class"], own)
     before = (own / "config.json").read_bytes()
