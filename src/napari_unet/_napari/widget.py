@@ -367,8 +367,8 @@ class SegmentWidget(EngineWidget):
                          f"{meta['axes']}, without a time axis: nothing was linked. For a time "
                          "series, choose axes that start with T (e.g. TYX) under 'Axes'.")
         count = seg.metadata["n_objects"]
-        planes = seg.instances.size // max(1, int(np.prod(seg.instances.shape[-label_ndim:])))
-        where = f" over {planes} time points" if planes > 1 else ""
+        times = seg.instances.shape[seg.axes.index("T")] if "T" in seg.axes else 1
+        where = f" over {times} time points" if times > 1 else ""
         self.status.value = (f"{count} objects in {run.source.name}{where} "
                              f"({time.perf_counter() - run.started:.1f} s)")
 
