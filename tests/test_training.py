@@ -718,6 +718,22 @@ def test_fine_tuning_leaves_the_given_model_untouched(tmp_path):
     assert tuned.config.description.startswith(f"fine-tuned (from {start.name}: ")
 
 
+def test_fine_tuning_takes_the_training_percentiles(tmp_path):
+    """Percentiles tuned for the starting weights are not the new weights': the samples are normalised
+    with 1-99.8, and so is the fine-tuned model's input."""
+    import json
+
+    train(_samples([1]), tmp_path / "start", epochs=1, steps_per_epoch=1, **TINY)
+    config = json.loads((tmp_path / "start" / "config.json").read_text())
+    config["normalization"].update(low=2.0, high=99.95)
+    (tmp_path / "start" / "config.json").write_text(json.dumps(config))
+    assert load_model(tmp_path / "start").config.normalization["high"] == 99.95
+    tuned = train(_samples([0]), tmp_path / "tuned", init_model=str(tmp_path / "start"), epochs=1,
+                  steps_per_epoch=1, **TINY)
+    assert (tuned.config.normalization["low"], tuned.config.normalization["high"]) == (1.0, 99.8)
+    assert load_model(tmp_path / "tuned").config.normalization["high"] == 99.8
+
+
 def test_average_models_refuses_other_architectures(tmp_path, models):
     with pytest.raises(SegmentationError, match="another architecture"):
         average_models([models["2d"], models["2d_k3"]], tmp_path / "avg")

@@ -21,7 +21,7 @@ from skimage.segmentation import find_boundaries
 
 from ..errors import SegmentationError
 from ..io import IMAGE_SUFFIXES, image_files, read_image_file, read_labels
-from ..normalize import luminance, normalize
+from ..normalize import DEFAULT_HIGH, DEFAULT_LOW, luminance, normalize
 from ..predict import MIN_SIZE
 
 __all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_pair_shapes", "is_binary_mask", "load_pairs",
@@ -152,7 +152,7 @@ class Sample:
 
 
 def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
-                   in_channels: int = 1, low: float = 1.0, high: float = 99.8,
+                   in_channels: int = 1, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
                    contacts: bool = False, core_fraction: float = 0.0) -> Sample:
     """Normalise an image and make its targets.
 

@@ -31,6 +31,7 @@ from .._version import __version__
 from ..checkpoint import CONFIG, LoadedModel, ModelConfig, load_model, save_model
 from ..device import resolve_device
 from ..errors import SegmentationError, check_real, check_whole
+from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
 from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
@@ -356,9 +357,13 @@ def iter_train(
     if init_model is not None:
         base = load_model(init_model)
         # Say what it is now: the starting model's description describes the starting data.
+        # The new weights learn from samples normalised with the training pair: percentiles tuned
+        # for the starting weights (tune --choose-percentiles) are not theirs.
         config = ModelConfig(**{**base.config.to_dict(), "name": name,
                                 "description": f"{description or 'fine-tuned'} (from {base.name}: "
-                                               f"{base.config.description or 'no description'})"})
+                                               f"{base.config.description or 'no description'})",
+                                "normalization": {**base.config.normalization, "method": "percentile",
+                                                  "low": DEFAULT_LOW, "high": DEFAULT_HIGH}})
         net = copy.deepcopy(base.net)  # a LoadedModel the caller holds is not trained in place
         if config.target != "three_class" or config.spatial_dims != 2:
             raise SegmentationError(
