@@ -331,6 +331,11 @@ def test_iter_segment_progress(models, rng):
     assert [(r.stage, r.done, r.total) for r in rest] == [("instances", 0, 1),
                                                           ("instances", 1, 1)]
     assert "objects" in rest[-1].message
+    assert predict_records[-1].message.endswith(" of plane 2/2")
+    # A 3D model's items are volumes: two time points of a TZYX stack.
+    stack = rng.random((2, 8, 16, 16)).astype(np.float32)
+    records, _ = _drain(napari_unet.iter_segment(stack, model=str(models["3d"]), axes="TZYX"))
+    assert [r.message for r in records if r.stage == "predict"][-1].endswith(" of volume 2/2")
 
 
 def test_closing_iter_segment_stops_work(models, rng, forward_calls):

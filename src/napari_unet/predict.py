@@ -437,6 +437,7 @@ def stream_probabilities(
     n_items = int(np.prod(prepared.loop_shape))
     total = per_item * n_items
     loop_out = [i - (plan.channel_axis is not None and i > plan.channel_axis) for i in plan.loop_axes]
+    item = "volume" if len(plan.net_axes) == 3 else "plane"  # what the network sees at once
     for n, (index, x) in enumerate(prepared.items()):
         gen = predictor.iter_array(resample(x, net_shape))
         while True:
@@ -445,7 +446,7 @@ def stream_probabilities(
             except StopIteration as stop:
                 probs = prepared.from_canonical(resample(stop.value, x.shape[1:]))
                 break
-            note = f"tile {done}/{per_item}" + (f" of plane {n + 1}/{n_items}" if n_items > 1 else "")
+            note = f"tile {done}/{per_item}" + (f" of {item} {n + 1}/{n_items}" if n_items > 1 else "")
             yield Progress("predict", n * per_item + done, total, note)
         key: list[object] = [slice(None)] * len(prepared.out_shape)
         for axis, i in zip(loop_out, index):
