@@ -87,6 +87,9 @@ def test_volume_counts_voxels_and_z_borders():
     assert table["area"].tolist() == [8, 2]
     np.testing.assert_allclose(table["centroid_z"], [1.5, 3.5])
     assert table["touches_border"].tolist() == [False, True]
+    # A stack of one plane: its objects are no more cut along Z than those of a 2D image.
+    flat = measure_objects(_two_objects()[0][None], axes="ZYX")
+    assert flat["touches_border"].tolist() == [False, True]
 
 
 def test_empty_labels_give_an_empty_table():

@@ -69,7 +69,8 @@ def measure_objects(
         ``label``; ``t`` (time point, with a T axis); ``area`` (pixels, or
         voxels with a Z axis); ``centroid_z`` (with Z), ``centroid_y``,
         ``centroid_x`` (pixel coordinates); ``touches_border`` (bool: the
-        object reaches the edge of the image, so it may be cut); for 2D
+        object reaches the edge of the image, so it may be cut; an axis one
+        pixel long, as the Z of a one-plane stack, has no such edge); for 2D
         objects (no Z axis) ``axis_major_length``, ``axis_minor_length``
         (pixels) and ``eccentricity`` (0 for a disc, towards 1 for
         elongated) of the ellipse with the object's second moments, as
@@ -197,6 +198,8 @@ def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None,
         cols.append(np.bincount(rank, weights=c, minlength=n) / np.maximum(area, 1))
     edge = np.zeros(n, bool)
     for dim, c in enumerate(coords):
+        if block.shape[dim] == 1:
+            continue  # a one-plane stack is cut along Z no more than a 2D image is
         edge |= np.bincount(rank, weights=(c == 0) | (c == block.shape[dim] - 1), minlength=n) > 0
     cols.append(edge)
     if block.ndim == 2:
