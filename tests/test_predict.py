@@ -345,3 +345,20 @@ def test_scale_leaves_z_alone_for_3d_models(models, fake_net, rng):
     out = predict(vol, str(models["3d"]), device="cpu", scale=2.0)
     assert out.shape == (2, 8, 20, 24)
     assert all(b[-3:] == (8, 40, 48) for b in fake_net)
+
+
+def test_shrinking_a_volume_in_y_and_x_averages_as_in_2d():
+    """scale < 1 with a 3D model shrinks Y and X only: each plane is averaged as a 2D image is, so a
+    pattern finer than the new pixels turns grey instead of aliasing into stripes."""
+    from napari_unet.predict import resample
+
+    yy, xx = np.mgrid[:32, :32]
+    checker = ((yy + xx) % 2).astype(np.float32)
+    volume = np.stack([checker, 1 - checker, checker])[None]  # (K=1, Z=3, Y, X)
+    small = resample(volume, (3, 16, 16))
+    assert small.shape == (1, 3, 16, 16)
+    np.testing.assert_allclose(small, 0.5, atol=0.02)  # aliasing would give 0 and 1
+    for z in range(3):
+        np.testing.assert_array_equal(small[:, z], resample(volume[:, z], (16, 16)))
+    # Z resized too (no caller does): trilinear, the shape asked for.
+    assert resample(volume, (6, 16, 16)).shape == (1, 6, 16, 16)

@@ -384,10 +384,15 @@ def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, ...]:
 def resample(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Linear resampling of (K, *spatial) float32 to (K, *shape).
 
-    Shrinking a 2D array averages (antialiased bilinear), so no detail aliases.
+    Shrinking in Y and X averages (antialiased bilinear), so no detail aliases;
+    a volume whose Z keeps its size (``scale`` changes Y and X only) is resampled
+    plane by plane so, and trilinearly otherwise.
     """
     if tuple(array.shape[1:]) == tuple(shape):
         return array
+    if len(shape) == 3 and shape[0] == array.shape[1]:
+        planes = resample(array.reshape(-1, *array.shape[2:]), tuple(shape[1:]))
+        return planes.reshape(array.shape[0], *shape)
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
     if len(shape) == 2:
         shrink = any(n < s for n, s in zip(shape, array.shape[1:]))
