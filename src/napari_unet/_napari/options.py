@@ -15,6 +15,7 @@ __all__ = [
     "axes_choices",
     "channel_choices",
     "layer_array",
+    "one_channel_axis",
     "resolve_axes",
 ]
 
@@ -171,10 +172,17 @@ def resolve_axes(layer: Image, choice: str | None) -> str | None:
     """
     if choice:
         return choice
+    ndim = layer_array(layer).ndim
+    if layer.rgb or one_channel_axis(layer) is not None:
+        return _RGB.get(ndim)
+    return _PLAIN.get(ndim)
+
+
+def one_channel_axis(layer: Image) -> int | None:
+    """The last axis of a non-RGB 3D/4D layer when its size is 1: one channel (YXC, ZYXC), as
+    the engine reads such an array (an image is never one pixel wide); else None."""
     shape = layer_array(layer).shape
-    if layer.rgb or (len(shape) in (3, 4) and shape[-1] == 1):
-        return _RGB.get(len(shape))
-    return _PLAIN.get(len(shape))
+    return len(shape) - 1 if not layer.rgb and len(shape) in (3, 4) and shape[-1] == 1 else None
 
 
 def channel_choices(layer: Image | None, axes_choice: str | None) -> list[tuple[str, int | None]]:

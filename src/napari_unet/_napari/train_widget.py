@@ -48,7 +48,7 @@ from ..training.loop import LR_FINE_TUNE, LR_NEW
 from .engine_widget import EngineWidget, Run, row
 from .jobs import JobFailed
 from .model_choices import ModelCatalog
-from .options import layer_array
+from .options import layer_array, one_channel_axis
 from .session import REGISTRY, register_session_model
 from .wiring import reset_keeping_choice, unwrap
 
@@ -234,13 +234,6 @@ def _pair_labels(image: Image, labels: Labels, channel_axis: int | None) -> Any:
     return lab
 
 
-def _one_channel_axis(image: Image) -> int | None:
-    """The last axis of a non-RGB 3D/4D layer when its size is 1: one channel (YXC, ZYXC), as
-    the Segment widget and the engine read it (an image is never one pixel wide)."""
-    shape = layer_array(image).shape
-    return len(shape) - 1 if not image.rgb and len(shape) in (3, 4) and shape[-1] == 1 else None
-
-
 def _segmented_channel(image: Image, labels: Labels) -> tuple[int | None, int | None]:
     """(channel axis, channel) of an image whose labels were segmented from it with a C axis.
 
@@ -253,7 +246,7 @@ def _segmented_channel(image: Image, labels: Labels) -> tuple[int | None, int | 
     axes = meta.get("axes")
     shape = layer_array(image).shape
     if not isinstance(axes, str) or "C" not in axes.upper() or len(axes) != len(shape):
-        return _one_channel_axis(image), None
+        return one_channel_axis(image), None
     channel = meta.get("channel")
     channel = int(channel) if isinstance(channel, (int, np.integer)) and not isinstance(channel, bool) else None
     axis = axes.upper().index("C")
