@@ -160,23 +160,15 @@ def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, 
     return data, (data.shape[-1] if "C" in image_axes else None)
 
 
-def _ellipse(rank: np.ndarray, coords: Sequence[np.ndarray], area: np.ndarray,
-             sizes: Sequence[float] = (1.0, 1.0)) -> list[np.ndarray]:
-    """Major and minor axis lengths and eccentricity of the ellipse with each 2D object's second moments.
+def _ellipse(yy: np.ndarray, xx: np.ndarray, xy: np.ndarray) -> list[np.ndarray]:
+    """Major and minor axis lengths and eccentricity of ellipses with these second central moments.
 
     As scikit-image's ``regionprops`` defines them: 4 sqrt(eigenvalue) of the coordinates'
-    covariance, and sqrt(1 - minor^2 / major^2). ``sizes`` scale Y and X (calibrated lengths).
+    covariance, and sqrt(1 - minor^2 / major^2).
     """
-    n = len(area)
-    weight = np.maximum(area, 1)
-    (y, x) = (c * s for c, s in zip(coords, sizes))
-    my, mx = (np.bincount(rank, weights=c, minlength=n) / weight for c in (y, x))
-    yy = np.bincount(rank, weights=y * y, minlength=n) / weight - my * my
-    xx = np.bincount(rank, weights=x * x, minlength=n) / weight - mx * mx
-    xy = np.bincount(rank, weights=y * x, minlength=n) / weight - my * mx
     half_trace, root = (yy + xx) / 2, np.sqrt(((yy - xx) / 2) ** 2 + xy * xy)
     big, small = np.maximum(half_trace + root, 0), np.maximum(half_trace - root, 0)
-    ecc = np.sqrt(1 - np.divide(small, big, out=np.ones(n), where=big > 0))
+    ecc = np.sqrt(1 - np.divide(small, big, out=np.ones(len(big)), where=big > 0))
     return [4 * np.sqrt(big), 4 * np.sqrt(small), ecc]
 
 
@@ -194,8 +186,9 @@ def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None,
         cols.append(np.full(n, t, np.int64))
     cols.append(area.astype(np.int64))
     coords = np.unravel_index(where, block.shape)
-    for c in coords:
-        cols.append(np.bincount(rank, weights=c, minlength=n) / np.maximum(area, 1))
+    weight = np.maximum(area, 1)
+    centroids = [np.bincount(rank, weights=c, minlength=n) / weight for c in coords]
+    cols += centroids
     edge = np.zeros(n, bool)
     for dim, c in enumerate(coords):
         if block.shape[dim] == 1:
@@ -203,9 +196,14 @@ def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None,
         edge |= np.bincount(rank, weights=(c == 0) | (c == block.shape[dim] - 1), minlength=n) > 0
     cols.append(edge)
     if block.ndim == 2:
-        cols += _ellipse(rank, coords, area)
-        if sizes is not None:
-            cols += _ellipse(rank, coords, area, sizes)[:2]
+        (y, x), (my, mx) = coords, centroids
+        yy = np.bincount(rank, weights=y * y, minlength=n) / weight - my * my
+        xx = np.bincount(rank, weights=x * x, minlength=n) / weight - mx * mx
+        xy = np.bincount(rank, weights=y * x, minlength=n) / weight - my * mx
+        cols += _ellipse(yy, xx, xy)
+        if sizes is not None:  # the same moments in calibrated units
+            sy, sx = sizes
+            cols += _ellipse(yy * sy * sy, xx * sx * sx, xy * sy * sx)[:2]
     if values is not None:
         pix = values.reshape(block.size, -1)[where].astype(np.float64)  # (pixels, channels)
         for k in range(pix.shape[1]):
