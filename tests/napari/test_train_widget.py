@@ -312,6 +312,25 @@ def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer
         assert "differ in shape" in notes.messages("error")[0]
 
 
+def test_a_hyperstack_trains_on_the_channel_its_outputs_keep_one_plane_of(viewer, trainer, qtbot, notes,
+                                                                           seen_images):
+    """Outputs of a ZCYX image keep its channel axis with one plane (so that napari lines them up
+    with the image): they pair with the image, and train on the stain that was segmented."""
+    image, labels = discs()
+    noise = np.random.default_rng(1).random(image.shape, np.float32)
+    stack = np.stack([np.stack([noise, image])] * 2)  # Z C Y X
+    img = viewer.add_image(stack, name="hyper")
+    lab = viewer.add_labels(np.stack([labels[None]] * 2), name="hyper instances",
+                            metadata={"axes": "ZCYX", "channel": 1})
+    trainer.image.value = img
+    assert tw.unwrap(trainer.labels.value) is lab, "offered as the labels that fit"
+    assert trainer.add_pair(img, lab), notes.messages("error")
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    np.testing.assert_array_equal(seen_images[0], np.stack([image] * 2))
+
+
 def test_an_rgb_image_trains_on_the_channel_it_was_segmented_with(viewer, trainer, qtbot, notes, seen_images):
     """The Segment widget can segment one channel of an RGB layer (say the blue DAPI of a composite):
     training must show the network that channel, not the grey image."""

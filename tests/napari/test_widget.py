@@ -74,9 +74,10 @@ CASES = [
     # A movie of RGB frames is a time series, not a colour z-stack.
     ("rgb movie", lambda b: np.stack([_rgb(b)] * 3), {"scale": (5.0, 2.0, 3.0)}, {"axes": "TYXC"},
      (3, 48, 64), (5.0, 2.0, 3.0), "TYXC", 2),
-    # A 5D layer under 'auto': ImageJ's hyperstack order, its channel axis left out of the outputs.
+    # A 5D layer under 'auto': ImageJ's hyperstack order; the outputs keep its channel axis with one
+    # plane, stretched over both channels, so that their T and Z line up with the image's.
     ("hyper", lambda b: np.stack([b((2, 2, 40, 48))] * 2, axis=0), {"scale": (4.0, 2.0, 1.0, 0.5, 0.5)},
-     {"channel": 1}, (2, 2, 40, 48), (4.0, 2.0, 0.5, 0.5), "TZCYX", 3),
+     {"channel": 1}, (2, 2, 1, 40, 48), (4.0, 2.0, 2.0, 0.5, 0.5), "TZCYX", 3),
 ]
 
 
@@ -564,14 +565,62 @@ def test_renaming_the_chosen_image_keeps_it_chosen(viewer, widget, make_blobs):
 
 
 def test_a_single_channel_last_layer_is_segmented_as_one_image(viewer, widget, wait_done, make_blobs):
-    """An HxWx1 layer (how a one-channel TIFF opens) gives 2D layers of its Y and X, as the engine reads
-    such an array, instead of failing on planes one pixel wide."""
+    """An HxWx1 layer (how a one-channel TIFF opens) is segmented as one 2D image, as the engine reads
+    such an array, instead of failing on planes one pixel wide; its outputs keep the channel axis (one
+    plane) so that napari lines their Y and X up with the image's."""
     blobs = make_blobs((40, 48))
     img = viewer.add_image(blobs[..., None], name="single", scale=(0.5, 0.25, 1.0))
     widget.image.value = img
     widget.run()
     wait_done(widget)
     sem, inst = outputs(viewer, "single")
-    assert inst.data.shape == sem.data.shape == (40, 48)
-    np.testing.assert_allclose(inst.scale, (0.5, 0.25))
+    assert inst.data.shape == sem.data.shape == (40, 48, 1)
+    np.testing.assert_allclose(inst.scale, (0.5, 0.25, 1.0))
     assert inst.metadata["axes"] == "YXC" and inst.data.max() > 0
+
+
+def test_outputs_of_a_channel_axis_after_others_line_up_with_the_image(viewer, widget, wait_done, fake_net,
+                                                                        notes, monkeypatch):
+    """napari lines a layer with fewer dimensions up with the last dimensions of the others: outputs
+    that dropped a ZCYX image's channel axis had their Z on the image's channel slider. They keep a
+    one-plane channel axis that spans every channel, so each nucleus shows at its own Z whatever
+    channel is viewed; Update instances and Measure objects work on them."""
+    centres = [(12, 12), (30, 30), (12, 40)]  # one disc per plane, each plane's elsewhere
+    planes = [disc_scene([(cy, cx, 6)], shape=(48, 56))[0] for cy, cx in centres]
+    data = np.stack([np.stack([p, np.zeros_like(p)]) for p in planes]).astype(np.float32)
+    img = viewer.add_image(data, name="hyper", scale=(2.0, 1.0, 0.5, 0.5), translate=(1.0, 0.0, 3.0, -2.0),
+                           units=("um", "pixel", "um", "um"))
+    widget.image.value = img
+    widget.axes.value = "ZCYX"
+    widget.channel.value = 0
+    widget.min_size.value = 0
+    widget.run()
+    wait_done(widget)
+
+    def check(layer):
+        for z, (cy, cx) in enumerate(centres):
+            for c in range(2):
+                index = tuple(np.round(layer.world_to_data(img.data_to_world((z, c, cy, cx)))).astype(int))
+                assert index == (z, 0, cy, cx), (layer.name, z, c, index)
+                assert layer.data[index] > 0
+
+    sem, inst = outputs(viewer, "hyper")
+    for layer in (sem, inst):
+        check(layer)
+        assert layer.data.shape == (3, 1, 48, 56)
+    widget.run()  # untouched: replaced in place, not taken for the user's work
+    wait_done(widget)
+    assert outputs(viewer, "hyper") == (sem, inst) and len(viewer.layers) == 3
+    sem.data[0, 0, 40:44, 40:44] = 1  # a nucleus painted into the first plane
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    check(inst)
+    assert inst.data[0, 0, 42, 42] > 0 and inst.data[0, 0, 42, 42] != inst.data[0, 0, 12, 12]
+    monkeypatch.setattr(SegmentWidget, "_ask_table_path", lambda self, name: None)
+    viewer.layers.selection.active = inst
+    widget.measure()
+    wait_done(widget)
+    assert not notes.messages("error")
+    assert len(inst.features) == 4 and "area_um3" in inst.features  # 3 discs and the painted one, in µm³
+    np.testing.assert_allclose(inst.features["area_um3"] / inst.features["area"], 2.0 * 0.5 * 0.5)

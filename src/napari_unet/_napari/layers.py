@@ -18,6 +18,8 @@ from ..api import Segmentation
 __all__ = [
     "ROLES",
     "channel_data_axis",
+    "channel_placeholder",
+    "placeholder_axis",
     "spatial_kwargs",
     "segmentation_layer_data",
     "label_layer_data",
@@ -48,6 +50,34 @@ def channel_data_axis(layer: Image, axes: str | None) -> int | None:
     return axes.upper().index("C")
 
 
+def channel_placeholder(layer: Image, axes: str | None) -> int | None:
+    """The channel axis of ``layer`` that the outputs keep with one plane, or None.
+
+    napari lines a layer with fewer dimensions up with the *last* dimensions of
+    the others. Outputs without a channel axis that has other axes before it
+    (``ZCYX``, ``TZCYX``, an H x W x 1 ``YXC`` layer) would put their Z (or T)
+    on the image's channel slider, so they keep that axis with one plane
+    (:func:`spatial_kwargs` stretches it over every channel). A leading channel
+    axis (``CYX``) is left out: the axes after it line up as they are.
+    """
+    axis = channel_data_axis(layer, axes)
+    return axis if axis else None
+
+
+def placeholder_axis(layer: Layer) -> int | None:
+    """The one-plane channel axis an output layer keeps (see :func:`channel_placeholder`), or None.
+
+    Read from the layer's metadata (the axes its image was read with): the output
+    has one dimension per axis, channel included, and that axis has one plane.
+    """
+    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+    axes = meta.get("axes")
+    if not isinstance(axes, str) or "C" not in axes.upper() or len(axes) != layer.ndim:
+        return None
+    axis = axes.upper().index("C")
+    return axis if axis and np.shape(layer.data)[axis] == 1 else None
+
+
 def _decoupled(matrix: np.ndarray, axis: int) -> bool:
     """True when ``axis`` does not mix with any other axis in ``matrix``."""
     row = np.delete(matrix[axis], axis)
@@ -64,7 +94,8 @@ def _shear_matrix(shear: np.ndarray, ndim: int) -> np.ndarray:
     return out
 
 
-def spatial_kwargs(layer: Layer, *, drop_axis: int | None = None) -> tuple[dict[str, Any], list[str]]:
+def spatial_kwargs(layer: Layer, *, drop_axis: int | None = None,
+                   span_axis: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """World placement of ``layer`` as layer keyword arguments.
 
     Parameters
@@ -75,6 +106,12 @@ def spatial_kwargs(layer: Layer, *, drop_axis: int | None = None) -> tuple[dict[
         A layer dimension the outputs do not have (a channel axis); its entries
         are removed. Rotation, shear and affine are kept only when that axis
         does not mix with the others.
+    span_axis : int or None
+        A layer dimension (a channel axis) the outputs have with one plane: its
+        scale and translate are set so that the plane covers all of the
+        layer's planes along it (it shows whichever channel is viewed).
+        Rotation, shear and affine are kept only when that axis does not mix
+        with the others.
 
     Returns
     -------
@@ -92,6 +129,13 @@ def spatial_kwargs(layer: Layer, *, drop_axis: int | None = None) -> tuple[dict[
         "units": tuple(str(layer.units[i]) for i in keep),
         "axis_labels": tuple(str(layer.axis_labels[i]) for i in keep),
     }
+    if span_axis is not None:
+        size = int(layer.level_shapes[0][span_axis])
+        step = float(layer.scale[span_axis])
+        kwargs["scale"] = tuple(step * size if i == span_axis else v for i, v in enumerate(kwargs["scale"]))
+        kwargs["translate"] = tuple(v + step * (size - 1) / 2 if i == span_axis else v
+                                    for i, v in enumerate(kwargs["translate"]))
+    axis = drop_axis if drop_axis is not None else span_axis
     notes: list[str] = []
     matrices = {
         "rotate": np.asarray(layer.rotate, dtype=float),
@@ -101,9 +145,9 @@ def spatial_kwargs(layer: Layer, *, drop_axis: int | None = None) -> tuple[dict[
     for name, matrix in matrices.items():
         if np.allclose(matrix, np.eye(len(matrix))):
             continue
-        if drop_axis is None:
+        if axis is None:
             kwargs[name] = matrix
-        elif _decoupled(matrix[:ndim, :ndim], drop_axis):  # a shift along C does not matter
+        elif _decoupled(matrix[:ndim, :ndim], axis):  # a shift along C does not matter
             sub = [*keep, ndim] if name == "affine" else keep
             kwargs[name] = matrix[np.ix_(sub, sub)]
         else:
@@ -122,6 +166,7 @@ def segmentation_layer_data(
     source_name: str,
     spatial: dict[str, Any],
     notes: list[str] | tuple[str, ...] = (),
+    placeholder: int | None = None,
 ) -> dict[str, LayerDataTuple]:
     """Labels layer data for the semantic mask and the instances of ``seg``.
 
@@ -135,6 +180,9 @@ def segmentation_layer_data(
         Placement from :func:`spatial_kwargs`.
     notes : sequence of str
         Remarks stored in the metadata (e.g. a transform that was not carried over).
+    placeholder : int or None
+        Where the outputs keep a one-plane channel axis (see :func:`channel_placeholder`):
+        the data get it as a view (painting the layer changes the result's array).
 
     Returns
     -------
@@ -145,7 +193,8 @@ def segmentation_layer_data(
     if notes:
         meta["placement_notes"] = list(notes)
     return {
-        role: label_layer_data(data, role, source_name=source_name, spatial=spatial, metadata=meta)
+        role: label_layer_data(data if placeholder is None else np.expand_dims(data, placeholder), role,
+                               source_name=source_name, spatial=spatial, metadata=meta)
         for role, data in (("semantic", seg.semantic), ("instances", seg.instances))
     }
 

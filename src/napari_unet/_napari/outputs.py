@@ -46,6 +46,10 @@ def _sha1(chunk: memoryview) -> bytes:
 def fingerprint(data: Any) -> str | None:
     """A digest of an array's shape, dtype and bytes (None when it is not a numpy array).
 
+    Axes of length 1 do not count in the shape: an output layer that keeps a one-plane
+    channel axis (see :func:`~.layers.channel_placeholder`) has the digest of the result
+    it shows, which the worker hashed without that axis.
+
     The bytes are hashed in 16 MiB chunks, on every core at once (hashlib lets go of the
     GIL), and the chunks' digests hashed in order: a big stack is hashed about as many
     times faster as there are cores, and the digest does not depend on their number.
@@ -55,7 +59,7 @@ def fingerprint(data: Any) -> str | None:
         return None
     # No adversary here, only edits to notice: SHA-1 hashes a big stack about 3x faster than BLAKE2b.
     digest = hashlib.sha1(usedforsecurity=False)
-    digest.update(repr((data.shape, data.dtype.str)).encode())
+    digest.update(repr((tuple(n for n in data.shape if n != 1), data.dtype.str)).encode())
     raw = memoryview(np.ascontiguousarray(data)).cast("B")
     chunks = [raw[i:i + _CHUNK] for i in range(0, len(raw), _CHUNK)]
     if len(chunks) > 1:

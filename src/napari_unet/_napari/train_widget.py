@@ -225,12 +225,13 @@ def _labelled_shape(image: Image, channel_axis: int | None) -> tuple[int, ...]:
 
 
 def _pair_labels(image: Image, labels: Labels, channel_axis: int | None) -> Any:
-    """The labels array, without a last axis of size 1 that the image reads as its channel
-    (a new Labels layer painted on an H x W x 1 image has that axis)."""
+    """The labels array, without an axis of size 1 where the image has its channel axis (a new
+    Labels layer painted on an H x W x 1 image has it, and the Segment widget's outputs of a
+    ZCYX image keep it, so that napari lines them up with the image)."""
     lab = _labels_array(labels)
     ndim = len(layer_array(image).shape)
-    if channel_axis == ndim - 1 and lab.ndim == ndim and lab.shape[-1] == 1:
-        return lab[..., 0]
+    if channel_axis is not None and lab.ndim == ndim and lab.shape[channel_axis] == 1:
+        return lab[(slice(None),) * channel_axis + (0,)]
     return lab
 
 

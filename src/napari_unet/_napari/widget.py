@@ -35,7 +35,9 @@ from .engine_widget import EngineWidget, Run, row
 from .jobs import JobDone, JobFailed, Relabelled, measure_job, relabel_job, segment_job
 from .layers import (
     channel_data_axis,
+    channel_placeholder,
     label_layer_data,
+    placeholder_axis,
     segmentation_layer_data,
     spatial_kwargs,
 )
@@ -348,9 +350,12 @@ class SegmentWidget(EngineWidget):
             return
         seg = result.segmentation
         # The axes the engine read the image with (the widget's guess may have been None).
-        drop_axis = channel_data_axis(run.source, seg.metadata.get("axes", ""))
-        spatial, notes = spatial_kwargs(run.source, drop_axis=drop_axis)
-        tuples = segmentation_layer_data(seg, source_name=run.source.name, spatial=spatial, notes=notes)
+        # A channel axis after others stays, one plane deep, so that the outputs line up with the image.
+        keep = channel_placeholder(run.source, seg.metadata.get("axes", ""))
+        drop_axis = channel_data_axis(run.source, seg.metadata.get("axes", "")) if keep is None else None
+        spatial, notes = spatial_kwargs(run.source, drop_axis=drop_axis, span_axis=keep)
+        tuples = segmentation_layer_data(seg, source_name=run.source.name, spatial=spatial, notes=notes,
+                                         placeholder=keep)
         label_ndim = sum(a in "ZYX" for a in seg.axes)
         published = self._tracker.publish(run.source, tuples, label_ndim=label_ndim, metadata=seg.metadata,
                                           digests=result.digests)
@@ -425,7 +430,10 @@ class SegmentWidget(EngineWidget):
                        "segmentation first, correct '<image> semantic' with the brush, "
                        "then press 'Update instances'.")
             return
+        keep = placeholder_axis(semantic)  # the results' arrays lack the one-plane channel axis
         mask = np.array(semantic.data, copy=True)
+        if keep is not None:
+            mask = np.squeeze(mask, axis=keep)
         params = {
             "method": self.instance_method.value,
             "min_size": int(self.min_size.value),
@@ -448,12 +456,13 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_relabelled(result, semantic, params, made, record),
+                    lambda result: self._on_relabelled(result, semantic, params, made, record, keep),
                     progress_records=False)
 
     def _on_relabelled(self, result: Relabelled | JobFailed, semantic: Labels, params: dict,
-                       made: dict[str, Any], record: RunRecord) -> None:
-        """Show the updated instances of ``record``'s pair; ``made`` are the settings that made them."""
+                       made: dict[str, Any], record: RunRecord, keep: int | None = None) -> None:
+        """Show the updated instances of ``record``'s pair; ``made`` are the settings that made them,
+        ``keep`` the one-plane channel axis the layers have and the labels lack (None: none)."""
         run = self._shown_run(result)
         if run is None:
             return
@@ -463,7 +472,8 @@ class SegmentWidget(EngineWidget):
                 # The update may link (or unlink) the ids and changes the count: say what it made.
                 "linked_over_time": bool(made["linked"]), "n_objects": int(result.count),
                 "updated_from": semantic.name}
-        data_tuple = label_layer_data(result.labels, "instances", source_name=run.source.name,
+        labels = result.labels if keep is None else np.expand_dims(result.labels, keep)
+        data_tuple = label_layer_data(labels, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
         published = self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
                                           digests={"instances": result.digest}, record=record)
@@ -511,13 +521,15 @@ class SegmentWidget(EngineWidget):
         own = layer.metadata.get("axes") if isinstance(layer.metadata, dict) else None
         image_axes = str(own if isinstance(own, str) else record.metadata.get("axes") or "")
         axes = image_axes.replace("C", "")
-        if len(axes) != layer.ndim:
+        keep = placeholder_axis(layer)  # a one-plane channel axis, which the measurements lack
+        if len(axes) != layer.ndim - (keep is not None):
             show_error(f"'{layer.name}' no longer has the {len(axes)} dimensions its run made "
                        f"({axes or 'unknown axes'}): run the segmentation again to measure it.")
             return
         labels = np.array(layer.data, copy=True)  # what the user sees now, safe from later edits
-        spacing, unit = _calibration(layer, axes)
-        worker = create_worker(measure_job, labels, axes, layer_array(source), image_axes,
+        spacing, unit = _calibration(layer, axes, skip=keep)
+        worker = create_worker(measure_job, labels if keep is None else np.squeeze(labels, axis=keep),
+                               axes, layer_array(source), image_axes,
                                spacing=spacing, unit=unit, _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Measuring the objects of {layer.name}…"
@@ -612,13 +624,15 @@ def _forget_features_on_edit(layer: Labels) -> None:
 _SHORT_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "meter": "m"}
 
 
-def _calibration(layer: Labels, axes: str) -> tuple[list[float] | None, str]:
+def _calibration(layer: Labels, axes: str, skip: int | None = None) -> tuple[list[float] | None, str]:
     """Pixel sizes along the layer's Z/Y/X axes and their unit's short name, for measurements.
 
-    None when the layer is in plain pixels (scale 1); unit "units" when it has a scale but no
-    length unit; None when its spatial axes have different units.
+    ``axes`` name the layer's dimensions but ``skip`` (a one-plane channel axis). None when the
+    layer is in plain pixels (scale 1); unit "units" when it has a scale but no length unit; None
+    when its spatial axes have different units.
     """
-    spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+    dims = [i for i in range(layer.ndim) if i != skip]
+    spatial = [dims[i] for i, a in enumerate(axes) if a in "ZYX"]
     scale = [float(layer.scale[i]) for i in spatial]
     units = {str(layer.units[i]) for i in spatial}
     if units == {"pixel"}:
