@@ -350,6 +350,24 @@ def test_removing_the_source_discards_the_result(viewer, widget, qtbot, notes, m
     assert sum("removed" in m for m in notes.messages()) == 2
 
 
+def test_image_data_replaced_during_a_run_discards_the_result(viewer, widget, qtbot, notes, make_blobs):
+    """New data of another shape assigned to the image while it is segmented: the result fits the old
+    data, not the layer; it is discarded with a warning (no traceback, no layers placed wrongly)."""
+    img = viewer.add_image(np.random.default_rng(3).random((6, 256, 256), np.float32), name="swapped")
+    widget.image.value = img
+    widget.tile_size.value = 64
+    records = []
+    widget.run()
+    widget._run.worker.yielded.connect(records.append)
+    qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
+    img.data = make_blobs((40, 48))
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert [layer.name for layer in viewer.layers] == ["swapped"]
+    (warning,) = notes.messages("warning")
+    assert "changed shape" in warning and "Run" in warning
+    assert widget.run_button.enabled and widget.status.value == "Discarded: the image changed."
+
+
 def test_bad_input_becomes_a_notification(viewer, widget, wait_done, notes, monkeypatch,
                                           two_channel_model, make_blobs):
     # No image layer at all (a Labels layer is not offered as an image).

@@ -70,6 +70,7 @@ class _Run(Run):
     source_name: str
     link_time: bool = False
     source_removed: bool = False
+    source_shape: tuple[int, ...] | None = None  # the shape of the data being segmented
 
 
 class SegmentWidget(EngineWidget):
@@ -268,7 +269,8 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
         self._start(_Run(kind="segment", source=layer, source_name=layer.name, worker=worker,
-                         link_time=options["link_time"], pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
+                         link_time=options["link_time"], source_shape=tuple(layer_array(layer).shape),
+                         pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
                     self._on_segmented)
 
     def _check_image(self, layer: Any) -> None:
@@ -347,6 +349,11 @@ class SegmentWidget(EngineWidget):
         if run.source not in self._viewer.layers:
             show_warning(f"'{run.source_name}' was removed from the viewer while it was "
                          "being segmented: the result was discarded.")
+            return
+        if tuple(layer_array(run.source).shape) != run.source_shape:
+            show_warning(f"The data of '{run.source.name}' changed shape while it was being segmented: "
+                         "the result, made for the old data, was discarded. Press 'Run' again.")
+            self.status.value = "Discarded: the image changed."
             return
         seg = result.segmentation
         # The axes the engine read the image with (the widget's guess may have been None).
