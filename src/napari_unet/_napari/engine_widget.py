@@ -45,6 +45,9 @@ class Run:
     pbar: progress | None = None
     stage: str = ""
     answered: bool = False  # the result arrived (progress signals may still trail it)
+    #: Run once the worker has stopped when nobody is left to show its result (the dock was
+    #: closed); it must not need the widget, which may be gone.
+    on_orphaned: Callable[[], None] | None = None
 
 
 class _Slot:
@@ -65,6 +68,11 @@ def _stop(slot: _Slot, *_: Any) -> None:
             signal.disconnect()
     if run.pbar is not None:
         run.pbar.close()
+    if run.on_orphaned is not None:
+        # Connected before the check: a worker that ends in between still runs it (it may run twice).
+        run.worker.finished.connect(run.on_orphaned)
+        if not run.worker.is_running:
+            run.on_orphaned()
 
 
 class _CloseWatch(QObject):

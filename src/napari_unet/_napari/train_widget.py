@@ -20,6 +20,7 @@ import time
 from collections.abc import Generator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -567,7 +568,8 @@ class TrainWidget(EngineWidget):
         self._set_busy(True)
         self.status.value = f"Preparing {len(pairs)} pair(s) for '{name}'…"
         self._start(_Run(worker=worker, name=name, folder=folder,
-                         pbar=progress(total=total, desc=f"Training {name}")),
+                         pbar=progress(total=total, desc=f"Training {name}"),
+                         on_orphaned=partial(_remove_if_no_model, folder)),
                     self._on_returned)
 
     def _checked_pairs(self) -> list[_PairData]:
