@@ -263,6 +263,12 @@ def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_pat
     trainer.train()  # the labels are read in the worker
     wait_trained(qtbot, trainer)
     assert "no labelled objects" in notes.messages("error")[0]
+    # Labels painted with negative values only (napari allows them): background, and said so.
+    notes.items.clear()
+    lab.data = -discs()[1]
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert "negative values are background" in notes.messages("error")[0]
     # A removed layer takes its pairs out of the list.
     notes.items.clear()
     lab.data = discs()[1]

@@ -333,7 +333,9 @@ def train_job(pairs: Sequence[_PairData], options: dict[str, Any]
                     samples.append(sample)
                 yield Progress("prepare", done, total, f"plane {done}/{total}{how}")
         if not samples:
-            raise SegmentationError("Every plane of the chosen labels is empty: nothing to learn from.")
+            raise SegmentationError("Every plane of the chosen labels is empty (no label above 0; 0 and negative "
+                                    "values are background): nothing to learn from. Paint the objects "
+                                    "with labels 1, 2, ...")
         smallest = min(min(s.target.shape) for s in samples)
         crop = fit_crop_size(options["crop_size"], smallest,
                              depth=init.config.depth if init is not None else NEW_DEPTH)

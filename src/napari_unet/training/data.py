@@ -393,8 +393,8 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
             raise SegmentationError(f"{path}: {exc}") from None
     if not any(s.target.any() for s in samples):
         raise SegmentationError(
-            f"Every mask in {mask_dir} is empty (all 0): nothing to learn from. "
-            "Label the objects in the masks first.")
+            f"Every mask in {mask_dir} is empty (no label above 0; 0 and negative values are "
+            "background): nothing to learn from. Label the objects in the masks first (1, 2, ...).")
     return samples
 
 

@@ -336,8 +336,8 @@ def iter_train(
     if not train_samples:
         raise SegmentationError("No training samples: give at least one image with its mask.")
     if not any(np.any(s.target) for s in train_samples):
-        raise SegmentationError("Every training mask is empty (all 0): nothing to learn from. "
-                                "Label the objects first.")
+        raise SegmentationError("Every training mask is empty (no label above 0; 0 and negative values are "
+                                "background): nothing to learn from. Label the objects first (1, 2, ...).")
     whole = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop_size": crop_size, "base_width": base_width, "depth": depth}
     # As Python ints: torch refuses NumPy ones (e.g. epochs=np.int64(5)), and the saved state must hold plain numbers.
