@@ -23,7 +23,7 @@ def check_dtype(dtype: np.dtype) -> None:
     dtype = np.dtype(dtype)
     if dtype == np.bool_:
         raise SegmentationError(
-            "The image is boolean, black and white only (a mask, or a 1-bit file?). Segment an "
+            "The image is boolean, black and white only (a mask, or a 1-bit file?). Use an "
             "intensity image; to segment the mask itself, save it as 8-bit (from Python: "
             "image.astype('uint8'))."
         )

@@ -250,6 +250,12 @@ def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_pat
     trainer.train()
     assert not trainer.running
     assert "differ in shape" in notes.messages("error")[0]
+    # A boolean image (a mask opened as an image) is refused when the pair is added.
+    notes.items.clear()
+    binary = viewer.add_image(discs()[1] > 0, name="binary")
+    assert not trainer.add_pair(binary, viewer.layers["fits"])
+    assert "'binary': The image is boolean" in notes.messages("error")[0]
+    viewer.layers.remove(binary)
     # Labels with no object.
     notes.items.clear()
     empty = viewer.add_labels(np.zeros((64, 64), np.int32), name="empty")

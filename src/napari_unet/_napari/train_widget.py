@@ -43,6 +43,7 @@ from superqt.utils import ensure_main_thread
 from ..checkpoint import CONFIG, LoadedModel
 from ..device import available_devices
 from ..errors import SegmentationError, describe
+from ..normalize import check_dtype
 from ..progress import Progress
 from ..training.data import is_binary_mask
 from ..training.loop import LR_FINE_TUNE, LR_NEW
@@ -198,6 +199,10 @@ def check_pair(image: Any, labels: Any, layers: Sequence[Any], *, read_data: boo
             raise SegmentationError(f"The layer '{layer.name}' is no longer in the viewer.")
     if len(_spatial_shape(image)) < 2:
         raise SegmentationError(f"'{image.name}' is not an image of at least 2 dimensions.")
+    try:  # known from the dtype alone: refused when the pair is added, not when training starts
+        check_dtype(layer_array(image).dtype)
+    except SegmentationError as exc:
+        raise SegmentationError(f"'{image.name}': {exc}") from None
     channel_axis, channel = _segmented_channel(image, labels)
     img_shape, lab = _labelled_shape(image, channel_axis), _pair_labels(image, labels, channel_axis)
     if img_shape != tuple(lab.shape):
