@@ -297,6 +297,16 @@ def test_necked_seed_region_is_cut_in_two():
     assert np.array_equal(markers > 0, seeds)
 
 
+def test_a_one_plane_stack_is_cut_at_necks_as_its_plane_alone():
+    """A (1, Y, X) stack (a z-stack of one plane) is no volume: its regions are discs, not balls."""
+    seeds = _disc((40, 60), (20, 20), 8) | _disc((40, 60), (20, 34), 8)
+    fg = _disc((40, 60), (20, 20), 11) | _disc((40, 60), (20, 34), 11)
+    plane = label_instances(fg, method="watershed", seeds=seeds, neck_ratio=0.7)
+    stack = label_instances(fg[None], method="watershed", seeds=seeds[None], neck_ratio=0.7, ndim=3)
+    assert plane.max() == 2
+    np.testing.assert_array_equal(stack[0], plane)
+
+
 def test_a_seed_part_joined_at_a_corner_stays_with_its_cut_region():
     """Cutting a region at a neck must not hand a corner-joined part another region's id."""
     seeds = np.zeros((9, 20), bool)

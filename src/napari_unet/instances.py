@@ -125,14 +125,17 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
     _, first = np.unique(plateaus[where], return_index=True)
     maxima_per_region = np.bincount(regions[where][first], minlength=n + 1)
     candidates = np.flatnonzero(maxima_per_region >= 2)
-    ball = np.pi if seeds.ndim == 2 else 4.0 / 3.0 * np.pi
+    # An axis one pixel long adds no dimension to a region's shape: a one-plane stack's
+    # regions are discs, and are cut as its plane alone would be.
+    dims = max(sum(n > 1 for n in seeds.shape), 2)
+    ball = np.pi if dims == 2 else 4.0 / 3.0 * np.pi
     boxes = ndi.find_objects(regions)
     next_id = n + 1
     for label in candidates:
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[label - 1])
         region = regions[box] == label
         dist = np.where(region, distance[box], 0.0)
-        if region.sum() <= lobed * ball * dist.max() ** seeds.ndim:
+        if region.sum() <= lobed * ball * dist.max() ** dims:
             continue
         domes = morphology.reconstruction(dist * neck_ratio, dist, method="dilation")
         peaks, count = ndi.label(morphology.local_maxima(domes) & region, structure)
