@@ -154,6 +154,23 @@ def test_pixel_size_from_imagej_and_ome_tiffs(tmp_path):
     assert read_image_file(tmp_path / "plain.tif").pixel_size_um is None
 
 
+def test_pixel_size_in_other_ome_length_units(tmp_path):
+    """OME-XML may give a pixel size in any of its length units (metres, centimetres, angstroms):
+    each is converted, not dropped (which would leave the table in pixels without a word)."""
+    from napari_unet.io import read_image_file
+
+    plane = np.zeros((20, 30), np.uint16)
+    for unit, size in (("m", 6.5e-7), ("cm", 6.5e-5), ("\u00c5", 6500.0), ("\u212b", 6500.0), ("pm", 6.5e5)):
+        tifffile.imwrite(tmp_path / "a.ome.tif", plane, metadata={
+            "axes": "YX", "PhysicalSizeX": size, "PhysicalSizeXUnit": unit,
+            "PhysicalSizeY": size, "PhysicalSizeYUnit": unit})
+        assert read_image_file(tmp_path / "a.ome.tif").pixel_size_um == pytest.approx(
+            {"Y": 0.65, "X": 0.65}), unit
+    tifffile.imwrite(tmp_path / "ij.tif", plane, imagej=True, resolution=(1 / 650, 1 / 650),
+                     metadata={"unit": "nanometre"})
+    assert read_image_file(tmp_path / "ij.tif").pixel_size_um == pytest.approx({"Y": 0.65, "X": 0.65})
+
+
 def test_imagej_stack_of_voxel_depth_one_is_calibrated(tmp_path):
     """ImageJ writes no spacing= for a voxel depth of 1 (its default): the stack is still
     calibrated, Z at 1 unit; zunit= and yunit= (written where they differ from unit=) are used."""

@@ -81,7 +81,11 @@ def _tiff_axes(series) -> str | None:
 
 
 _UM_PER_UNIT = {"micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00b5m": 1.0,
-                "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3, "micrometer": 1.0}
+                "micrometer": 1.0, "micrometre": 1.0,
+                "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3,
+                # The other lengths OME-XML's UnitsLength names for a microscope's pixels (lower case)
+                "m": 1e6, "meter": 1e6, "metre": 1e6, "cm": 1e4, "dm": 1e5, "pm": 1e-6, "å": 1e-4,
+                "angstrom": 1e-4}
 
 
 def _tiff_pixel_size(tif: Any, axes: str | None) -> dict[str, float] | None:
