@@ -240,6 +240,18 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
         with open(out / "cal_objects.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert rows and all(float(r["area_um2"]) == pytest.approx(int(r["area"]) * size**2) for r in rows)
+    # --pixel-size is Z,Y,X (here Y,X) whatever order the image's axes come in: a bar 30 px long in X
+    # and 6 px in Y, stored XY, with pixels of 0.5 um in Y and 0.25 um in X.
+    bar = np.zeros((64, 48), np.uint16)
+    bar[10:40, 20:26] = 1000
+    tifffile.imwrite(tmp_path / "xy.tif", bar)
+    assert main(["segment", str(tmp_path / "xy.tif"), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu",
+                 "--axes", "XY", "--measure", "--pixel-size", "0.5,0.25"]) == 0
+    capsys.readouterr()
+    with open(out / "xy_objects.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["axis_major_length_um"]) == pytest.approx(float(row["axis_major_length"]) * 0.25, rel=1e-4)
+    assert float(row["axis_minor_length_um"]) == pytest.approx(float(row["axis_minor_length"]) * 0.5, rel=1e-4)
 
 
 def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, capsys, fake_net):

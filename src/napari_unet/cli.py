@@ -261,8 +261,9 @@ def _pixel_sizes(text: str) -> tuple[float, ...]:
 
 def _spacing(sizes: tuple[float, ...] | None, axes: str, name: str, *,
              declared: dict[str, float] | None = None) -> tuple[float, ...] | None:
-    """The Z/Y/X pixel sizes of ``axes``: from ``--pixel-size`` (one size stands for Y and X),
-    else those the file ``declared`` (ImageJ, OME) when it gives all of them, else None."""
+    """The pixel sizes along the Z/Y/X axes of ``axes``, in their order there: from ``--pixel-size``
+    (given as Z,Y,X; one size stands for Y and X), else those the file ``declared`` (ImageJ, OME)
+    when it gives all of them, else None."""
     spatial = [a for a in axes if a in "ZYX"]
     if sizes is None:
         if declared and all(a in declared for a in spatial):
@@ -274,7 +275,9 @@ def _spacing(sizes: tuple[float, ...] | None, axes: str, name: str, *,
         raise SegmentationError(
             f"{name} is measured along {''.join(spatial)}: give --pixel-size "
             f"{'Z,Y,X (e.g. 2,0.65,0.65)' if len(spatial) == 3 else 'Y,X or one size for both'}.")
-    return sizes
+    # Given as Z,Y,X; measured along the image's own axes, which may come in another order (XY).
+    by_axis = dict(zip(sorted(spatial, key="ZYX".index), sizes))
+    return tuple(by_axis[a] for a in spatial)
 
 
 def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,

@@ -59,7 +59,8 @@ def measure_objects(
         ``axes`` when ``image`` has the same number of dimensions.
     spacing : sequence of float, optional
         The size of a pixel along each of the Z (when present), Y and X axes,
-        in ``unit``: adds the column ``area_<unit>2`` (``area_<unit>3`` with Z).
+        in ``unit``, in their order in ``axes`` (as napari's ``scale``): adds
+        the column ``area_<unit>2`` (``area_<unit>3`` with Z).
     unit : str
         The unit of ``spacing``, for the column's name (e.g. ``"um"``).
 
