@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -362,3 +364,19 @@ def test_shrinking_a_volume_in_y_and_x_averages_as_in_2d():
         np.testing.assert_array_equal(small[:, z], resample(volume[:, z], (16, 16)))
     # Z resized too (no caller does): trilinear, the shape asked for.
     assert resample(volume, (6, 16, 16)).shape == (1, 6, 16, 16)
+
+
+@pytest.mark.parametrize(("image", "words"), [
+    ("cells.tif", "file name"),
+    (Path("cells.tif"), "file name"),
+    (b"cells.tif", "file name"),
+    (None, "not an image"),
+    (3.5, "not an image"),
+    (np.array(7), "not an image"),
+])
+def test_a_file_name_or_a_single_value_is_not_called_an_empty_image(models, image, words):
+    """A script that passes the path of its image, or None from a reader that found nothing,
+    is told what it gave and what to give, not that the image is empty."""
+    with pytest.raises(SegmentationError, match=words) as info:
+        predict(image, load_model(models["2d"]), device="cpu")
+    assert "empty" not in str(info.value)

@@ -10,6 +10,7 @@ one plane or volume is read and normalised at a time.
 from __future__ import annotations
 
 import copy
+import os
 import weakref
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -284,6 +285,11 @@ def prepare_input(
         For a 1-channel model and a multichannel image: which channel to use.
         None converts RGB to grey, and refuses other multichannel images.
     """
+    if isinstance(image, (str, bytes, os.PathLike)):
+        raise SegmentationError(
+            f"The image is a file name ({os.fsdecode(image)!r}), not an array: read the file first "
+            "(e.g. tifffile.imread(path)) and give its pixels, or use the command line "
+            "(napari-unet segment FILE --output FOLDER).")
     if not hasattr(image, "shape") or not isinstance(getattr(image, "dtype", None), np.dtype):
         # Lists, and arrays of other libraries (a torch tensor's dtype is no numpy dtype).
         try:
@@ -297,7 +303,12 @@ def prepare_input(
                 f"The image ({type(image).__name__}) cannot be read as a numpy array ({exc}): give "
                 "a numpy array (for a torch tensor: tensor.detach().cpu().numpy()).") from None
     shape = tuple(int(s) for s in image.shape)
-    if image.ndim == 0 or 0 in shape:
+    if image.ndim == 0:  # None (a reader that found nothing), a number
+        value = image.item() if isinstance(image, np.ndarray) else image
+        raise SegmentationError(
+            f"The image is a single value ({value!r}), not an image: give an array of at least 2 "
+            "dimensions (Y and X), e.g. a numpy array.")
+    if 0 in shape:
         raise SegmentationError(
             f"The image is empty (shape {shape}): every axis needs at least one pixel."
         )
