@@ -152,3 +152,11 @@ def test_huge_uint64_ids_keep_their_value(tmp_path):
     write_csv(table, tmp_path / "t.csv")
     rows = (tmp_path / "t.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [2**63 + 5, 2**64 - 1]
+
+
+def test_negative_labels_are_refused_not_measured_as_an_object():
+    """Labels with -1 as background (as some tools write them) would make the background one
+    object of the table, with the area of the whole image."""
+    labels, image = _two_objects()
+    with pytest.raises(SegmentationError, match="negative"):
+        measure_objects(labels.astype(np.int32) - 1, axes="YX", image=image)

@@ -45,9 +45,9 @@ def measure_objects(
     Parameters
     ----------
     instances : ndarray (*out_shape) int
-        Instance labels, 0 for background (:attr:`Segmentation.instances`).
-        Ids are unique per labelled block: the Z, Y and X axes together, each
-        time point on its own.
+        Instance labels, 0 for background, objects 1, 2, ... (negative values
+        are refused) (:attr:`Segmentation.instances`). Ids are unique per
+        labelled block: the Z, Y and X axes together, each time point on its own.
     axes : str
         One letter of ``TZYX`` per dimension of ``instances``
         (:attr:`Segmentation.axes`).
@@ -89,6 +89,11 @@ def measure_objects(
     axes = _check_axes(axes, labels.ndim, "instance labels")
     if labels.size == 0:
         raise SegmentationError(f"The instance labels are empty (shape {labels.shape}): nothing to measure.")
+    if labels.dtype.kind == "i" and labels.min() < 0:
+        # -1 as background (some tools write it) would be measured as one object.
+        raise SegmentationError(
+            "The instance labels hold negative values: 0 is the background and objects are 1, 2, "
+            "...; set the others to 0 first (e.g. np.where(labels < 0, 0, labels)).")
     if "C" in axes:
         raise SegmentationError("Instance labels have no channel (C) axis: give the outputs' axes.")
     intensity, channels = (None, None) if image is None else _intensity(image, image_axes, axes, labels.shape)
