@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_unet.errors import SegmentationError
-from napari_unet.tracking import link_over_time
+from napari_unet.tracking import join_tracks, link_over_time
 
 
 def _square(frame: np.ndarray, y: int, x: int, label: int, size: int = 6) -> None:
@@ -142,3 +142,24 @@ def test_join_tracks_never_gives_one_id_to_two_objects():
                                (frames - 1, {}, ">= 0")):
         with pytest.raises(SegmentationError, match=words):
             join_tracks(bad, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"time_axis": "T"}, "time_axis"),
+    ({"time_axis": 1.0}, "time_axis"),
+    ({"min_iou": "0.3"}, "min_iou"),
+    ({"min_iou": None}, "min_iou"),
+    ({"linked_up_to": "3"}, "linked_up_to"),
+    ({"linked_up_to": -1}, "linked_up_to"),
+])
+def test_bad_parameters_are_a_clear_error(kwargs, fragment):
+    """An axis letter for time_axis, or a setting given as text, is named, not a TypeError
+    from deep inside numpy."""
+    frames = np.zeros((2, 8, 8), np.int32)
+    _square(frames[0], 1, 1, 1)
+    _square(frames[1], 2, 2, 1)
+    with pytest.raises(SegmentationError, match=fragment):
+        link_over_time(frames, **kwargs)
+    if "linked_up_to" not in kwargs:
+        with pytest.raises(SegmentationError, match=fragment):
+            join_tracks(frames, **kwargs)

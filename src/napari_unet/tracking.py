@@ -11,9 +11,11 @@ overlap: after an edit that fills in a missed detection, the track continues.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from .errors import SegmentationError
+from .errors import SegmentationError, check_whole
 from .metrics import overlaps
 
 __all__ = ["join_tracks", "link_over_time"]
@@ -35,10 +37,16 @@ def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
     return matched
 
 
-def _checked(labels: np.ndarray, time_axis: int, min_iou: float) -> np.ndarray:
-    """``labels`` as an array, or a SegmentationError saying why they cannot be linked."""
-    if not 0.0 < float(min_iou) <= 1.0:
-        raise SegmentationError(f"min_iou must be in (0, 1], got {min_iou}.")
+def _checked(labels: np.ndarray, time_axis: int, min_iou: float) -> tuple[np.ndarray, int, float]:
+    """``labels`` as an array with ``time_axis`` and ``min_iou`` as numbers, or a
+    SegmentationError saying why they cannot be linked."""
+    if (isinstance(min_iou, bool) or not isinstance(min_iou, numbers.Real)
+            or not 0.0 < float(min_iou) <= 1.0):
+        raise SegmentationError(f"min_iou must be a number in (0, 1], got {min_iou!r}.")
+    if isinstance(time_axis, bool) or not isinstance(time_axis, numbers.Integral):
+        raise SegmentationError(
+            f"time_axis must be the index of the time axis (e.g. 0 for TYX, axes.index('T')), "
+            f"not {time_axis!r}.")
     labels = np.asarray(labels)
     if labels.ndim < 2 or not -labels.ndim <= time_axis < labels.ndim:
         raise SegmentationError(
@@ -47,7 +55,7 @@ def _checked(labels: np.ndarray, time_axis: int, min_iou: float) -> np.ndarray:
         raise SegmentationError(f"Instance labels must be integers, not {labels.dtype}.")
     if labels.size and labels.min() < 0:
         raise SegmentationError("Instance labels must be >= 0 (0 is background).")
-    return labels
+    return labels, int(time_axis), float(min_iou)
 
 
 def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
@@ -75,10 +83,10 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
         The first time point's ids made sequential from 1; later objects carry
         their partner's id, or a new one above every id used before.
     """
-    labels = _checked(labels, time_axis, min_iou)
+    labels, time_axis, min_iou = _checked(labels, time_axis, min_iou)
+    fixed_top = check_whole("linked_up_to", linked_up_to, 0)
     frames = np.moveaxis(labels, time_axis, 0)
     out = np.zeros(frames.shape, np.int32)
-    fixed_top = int(linked_up_to)
     next_id = fixed_top + 1
     for t, cur in enumerate(frames):
         ids, index = np.unique(cur, return_inverse=True)  # any ids, however large
@@ -124,7 +132,7 @@ def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3)
     -------
     ndarray, same shape and dtype (``labels`` itself when nothing joins)
     """
-    labels = _checked(labels, time_axis, min_iou)
+    labels, time_axis, min_iou = _checked(labels, time_axis, min_iou)
     frames = np.moveaxis(labels, time_axis, 0)
     present = [set(np.unique(frame).tolist()) - {0} for frame in frames]
     later = [set() for _ in frames]  # ids at t or after
