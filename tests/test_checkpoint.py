@@ -385,3 +385,18 @@ def test_a_local_folder_named_like_a_bundled_model_is_not_shadowed(saved, tmp_pa
     assert catalog.get(catalog.default_key()).sha256 == load_model("default").sha256
     _copy(saved, tmp_path / "default")
     assert load_model("default").sha256 != load_model("./default").sha256  # "default" is the keyword
+
+
+def test_save_model_mistakes_are_a_clear_error(saved, tmp_path):
+    """A LoadedModel given as the network, a config given as a dict, or a folder that is a
+    file: each says what to give, not an AttributeError or FileExistsError."""
+    model = load_model(saved)
+    with pytest.raises(SegmentationError, match=r"model\.net, model\.config"):
+        save_model(tmp_path / "a", model, model.config)
+    with pytest.raises(SegmentationError, match="ModelConfig"):
+        save_model(tmp_path / "b", model.net, model.config.to_dict())
+    a_file = tmp_path / "c"
+    a_file.write_text("not a folder")
+    with pytest.raises(SegmentationError, match="is a file"):
+        save_model(a_file, model.net, model.config)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -257,6 +257,10 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
     """
     from safetensors.torch import save
 
+    if not isinstance(net, torch.nn.Module) or not isinstance(config, ModelConfig):
+        raise SegmentationError(
+            f"save_model takes a network and its ModelConfig, not {type(net).__name__} and "
+            f"{type(config).__name__}: for a loaded model, save_model(path, model.net, model.config).")
     try:
         # What load_model would refuse (or JSON cannot hold) is never written.
         ModelConfig.from_dict(config.to_dict())
@@ -264,7 +268,13 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
     except (TypeError, ValueError) as exc:
         raise SegmentationError(f"The model config cannot be saved: {exc}.") from None
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise SegmentationError(f"{folder} is a file: a model is saved in a folder, so choose a folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SegmentationError(
+            f"Cannot create the model folder {folder} ({exc.strerror or exc}): choose another one.") from None
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     tmp_w = new_temp_file(folder)
     tmp_c = new_temp_file(folder)
