@@ -400,3 +400,13 @@ def test_save_model_mistakes_are_a_clear_error(saved, tmp_path):
     with pytest.raises(SegmentationError, match="is a file"):
         save_model(a_file, model.net, model.config)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_save_model_refuses_a_network_its_config_does_not_describe(saved, tmp_path):
+    """A config edited to another depth (or width) beside the old network would save a model
+    that load_model refuses; nothing is written."""
+    model = load_model(saved)
+    config = ModelConfig.from_dict({**model.config.to_dict(), "depth": model.config.depth + 1})
+    with pytest.raises(SegmentationError, match="does not fit"):
+        save_model(tmp_path / "m", model.net, config)
+    assert not (tmp_path / "m").exists()

@@ -265,8 +265,15 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
         # What load_model would refuse (or JSON cannot hold) is never written.
         ModelConfig.from_dict(config.to_dict())
         text = json.dumps(config.to_dict(), indent=2) + "\n"
+        with torch.device("meta"):  # the architecture's shapes, without memory
+            expected = {k: tuple(v.shape) for k, v in config.build().state_dict().items()}
     except (TypeError, ValueError) as exc:
         raise SegmentationError(f"The model config cannot be saved: {exc}.") from None
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in state.items()} != expected:
+        raise SegmentationError(
+            "The network does not fit its config (depth, base_width or channels differ), so "
+            "load_model would refuse the saved model: give the config the network was built from.")
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise SegmentationError(f"{folder} is a file: a model is saved in a folder, so choose a folder.")
@@ -275,7 +282,6 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
     except OSError as exc:
         raise SegmentationError(
             f"Cannot create the model folder {folder} ({exc.strerror or exc}): choose another one.") from None
-    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     tmp_w = new_temp_file(folder)
     tmp_c = new_temp_file(folder)
     try:
