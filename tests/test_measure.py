@@ -160,3 +160,10 @@ def test_negative_labels_are_refused_not_measured_as_an_object():
     labels, image = _two_objects()
     with pytest.raises(SegmentationError, match="negative"):
         measure_objects(labels.astype(np.int32) - 1, axes="YX", image=image)
+
+
+def test_an_image_given_as_a_file_name_is_named_as_such():
+    labels, _ = _two_objects()
+    with pytest.raises(SegmentationError, match="file name") as info:
+        measure_objects(labels, axes="YX", image="cells.tif")
+    assert "image_axes" not in str(info.value)

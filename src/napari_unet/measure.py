@@ -142,6 +142,10 @@ def _pixel_sizes(spacing: Sequence[float] | None, ndim: int) -> list[float] | No
 def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, ...]
                ) -> tuple[np.ndarray, int | None]:
     """``image`` in the outputs' axes order with any C axis last; its channel count (None: no C axis)."""
+    if isinstance(image, (str, bytes, os.PathLike)):
+        raise SegmentationError(
+            f"The image is a file name ({os.fsdecode(image)!r}), not an array: read the file first "
+            "(e.g. tifffile.imread(path)) and give its pixels.")
     data = np.asarray(image)
     if image_axes is None:
         if data.ndim != len(axes):
