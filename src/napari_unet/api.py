@@ -120,7 +120,9 @@ def iter_segment(
     Yields
     ------
     Progress
-        ``stage="predict"`` per tile, then ``stage="instances"``.
+        ``stage="predict"`` after each batch of ``batch_size`` tiles, then
+        ``stage="instances"``; with ``scale="auto"``, a second pass (when it
+        runs) yields its own ``"predict"`` and ``"instances"`` records.
     """
     predictor = Predictor(model, device=device, tile_size=tile_size, overlap=overlap,
                           batch_size=batch_size)
