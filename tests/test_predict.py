@@ -380,3 +380,12 @@ def test_a_file_name_or_a_single_value_is_not_called_an_empty_image(models, imag
     with pytest.raises(SegmentationError, match=words) as info:
         predict(image, load_model(models["2d"]), device="cpu")
     assert "empty" not in str(info.value)
+
+
+@pytest.mark.parametrize(("shape", "hint"), [((32, 32, 2), "YXC"), ((5, 32, 32, 2), "ZYXC")])
+def test_a_guess_that_leaves_the_last_axis_too_small_suggests_channels_last(models, shape, hint):
+    """Two stains stored last (Y, X, 2) are guessed as Z, Y, X; the hint must name the axes
+    that fit them (YXC), not ImageJ's CYX, which would leave X 2 pixels wide again."""
+    with pytest.raises(SegmentationError, match="too small") as info:
+        predict(np.ones(shape, np.float32), load_model(models["2d"]), device="cpu")
+    assert f"axes='{hint}'" in str(info.value)

@@ -265,6 +265,9 @@ def _select_channels(block: np.ndarray, channel_index: int | None) -> np.ndarray
 _OTHER_AXES = {3: "CYX", 4: "CZYX", 5: "TZCYX"}
 """An example of axes to give, by dimensions, where the guess from the shape failed (ImageJ's order)."""
 
+_CHANNELS_LAST = {3: "YXC", 4: "ZYXC", 5: "TZYXC"}
+"""The example where the guess left the last axis too small: few channels stored last."""
+
 
 def prepare_input(
     image: object,
@@ -322,11 +325,13 @@ def prepare_input(
     for i in plan.net_axes:
         if shape[i] < MIN_SIZE:
             # A guess from the shape may be the wrong one (a TZCYX array read as TZYXC): say so.
+            # Channels stored last (two stains, Y x X x 2) leave the last axis too small: suggest C last.
+            other = (_CHANNELS_LAST if i == len(shape) - 1 else _OTHER_AXES).get(len(shape), "")
             hint = (f" These axes were guessed from the shape: if the image's axes are others, give "
-                    f"them (axes='{_OTHER_AXES[len(shape)]}', say; --axes on the command line)."
+                    f"them (axes='{other}', say; --axes on the command line)."
                     if axes is None and len(shape) > 2
                     # (not for a 3D model when the example has no Z: it would refuse it too)
-                    and ("Z" in _OTHER_AXES[len(shape)] or config.spatial_dims == 2) else "")
+                    and ("Z" in other or config.spatial_dims == 2) else "")
             raise SegmentationError(
                 f"The image is too small: axis {plan.axes[i]} has {shape[i]} pixel(s), "
                 f"and segmentation needs at least {MIN_SIZE} (shape {shape}, axes {plan.axes!r}).{hint}"
