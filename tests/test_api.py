@@ -371,6 +371,8 @@ def test_closing_iter_segment_stops_work(models, rng, forward_calls):
         ({"channel": "0"}, "channel must be a whole number >= 0"),
         ({"axes": ["Y", "X"]}, "axes must be a string of letters"),
         ({"fill_holes": "no"}, "fill_holes must be True or False, not 'no'"),
+        ({"link_time": "no"}, "link_time must be True or False, not 'no'"),
+        ({"keep_probabilities": "False"}, "keep_probabilities must be True or False, not 'False'"),
         ({"scale": True}, "scale must be a number, got True"),
     ],
 )

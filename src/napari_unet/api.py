@@ -136,8 +136,10 @@ def iter_segment(
     if post["instance_method"] not in METHODS:
         raise SegmentationError(
             f"Unknown instance method {post['instance_method']!r}: use one of {METHODS}.")
-    if not isinstance(post["fill_holes"], (bool, np.bool_)):  # "no" would count as true
-        raise SegmentationError(f"fill_holes must be True or False, not {post['fill_holes']!r}.")
+    for name, flag in (("fill_holes", post["fill_holes"]), ("link_time", link_time),
+                       ("keep_probabilities", keep_probabilities)):
+        if not isinstance(flag, (bool, np.bool_)):  # "no" would count as true
+            raise SegmentationError(f"{name} must be True or False, not {flag!r}.")
     auto, first = _scale_choice(scale, post)
     post["threshold"] = check_fraction("threshold", post["threshold"])
     post["seed_threshold"] = check_fraction("seed_threshold", post["seed_threshold"], ends=True)
