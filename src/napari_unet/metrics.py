@@ -380,7 +380,9 @@ def evaluate(
     ----------
     true_labels, pred_labels : iterables of ndarray (...) of integers
         Ground-truth and predicted label images, paired in order; each pair
-        has one shape, which may differ from pair to pair.
+        has one shape, which may differ from pair to pair. An array is walked
+        along its first axis: a (Z, Y, X) array is Z images of one plane each,
+        so give a volume as ``[volume]`` to score it as one 3D image.
     thresholds : sequence of float in (0, 1], or one float
         IoU thresholds.
 
