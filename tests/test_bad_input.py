@@ -40,6 +40,8 @@ CASES = [
      "takes 1 channel, but the image has 2"),
     ("channel out of range", np.ones((16, 16, 3)), "2d", {"channel": 3},
      "channel=3 but the image has 3"),
+    # A stack of two stains stored first reads as ZYX: the message names the missing C, not "1 channel".
+    ("channel of a guess without C", np.ones((2, 16, 16)), "2d", {"channel": 1}, "axes='CYX' for channels first"),
     ("channel= with a 2-channel model", np.ones((16, 16, 2)), "2d_in2", {"channel": 0},
      "channel= only applies to 1-channel models"),
     ("axes too long", np.ones((16, 16)), "2d", {"axes": "ZYX"}, "has 3 letters"),

@@ -341,6 +341,12 @@ def prepare_input(
     channel_index: int | None = None
     if channel is not None:
         channel = check_whole("channel", channel, 0)
+        if plan.channel_axis is None and channel > 0:  # channel 0 of a grey image is the image
+            guessed = " (guessed from the shape)" if axes is None else ""
+            raise SegmentationError(
+                f"channel={channel} was given, but the axes {plan.axes!r}{guessed} of the image (shape "
+                f"{shape}) have no channel axis C: give the axes with their C (e.g. axes='CYX' for "
+                "channels first, 'YXC' for channels last; --axes on the command line).")
         if not 0 <= channel < n_ch:
             raise SegmentationError(f"channel={channel} but the image has {n_ch} channel(s).")
         if want != 1:
