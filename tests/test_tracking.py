@@ -122,6 +122,30 @@ def test_join_tracks_continues_a_track_an_edit_filled_in():
     assert join_tracks(linked) is linked
 
 
+def test_join_tracks_keeps_the_id_of_a_track_already_linked():
+    """A nucleus missed in frames 0-1 starts its track (id 2) at frame 2; the user paints it into
+    frame 1, where it gets a new id (4). Joined, the track keeps the id it had (2), in the frames
+    the user did not touch too; without linked_up_to the earlier id is kept, as before."""
+    frames = np.zeros((4, 30, 30), np.int32)
+    for t in range(4):
+        _square(frames[t], 20, 20, 1)  # present throughout, untouched
+        if t >= 2:
+            _square(frames[t], 2 + t, 2, 2)
+        if t == 3:
+            _square(frames[t], 2, 14, 3)
+    frames[1, 3:9, 2:8] = 4  # painted in
+    out = join_tracks(frames, linked_up_to=3)
+    assert [out[t, 4 + t, 3] for t in range(1, 4)] == [2, 2, 2]
+    assert np.all(out[:, 22, 22] == 1) and out[3, 4, 16] == 3
+    np.testing.assert_array_equal(join_tracks(np.moveaxis(frames, 0, 1), time_axis=1, linked_up_to=3),
+                                  np.moveaxis(out, 0, 1))
+    assert [join_tracks(frames)[t, 4 + t, 3] for t in range(1, 4)] == [4, 4, 4]
+    # Both ids linked before: the earlier one is kept.
+    frames[1, 3:9, 2:8] = 3
+    frames[3, 2:8, 14:20] = 0
+    assert [join_tracks(frames, linked_up_to=3)[t, 4 + t, 3] for t in range(1, 4)] == [3, 3, 3]
+
+
 def test_join_tracks_never_gives_one_id_to_two_objects():
     """An id that comes back later is not free: a track starting where it paused is not joined to it.
     A track that starts where nothing ended, or far from it, stays its own."""
@@ -160,6 +184,5 @@ def test_bad_parameters_are_a_clear_error(kwargs, fragment):
     _square(frames[1], 2, 2, 1)
     with pytest.raises(SegmentationError, match=fragment):
         link_over_time(frames, **kwargs)
-    if "linked_up_to" not in kwargs:
-        with pytest.raises(SegmentationError, match=fragment):
-            join_tracks(frames, **kwargs)
+    with pytest.raises(SegmentationError, match=fragment):
+        join_tracks(frames, **kwargs)

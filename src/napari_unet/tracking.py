@@ -109,15 +109,18 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
     return np.moveaxis(out, 0, time_axis)
 
 
-def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3) -> np.ndarray:
+def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
+                linked_up_to: int = 0) -> np.ndarray:
     """Join each track that ends at a time point to one that starts at the next, where they overlap.
 
     A track that ends at ``t - 1`` and one that starts at ``t`` whose objects
     overlap one to one with IoU at least ``min_iou`` (best first) are one
-    object: the later track takes the earlier id from ``t`` on. Linking
-    (:func:`link_over_time`) leaves no such pair; an edit can, for instance a
-    nucleus painted into the one time point where the network missed it,
-    which links to the track before but not to the one after.
+    object, and the joined track takes one id: the earlier track's, unless
+    only the later one's id is among those already linked (``linked_up_to``).
+    Linking (:func:`link_over_time`) leaves no such pair; an edit can, for
+    instance a nucleus painted into the one time point where the network
+    missed it, which links to the track before but not to the one after, or
+    one painted just before a track starts, which keeps that track's id.
 
     Parameters
     ----------
@@ -127,19 +130,25 @@ def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3)
         The axis of time.
     min_iou : float in (0, 1]
         As for :func:`link_over_time`.
+    linked_up_to : int
+        Ids from 1 to this were linked before (an edit left their objects
+        alone, and they are the ids shown): where a joined track holds one,
+        it keeps the first of them, so that an untouched track's id never
+        changes for a new one. 0 keeps the earliest id of each track.
 
     Returns
     -------
     ndarray, same shape and dtype (``labels`` itself when nothing joins)
     """
     labels, time_axis, min_iou = _checked(labels, time_axis, min_iou)
+    fixed_top = check_whole("linked_up_to", linked_up_to, 0)
     frames = np.moveaxis(labels, time_axis, 0)
     present = [set(np.unique(frame).tolist()) - {0} for frame in frames]
     later = [set() for _ in frames]  # ids at t or after
     for t in range(len(frames) - 1, -1, -1):
         later[t] = present[t] | (later[t + 1] if t + 1 < len(frames) else set())
-    renames: dict[int, int] = {}  # later id -> earlier id, from the time point it starts
-    starts: dict[int, int] = {}
+    chains: dict[int, list[int]] = {}  # first id of a joined track -> its ids, in time order
+    first: dict[int, int] = {}  # id -> the first id of its joined track
     seen: set[int] = set()  # ids before t
     for t in range(1, len(frames)):
         seen |= present[t - 1]
@@ -149,10 +158,18 @@ def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3)
             prev = np.where(np.isin(frames[t - 1], list(ended)), frames[t - 1], 0)
             cur = np.where(np.isin(frames[t], list(began)), frames[t], 0)
             for c, p in _match(prev, cur, min_iou).items():
-                renames[c], starts[c] = renames.get(p, p), t
-    if not renames:
+                root = first.get(p, p)
+                chains.setdefault(root, [root]).append(c)
+                first[c] = root
+    if not chains:
         return labels
+    # The ids of one chain hold disjoint time ranges (each ends before the next starts), so
+    # the whole chain can take any one of them.
+    renames: dict[int, int] = {}
+    for ids in chains.values():
+        target = next((i for i in ids if i <= fixed_top), ids[0])
+        renames.update((i, target) for i in ids if i != target)
     out = np.array(frames, copy=True)
-    for c, p in renames.items():
-        out[starts[c]:][out[starts[c]:] == c] = p
+    for i, target in renames.items():
+        out[frames == i] = target
     return np.moveaxis(out, 0, time_axis)

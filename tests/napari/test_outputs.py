@@ -339,6 +339,20 @@ def test_relabel_job_with_linking_joins_the_track_a_painted_nucleus_connects():
     assert labels[:, 8, 28].tolist() == [3, 3, 3, 3]
 
 
+def test_relabel_job_with_linking_keeps_the_id_of_the_track_a_painted_nucleus_starts():
+    """The network missed nucleus A in frames 0-1, so its track (id 2) starts at frame 2. The
+    user paints it into frame 1: it joins that track, whose id stays 2 in frames 2-3."""
+    previous = np.zeros((4, 20, 40), np.int32)
+    previous[2:, 5:12, 2:9] = 2
+    previous[:, 5:12, 25:32] = 1
+    mask = previous > 0
+    mask[1, 5:12, 2:9] = True
+    params = {"method": "components", "min_size": 0, "ndim": 2}
+    labels = jobs.relabel_job(mask, params, previous=previous, time_axis=0).labels
+    assert labels[:, 8, 5].tolist() == [0, 2, 2, 2]
+    assert labels[:, 8, 28].tolist() == [1, 1, 1, 1]
+
+
 def test_segment_job_reports_running_out_of_memory_while_hashing(monkeypatch, tiny_model):
     """Hashing and copying a big result can fail too: a message, never a silent stop."""
     import napari_unet._napari.outputs as outputs

@@ -140,8 +140,9 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
         if time_axis is not None:
             # A nucleus painted where the network missed it links to the track before it; the
             # track after it is the same nucleus, so it goes on with that id.
+            # One painted just before a track starts joins it and takes its id (ids shown stay).
             labels = join_tracks(link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to),
-                                 time_axis=time_axis)
+                                 time_axis=time_axis, linked_up_to=linked_up_to)
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
         from .outputs import fingerprint
 
