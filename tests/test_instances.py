@@ -297,14 +297,28 @@ def test_necked_seed_region_is_cut_in_two():
     assert np.array_equal(markers > 0, seeds)
 
 
-def test_a_one_plane_stack_is_cut_at_necks_as_its_plane_alone():
-    """A (1, Y, X) stack (a z-stack of one plane) is no volume: its regions are discs, not balls."""
+@pytest.mark.parametrize("planes", [1, 2, 3])
+def test_a_stack_of_a_few_planes_is_cut_at_necks_as_its_plane_alone(planes):
+    """A (1, Y, X) stack (a z-stack of one plane) is no volume: its regions are discs, not balls.
+    A stack of 2 or 3 planes is thinner than its nuclei: their round blobs are balls cut by it."""
     seeds = _disc((40, 60), (20, 20), 8) | _disc((40, 60), (20, 34), 8)
     fg = _disc((40, 60), (20, 20), 11) | _disc((40, 60), (20, 34), 11)
     plane = label_instances(fg, method="watershed", seeds=seeds, neck_ratio=0.7)
-    stack = label_instances(fg[None], method="watershed", seeds=seeds[None], neck_ratio=0.7, ndim=3)
-    assert plane.max() == 2
-    np.testing.assert_array_equal(stack[0], plane)
+    stack = label_instances(np.stack([fg] * planes), method="watershed", seeds=np.stack([seeds] * planes),
+                            neck_ratio=0.7, ndim=3)
+    assert plane.max() == 2 and plane[20, 20] != plane[20, 34]
+    if planes == 1:
+        np.testing.assert_array_equal(stack[0], plane)
+    # (Pixels equally far from both centres may go to either side: the flood runs in 3D.)
+    assert stack.max() == 2 and np.all(stack[:, 20, 20] == 1) and np.all(stack[:, 20, 34] == 2)
+
+
+def test_a_thick_stack_of_two_necked_balls_is_cut_and_one_ball_is_not():
+    zz, yy, xx = np.indices((30, 30, 44))
+    ball = (zz - 15) ** 2 + (yy - 15) ** 2 + (xx - 15) ** 2 <= 64
+    two = ball | ((zz - 15) ** 2 + (yy - 15) ** 2 + (xx - 29) ** 2 <= 64)
+    assert len(np.unique(split_seeds_at_necks(two, neck_ratio=0.7))) - 1 == 2
+    assert len(np.unique(split_seeds_at_necks(ball, neck_ratio=0.7))) - 1 == 1
 
 
 def test_a_seed_part_joined_at_a_corner_stays_with_its_cut_region():

@@ -86,6 +86,16 @@ def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def _round_blob(radius: float, dims: int, thin: int = 0) -> float:
+    """Pixels (voxels) of a disc (``dims=2``) or ball (3) of ``radius``; a ball wider than
+    ``thin`` (the depth of a stack of a few planes, 0 for none) is sliced to that depth."""
+    if dims == 2:
+        return float(np.pi * radius**2)
+    if 0 < thin < 2 * radius:
+        return float(np.pi * (radius**2 * thin - thin**3 / 12.0))
+    return float(4.0 / 3.0 * np.pi * radius**3)
+
+
 def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: float = 1.3) -> np.ndarray:
     """Label seed regions, cutting each one where it narrows to a neck.
 
@@ -128,14 +138,17 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
     # An axis one pixel long adds no dimension to a region's shape: a one-plane stack's
     # regions are discs, and are cut as its plane alone would be.
     dims = max(sum(n > 1 for n in seeds.shape), 2)
-    ball = np.pi if dims == 2 else 4.0 / 3.0 * np.pi
+    # A stack of a few planes cuts its nuclei: its first and last planes are no background, so
+    # a region's largest inscribed radius can exceed half the stack's depth. Its round blob is
+    # then that ball sliced to the stack (2 identical planes: twice the disc of one).
+    thin = min(n for n in seeds.shape if n > 1) if dims == 3 else 0
     boxes = ndi.find_objects(regions)
     next_id = n + 1
     for label in candidates:
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[label - 1])
         region = regions[box] == label
         dist = np.where(region, distance[box], 0.0)
-        if region.sum() <= lobed * ball * dist.max() ** dims:
+        if region.sum() <= lobed * _round_blob(dist.max(), dims, thin):
             continue
         domes = morphology.reconstruction(dist * neck_ratio, dist, method="dilation")
         peaks, count = ndi.label(morphology.local_maxima(domes) & region, structure)
