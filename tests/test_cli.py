@@ -1280,6 +1280,29 @@ def test_tune_that_fails_leaves_no_copy_behind(models, tmp_path, capsys, fake_ne
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
 
 
+def test_tune_killed_while_choosing_leaves_no_untuned_copy(models, tmp_path, capsys, fake_net, monkeypatch):
+    """A kill (SIGKILL, or SIGTERM: no cleanup runs) while tune chooses the settings leaves what is
+    on disk then: no model in --output, which would load with the untuned settings and make the
+    same command, run again, refuse the folder."""
+    import napari_unet.training.tune as tune
+
+    images, masks = _tune_spots(tmp_path / "data")
+    out = tmp_path / "tuned"
+    seen = []
+    real = tune.tune_postprocess
+
+    def watched(*args, **kwargs):
+        seen.append(sorted(p.name for p in out.iterdir()))  # what a kill now would leave
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tune, "tune_postprocess", watched)
+    assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(models["three_class"]),
+                 "--device", "cpu", "-o", str(out)]) == 0
+    assert f"model saved in {out}" in capsys.readouterr().out
+    assert seen == [[]]
+    assert load_model(out).config.provenance.get(tune.TUNED)
+
+
 def test_tune_refuses_a_bundled_model_in_place_before_any_work(tmp_path, capsys, fake_net):
     from napari_unet.checkpoint import bundled_models
 

@@ -536,7 +536,7 @@ def _tuning_planes(images: str, masks: str, model: Any, *, axes: str | None = No
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .checkpoint import CONFIG, WEIGHTS, is_bundled, load_model, save_model
+    from .checkpoint import CONFIG, WEIGHTS, is_bundled, load_model
     from .training.tune import DEFAULT_GRID, NORMALIZATION_GRID, matched_any, tune_normalization, tune_postprocess
 
     model = load_model(args.model)
@@ -563,9 +563,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         made = [p for p in (out / WEIGHTS, out / CONFIG) if not p.exists()]
         if not out.exists():
             made.append(out)
+        # The copy is written once its settings are chosen (the model given stays as it was): a run
+        # stopped (or killed) before leaves no untuned copy that would load, and block a rerun.
         _check_writable(out)
-        save_model(out, model.net, model.config)  # a copy: the model given stays as it was
-        model = load_model(out)
     own = {k: model.config.postprocess.get(k) for k in DEFAULT_GRID}
     # The model's own settings are candidates too, first (ties keep them): the grid may not hold
     # them (min_size 10 by default), and then they would be neither scored nor kept when best.
@@ -594,7 +594,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 print(f"the model's percentiles {own_norm[0]:g}-{own_norm[1]:g}: AP@0.5 {before[1]:.3f}")
                 print(f"chosen percentiles {norm['low']:g}-{norm['high']:g}: AP@0.5 {norm_table[0][1]:.3f}")
             model.config = dataclasses.replace(model.config, normalization=norm)
-        best, table = tune_postprocess(model, images, masks, grid=grid, device=args.device, save=True)
+        best, table = tune_postprocess(model, images, masks, grid=grid, device=args.device, save=True,
+                                       output=None if same else out)
     except BaseException:
         # A failed run leaves no untuned copy behind, which would block the same command run again.
         for path in made:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -100,8 +101,12 @@ def _check_grid(grid: dict[str, Sequence[Any]]) -> dict[str, list[Any]]:
     return checked
 
 
-def _save_tuned(loaded: LoadedModel, config) -> None:
-    """Write ``config`` with ``loaded``'s weights into the folder it came from, when that folder is its own."""
+def _save_tuned(loaded: LoadedModel, config, output=None) -> None:
+    """Write ``config`` with ``loaded``'s weights into ``output``, or when it is None into the folder
+    ``loaded`` came from, when that folder is its own."""
+    if output is not None:
+        save_model(output, loaded.net, config)
+        return
     folder = loaded.path
     if folder is None:
         raise SegmentationError(
@@ -133,6 +138,7 @@ def tune_postprocess(
     grid: dict[str, Sequence[Any]] | None = None,
     device: str = "auto",
     save: bool = False,
+    output: str | os.PathLike | None = None,
 ) -> tuple[dict[str, Any], list[tuple[dict[str, Any], float, float]]]:
     """Grid-search the post-processing of a three-class model.
 
@@ -143,6 +149,10 @@ def tune_postprocess(
     grid : dict of parameter -> candidate values (see ``DEFAULT_GRID``)
     save : bool
         Write the winner into the model folder's ``config.json``.
+    output : path, optional
+        With ``save``, write the model with the winner into this folder instead
+        of its own (a tuned copy). Nothing is written there before the winner is
+        known, so a run stopped while tuning leaves no untuned copy behind.
 
     Returns
     -------
@@ -178,7 +188,7 @@ def tune_postprocess(
                       TUNED: f"{len(cached)} image(s), AP@0.5 {table[0][1]:.4f}"
                       + ("" if found else " everywhere: the model's settings were kept")}
         config = dataclasses.replace(loaded.config, postprocess=best, provenance=provenance)
-        _save_tuned(loaded, config)
+        _save_tuned(loaded, config, output)
         loaded.config = config
     return best, table
 
