@@ -826,6 +826,26 @@ def test_a_run_stopped_before_its_first_save_can_be_run_again(tmp_path):
     assert [row["epoch"] for row in _log(out)] == [1, 2]
 
 
+def test_a_run_killed_while_saving_leaves_no_temporary_files_once_resumed(tmp_path):
+    """Killed (SIGKILL, SIGTERM) while saving the model, a snapshot or the state: their temporary
+    files (as large as the weights) stay; the run, resumed, removes them, and nothing else."""
+    out = tmp_path / "killed"
+    gen = iter_train(_samples([0, 1]), out, epochs=2, steps_per_epoch=1, snapshots=True, **TINY)
+    for rec in gen:
+        if rec.stage == "validate":
+            break
+    gen.close()
+    leftovers = [out / ".0123456789ab.tmp", out / ".cdef01234567.tmp", out / "train_state.pt.tmp",
+                 out / "snapshots" / "epoch_001" / ".89abcdef0123.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    (out / ".notes.tmp").write_text("mine")
+    records, _ = _drain(iter_train(_samples([0, 1]), out, epochs=2, steps_per_epoch=1, snapshots=True, **TINY))
+    assert records[0].done == 2
+    assert not [path for path in leftovers if path.exists()]
+    assert (out / ".notes.tmp").read_text() == "mine"
+
+
 def test_an_unfinished_run_resumes_only_with_its_own_settings(tmp_path):
     out = tmp_path / "half"
     gen = iter_train(_samples([0, 1]), out, epochs=3, steps_per_epoch=2, **TINY)

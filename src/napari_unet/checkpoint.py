@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,35 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
             if os.path.exists(tmp):
                 os.remove(tmp)
     return folder
+
+
+_SAVE_TEMP = re.compile(r"\.[0-9a-f]{12}\.tmp")
+"""Names of the temporary files :func:`save_model` writes (see :func:`~napari_unet.io.new_temp_file`)."""
+
+
+def remove_save_leftovers(folder: str | os.PathLike) -> None:
+    """Remove the temporary files of saves into ``folder`` that were stopped before their rename.
+
+    :func:`save_model` removes its own when it fails, but a process killed
+    (SIGKILL, SIGTERM, a power cut) while saving leaves them: hidden files as
+    large as the weights, which nothing else would ever remove. Only for a
+    folder that no other process is saving into at the same time.
+
+    Parameters
+    ----------
+    folder : path
+        A model folder; a missing or unreadable one is left as it is.
+    """
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return
+    for path in entries:
+        if _SAVE_TEMP.fullmatch(path.name) and path.is_file():
+            try:
+                path.unlink()
+            except OSError:
+                pass
 
 
 def _resolve(name_or_path: str | os.PathLike) -> tuple[str, Path]:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._version import __version__
-from ..checkpoint import CONFIG, LoadedModel, ModelConfig, load_model, save_model
+from ..checkpoint import CONFIG, LoadedModel, ModelConfig, load_model, remove_save_leftovers, save_model
 from ..device import resolve_device
 from ..errors import SegmentationError, check_real, check_whole
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
@@ -394,6 +394,13 @@ def iter_train(
     except OSError as exc:
         raise SegmentationError(
             f"Cannot create the output folder {out} ({exc.strerror or exc}): choose another one.") from None
+    # The temporary files of saves that an earlier run was killed in go (no cleanup ran then).
+    for folder in (out, *sorted((out / SNAPSHOTS).glob("epoch_*"))):
+        remove_save_leftovers(folder)
+    try:
+        (out / (STATE + ".tmp")).unlink(missing_ok=True)
+    except OSError:
+        pass
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     amp = _autocast_dtype(dev)
