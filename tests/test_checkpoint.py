@@ -77,6 +77,26 @@ def test_save_model_writes_nothing_load_model_would_refuse(tmp_path):
     assert load_model(save_model(tmp_path / "m", net, cfg)).config.provenance["score"] == 0.9
 
 
+def test_a_save_on_a_full_disk_says_so_and_keeps_the_model_there(saved, monkeypatch):
+    """A full disk is foreseen: one message naming the folder (not an "unexpected" error), no
+    temporary files, and the model already there as it was."""
+    import errno
+
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        real(self, "{")  # part written, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    model = load_model(saved)
+    with pytest.raises(SegmentationError, match=f"Cannot save the model in {saved} .*No space left"):
+        save_model(saved, model.net, model.config)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+
+
 def test_saved_files_follow_the_umask(tmp_path):
     """A model folder is shared with colleagues: not owner-only like a temporary file."""
     import stat

@@ -846,6 +846,33 @@ def test_a_run_killed_while_saving_leaves_no_temporary_files_once_resumed(tmp_pa
     assert (out / ".notes.tmp").read_text() == "mine"
 
 
+def test_a_full_disk_while_saving_the_state_says_so_and_the_run_resumes(tmp_path, monkeypatch):
+    """torch reports a write that fails as a cryptic RuntimeError: the run says it could not write its
+    state, removes the partial file (which fills the disk) and, run again, resumes."""
+    import napari_unet.training.loop as loop
+
+    out = tmp_path / "full"
+    real = torch.save
+    calls = []
+
+    def full(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # epoch 2's state
+            Path(path).write_bytes(b"part of a state")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 7090368 vs 7090260")
+        return real(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(loop.torch, "save", full)
+    with pytest.raises(SegmentationError, match="Cannot write the training state .*train_state.pt.*run the same"):
+        train(_samples([0, 1]), out, epochs=3, steps_per_epoch=1, **TINY)
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "train_log.jsonl", "train_state.pt",
+                                                     "weights.safetensors"]
+    assert torch.load(out / "train_state.pt", weights_only=True)["epoch"] == 0
+    records, _ = _drain(iter_train(_samples([0, 1]), out, epochs=3, steps_per_epoch=1, **TINY))
+    assert records[0].done == 2 and records[-1].done == 3
+
+
 def test_an_unfinished_run_resumes_only_with_its_own_settings(tmp_path):
     out = tmp_path / "half"
     gen = iter_train(_samples([0, 1]), out, epochs=3, steps_per_epoch=2, **TINY)

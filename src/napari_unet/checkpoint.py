@@ -254,7 +254,8 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
 
     The files are written to temporary names and renamed, so an interrupted
     save never leaves a half-written model behind. They get the permissions of
-    any new file (the umask).
+    any new file (the umask). A write that fails (a full disk) raises a
+    :class:`SegmentationError` that says so.
     """
     from safetensors.torch import save
 
@@ -295,6 +296,10 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
         Path(tmp_c).write_text(text)
         os.replace(tmp_w, folder / WEIGHTS)
         os.replace(tmp_c, folder / CONFIG)
+    except OSError as exc:  # e.g. a full disk: the model files there are as they were
+        raise SegmentationError(
+            f"Cannot save the model in {folder} ({exc.strerror or exc}): free some disk space there, "
+            "or choose another folder.") from None
     finally:
         for tmp in (tmp_w, tmp_c):
             if os.path.exists(tmp):

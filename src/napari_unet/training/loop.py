@@ -218,6 +218,37 @@ def saved_run_args(output: str | os.PathLike) -> dict:
     return args if isinstance(args, dict) else {}
 
 
+def _save_state(state: dict, path: Path) -> None:
+    """Write the training state to ``path`` through a temporary file and a rename.
+
+    Parameters
+    ----------
+    state : dict
+        Tensors and plain values (read back with ``weights_only=True``).
+    path : Path
+        The state file; the state there stays as it was when the write fails.
+
+    Raises
+    ------
+    SegmentationError
+        When the state cannot be written (a full disk): the partial file is
+        removed, and the message says that the run resumes from its last saved epoch.
+    """
+    tmp = Path(str(path) + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write as a RuntimeError
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "is the disk full?"
+        raise SegmentationError(
+            f"Cannot write the training state {path} ({reason}): free some disk space there and run "
+            "the same command again, to resume from the last epoch saved.") from None
+
+
 @torch.no_grad()
 def _validate(net: torch.nn.Module, samples: Sequence[Sample], device: torch.device,
               amp: torch.dtype | None) -> float:
@@ -513,11 +544,9 @@ def iter_train(
             fh.write(json.dumps({"epoch": epoch + 1, "train_loss": _finite(np.mean(running)),
                                  "val_loss": _finite(val_loss), "best": improved,
                                  "elapsed_s": round(time.perf_counter() - t0, 1)}, allow_nan=False) + "\n")
-        torch.save({"net": net.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch, "best": best, "total_steps": total_steps,
-                    "steps_per_epoch": steps_per_epoch, "args": run_args},
-                   str(state_path) + ".tmp")
-        os.replace(str(state_path) + ".tmp", state_path)
+        _save_state({"net": net.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(),
+                     "epoch": epoch, "best": best, "total_steps": total_steps,
+                     "steps_per_epoch": steps_per_epoch, "args": run_args}, state_path)
         yield TrainProgress("validate", (epoch + 1) * steps_per_epoch, total_steps,
                             f"epoch {epoch + 1}/{epochs} val loss {val_loss:.4f}" + (" (best)" if improved else ""),
                             epoch=epoch, loss=float(np.mean(running)), val_loss=val_loss)
