@@ -1159,6 +1159,36 @@ def test_segment_stopped_between_writes_never_pairs_new_and_old_results(models, 
     assert "a_instances.tif" not in left, left
 
 
+def test_sigterm_stops_a_command_as_ctrl_c_does(models, tmp_path):
+    """SIGTERM (kill, a batch system's time limit) between the two result files of an
+    --overwrite run: exit status 143, one line, and no old instances file beside the new mask
+    (the clean-up Ctrl+C gets runs too). Run in a subprocess: the signal must not reach pytest."""
+    image, _ = disc_scene(DISCS[0], noise=5)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "a.tif"), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main(args) == 0
+    script = (
+        "import os, signal, sys\n"
+        "from napari_unet import io as nio\n"
+        "from napari_unet.cli import main\n"
+        "real, calls = nio.write_tiff, []\n"
+        "def write_then_term(path, array, **kwargs):\n"
+        "    calls.append(path)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(path, array, **kwargs)\n"
+        "nio.write_tiff = write_then_term\n"
+        f"sys.exit(main({[*args, '--overwrite', '--min-size', '5']!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "napari-unet: terminated (SIGTERM)"
+    assert "Traceback" not in done.stderr
+    left = sorted(p.name for p in out.iterdir())
+    assert "a_semantic.tif" in left and "a_instances.tif" not in left, left
+
+
 def test_evaluate_refuses_two_masks_for_one_image(models, tmp_path, capsys):
     """im0.tif and im0.png in the masks folder: which is the mask? Never one picked silently."""
     img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:1])

@@ -11,10 +11,13 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -735,16 +738,43 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch system's time limit) stops a command as Ctrl+C does."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`_Terminated` instead of ending the
+    process at once, so that what a stopped command cleans up (temporary files, a half-made
+    model copy) is cleaned up; a scheduler's time limit stops a run as Ctrl+C does."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-unet`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except SegmentationError as exc:
         if os.environ.get("NAPARI_UNET_DEBUG"):
             raise
         print(f"napari-unet: error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, _Unforeseen) else 2
+    except _Terminated:
+        print("napari-unet: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return 130
