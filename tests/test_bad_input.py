@@ -42,6 +42,10 @@ CASES = [
      "channel=3 but the image has 3"),
     # A stack of two stains stored first reads as ZYX: the message names the missing C, not "1 channel".
     ("channel of a guess without C", np.ones((2, 16, 16)), "2d", {"channel": 1}, "axes='CYX' for channels first"),
+    # A 2D grey image cannot be given a C axis: the message must not ask for one.
+    ("channel of a 2D grey image", np.ones((16, 16)), "2d", {"channel": 1}, "grey plane.*leave channel out"),
+    ("channel of a 2D grey image, axes given", np.ones((16, 16)), "2d", {"channel": 1, "axes": "YX"},
+     "grey plane.*leave channel out"),
     ("channel= with a 2-channel model", np.ones((16, 16, 2)), "2d_in2", {"channel": 0},
      "channel= only applies to 1-channel models"),
     ("axes too long", np.ones((16, 16)), "2d", {"axes": "ZYX"}, "has 3 letters"),
