@@ -167,3 +167,12 @@ def test_an_image_given_as_a_file_name_is_named_as_such():
     with pytest.raises(SegmentationError, match="file name") as info:
         measure_objects(labels, axes="YX", image="cells.tif")
     assert "image_axes" not in str(info.value)
+
+
+def test_instance_labels_given_as_a_file_name_are_named_as_such():
+    """The labels as a path (the CLI's output file, say) are named as a file name to read first,
+    as the image is (one check for both, and for segment's image)."""
+    _, image = _two_objects()
+    with pytest.raises(SegmentationError, match="instance labels are a file name") as info:
+        measure_objects("cells_instances.tif", axes="YX", image=image)
+    assert "integers" not in str(info.value)

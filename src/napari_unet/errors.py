@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 
 class SegmentationError(ValueError):
@@ -18,6 +19,16 @@ def describe(exc: BaseException) -> str:
     """``"TypeName: first line of its message"`` (the type alone when it has none), for one-line reports."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def refuse_file_name(value: object, what: str = "The image is", *, hint: str = "") -> None:
+    """A SegmentationError when ``value`` is a file name (str, bytes or path) where an array is
+    wanted (read as an array, it would be one text value, refused for some other reason).
+    ``what`` names the argument with its verb ("The image is")."""
+    if isinstance(value, (str, bytes, os.PathLike)):
+        raise SegmentationError(
+            f"{what} a file name ({os.fsdecode(value)!r}), not an array: read the file first "
+            f"(e.g. tifffile.imread(path)) and give its pixels{hint}.")
 
 
 def check_whole(name: str, value: object, minimum: int) -> int:

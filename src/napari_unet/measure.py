@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SegmentationError
+from .errors import SegmentationError, refuse_file_name
 
 __all__ = ["measure_objects", "write_csv"]
 
@@ -82,6 +82,7 @@ def measure_objects(
         after ``area`` and, in 2D, the calibrated axis lengths
         (``axis_major_length_<unit>``...). Rows are sorted by ``t``, then label.
     """
+    refuse_file_name(instances, "The instance labels are")
     labels = np.asarray(instances)
     if labels.dtype.kind not in "iub":
         raise SegmentationError(
@@ -142,10 +143,7 @@ def _pixel_sizes(spacing: Sequence[float] | None, ndim: int) -> list[float] | No
 def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, ...]
                ) -> tuple[np.ndarray, int | None]:
     """``image`` in the outputs' axes order with any C axis last; its channel count (None: no C axis)."""
-    if isinstance(image, (str, bytes, os.PathLike)):
-        raise SegmentationError(
-            f"The image is a file name ({os.fsdecode(image)!r}), not an array: read the file first "
-            "(e.g. tifffile.imread(path)) and give its pixels.")
+    refuse_file_name(image)
     data = np.asarray(image)
     if image_axes is None:
         if data.ndim != len(axes):

@@ -10,7 +10,6 @@ one plane or volume is read and normalised at a time.
 from __future__ import annotations
 
 import copy
-import os
 import weakref
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch
 from .axes import AxesPlan, plan_axes
 from .checkpoint import LoadedModel, load_model, tensor_versions
 from .device import resolve_device
-from .errors import SegmentationError, check_whole
+from .errors import SegmentationError, check_whole, refuse_file_name
 from .model import DoubleConv, UNet
 from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, luminance, percentile_range
 from .progress import Progress, drain
@@ -288,11 +287,7 @@ def prepare_input(
         For a 1-channel model and a multichannel image: which channel to use.
         None converts RGB to grey, and refuses other multichannel images.
     """
-    if isinstance(image, (str, bytes, os.PathLike)):
-        raise SegmentationError(
-            f"The image is a file name ({os.fsdecode(image)!r}), not an array: read the file first "
-            "(e.g. tifffile.imread(path)) and give its pixels, or use the command line "
-            "(napari-unet segment FILE --output FOLDER).")
+    refuse_file_name(image, hint=", or use the command line (napari-unet segment FILE --output FOLDER)")
     if not hasattr(image, "shape") or not isinstance(getattr(image, "dtype", None), np.dtype):
         # Lists, and arrays of other libraries (a torch tensor's dtype is no numpy dtype).
         try:
