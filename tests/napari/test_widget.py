@@ -350,9 +350,12 @@ def test_removing_the_source_discards_the_result(viewer, widget, qtbot, notes, m
     assert sum("removed" in m for m in notes.messages()) == 2
 
 
-def test_image_data_replaced_during_a_run_discards_the_result(viewer, widget, qtbot, notes, make_blobs):
-    """New data of another shape assigned to the image while it is segmented: the result fits the old
-    data, not the layer; it is discarded with a warning (no traceback, no layers placed wrongly)."""
+@pytest.mark.parametrize("new_shape", [(40, 48), (6, 256, 256)], ids=["other shape", "same shape"])
+def test_image_data_replaced_during_a_run_discards_the_result(viewer, widget, qtbot, notes, make_blobs,
+                                                              new_shape):
+    """New data assigned to the image while it is segmented (another shape: a traceback before; the
+    same shape: the old image's labels over the new one): the result fits the old data, not the
+    layer; it is discarded with a warning, no layers placed."""
     img = viewer.add_image(np.random.default_rng(3).random((6, 256, 256), np.float32), name="swapped")
     widget.image.value = img
     widget.tile_size.value = 64
@@ -360,11 +363,11 @@ def test_image_data_replaced_during_a_run_discards_the_result(viewer, widget, qt
     widget.run()
     widget._run.worker.yielded.connect(records.append)
     qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
-    img.data = make_blobs((40, 48))
+    img.data = make_blobs(new_shape) if len(new_shape) == 2 else np.random.default_rng(4).random(new_shape, np.float32)
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
     assert [layer.name for layer in viewer.layers] == ["swapped"]
     (warning,) = notes.messages("warning")
-    assert "changed shape" in warning and "Run" in warning
+    assert "were replaced" in warning and "Run" in warning
     assert widget.run_button.enabled and widget.status.value == "Discarded: the image changed."
 
 

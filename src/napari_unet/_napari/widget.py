@@ -70,7 +70,7 @@ class _Run(Run):
     source_name: str
     link_time: bool = False
     source_removed: bool = False
-    source_shape: tuple[int, ...] | None = None  # the shape of the data being segmented
+    source_data: Any = None  # the array being segmented (the layer's own object, not a copy)
 
 
 class SegmentWidget(EngineWidget):
@@ -269,7 +269,7 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
         self._start(_Run(kind="segment", source=layer, source_name=layer.name, worker=worker,
-                         link_time=options["link_time"], source_shape=tuple(layer_array(layer).shape),
+                         link_time=options["link_time"], source_data=layer_array(layer),
                          pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
                     self._on_segmented)
 
@@ -350,8 +350,8 @@ class SegmentWidget(EngineWidget):
             show_warning(f"'{run.source_name}' was removed from the viewer while it was "
                          "being segmented: the result was discarded.")
             return
-        if tuple(layer_array(run.source).shape) != run.source_shape:
-            show_warning(f"The data of '{run.source.name}' changed shape while it was being segmented: "
+        if layer_array(run.source) is not run.source_data:  # new data, of any shape, were assigned
+            show_warning(f"The data of '{run.source.name}' were replaced while it was being segmented: "
                          "the result, made for the old data, was discarded. Press 'Run' again.")
             self.status.value = "Discarded: the image changed."
             return
