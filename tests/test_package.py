@@ -70,6 +70,28 @@ def test_lazy_attributes():
     assert not hasattr(napari_unet, "definitely_not_public")
 
 
+def test_napari_floor_has_what_the_widgets_use():
+    """The installed metadata asks for a napari that has the APIs the widgets rely on.
+
+    The widgets follow the layer list's ``renamed`` event (added in napari 0.7: with 0.5
+    and 0.6 docking either widget fails with "'EmitterGroup' object has no attribute
+    'renamed'") and copy ``Layer.units`` / ``Layer.axis_labels`` (napari 0.6) onto results.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from napari_unet._napari.wiring import LAYER_EVENTS
+
+    assert "renamed" in LAYER_EVENTS
+    reqs = [Requirement(r) for r in metadata.requires("napari-unet-seg") or []]
+    napari = [r for r in reqs if r.name == "napari" and r.marker is None]
+    assert len(napari) == 1, reqs
+    floors = [Version(s.version) for s in napari[0].specifier if s.operator in (">=", "~=", "==")]
+    assert floors and min(floors) >= Version("0.7"), str(napari[0])
+
+
 def _payload_files(folder: Path) -> list[Path]:
     return sorted(
         p
