@@ -2,7 +2,7 @@
 
 Opens a real napari window (run it under a display, e.g.
 ``xvfb-run -a --server-args="-screen 0 1600x1000x24" python scripts/screenshot.py``),
-opens File > Open Sample > U-Net Segmentation > Nuclei (DSB2018), docks the
+opens File > Open Sample > Nuclei (DSB2018) (U-Net Segmentation), docks the
 Segment widget from the plugin manifest, runs it with the bundled default
 model, waits for the result and saves the whole window as a PNG.
 

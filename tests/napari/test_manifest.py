@@ -113,3 +113,20 @@ def test_sample_files_are_small_and_attributed():
     image_id = "9620c33d8ef2772dbc5bd152429f507bd7fafb27e12109003292b671e556b089"
     for needle in ("CC0", "Caicedo", "16, 1247", image_id):
         assert needle in readme
+
+
+def test_readmes_name_the_sample_as_napari_shows_it(make_napari_viewer):
+    """napari puts a plugin's only sample straight into File > Open Sample, titled
+    "<sample> (<plugin>)": there is no "U-Net Segmentation" submenu to look for."""
+    from napari._app_model import get_app_model
+
+    make_napari_viewer()
+    titles = [
+        item.command.title
+        for item in get_app_model().menus.get_menu("napari/file/samples")
+        if hasattr(item, "command") and item.command.id == f"{PLUGIN}.nuclei"
+    ]
+    assert titles == ["Nuclei (DSB2018) (U-Net Segmentation)"]
+    path = f"File > Open Sample > {titles[0]}"
+    assert path in (ROOT / "README.md").read_text()
+    assert path in (Path(napari_unet.__file__).parent / "data" / "README.md").read_text()

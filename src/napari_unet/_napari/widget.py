@@ -277,7 +277,7 @@ class SegmentWidget(EngineWidget):
         if layer is None:
             raise SegmentationError(
                 "There is no image layer to segment. Open an image (or File > Open Sample > "
-                "U-Net Segmentation > Nuclei (DSB2018)) and choose it under 'Image'."
+                "Nuclei (DSB2018) (U-Net Segmentation)) and choose it under 'Image'."
             )
         if isinstance(layer, Labels):
             raise SegmentationError(
