@@ -495,6 +495,13 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
     assert widget.device.choices[0] == "auto" and "cpu" in widget.device.choices
 
 
+def test_a_long_status_wraps_instead_of_widening_the_dock(viewer, widget):
+    narrow = widget.native.minimumSizeHint().width()
+    widget.status.value = ("161 objects measured in nuclei instances; table saved to /home/someone/"
+                           "projects/2024-06 nuclei screen/plate 3/well B07/field 12/nuclei_objects.csv")
+    assert widget.status.native.minimumSizeHint().width() <= narrow
+
+
 def test_percentiles_come_from_the_model_and_reach_the_run(viewer, widget, wait_done, tuned_model, make_blobs,
                                                            tmp_path, notes):
     folder = tmp_path / "norm"

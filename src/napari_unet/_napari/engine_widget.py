@@ -105,6 +105,8 @@ class EngineWidget(ViewerListener, Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False, tooltip=cancel_tooltip)
         self.progress_bar = ProgressBar(value=0, min=0, max=1, label="Progress")
         self.status = Label(value="")
+        # Wrapped: a long status (a saved table's path, say) must not widen the dock past the screen.
+        self.status.native.setWordWrap(True)
         return row(start, self.cancel_button)
 
     # ------------------------------------------------------------------ models

@@ -431,7 +431,6 @@ class TrainWidget(EngineWidget):
                                 tooltip=tip["save_in"])
         self.train_button = PushButton(text="Train", tooltip=tip["train"])
         buttons = self._job_controls(self.train_button, cancel_tooltip=tip["cancel"])
-        self.status.native.setWordWrap(True)
         self.extend([self.image, self.labels, pair_buttons, self.pairs, start_row, self.epochs,
                      self.steps, self.batch_size, self.learning_rate, self.crop_size, self.device,
                      self.model_name, self.save_in, buttons, self.progress_bar, self.status])
