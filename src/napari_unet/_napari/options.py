@@ -125,9 +125,9 @@ TOOLTIPS = {
     "measure": (
         "Measure each object of '<image> instances' as it is now, your edits included: area\n"
         "(pixels, and in the layer's units, e.g. area_um2, when it has a scale), centroid,\n"
-        "whether it touches the image border, and the image's mean and\n"
-        "summed intensity in it (each channel). Hover a nucleus to see its values (images\n"
-        "without a time axis); then choose where to save the table (CSV), or cancel.\n"
+        "whether it touches the image border, its length, width and eccentricity (2D), and the\n"
+        "image's mean and summed intensity in it (each channel). Hover a nucleus to see its\n"
+        "values (images without a time axis); then choose where to save the table (CSV), or cancel.\n"
         "With several result pairs, the selected layer's pair is measured (else the newest).\n"
         "Painting drops the hover values (they describe the objects as they were); after an\n"
         "undo, measure again."
