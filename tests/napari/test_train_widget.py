@@ -5,6 +5,8 @@ Training runs are tiny (1 epoch of 2 steps on 32 px crops) so each takes seconds
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,8 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     assert not trainer.running and trainer.train_button.enabled and not trainer.cancel_button.enabled
     folder = tmp_path / "models" / "test-net"
     assert trainer.last_folder == folder.resolve()
+    assert re.fullmatch(rf"'test-net' saved in {re.escape(str(folder.resolve()))} \(\d+ s\)\.",
+                        trainer.status.value)  # seconds, not "0.1 min"
     assert (folder / "config.json").is_file() and (folder / "weights.safetensors").is_file()
     assert "test-net" in session_models()
     assert session_models()["test-net"].name == "test-net"

@@ -665,7 +665,7 @@ class TrainWidget(EngineWidget):
             return
         register_session_model(run.name, result.model)
         self.last_folder = result.folder
-        minutes = (time.perf_counter() - run.started) / 60
+        took = _format_eta(time.perf_counter() - run.started)  # "6 s", "2 min 05 s", not "0.1 min"
         skipped = f" ({result.n_skipped} empty plane(s) skipped)" if result.n_skipped else ""
         loss = f", final loss {result.final_loss:.3f}" if math.isfinite(result.final_loss) else ""
         show_info(
@@ -674,7 +674,7 @@ class TrainWidget(EngineWidget):
             f"widget to use it; in a later session open it there with 'Browse…' "
             f"({result.folder / CONFIG})."
         )
-        self.status.value = f"'{run.name}' saved in {result.folder} ({minutes:.1f} min)."
+        self.status.value = f"'{run.name}' saved in {result.folder} ({took})."
 
     def _on_aborted(self) -> None:
         run = self._run
