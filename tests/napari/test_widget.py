@@ -380,6 +380,7 @@ def test_bad_input_becomes_a_notification(viewer, widget, wait_done, notes, monk
     assert not widget.running
     (error,) = notes.messages("error")
     assert "no image layer" in error
+    assert widget.status.value == "Not started: see the notification."
     # A Labels layer handed over as the image.
     notes.items.clear()
     widget.run(layer=mask)

@@ -263,6 +263,7 @@ class SegmentWidget(EngineWidget):
             options = self._options(layer)
         except SegmentationError as exc:
             show_error(str(exc))
+            self.status.value = "Not started: see the notification."  # not the last run's count
             return
         worker = create_worker(segment_job, layer_array(layer), options,
                                _start_thread=False, _ignore_errors=True)
