@@ -295,6 +295,22 @@ def test_closing_the_dock_stops_the_job_and_its_progress_bar(viewer, qtbot, tiny
     assert "big instances" not in [layer.name for layer in viewer.layers]
 
 
+def test_progress_reads_in_words_in_the_status(viewer, widget, qtbot):
+    """The status names the stage for a biologist ("Network: tile 1/...", capitalised), not by
+    the engine's code name ("predict: ...")."""
+    img = viewer.add_image(np.random.default_rng(1).random((2, 256, 256), np.float32), name="words")
+    widget.image.value = img
+    widget.tile_size.value = 64
+    seen = []
+    widget.run()
+    # Connected after the widget's own slot: each record has set the status when this runs.
+    widget._run.worker.yielded.connect(lambda record: seen.append((record.stage, widget.status.value)))
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert [text for stage, text in seen if stage == "predict"], seen
+    for stage, text in seen:
+        assert text.startswith({"predict": "Network: ", "instances": "Instances: "}[stage]), seen
+
+
 def test_event_loop_keeps_turning_during_a_run(viewer, widget, qtbot):
     img = viewer.add_image(np.random.default_rng(1).random((6, 512, 512), np.float32), name="busy")
     widget.image.value = img

@@ -36,6 +36,16 @@ def row(*widgets: Any, label: str | None = None) -> Container:
     return box
 
 
+#: How the engine's progress stages read in a status line (the engine names them for code).
+STAGE_NAMES = {"prepare": "Preparing", "predict": "Network", "instances": "Instances",
+               "train": "Training", "validate": "Validation", "complete": "Done"}
+
+
+def stage_name(stage: str) -> str:
+    """``stage`` as a status line shows it (capitalised; "predict" is "Network")."""
+    return STAGE_NAMES.get(stage, stage[:1].upper() + stage[1:])
+
+
 @dataclass(kw_only=True)
 class Run:
     """One job in flight: its worker, napari progress bar and state."""
@@ -187,7 +197,7 @@ class EngineWidget(ViewerListener, Container):
 
     # ---------------------------------------------------------------- progress
     def _status_text(self, record: Progress) -> str:
-        return f"{record.stage}: {record.message}"
+        return f"{stage_name(record.stage)}: {record.message}"
 
     def _phase(self, record: Progress) -> str:
         """Records of one phase share one count on the napari progress bar."""
@@ -195,7 +205,7 @@ class EngineWidget(ViewerListener, Container):
 
     def _describe(self, run: Run, record: Progress) -> str:
         """The napari progress bar's description."""
-        return f"U-Net {record.stage}: {record.message}"
+        return f"U-Net {stage_name(record.stage).lower()}: {record.message}"
 
     def _on_progress(self, record: Progress) -> None:
         run = self._run

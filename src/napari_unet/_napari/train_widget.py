@@ -47,7 +47,7 @@ from ..normalize import check_dtype
 from ..progress import Progress
 from ..training.data import is_binary_mask
 from ..training.loop import LR_FINE_TUNE, LR_NEW
-from .engine_widget import EngineWidget, Run, row
+from .engine_widget import EngineWidget, Run, row, stage_name
 from .jobs import JobFailed
 from .model_choices import ModelCatalog
 from .options import layer_array, one_channel_axis
@@ -644,7 +644,7 @@ class TrainWidget(EngineWidget):
 
     def _status_text(self, record: Progress) -> str:
         eta = _format_eta(getattr(record, "eta_s", float("nan")))
-        return f"{record.stage}: {record.message}" + (f", about {eta} left" if eta else "")
+        return f"{stage_name(record.stage)}: {record.message}" + (f", about {eta} left" if eta else "")
 
     def _phase(self, record: Progress) -> str:
         # The bar counts prepared planes, then training steps.
