@@ -297,6 +297,45 @@ def test_necked_seed_region_is_cut_in_two():
     assert np.array_equal(markers > 0, seeds)
 
 
+def test_neck_split_takes_its_distance_transform_in_bands_with_the_same_result(monkeypatch):
+    # scipy's transform of a whole large image holds ~25 bytes per pixel of temporaries:
+    # it runs on bands of the long axis, each with a margin that keeps it exact.
+    from scipy import ndimage as ndi
+
+    import napari_unet.instances as inst
+
+    rng = np.random.default_rng(3)
+    seeds = np.zeros((600, 200), bool)
+    for cy, cx in zip(rng.integers(10, 590, 60), rng.integers(10, 190, 60)):
+        seeds |= _disc(seeds.shape, (cy, cx), int(rng.integers(4, 9)))
+    seeds |= _disc(seeds.shape, (300, 80), 8) | _disc(seeds.shape, (300, 94), 8)  # a neck to cut
+    seeds[0, :20] = True  # regions at the array's edge
+    seeds[-8:, 150:] = True
+    whole = split_seeds_at_necks(seeds, neck_ratio=0.7)
+    sizes = []
+    real_edt = ndi.distance_transform_edt
+
+    def edt(mask, *args, **kwargs):
+        sizes.append(mask.size)
+        return real_edt(mask, *args, **kwargs)
+
+    monkeypatch.setattr(inst, "EDT_BAND", 10_000)
+    monkeypatch.setattr(inst.ndi, "distance_transform_edt", edt)
+    banded = split_seeds_at_necks(seeds, neck_ratio=0.7)
+    assert sizes and max(sizes) < seeds.size // 2
+    np.testing.assert_array_equal(banded, whole)
+    regions, _ = ndi.label(seeds, np.ones((3, 3), bool))
+    np.testing.assert_array_equal(inst._distance_in_bands(seeds, ndi.find_objects(regions)),
+                                  real_edt(seeds))
+    # A volume, banded along its longest axis.
+    volume = np.stack([seeds.T] * 3)  # (3, 200, 600): banded along X
+    regions, _ = ndi.label(volume, np.ones((3, 3, 3), bool))
+    sizes.clear()
+    np.testing.assert_array_equal(inst._distance_in_bands(volume, ndi.find_objects(regions)),
+                                  real_edt(volume))
+    assert max(sizes[:-1]) < volume.size
+
+
 @pytest.mark.parametrize("planes", [1, 2, 3])
 def test_a_stack_of_a_few_planes_is_cut_at_necks_as_its_plane_alone(planes):
     """A (1, Y, X) stack (a z-stack of one plane) is no volume: its regions are discs, not balls.

@@ -96,6 +96,41 @@ def _round_blob(radius: float, dims: int, thin: int = 0) -> float:
     return float(4.0 / 3.0 * np.pi * radius**3)
 
 
+EDT_BAND = 1 << 22
+"""Pixels (voxels) per band of :func:`_distance_in_bands`, margins aside."""
+
+
+def _distance_in_bands(mask: np.ndarray, boxes: list) -> np.ndarray:
+    """``ndi.distance_transform_edt(mask)``, computed band by band along the longest axis.
+
+    scipy's transform takes some 25 bytes per pixel of temporaries (about 40 per voxel
+    in 3D) beside its float64 result: for a whole 6,000 x 6,000 image, or a stack, that
+    was the peak of the instance step. ``boxes`` are the bounding boxes of the
+    connected regions of ``mask`` (full connectivity; ``ndi.find_objects``). A pixel
+    next to a region is background (no other region touches it), so a region's
+    pixels lie within the diagonal of its box grown by one pixel of background: a band
+    with that margin on either side holds each pixel's nearest background pixel, and
+    the bands' distances are exactly the whole array's. Where the margins would make
+    the bands large (big regions, a thin stack's long axis), the array is done at once.
+    """
+    extents = np.array([[s.stop - s.start for s in box] for box in boxes if box is not None])
+    if extents.size == 0:
+        return np.zeros(mask.shape, np.float64)
+    reach = int(np.ceil(np.sqrt(((extents + 1.0) ** 2).sum(axis=1)).max())) + 1
+    axis = int(np.argmax(mask.shape))
+    size = mask.shape[axis]
+    step = max(1, EDT_BAND // max(mask.size // size, 1))
+    if 2 * (step + 2 * reach) > size:  # bands of more than half the array: one pass
+        return ndi.distance_transform_edt(mask)
+    out = np.empty(mask.shape, np.float64)
+    for start in range(0, size, step):
+        stop = min(start + step, size)
+        lo, hi = max(start - reach, 0), min(stop + reach, size)
+        band = ndi.distance_transform_edt(np.moveaxis(mask, axis, 0)[lo:hi])
+        np.moveaxis(out, axis, 0)[start:stop] = band[start - lo : stop - lo]
+    return out
+
+
 def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: float = 1.3) -> np.ndarray:
     """Label seed regions, cutting each one where it narrows to a neck.
 
@@ -129,7 +164,8 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
     # whole mask equals each region's own. A region with one distance maximum
     # cannot be cut (each maximum of the reconstruction holds one of them), so
     # only regions with several maxima are examined.
-    distance = ndi.distance_transform_edt(seeds)
+    boxes = ndi.find_objects(regions)
+    distance = _distance_in_bands(seeds, boxes)
     plateaus, _ = ndi.label(morphology.local_maxima(distance) & seeds, structure)
     where = plateaus > 0
     _, first = np.unique(plateaus[where], return_index=True)
@@ -142,7 +178,6 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
     # a region's largest inscribed radius can exceed half the stack's depth. Its round blob is
     # then that ball sliced to the stack (2 identical planes: twice the disc of one).
     thin = min(n for n in seeds.shape if n > 1) if dims == 3 else 0
-    boxes = ndi.find_objects(regions)
     next_id = n + 1
     for label in candidates:
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[label - 1])
