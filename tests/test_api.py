@@ -208,6 +208,31 @@ def test_auto_scale_segments_again_only_when_objects_are_small(helpers, fake_net
     assert len(_objects(result.instances)) == 2
 
 
+def test_auto_scale_frees_the_first_pass_before_the_second(helpers, fake_net, tmp_path, monkeypatch):
+    """The first pass's arrays (probabilities included) are not held while the second runs."""
+    import gc
+    import weakref
+
+    from napari_unet import api
+
+    image = _two_discs(helpers, touching=False)
+    real_one_pass = api._one_pass
+    first: list = []
+
+    def one_pass(*args, **kwargs):
+        if first:
+            gc.collect()
+            assert all(ref() is None for ref in first), "the first pass's results are still held"
+        result = yield from real_one_pass(*args, **kwargs)
+        if not first:
+            first.extend(weakref.ref(a) for a in result if a is not None)
+        return result
+
+    monkeypatch.setattr(api, "_one_pass", one_pass)
+    result = napari_unet.segment(image, model=str(_auto_model(helpers, tmp_path / "auto", 300.0)))
+    assert result.metadata["scale"] == 2.0 and len(first) == 3
+
+
 def test_explicit_scale_overrides_the_models_auto(helpers, fake_net, tmp_path):
     image = _two_discs(helpers, touching=False)
     result = napari_unet.segment(image, model=str(_auto_model(helpers, tmp_path / "auto", 300.0)), scale=1.0)

@@ -162,6 +162,9 @@ def iter_segment(
         if objects_are_small(area, post["auto_scale_area"]):
             used = check_scale(post.get("auto_scale_factor", 2.0))
             yield Progress("predict", 0, 1, f"small objects (median {area:.0f} px): again at scale {used:g}")
+            # The first pass's outputs go before the second's are made: kept, they would
+            # add their 5 bytes per pixel (17 with the probabilities) to its peak.
+            semantic = instances = probs_out = None
             semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, used,
                                                                   keep_probabilities)
     linked = bool(link_time) and "T" in plan.out_axes
