@@ -119,6 +119,23 @@ def wait_done(qtbot):
 
 
 @pytest.fixture
+def start_run(qtbot):
+    """``start_run(widget, layer)``: segment ``layer`` in 64 px tiles and return once the first
+    progress record arrived, with the list that collects the records (the run goes on)."""
+
+    def start(wdg, layer, *, tile_size: int = 64) -> list:
+        wdg.image.value = layer
+        wdg.tile_size.value = tile_size
+        records: list = []
+        wdg.run()
+        wdg._run.worker.yielded.connect(records.append)
+        qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
+        return records
+
+    return start
+
+
+@pytest.fixture
 def on_gui_thread(monkeypatch):
     """``spy(module, name)``: replace ``module.name`` by a wrapper and return the list it fills,
     one bool per call: True when that call ran on the GUI (main) thread."""

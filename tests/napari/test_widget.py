@@ -335,15 +335,10 @@ def test_event_loop_keeps_turning_during_a_run(viewer, widget, qtbot):
     assert viewer.layers["busy instances"].data.shape == (6, 512, 512)
 
 
-def test_removing_the_source_discards_the_result(viewer, widget, qtbot, notes, make_blobs):
+def test_removing_the_source_discards_the_result(viewer, widget, qtbot, notes, make_blobs, start_run):
     # Removed while the network runs: the work stops.
     img = viewer.add_image(np.random.default_rng(2).random((20, 256, 256), np.float32), name="gone")
-    widget.image.value = img
-    widget.tile_size.value = 64
-    records = []
-    widget.run()
-    widget._run.worker.yielded.connect(records.append)
-    qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
+    start_run(widget, img)
     viewer.layers.remove(img)
     qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
     assert len(viewer.layers) == 0 and widget.image.value is None
@@ -368,17 +363,12 @@ def test_removing_the_source_discards_the_result(viewer, widget, qtbot, notes, m
 
 @pytest.mark.parametrize("new_shape", [(40, 48), (6, 256, 256)], ids=["other shape", "same shape"])
 def test_image_data_replaced_during_a_run_discards_the_result(viewer, widget, qtbot, notes, make_blobs,
-                                                              new_shape):
+                                                              new_shape, start_run):
     """New data assigned to the image while it is segmented (another shape: a traceback before; the
     same shape: the old image's labels over the new one): the result fits the old data, not the
     layer; it is discarded with a warning, no layers placed."""
     img = viewer.add_image(np.random.default_rng(3).random((6, 256, 256), np.float32), name="swapped")
-    widget.image.value = img
-    widget.tile_size.value = 64
-    records = []
-    widget.run()
-    widget._run.worker.yielded.connect(records.append)
-    qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
+    start_run(widget, img)
     img.data = make_blobs(new_shape) if len(new_shape) == 2 else np.random.default_rng(4).random(new_shape, np.float32)
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
     assert [layer.name for layer in viewer.layers] == ["swapped"]
