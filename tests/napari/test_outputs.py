@@ -627,3 +627,50 @@ def test_update_and_measure_work_on_the_selected_layer_of_another_image(viewer, 
         assert "was made from 'A', which is no longer in the viewer" in error
         assert widget._run is None and not asked
     np.testing.assert_array_equal(viewer.layers["B instances"].data, b_instances)
+
+
+def test_a_widget_opened_again_goes_on_with_the_results_of_the_closed_one(viewer, wait_done, fake_net, notes,
+                                                                          tiny_model, qtbot):
+    """Closed with its X and opened again from the Plugins menu, the Segment widget still knows the
+    results in the viewer: it updates the mask the user corrected and replaces untouched outputs in
+    place, instead of saying to run the segmentation first and adding a second pair."""
+    import gc
+
+    from scenes import DISCS, disc_scene
+
+    def open_widget():
+        dock, wdg = viewer.window.add_plugin_dock_widget("napari-unet-seg", "Segment (U-Net)")
+        assert wdg.add_model(str(tiny_model))
+        wdg.device.value, wdg.min_size.value = "cpu", 0
+        return dock, wdg
+
+    a = viewer.add_image(disc_scene(DISCS[0])[0], name="A")
+    b = viewer.add_image(disc_scene(DISCS[1])[0], name="B")
+    dock, wdg = open_widget()
+    for image in (a, b):
+        wdg.image.value = image
+        wdg.run()
+        wait_done(wdg)
+    del wdg
+    dock.title.close_button.click()
+    del dock
+    for _ in range(3):
+        qtbot.wait(50)
+        gc.collect()
+    _, wdg = open_widget()
+    sem, b_layers = viewer.layers["A semantic"], (viewer.layers["B semantic"], viewer.layers["B instances"])
+    sem.brush_size = 5
+    sem.paint((5, 58), 1)  # a nucleus the network missed
+    viewer.layers.selection.active = sem
+    wdg.update_instances()
+    wait_done(wdg)
+    assert not notes.messages("error")
+    assert "'A semantic' -> 'A instances'" in wdg.status.value
+    assert viewer.layers["A instances"].data[5, 58] > 0
+    wdg.image.value = b
+    wdg.threshold.value = 0.6
+    wdg.run()
+    wait_done(wdg)
+    assert names(viewer) == ["A", "B", "A semantic", "A instances", "B semantic", "B instances"]
+    assert (viewer.layers["B semantic"], viewer.layers["B instances"]) == b_layers
+    assert b_layers[1].metadata["threshold"] == pytest.approx(0.6)

@@ -143,17 +143,34 @@ class Published:
     kept: list[str]
 
 
+_TRACKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # viewer -> its OutputTracker
+
+
 class OutputTracker:
     """Adds, replaces and remembers the output layers of one viewer.
 
     Parameters
     ----------
     viewer : napari.Viewer
+        Held weakly: :meth:`of` keeps one tracker per viewer for as long as the viewer lives.
     """
 
     def __init__(self, viewer: Any) -> None:
-        self._viewer = viewer
+        self._viewer_ref = weakref.ref(viewer)
         self._records: weakref.WeakKeyDictionary[Image, list[RunRecord]] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, viewer: Any) -> OutputTracker:
+        """The one tracker of ``viewer``: a Segment widget closed and opened again (Plugins menu)
+        goes on with the results, and the user's edits, that the closed one knew."""
+        tracker = _TRACKERS.get(viewer)
+        if tracker is None:
+            tracker = _TRACKERS[viewer] = cls(viewer)
+        return tracker
+
+    @property
+    def _viewer(self) -> Any:
+        return self._viewer_ref()
 
     def record(self, source: Image) -> RunRecord | None:
         """The outputs last made from ``source`` (None if there are none)."""

@@ -87,7 +87,7 @@ class SegmentWidget(EngineWidget):
         super().__init__(labels=True)
         self._viewer = unwrap(napari_viewer)
         self._catalog = ModelCatalog()
-        self._tracker = OutputTracker(self._viewer)
+        self._tracker = OutputTracker.of(self._viewer)  # shared with a widget closed before
         self._run = None
         self._one_channel_model = True  # a channel is picked only for a 1-channel model
         self._applied: object = None  # the session model whose tuned values the options hold
