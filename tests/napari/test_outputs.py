@@ -674,3 +674,29 @@ def test_a_widget_opened_again_goes_on_with_the_results_of_the_closed_one(viewer
     assert names(viewer) == ["A", "B", "A semantic", "A instances", "B semantic", "B instances"]
     assert (viewer.layers["B semantic"], viewer.layers["B instances"]) == b_layers
     assert b_layers[1].metadata["threshold"] == pytest.approx(0.6)
+
+
+def test_a_duplicate_of_measured_instances_forgets_the_values_at_its_first_edit(viewer, widget, wait_done,
+                                                                               fake_net, monkeypatch):
+    """napari's Duplicate layer copies the measurements with the labels: painting the copy must drop
+    them, as painting the original does, so that hovering never shows values of objects that changed."""
+    from napari.layers._layer_actions import _duplicate_layer
+    from scenes import DISCS, disc_scene
+
+    monkeypatch.setattr(type(widget), "_ask_table_path", lambda self, name: None)
+    widget.image.value = viewer.add_image(disc_scene(DISCS[0])[0], name="A")
+    widget.min_size.value = 0
+    widget.run()
+    wait_done(widget)
+    inst = viewer.layers["A instances"]
+    viewer.layers.selection = {inst}
+    widget.measure()
+    wait_done(widget)
+    assert inst.features.shape[1]
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers["A instances copy"]
+    assert copy.features["area"].tolist() == inst.features["area"].tolist()  # still true of the copy
+    copy.brush_size = 5
+    copy.paint((16, 16), 0)
+    assert copy.features.shape[1] == 0
+    assert inst.features.shape[1]  # the original was not edited

@@ -169,7 +169,13 @@ class SegmentWidget(EngineWidget):
         axes = self.axes.value if hasattr(self, "axes") else None
         return channel_choices(layer, axes)
 
-    def _on_layers_changed(self, _event: Any = None) -> None:
+    def _on_layers_changed(self, event: Any = None) -> None:
+        added = getattr(event, "value", None) if getattr(event, "type", None) == "inserted" else None
+        if isinstance(added, Labels) and added not in _FORGET and added.features.shape[1] and \
+                isinstance(added.metadata, dict) and added.metadata.get("output") == "instances":
+            # A copy of measured instances (napari's Duplicate layer) carries their values: they
+            # must go at its first edit too, as the original's do.
+            _forget_features_on_edit(added)
         reset_keeping_choice(self.image)  # a renamed image stays chosen
         self.axes.reset_choices()
         self._on_axes_changed()
