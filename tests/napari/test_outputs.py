@@ -700,3 +700,24 @@ def test_a_duplicate_of_measured_instances_forgets_the_values_at_its_first_edit(
     copy.paint((16, 16), 0)
     assert copy.features.shape[1] == 0
     assert inst.features.shape[1]  # the original was not edited
+
+
+def test_outputs_in_a_numbered_pair_follow_a_renamed_image(viewer, widget, wait_done, segmented):
+    """Results replaced in place take the image's new name, in a '[2]' pair as in the first one:
+    'img semantic [2]' must not go on naming the results of an image now called 'cells'."""
+    sem = viewer.layers["img semantic"]
+    sem.paint((10, 10), 1 - int(sem.data[10, 10]))  # the user's work: the next run goes to [2]
+    widget.run()
+    wait_done(widget)
+    new = viewer.layers["img semantic [2]"], viewer.layers["img instances [2]"]
+    segmented.name = "cells"
+    widget.run()
+    wait_done(widget)
+    assert names(viewer) == ["cells", "img semantic", "img instances", "cells semantic", "cells instances"]
+    assert (viewer.layers["cells semantic"], viewer.layers["cells instances"]) == new
+    # A layer the user renamed keeps the user's name.
+    new[0].name = "my mask"
+    segmented.name = "nuclei"
+    widget.run()
+    wait_done(widget)
+    assert names(viewer) == ["nuclei", "img semantic", "img instances", "my mask", "nuclei instances"]
