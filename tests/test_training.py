@@ -1309,3 +1309,20 @@ def test_load_pairs_reads_the_channels_an_imagej_composite_declares(tmp_path):
         load_pairs(tmp_path / "i", tmp_path / "m")
     (two,) = load_pairs(tmp_path / "i", tmp_path / "m", in_channels=2)
     assert two.image.shape == (2, *labels.shape)
+
+
+def test_load_pairs_names_the_files_of_a_pair_that_does_not_fit(tmp_path):
+    """A mask a pixel short (after a crop), a colour mask: the error names both files with their
+    folders, not only the stem (training and validation folders may hold the same names)."""
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)
+    tifffile.imwrite(tmp_path / "i" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "m" / "a.tif", labels[:-1])
+    with pytest.raises(SegmentationError) as err:
+        load_pairs(tmp_path / "i", tmp_path / "m")
+    assert str(err.value).startswith(f"{tmp_path / 'i' / 'a.tif'}, mask {tmp_path / 'm' / 'a.tif'}: image shape")
+    (tmp_path / "m" / "a.tif").unlink()
+    skio.imsave(tmp_path / "m" / "a.png", np.repeat(((labels > 0) * 255).astype(np.uint8)[..., None], 3, -1),
+                check_contrast=False)
+    with pytest.raises(SegmentationError, match=r"mask .*m[/\\]a\.png: the mask has colour channels"):
+        load_pairs(tmp_path / "i", tmp_path / "m")

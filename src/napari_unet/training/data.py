@@ -387,10 +387,10 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
                                semantic=is_binary_mask(labels))
         try:
             samples.extend(s for s in planes if s is not None)
-        except SegmentationError as exc:  # e.g. NaN pixels: say which file, among many
-            if str(exc).startswith(path.stem):
-                raise
-            raise SegmentationError(f"{path}: {exc}") from None
+        except SegmentationError as exc:  # e.g. NaN pixels, a colour mask: say which files, among many
+            # (and in which folders: training and validation images may share names)
+            text = str(exc).removeprefix(f"{path.stem}: ")  # a stack's plane names stay
+            raise SegmentationError(f"{path}, mask {mask}: {text}") from None
     if not any(s.target.any() for s in samples):
         raise SegmentationError(
             f"Every mask in {mask_dir} is empty (no label above 0; 0 and negative values are "
