@@ -1504,3 +1504,25 @@ def test_tune_in_place_stopped_after_choosing_percentiles_leaves_the_model_as_it
     assert main(["tune", "--images", str(images), "--masks", str(masks), "-m", str(own), "--device", "cpu",
                  "-o", str(own), "--choose-percentiles"]) == 0
     assert load_model(own).config.normalization["high"] < 99.8
+
+
+def test_train_says_when_the_validation_images_are_training_images(tmp_path, capsys, train_data):
+    """--val-images the training folder (or a copy of some of its files) chooses the best epoch and
+    the post-processing on images the model learned: said, not silent."""
+    ti, tm, _, _ = train_data
+    vi, vm = _write_set(tmp_path / "held_out", [DISCS[0], DISCS[2]], noise=5, prefix="val")
+    shutil.copy(ti / "img1.tif", vi / "copy.tif")
+    shutil.copy(tm / "img1.tif", vm / "copy.tif")
+    common = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--crop-size", "32",
+              "--device", "cpu", "--no-tune"]
+    for val, out, shared in (((ti, tm), "same", "3 of the 3"), ((vi, vm), "copy", "1 of the 3"),
+                             (None, "none", None)):
+        args = ["train", "--images", str(ti), "--masks", str(tm), "-o", str(tmp_path / out), *common]
+        if val:
+            args += ["--val-images", str(val[0]), "--val-masks", str(val[1])]
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        if shared:
+            assert f"note: {shared} validation image(s)" in err and "training images too" in err
+        else:
+            assert "training images too" not in err

@@ -451,6 +451,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         core = load_model(args.init_model).config.core_fraction if args.init_model else 0.0
     train_s = load_pairs(args.images, args.masks, core_fraction=core)
     val_s = load_pairs(args.val_images, args.val_masks, core_fraction=core) if args.val_images else []
+    shared = _shared_samples(train_s, val_s)
+    if shared:
+        print(f"napari-unet: note: {shared} of the {len(val_s)} validation image(s) (planes of stacks count "
+              f"one each) in {args.val_images} are training images too: the best epoch and the "
+              "post-processing are then chosen on images the model learns from, and its scores are too "
+              "good. Keep annotated images out of --images for --val-images.", file=sys.stderr)
     if Path(args.output).exists():  # else iter_train makes it, once the arguments are checked
         _check_writable(Path(args.output))
     bar = ProgressBar("train")
@@ -487,6 +493,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   "(AP 0); train longer, or check that each mask belongs to its image.")
     print(f"model saved in {args.output}")
     return 0
+
+
+def _shared_samples(train: Sequence[Any], val: Sequence[Any]) -> int:
+    """How many of the validation samples are training samples too (the same image pixels).
+
+    Parameters
+    ----------
+    train, val : sequence of Sample
+        From :func:`~napari_unet.training.data.load_pairs`.
+
+    Returns
+    -------
+    int
+        The number of samples of ``val`` whose image is one of ``train`` (the same folder given
+        twice, a copy, or a file in both).
+    """
+    import hashlib
+
+    def key(sample: Any) -> tuple[tuple[int, ...], bytes]:
+        return sample.image.shape, hashlib.sha256(sample.image.tobytes()).digest()
+
+    seen = {key(s) for s in train}
+    return sum(key(s) in seen for s in val)
 
 
 TUNE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
