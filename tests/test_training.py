@@ -1326,3 +1326,43 @@ def test_load_pairs_names_the_files_of_a_pair_that_does_not_fit(tmp_path):
                 check_contrast=False)
     with pytest.raises(SegmentationError, match=r"mask .*m[/\\]a\.png: the mask has colour channels"):
         load_pairs(tmp_path / "i", tmp_path / "m")
+
+
+@pytest.mark.parametrize("mask_name", ["a_mask.tif", "a_masks.png", "a_labels.tif", "a_label.tif", "a-labels.tif",
+                                       "a_seg.tif", "a_cp_masks.png", "a_instances.tif", "a.ome.tif"])
+def test_load_pairs_finds_masks_named_as_annotation_tools_name_them(tmp_path, mask_name):
+    """Cellpose's _cp_masks, this package's _instances, _mask, _labels ...: found when no mask has
+    the image's own name; an OME-TIFF image's .ome is part of its extension."""
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)
+    tifffile.imwrite(tmp_path / "i" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "i" / "b.ome.tif", image)
+    mask = labels.astype(np.uint8)
+    for name in (mask_name, "b.tif"):
+        if name.endswith(".tif"):
+            tifffile.imwrite(tmp_path / "m" / name, mask)
+        else:
+            skio.imsave(tmp_path / "m" / name, mask, check_contrast=False)
+    a, b = load_pairs(tmp_path / "i", tmp_path / "m")
+    np.testing.assert_array_equal(a.target, three_class_targets(labels))
+    if mask_name == "a.ome.tif":  # a.png beside it would be a second mask of the same name
+        return
+    # The image's own name wins; two endings are two masks, which is refused.
+    skio.imsave(tmp_path / "m" / "a.png", np.zeros_like(mask), check_contrast=False)
+    assert not load_pairs(tmp_path / "i", tmp_path / "m")[0].target.any()
+    (tmp_path / "m" / "a.png").unlink()
+    tifffile.imwrite(tmp_path / "m" / "a_other_labels.tif", mask)  # not an ending of a's: ignored
+    load_pairs(tmp_path / "i", tmp_path / "m")
+    tifffile.imwrite(tmp_path / "m" / ("a_seg.tif" if mask_name != "a_seg.tif" else "a_mask.tif"), mask)
+    with pytest.raises(SegmentationError, match="a.tif has 2 masks"):
+        load_pairs(tmp_path / "i", tmp_path / "m")
+
+
+def test_load_pairs_without_a_mask_says_how_to_name_it(tmp_path):
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)
+    tifffile.imwrite(tmp_path / "i" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "m" / "mask_a.tif", labels)
+    with pytest.raises(SegmentationError, match=r"No mask for a\.tif in .*: give it a mask of the same name "
+                                                r"\(a\.tif or a\.png; a_mask.*or move a\.tif out of its folder"):
+        load_pairs(tmp_path / "i", tmp_path / "m")

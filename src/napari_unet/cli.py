@@ -708,7 +708,7 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model from images and instance masks")
     t.add_argument("--images", required=True, help="folder of training images")
-    t.add_argument("--masks", required=True, help="folder of instance masks with the same file names")
+    t.add_argument("--masks", required=True, help="folder of instance masks with the images' file names (or with an ending such as _mask, _labels, _cp_masks)")
     t.add_argument("--val-images", help="folder of validation images")
     t.add_argument("--val-masks", help="folder of validation masks")
     t.add_argument("--output", "-o", required=True, help="model folder to write (resumes if it holds a run)")
@@ -735,7 +735,7 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("tune", help="choose a model's thresholds and minimum size on your annotated images "
                                     "(no training), and save the model with them")
     u.add_argument("--images", required=True, help="folder of images (2D, or stacks taken plane by plane)")
-    u.add_argument("--masks", required=True, help="folder of their instance masks (same file names)")
+    u.add_argument("--masks", required=True, help="folder of their instance masks (the images' file names, or with an ending such as _mask, _labels, _cp_masks)")
     u.add_argument("--model", "-m", default="default", help="model to tune (default: the bundled one)")
     u.add_argument("--output", "-o", required=True,
                    help="new model folder for the tuned copy (the model's own folder changes it in place)")
@@ -750,7 +750,9 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a model against instance masks (AP and F1 at IoU 0.5-0.9)")
     e.add_argument("--images", required=True)
-    e.add_argument("--masks", required=True)
+    e.add_argument("--masks", required=True,
+                   help="folder of their instance masks (the images' file names, or with an ending such as _mask, "
+                        "_labels, _cp_masks)")
     e.add_argument("--model", "-m", default="default")
     e.add_argument("--axes", help="axes of the images, as for segment (default: the file's, else guessed "
                    "from the shape); the masks have the same axes without C")

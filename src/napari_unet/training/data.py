@@ -25,7 +25,7 @@ from ..normalize import DEFAULT_HIGH, DEFAULT_LOW, luminance, normalize
 from ..predict import MIN_SIZE
 
 __all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_pair_shapes", "is_binary_mask", "load_pairs",
-           "mask_files_by_stem", "mask_for", "pair_planes",
+           "MASK_SUFFIXES", "file_stem", "mask_files_by_stem", "mask_for", "pair_planes",
            "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
            "three_class_targets", "whole_labels"]
 
@@ -348,7 +348,8 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     Parameters
     ----------
     images, masks : path
-        Folders of images and of their instance masks (same file names).
+        Folders of images and of their instance masks (same file names, or with an ending of
+        :data:`MASK_SUFFIXES`: see :func:`mask_for`).
     names : sequence of str, optional
         File stems to read (default: every image).
     in_channels, contacts, core_fraction
@@ -398,19 +399,51 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     return samples
 
 
+MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "-mask", "-masks", "-label", "-labels", "_seg",
+                 "_cp_masks", "_instances")
+"""Endings a mask's name may add to its image's (``cells_mask.tif``, Cellpose's ``cells_cp_masks.png``,
+this package's ``cells_instances.tif``), when no mask has the image's own name."""
+
+
+def file_stem(path: Path) -> str:
+    """A file's name without its extension, ``.ome.tif`` counted as one (``cells.ome.tif``: ``cells``)."""
+    stem = path.stem
+    return stem[:-4] if stem.lower().endswith(".ome") else stem
+
+
 def mask_files_by_stem(mask_dir: Path) -> dict[str, list[Path]]:
-    """The image files in ``mask_dir`` by file stem (several when only their suffixes differ)."""
+    """The image files in ``mask_dir`` by :func:`file_stem` (several when only their extensions differ)."""
     found: dict[str, list[Path]] = {}
     for path in image_files(mask_dir):
-        found.setdefault(path.stem, []).append(path)
+        found.setdefault(file_stem(path), []).append(path)
     return found
 
 
 def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path) -> Path:
-    """The one mask of ``image`` (same stem); a clear error when there is none, or more than one."""
-    found = masks_by_stem.get(image.stem, [])
+    """The one mask of ``image``; a clear error when there is none, or more than one.
+
+    Parameters
+    ----------
+    image : Path
+        The image file.
+    masks_by_stem : dict
+        From :func:`mask_files_by_stem`.
+    mask_dir : Path
+        The masks' folder, named in the errors.
+
+    Returns
+    -------
+    Path
+        The mask with the image's name (any image extension, ``.ome`` or not), else the one whose
+        name adds one of :data:`MASK_SUFFIXES` to it.
+    """
+    stem = file_stem(image)
+    found = masks_by_stem.get(stem) or [p for end in MASK_SUFFIXES for p in masks_by_stem.get(stem + end, [])]
     if not found:
-        raise SegmentationError(f"No mask for {image.name} in {mask_dir} (masks must share the file name).")
+        raise SegmentationError(
+            f"No mask for {image.name} in {mask_dir}: give it a mask of the same name ({stem}.tif or "
+            f"{stem}.png; {stem}_mask, {stem}_labels, {stem}_cp_masks and the like are found too), or move "
+            f"{image.name} out of its folder.")
     if len(found) > 1:
         raise SegmentationError(
             f"{image.name} has {len(found)} masks in {mask_dir} ({', '.join(p.name for p in found)}): "
