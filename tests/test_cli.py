@@ -1526,3 +1526,14 @@ def test_train_says_when_the_validation_images_are_training_images(tmp_path, cap
             assert f"note: {shared} validation image(s)" in err and "training images too" in err
         else:
             assert "training images too" not in err
+
+
+def test_evaluate_refuses_two_images_of_one_name(models, tmp_path, capsys):
+    """a.tif and a.png (an export beside its original) would share a.tif's mask and be scored twice."""
+    img_dir, mask_dir = _write_set(tmp_path, [DISCS[0]])
+    skio.imsave(img_dir / "img0.png", tifffile.imread(img_dir / "img0.tif").astype(np.uint8), check_contrast=False)
+    code = main(["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
+                 "--device", "cpu"])
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert "img0.png and img0.tif in" in line and "one mask" in line

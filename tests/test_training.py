@@ -1366,3 +1366,13 @@ def test_load_pairs_without_a_mask_says_how_to_name_it(tmp_path):
     with pytest.raises(SegmentationError, match=r"No mask for a\.tif in .*: give it a mask of the same name "
                                                 r"\(a\.tif or a\.png; a_mask.*or move a\.tif out of its folder"):
         load_pairs(tmp_path / "i", tmp_path / "m")
+
+
+def test_load_pairs_refuses_two_images_of_one_name(tmp_path):
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)
+    tifffile.imwrite(tmp_path / "i" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "i" / "a.ome.tif", image)
+    tifffile.imwrite(tmp_path / "m" / "a.tif", labels)
+    with pytest.raises(SegmentationError, match=r"a\.ome\.tif and a\.tif in .* have one name, so one mask"):
+        load_pairs(tmp_path / "i", tmp_path / "m")

@@ -294,6 +294,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     from .training.data import (
         check_pair_folders,
         check_pair_shapes,
+        check_unique_stems,
         mask_files_by_stem,
         mask_for,
         whole_labels,
@@ -303,7 +304,9 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     check_pair_folders(img_dir, mask_dir)
     masks_by_stem = mask_files_by_stem(mask_dir)
     names, imgs, msks, all_axes = [], [], [], []
-    for p in image_files(img_dir):
+    files = image_files(img_dir)
+    check_unique_stems(files, img_dir)
+    for p in files:
         mask_path = mask_for(p, masks_by_stem, mask_dir)
         read = read_image_file(p)
         # As training reads them: whole-number floats (Fiji's 32-bit labels) are ids; a bad

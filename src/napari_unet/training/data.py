@@ -24,7 +24,7 @@ from ..io import IMAGE_SUFFIXES, image_files, read_image_file, read_labels
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW, luminance, normalize
 from ..predict import MIN_SIZE
 
-__all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_pair_shapes", "is_binary_mask", "load_pairs",
+__all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_unique_stems", "check_pair_shapes", "is_binary_mask", "load_pairs",
            "MASK_SUFFIXES", "file_stem", "mask_files_by_stem", "mask_for", "pair_planes",
            "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
            "three_class_targets", "whole_labels"]
@@ -368,6 +368,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     check_pair_folders(img_dir, mask_dir)
     masks_by_stem = mask_files_by_stem(mask_dir)
     files = image_files(img_dir)
+    check_unique_stems(files, img_dir)
     if names is not None:
         wanted = set(names)
         missing = sorted(wanted - {p.stem for p in files})
@@ -417,6 +418,30 @@ def mask_files_by_stem(mask_dir: Path) -> dict[str, list[Path]]:
     for path in image_files(mask_dir):
         found.setdefault(file_stem(path), []).append(path)
     return found
+
+
+def check_unique_stems(files: Sequence[Path], folder: Path) -> None:
+    """Refuse two images of ``folder`` that differ only in extension (``a.tif`` and ``a.png``).
+
+    Parameters
+    ----------
+    files : sequence of Path
+        The images of ``folder`` (from :func:`~napari_unet.io.image_files`).
+    folder : Path
+        Named in the error.
+
+    Raises
+    ------
+    SegmentationError
+        Such images would share one mask, and be scored or learnt twice.
+    """
+    seen: dict[str, Path] = {}
+    for path in files:
+        other = seen.setdefault(file_stem(path), path)
+        if other is not path:
+            raise SegmentationError(
+                f"{other.name} and {path.name} in {folder} have one name, so one mask: keep one of "
+                "them, or rename the other (and give it its own mask).")
 
 
 def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path) -> Path:
