@@ -1537,3 +1537,17 @@ def test_evaluate_refuses_two_images_of_one_name(models, tmp_path, capsys):
     line = _assert_one_error_line(capsys.readouterr().err)
     assert code == 2
     assert "img0.png and img0.tif in" in line and "one mask" in line
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_images_in_sub_folders_are_said_not_to_be_searched(models, tmp_path, capsys, command):
+    img_dir, mask_dir = _write_set(tmp_path, [DISCS[0]])
+    (img_dir / "day1").mkdir()
+    (img_dir / "img0.tif").rename(img_dir / "day1" / "img0.tif")
+    args = ["--images", str(img_dir), "--masks", str(mask_dir), "--device", "cpu"]
+    args += ["-m", str(models["2d"])] if command == "evaluate" else ["-o", str(tmp_path / "model")]
+    code = main([command, *args])
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert "(looked for BMP, JPEG, JPG, PNG, TIF, TIFF files)" in line
+    assert "It holds folders (day1), which are not searched" in line

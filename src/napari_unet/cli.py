@@ -297,6 +297,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
         check_unique_stems,
         mask_files_by_stem,
         mask_for,
+        no_images_message,
         whole_labels,
     )
 
@@ -325,7 +326,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
         msks.append(mask)
         all_axes.append(image_axes)
     if not names:
-        raise SegmentationError(f"No images found in {img_dir}.")
+        raise SegmentationError(no_images_message(img_dir))
     return names, imgs, msks, all_axes
 
 

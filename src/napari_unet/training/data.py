@@ -25,7 +25,7 @@ from ..normalize import DEFAULT_HIGH, DEFAULT_LOW, luminance, normalize
 from ..predict import MIN_SIZE
 
 __all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_unique_stems", "check_pair_shapes", "is_binary_mask", "load_pairs",
-           "MASK_SUFFIXES", "file_stem", "mask_files_by_stem", "mask_for", "pair_planes",
+           "MASK_SUFFIXES", "file_stem", "mask_files_by_stem", "mask_for", "no_images_message", "pair_planes",
            "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
            "three_class_targets", "whole_labels"]
 
@@ -329,6 +329,25 @@ def _channels_last(read: Any, path: Path, in_channels: int) -> np.ndarray:
     return np.moveaxis(image, c, -1)
 
 
+def no_images_message(folder: Path) -> str:
+    """What to say of a folder without images: which files are read, and that sub-folders are not.
+
+    Parameters
+    ----------
+    folder : Path
+
+    Returns
+    -------
+    str
+    """
+    kinds = ", ".join(sorted(s.lstrip(".").upper() for s in IMAGE_SUFFIXES))
+    subfolders = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    hint = (f" It holds folders ({', '.join(subfolders[:3])}{' ...' if len(subfolders) > 3 else ''}), which "
+            "are not searched: give the folder that holds the images, or put them in one."
+            if subfolders else "")
+    return f"No images found in {folder} (looked for {kinds} files).{hint}"
+
+
 def check_pair_folders(images: Path, masks: Path) -> None:
     """Refuse missing folders, and one folder given as both the images and the masks."""
     for d in (images, masks):
@@ -378,7 +397,7 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.")
         files = [p for p in files if p.stem in wanted]
     if not files:
-        raise SegmentationError(f"No images found in {img_dir} (looked for {sorted(IMAGE_SUFFIXES)}).")
+        raise SegmentationError(no_images_message(img_dir))
     samples = []
     for path in files:
         mask = mask_for(path, masks_by_stem, mask_dir)
