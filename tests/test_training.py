@@ -849,7 +849,7 @@ def test_a_run_killed_while_saving_leaves_no_temporary_files_once_resumed(tmp_pa
 def test_a_full_disk_while_saving_the_state_says_so_and_the_run_resumes(tmp_path, monkeypatch):
     """torch reports a write that fails as a cryptic RuntimeError: the run says it could not write its
     state, removes the partial file (which fills the disk) and, run again, resumes."""
-    import napari_unet.training.loop as loop
+    from napari_unet.training import loop
 
     out = tmp_path / "full"
     real = torch.save
@@ -1343,7 +1343,7 @@ def test_load_pairs_finds_masks_named_as_annotation_tools_name_them(tmp_path, ma
             tifffile.imwrite(tmp_path / "m" / name, mask)
         else:
             skio.imsave(tmp_path / "m" / name, mask, check_contrast=False)
-    a, b = load_pairs(tmp_path / "i", tmp_path / "m")
+    a, _ = load_pairs(tmp_path / "i", tmp_path / "m")
     np.testing.assert_array_equal(a.target, three_class_targets(labels))
     if mask_name == "a.ome.tif":  # a.png beside it would be a second mask of the same name
         return

@@ -24,10 +24,28 @@ from ..io import IMAGE_SUFFIXES, image_files, read_image_file, read_labels
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW, luminance, normalize
 from ..predict import MIN_SIZE
 
-__all__ = ["SAMPLINGS", "Sample", "check_pair_folders", "check_unique_stems", "check_pair_shapes", "is_binary_mask", "load_pairs",
-           "MASK_SUFFIXES", "file_stem", "mask_files_by_stem", "mask_for", "no_images_message", "pair_planes",
-           "plane_name", "plane_samples", "prepare_sample", "random_crops", "sampling_weights",
-           "three_class_targets", "whole_labels"]
+__all__ = [
+    "MASK_SUFFIXES",
+    "SAMPLINGS",
+    "Sample",
+    "check_pair_folders",
+    "check_pair_shapes",
+    "check_unique_stems",
+    "file_stem",
+    "is_binary_mask",
+    "load_pairs",
+    "mask_files_by_stem",
+    "mask_for",
+    "no_images_message",
+    "pair_planes",
+    "plane_name",
+    "plane_samples",
+    "prepare_sample",
+    "random_crops",
+    "sampling_weights",
+    "three_class_targets",
+    "whole_labels",
+]
 
 SAMPLINGS = ("image", "area")
 """How crops pick their image: each image equally often, or in proportion to its area."""

@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from .._version import __version__
-from ..checkpoint import CONFIG, LoadedModel, ModelConfig, load_model, remove_save_leftovers, save_model
+from ..checkpoint import (
+    CONFIG,
+    LoadedModel,
+    ModelConfig,
+    load_model,
+    remove_save_leftovers,
+    save_model,
+)
 from ..device import resolve_device
 from ..errors import SegmentationError, check_real, check_whole
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
