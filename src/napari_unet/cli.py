@@ -290,25 +290,11 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
 
     ``check_channels(read, name)``, when given, vets each image file as it is read.
     """
-    from .io import image_files, read_image_file, read_labels
-    from .training.data import (
-        check_pair_folders,
-        check_pair_shapes,
-        check_unique_stems,
-        mask_files_by_stem,
-        mask_for,
-        no_images_message,
-        whole_labels,
-    )
+    from .io import read_image_file, read_labels
+    from .training.data import check_pair_shapes, pair_files, whole_labels
 
-    img_dir, mask_dir = Path(images), Path(masks)
-    check_pair_folders(img_dir, mask_dir)
-    masks_by_stem = mask_files_by_stem(mask_dir)
     names, imgs, msks, all_axes = [], [], [], []
-    files = image_files(img_dir)
-    check_unique_stems(files, img_dir)
-    for p in files:
-        mask_path = mask_for(p, masks_by_stem, mask_dir)
+    for p, mask_path in pair_files(images, masks):
         read = read_image_file(p)
         # As training reads them: whole-number floats (Fiji's 32-bit labels) are ids; a bad
         # mask is named now, before any image is segmented.
@@ -325,8 +311,6 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
         imgs.append(image)
         msks.append(mask)
         all_axes.append(image_axes)
-    if not names:
-        raise SegmentationError(no_images_message(img_dir))
     return names, imgs, msks, all_axes
 
 

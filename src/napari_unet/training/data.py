@@ -37,6 +37,7 @@ __all__ = [
     "mask_files_by_stem",
     "mask_for",
     "no_images_message",
+    "pair_files",
     "pair_planes",
     "plane_name",
     "plane_samples",
@@ -366,6 +367,47 @@ def no_images_message(folder: Path) -> str:
     return f"No images found in {folder} (looked for {kinds} files).{hint}"
 
 
+def pair_files(images: str | os.PathLike, masks: str | os.PathLike, *,
+               names: Sequence[str] | None = None) -> list[tuple[Path, Path]]:
+    """The image files of a folder pair, each with its mask file, in the images' name order.
+
+    Parameters
+    ----------
+    images, masks : path
+        Folders of images and of their masks (see :func:`mask_for`).
+    names : sequence of str, optional
+        File stems to take (default: every image).
+
+    Returns
+    -------
+    list of (Path, Path)
+        (image, mask) per image.
+
+    Raises
+    ------
+    SegmentationError
+        A folder missing or given twice (:func:`check_pair_folders`), two images of one name
+        (:func:`check_unique_stems`), a name asked for that is not there, no images at all, or
+        an image without its one mask (:func:`mask_for`).
+    """
+    img_dir, mask_dir = Path(images), Path(masks)
+    check_pair_folders(img_dir, mask_dir)
+    masks_by_stem = mask_files_by_stem(mask_dir)
+    files = image_files(img_dir)
+    check_unique_stems(files, img_dir)
+    if names is not None:
+        wanted = set(names)
+        missing = sorted(wanted - {p.stem for p in files})
+        if missing:
+            raise SegmentationError(
+                f"{len(missing)} of the images asked for are not in {img_dir}: "
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.")
+        files = [p for p in files if p.stem in wanted]
+    if not files:
+        raise SegmentationError(no_images_message(img_dir))
+    return [(p, mask_for(p, masks_by_stem, mask_dir)) for p in files]
+
+
 def check_pair_folders(images: Path, masks: Path) -> None:
     """Refuse missing folders, and one folder given as both the images and the masks."""
     for d in (images, masks):
@@ -401,24 +443,9 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
         :func:`plane_samples`). A mask holding a single value (0/1 or 0/255)
         is binary: its connected regions are the objects.
     """
-    img_dir, mask_dir = Path(images), Path(masks)
-    check_pair_folders(img_dir, mask_dir)
-    masks_by_stem = mask_files_by_stem(mask_dir)
-    files = image_files(img_dir)
-    check_unique_stems(files, img_dir)
-    if names is not None:
-        wanted = set(names)
-        missing = sorted(wanted - {p.stem for p in files})
-        if missing:
-            raise SegmentationError(
-                f"{len(missing)} of the images asked for are not in {img_dir}: "
-                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.")
-        files = [p for p in files if p.stem in wanted]
-    if not files:
-        raise SegmentationError(no_images_message(img_dir))
+    mask_dir = Path(masks)
     samples = []
-    for path in files:
-        mask = mask_for(path, masks_by_stem, mask_dir)
+    for path, mask in pair_files(images, masks, names=names):
         labels = read_labels(mask)
         image = _channels_last(read_image_file(path), path, in_channels)
         planes = plane_samples(image, labels, name=path.stem, in_channels=in_channels,
