@@ -119,6 +119,22 @@ def wait_done(qtbot):
 
 
 @pytest.fixture
+def close_dock(qtbot):
+    """``close_dock(button)``: click a panel's close button (its X) and let Python collect what
+    it held, as closing a panel in napari does. Give the button, and drop every reference to the
+    dock and its widget first, so that nothing here keeps them alive."""
+    import gc
+
+    def close(button) -> None:
+        button.click()
+        for _ in range(3):
+            qtbot.wait(50)
+            gc.collect()
+
+    return close
+
+
+@pytest.fixture
 def start_run(qtbot):
     """``start_run(widget, layer)``: segment ``layer`` in 64 px tiles and return once the first
     progress record arrived, with the list that collects the records (the run goes on)."""

@@ -630,12 +630,10 @@ def test_update_and_measure_work_on_the_selected_layer_of_another_image(viewer, 
 
 
 def test_a_widget_opened_again_goes_on_with_the_results_of_the_closed_one(viewer, wait_done, fake_net, notes,
-                                                                          tiny_model, qtbot):
+                                                                          tiny_model, qtbot, close_dock):
     """Closed with its X and opened again from the Plugins menu, the Segment widget still knows the
     results in the viewer: it updates the mask the user corrected and replaces untouched outputs in
     place, instead of saying to run the segmentation first and adding a second pair."""
-    import gc
-
     from scenes import DISCS, disc_scene
 
     def open_widget():
@@ -651,12 +649,9 @@ def test_a_widget_opened_again_goes_on_with_the_results_of_the_closed_one(viewer
         wdg.image.value = image
         wdg.run()
         wait_done(wdg)
-    del wdg
-    dock.title.close_button.click()
-    del dock
-    for _ in range(3):
-        qtbot.wait(50)
-        gc.collect()
+    button = dock.title.close_button
+    del wdg, dock
+    close_dock(button)
     _, wdg = open_widget()
     sem, b_layers = viewer.layers["A semantic"], (viewer.layers["B semantic"], viewer.layers["B instances"])
     sem.brush_size = 5

@@ -179,11 +179,9 @@ def test_cancel_registers_nothing(viewer, trainer, qtbot, notes, tmp_path):
     assert records[-1].done < records[-1].total
 
 
-def test_closing_the_dock_mid_training_removes_the_empty_model_folder(viewer, qtbot, tmp_path):
+def test_closing_the_dock_mid_training_removes_the_empty_model_folder(viewer, qtbot, tmp_path, close_dock):
     """The dock's X stops the run as Cancel does, and its folder, holding no model yet, goes too:
     left behind, it would push the next model of that name to '-2'."""
-    import gc
-
     dock, wdg = viewer.window.add_plugin_dock_widget("napari-unet-seg", "Train (U-Net)")
     wdg.start_model.value = NEW
     wdg.epochs.value, wdg.steps.value, wdg.batch_size.value, wdg.crop_size.value = 50, 100, 2, 32
@@ -197,12 +195,9 @@ def test_closing_the_dock_mid_training_removes_the_empty_model_folder(viewer, qt
     worker.yielded.connect(records.append)
     qtbot.waitUntil(lambda: any(r.stage == "train" for r in records), timeout=30_000)
     assert folder.is_dir()
-    del wdg
-    dock.title.close_button.click()
-    del dock
-    for _ in range(3):
-        qtbot.wait(50)
-        gc.collect()
+    button = dock.title.close_button
+    del wdg, dock
+    close_dock(button)
     qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
     qtbot.waitUntil(lambda: not folder.exists(), timeout=5_000)
     assert not (tmp_path / "models" / "closed-net").exists()

@@ -269,11 +269,9 @@ def test_cancel_after_the_last_progress_record_is_said(viewer, widget, qtbot, no
     assert sum("cancelled" in m.lower() for m in notes.messages("info")) == 1
 
 
-def test_closing_the_dock_stops_the_job_and_its_progress_bar(viewer, qtbot, tiny_model):
+def test_closing_the_dock_stops_the_job_and_its_progress_bar(viewer, qtbot, tiny_model, close_dock):
     """Closed with its X, the panel's widget can be collected before its Qt object is
     destroyed: the job must still stop, and napari's progress bar must not stay open."""
-    import gc
-
     dock, wdg = viewer.window.add_plugin_dock_widget("napari-unet-seg", "Segment (U-Net)")
     assert wdg.add_model(str(tiny_model))
     wdg.device.value, wdg.tile_size.value = "cpu", 128
@@ -283,12 +281,9 @@ def test_closing_the_dock_stops_the_job_and_its_progress_bar(viewer, qtbot, tiny
     records = []
     worker.yielded.connect(records.append)
     qtbot.waitUntil(lambda: len(records) >= 1, timeout=20_000)
-    del wdg
-    dock.title.close_button.click()
-    del dock
-    for _ in range(3):
-        qtbot.wait(50)
-        gc.collect()
+    button = dock.title.close_button
+    del wdg, dock
+    close_dock(button)
     qtbot.waitUntil(lambda: not worker.is_running, timeout=5_000)
     assert records[-1].done < records[-1].total, "stopped, not run to the end"
     assert bar not in progress._all_instances
