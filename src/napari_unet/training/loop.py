@@ -20,6 +20,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Generator, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,6 +226,11 @@ def saved_run_args(output: str | os.PathLike) -> dict:
     return args if isinstance(args, dict) else {}
 
 
+def _state_tmp(path: Path) -> Path:
+    """The temporary file :func:`_save_state` writes before its rename."""
+    return path.with_name(path.name + ".tmp")
+
+
 def _save_state(state: dict, path: Path) -> None:
     """Write the training state to ``path`` through a temporary file and a rename.
 
@@ -241,15 +247,13 @@ def _save_state(state: dict, path: Path) -> None:
         When the state cannot be written (a full disk): the partial file is
         removed, and the message says that the run resumes from its last saved epoch.
     """
-    tmp = Path(str(path) + ".tmp")
+    tmp = _state_tmp(path)
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # torch reports a failed write as a RuntimeError
-        try:
+        with suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "is the disk full?"
         raise SegmentationError(
             f"Cannot write the training state {path} ({reason}): free some disk space there and run "
@@ -435,10 +439,8 @@ def iter_train(
     # The temporary files of saves that an earlier run was killed in go (no cleanup ran then).
     for folder in (out, *sorted((out / SNAPSHOTS).glob("epoch_*"))):
         remove_save_leftovers(folder)
-    try:
-        (out / (STATE + ".tmp")).unlink(missing_ok=True)
-    except OSError:
-        pass
+    with suppress(OSError):
+        _state_tmp(out / STATE).unlink(missing_ok=True)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     amp = _autocast_dtype(dev)
