@@ -336,12 +336,11 @@ def prepare_input(
     channel_index: int | None = None
     if channel is not None:
         channel = check_whole("channel", channel, 0)
-        if plan.channel_axis is None and channel > 0 and len(shape) == 2:
-            # Y and X only: no axes could name a C, so asking for them would only fail again.
-            raise SegmentationError(
-                f"channel={channel} was given, but the image (shape {shape}) is one grey plane, Y and X, "
-                "with no channel axis: leave channel out (or give channel=0).")
         if plan.channel_axis is None and channel > 0:  # channel 0 of a grey image is the image
+            if len(shape) == 2:  # Y and X only: no axes could name a C, asking for them would fail again
+                raise SegmentationError(
+                    f"channel={channel} was given, but the image (shape {shape}) is one grey plane, Y and X, "
+                    "with no channel axis: leave channel out (or give channel=0).")
             guessed = " (guessed from the shape)" if axes is None else ""
             raise SegmentationError(
                 f"channel={channel} was given, but the axes {plan.axes!r}{guessed} of the image (shape "
