@@ -1358,6 +1358,21 @@ def test_load_pairs_finds_masks_named_as_annotation_tools_name_them(tmp_path, ma
         load_pairs(tmp_path / "i", tmp_path / "m")
 
 
+def test_load_pairs_refuses_two_images_that_find_one_mask(tmp_path):
+    """a.tif has no mask of its own, so its ending search finds a_labels.tif: the mask of the image
+    a_labels.tif. Taken, a's nuclei would be trained (or scored) against another image's."""
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)
+    tifffile.imwrite(tmp_path / "i" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "i" / "a_labels.tif", image)
+    tifffile.imwrite(tmp_path / "m" / "a_labels.tif", labels)
+    with pytest.raises(SegmentationError, match=r"a\.tif and a_labels\.tif in .* would share the mask "
+                                                r"a_labels\.tif in .*: give each image its own mask"):
+        load_pairs(tmp_path / "i", tmp_path / "m")
+    tifffile.imwrite(tmp_path / "m" / "a.tif", labels)
+    assert len(load_pairs(tmp_path / "i", tmp_path / "m")) == 2
+
+
 def test_load_pairs_without_a_mask_says_how_to_name_it(tmp_path):
     (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
     image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)

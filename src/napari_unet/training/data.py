@@ -387,8 +387,8 @@ def pair_files(images: str | os.PathLike, masks: str | os.PathLike, *,
     ------
     SegmentationError
         A folder missing or given twice (:func:`check_pair_folders`), two images of one name
-        (:func:`check_unique_stems`), a name asked for that is not there, no images at all, or
-        an image without its one mask (:func:`mask_for`).
+        (:func:`check_unique_stems`), a name asked for that is not there, no images at all,
+        an image without its one mask (:func:`mask_for`), or two images that find one mask.
     """
     img_dir, mask_dir = Path(images), Path(masks)
     check_pair_folders(img_dir, mask_dir)
@@ -405,7 +405,15 @@ def pair_files(images: str | os.PathLike, masks: str | os.PathLike, *,
         files = [p for p in files if p.stem in wanted]
     if not files:
         raise SegmentationError(no_images_message(img_dir))
-    return [(p, mask_for(p, masks_by_stem, mask_dir)) for p in files]
+    pairs = [(p, mask_for(p, masks_by_stem, mask_dir)) for p in files]
+    owner: dict[Path, Path] = {}
+    for image, mask in pairs:
+        if mask in owner:  # a.tif took a_labels.tif, the mask of the image a_labels.tif, by its ending
+            raise SegmentationError(
+                f"{owner[mask].name} and {image.name} in {img_dir} would share the mask {mask.name} in "
+                f"{mask_dir}: give each image its own mask, under the image's own name.")
+        owner[mask] = image
+    return pairs
 
 
 def check_pair_folders(images: Path, masks: Path) -> None:
