@@ -135,6 +135,28 @@ def test_update_instances_after_painting(viewer, widget, wait_done, segmented, m
     assert names(viewer) == ["img", "img semantic", "img instances"]
 
 
+def test_update_of_an_unedited_mask_holds_no_user_work(viewer, widget, wait_done, segmented):
+    """Instances made again from the network's own mask (another method, another minimum size)
+    are the options' work, not the user's: a new run replaces them in place, no [2] pair.
+    Made from a painted mask, they are kept."""
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    widget.instance_method.value = "components"
+    widget.min_size.value += 3
+    widget.update_instances()
+    wait_done(widget)
+    assert inst.metadata["updated_from"] == "img semantic"
+    widget.run()
+    wait_done(widget)
+    assert names(viewer) == ["img", "img semantic", "img instances"]
+    assert "updated_from" not in viewer.layers["img instances"].metadata
+    _paint_touching_discs(sem)
+    widget.update_instances()
+    wait_done(widget)
+    widget.run()
+    wait_done(widget)
+    assert names(viewer) == ["img", "img semantic", "img instances", "img semantic [2]", "img instances [2]"]
+
+
 def test_update_instances_counts_and_copies_in_the_worker(viewer, widget, wait_done, segmented, on_gui_thread):
     """The GUI thread neither counts nor copies the new labels: both happen in the worker."""
     on_main = on_gui_thread(jobs, "count_objects")
@@ -298,13 +320,13 @@ def test_new_results_are_hashed_in_the_worker_not_the_gui_thread(viewer, widget,
     record = widget._tracker.record(img)
     for role, layer in (("semantic", viewer.layers["img semantic"]), ("instances", viewer.layers["img instances"])):
         assert record.outputs[role].digest == real(layer.data)
-    # Update instances: its new labels are hashed in the worker; on the GUI thread only the
-    # instances layer it may replace is checked for edits (not the semantic one).
+    # Update instances: its new labels and the mask it read are hashed in the worker; on the GUI
+    # thread only the instances layer it may replace is checked for edits (not the semantic one).
     threads.clear()
     _paint_touching_discs(viewer.layers["img semantic"])
     widget.update_instances()
     wait_done(widget)
-    assert sorted(threads) == [False, True]
+    assert sorted(threads) == [False, False, True]
     assert record.outputs["instances"].digest == real(viewer.layers["img instances"].data)
 
 

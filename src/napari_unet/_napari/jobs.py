@@ -51,15 +51,17 @@ class Relabelled:
     """Instances recomputed from an edited mask, with what the GUI thread needs of them.
 
     ``count`` (objects, per time point), ``labels_copy`` (a private copy,
-    which the next "Update instances" starts from) and ``digest`` (the
-    labels' fingerprint) are made in the worker, so that the GUI thread need
-    not count, copy or hash big stacks.
+    which the next "Update instances" starts from), ``digest`` (the
+    labels' fingerprint) and ``mask_digest`` (the mask's, to tell whether it
+    was edited) are made in the worker, so that the GUI thread need not
+    count, copy or hash big stacks.
     """
 
     labels: np.ndarray
     count: int
     labels_copy: np.ndarray
     digest: str | None = None
+    mask_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,10 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     ``params["ndim"]`` axes are labelled together, and counted together; tracks
     the edit connected are joined (:func:`~napari_unet.tracking.join_tracks`).
     """
+    from .outputs import fingerprint
+
     try:
+        mask_digest = fingerprint(mask)
         order = list(order) if order is not None else list(range(mask.ndim))
         mask = np.transpose(mask, order)
         linked_up_to = 0
@@ -144,9 +149,7 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
             labels = join_tracks(link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to),
                                  time_axis=time_axis, linked_up_to=linked_up_to)
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
-        from .outputs import fingerprint
-
-        return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels))
+        return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels), mask_digest)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

@@ -220,6 +220,7 @@ class OutputTracker:
         label_ndim: int | None = None,
         metadata: dict[str, Any] | None = None,
         from_edits: bool = False,
+        holds_edits: bool | None = None,
         digests: dict[str, str] | None = None,
         record: RunRecord | None = None,
     ) -> Published:
@@ -227,7 +228,9 @@ class OutputTracker:
 
         A new run (``from_edits=False``) goes to new layers, all of them, when
         any output of the last one holds the user's work. ``from_edits=True``
-        (an update made from an edited mask) replaces only untouched layers.
+        (an update) replaces only untouched layers. ``holds_edits`` says whether
+        the new layers hold the user's work, so that a new run keeps them (default:
+        ``from_edits``; an update of an unedited mask holds none).
         ``digests`` (role -> :func:`fingerprint` of the data, computed off the
         GUI thread) spare hashing the new data again. ``record`` is the pair
         to update (one of ``source``'s; default: the newest).
@@ -261,8 +264,9 @@ class OutputTracker:
             rec.label_ndim = int(label_ndim)
         if metadata is not None:
             rec.metadata = dict(metadata)
+        holds = from_edits if holds_edits is None else holds_edits
         layers = {role: self._put(rec, role, data_tuple, replace=role in untouched and not fresh,
-                                  from_edits=from_edits, digest=(digests or {}).get(role))
+                                  from_edits=holds, digest=(digests or {}).get(role))
                   for role, data_tuple in tuples.items()}
         return Published(layers, work if fresh else [])
 

@@ -489,8 +489,12 @@ class SegmentWidget(EngineWidget):
         labels = result.labels if keep is None else np.expand_dims(result.labels, keep)
         data_tuple = label_layer_data(labels, "instances", source_name=run.source.name,
                                       spatial=spatial, metadata=meta)
+        # Made from the network's mask as it came (other options only): a new run may replace it.
+        mask_out = record.outputs.get("semantic")
+        edited = mask_out is None or result.mask_digest is None or result.mask_digest != mask_out.digest
         published = self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
-                                          digests={"instances": result.digest}, record=record)
+                                          holds_edits=edited, digests={"instances": result.digest},
+                                          record=record)
         record.instances = result.labels_copy
         record.instance_params = dict(made)
         self.status.value = (f"{result.count} objects after the update of {run.source.name} "
