@@ -11,7 +11,16 @@ import tifffile
 from skimage import io as skio
 
 from napari_unet.errors import SegmentationError
-from napari_unet.io import check_image_path, read_image, read_image_axes, read_image_file, read_labels, write_tiff
+from napari_unet.io import (
+    check_image_path,
+    read_image,
+    read_image_axes,
+    read_image_file,
+    read_labels,
+    read_tiff_metadata,
+    write_labels,
+    write_tiff,
+)
 
 
 @pytest.mark.parametrize(("axes", "shape"), [("ZCYX", (3, 2, 16, 16)), ("TZCYX", (2, 3, 2, 16, 16)),
@@ -128,6 +137,84 @@ def test_write_tiff_is_atomic_and_follows_the_umask(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     np.testing.assert_array_equal(tifffile.imread(path), np.arange(12).reshape(3, 4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]
+
+
+@pytest.mark.parametrize(("axes", "shape", "sizes"), [
+    ("YX", (16, 24), {"Y": 0.5, "X": 0.25}),
+    ("TYX", (3, 16, 24), {"Y": 0.5, "X": 0.25}),
+    ("ZYX", (4, 16, 24), {"Z": 2.0, "Y": 0.5, "X": 0.25}),
+    ("TZYX", (2, 4, 16, 24), {"Z": 2.0, "Y": 0.5, "X": 0.25}),
+])
+def test_labels_are_calibrated_imagej_hyperstacks(tmp_path, axes, shape, sizes):
+    """Fiji reads the axes (a z-stack as slices, a series as frames, never channels) and the
+    calibration in micrometres; int32 ids come back unchanged as uint16, the provenance as it was."""
+    labels = np.arange(np.prod(shape), dtype=np.int32).reshape(shape) % 700
+    meta = {"model": "default", "percentiles": [1.0, 99.8], "n_objects": 699}
+    assert write_labels(tmp_path / "l.tif", labels, axes=axes, pixel_size_um=sizes, metadata=meta) is None
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == axes
+        ij, tags = tif.imagej_metadata, tif.pages[0].tags
+        assert ij["unit"] == "um"
+        assert ("spacing" in ij) == ("Z" in axes) and ij.get("spacing", 2.0) == 2.0
+        assert ij.get("frames", 1) == (shape[0] if "T" in axes else 1)
+        assert "channels" not in ij
+        for tag, axis in (("XResolution", "X"), ("YResolution", "Y")):
+            num, den = tags[tag].value
+            assert den / num == pytest.approx(sizes[axis])
+        assert tif.pages[0].compression == tifffile.COMPRESSION.NONE  # ImageJ cannot read compressed stacks
+    assert read_tiff_metadata(tmp_path / "l.tif") == {**meta, "axes": axes, "pixel_size_um": sizes}
+    read = read_image_file(tmp_path / "l.tif")
+    assert read.axes == axes and read.pixel_size_um == pytest.approx(sizes)
+    assert read.image.dtype == np.uint16
+    np.testing.assert_array_equal(read_labels(tmp_path / "l.tif"), labels)
+    # A mask stays 8-bit; without (all of) the pixel sizes the file has axes but no calibration.
+    write_labels(tmp_path / "m.tif", (labels > 5).astype(np.uint8), axes=axes, pixel_size_um={"X": 0.25})
+    with tifffile.TiffFile(tmp_path / "m.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == axes and tif.series[0].dtype == np.uint8
+        assert "unit" not in tif.imagej_metadata
+    assert read_image_file(tmp_path / "m.tif").pixel_size_um is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.tif", "m.tif"]  # no temporary file left
+
+
+@pytest.mark.parametrize(("labels", "axes", "why"), [
+    (np.array([[[0, 70000]]], np.uint32).repeat(3, 0), "ZYX", "65535"),
+    (np.array([[[0, -1]]], np.int32).repeat(3, 0), "ZYX", "negative"),
+    (np.array([[[0, 7]]], np.int32).repeat(3, 0), "YXZ", "order"),
+])
+def test_labels_imagej_cannot_hold_are_plain_tiffs_that_say_why(tmp_path, labels, axes, why):
+    """Ids ImageJ's 16 bits cannot hold, or axes out of its order: a plain TIFF with its own dtype,
+    its axes and provenance for tifffile and this package, and the X/Y pixel size in centimetres."""
+    sizes = {"Z": 2.0, "Y": 0.5, "X": 0.25}
+    reason = write_labels(tmp_path / "l.tif", labels, axes=axes, pixel_size_um=sizes, metadata={"scale": 1.0})
+    assert why in reason
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert not tif.is_imagej
+        tags = tif.pages[0].tags
+        assert tags["ResolutionUnit"].value == tifffile.RESUNIT.CENTIMETER
+        num, den = tags["XResolution"].value
+        assert den / num * 1e4 == pytest.approx(0.25)
+    assert read_tiff_metadata(tmp_path / "l.tif") == {"shape": list(labels.shape), "scale": 1.0, "axes": axes,
+                                                      "pixel_size_um": sizes}
+    read = read_image_file(tmp_path / "l.tif")
+    assert read.axes == axes and read.image.dtype == labels.dtype
+    np.testing.assert_array_equal(read_labels(tmp_path / "l.tif"), labels)
+
+
+def test_write_labels_refuses_axes_that_do_not_fit(tmp_path):
+    with pytest.raises(ValueError, match="T, Z, Y, X"):
+        write_labels(tmp_path / "l.tif", np.zeros((2, 4, 4), np.int32), axes="CYX")
+    with pytest.raises(ValueError, match="T, Z, Y, X"):
+        write_labels(tmp_path / "l.tif", np.zeros((2, 4, 4), np.int32), axes="YX")
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_tiff_metadata_of_other_files_is_empty(tmp_path):
+    tifffile.imwrite(tmp_path / "ij.tif", np.zeros((4, 4), np.uint8), imagej=True,
+                     metadata={"Info": "written by a microscope"})
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((4, 4), np.uint8), metadata=None)
+    (tmp_path / "text.tif").write_text("not a TIFF")
+    for name in ("ij.tif", "plain.tif", "text.tif", "missing.tif"):
+        assert read_tiff_metadata(tmp_path / name) == {}
 
 
 def test_pixel_size_from_imagej_and_ome_tiffs(tmp_path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import numpy as np
 from .errors import SegmentationError, describe
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "image_files", "new_temp_file", "read_image",
-           "read_image_axes", "read_image_file", "read_labels", "write_tiff"]
+           "read_image_axes", "read_image_file", "read_labels", "read_tiff_metadata", "write_labels", "write_tiff"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 _TIFF = (".tif", ".tiff")
@@ -233,17 +235,118 @@ def new_temp_file(folder: str | os.PathLike, *, prefix: str = ".", suffix: str =
 def write_tiff(path: str | os.PathLike, array: np.ndarray, *, metadata: dict | None = None) -> Path:
     """Write ``array`` to a compressed TIFF atomically (temporary file, then rename).
 
+    ``metadata`` is stored as tifffile's JSON description (with the shape).
     The file gets the permissions of any new file (the umask).
     """
+    return _write_atomic(path, array, compression="zlib", photometric="minisblack", metadata=metadata)
+
+
+def _write_atomic(path: str | os.PathLike, array: np.ndarray, **options: Any) -> Path:
+    """``tifffile.imwrite(path, array, **options)`` through a temporary file renamed over ``path``."""
     import tifffile
 
     path = Path(path)
     tmp = None
     try:
         tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".tif.tmp")
-        tifffile.imwrite(tmp, array, compression="zlib", photometric="minisblack", metadata=metadata)
+        tifffile.imwrite(tmp, array, **options)
         os.replace(tmp, path)
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+_IMAGEJ_ORDER = "TZYX"  # ImageJ hyperstacks are TZCYX; labels have no C
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
+                 pixel_size_um: Mapping[str, float] | None = None,
+                 metadata: dict | None = None) -> str | None:
+    """Write a label image (semantic mask or instance ids) atomically, as an ImageJ hyperstack.
+
+    Fiji opens such a file with its axes (a z-stack stays slices, a time
+    series frames, never channels) and, when ``pixel_size_um`` gives every
+    Z/Y/X axis of ``axes``, its calibration in micrometres. ImageJ stores
+    8- and 16-bit integers only (and 32-bit floats): ids are written as
+    uint8 when they are, else uint16, uncompressed (ImageJ cannot read
+    compressed stacks). A label image ImageJ cannot hold (ids above 65535
+    or negative, or axes out of its T, Z, Y, X order) is written as a plain
+    compressed TIFF with its own dtype, its axes in tifffile's metadata and
+    its X/Y pixel size in the resolution tags (centimetres, the unit plain
+    TIFF has); the return value says why.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ``.tif`` file to write (replaced whole: temporary file, then rename).
+    labels : ndarray of integers or bools, shape (one size per letter of ``axes``)
+    axes : str
+        One letter per axis of ``labels``, from T, Z, Y, X.
+    pixel_size_um : mapping, optional
+        Axis letter (``Z``, ``Y``, ``X``) -> pixel size in micrometres.
+    metadata : dict, optional
+        JSON-serialisable provenance (model, thresholds, ...), stored as
+        JSON in ImageJ's Info property (Fiji: Image > Show Info), with
+        ``axes`` and ``pixel_size_um`` added; :func:`read_tiff_metadata`
+        reads it back.
+
+    Returns
+    -------
+    str or None
+        None for an ImageJ hyperstack; else why the file is a plain TIFF.
+    """
+    axes = axes.upper()
+    if len(axes) != labels.ndim or set(axes) - set(_IMAGEJ_ORDER) or len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes!r} do not name the {labels.ndim} axes of the labels with T, Z, Y, X.")
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"Label images hold integers, not {labels.dtype}.")
+    spatial = [a for a in axes if a in "ZYX"]
+    sizes = ({a: float(pixel_size_um[a]) for a in spatial}
+             if pixel_size_um and all(a in pixel_size_um for a in spatial) else None)
+    info = {**(metadata or {}), "axes": axes, **({"pixel_size_um": sizes} if sizes else {})}
+    low, high = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+    if axes != "".join(a for a in _IMAGEJ_ORDER if a in axes):
+        reason = f"its axes {axes} are not in ImageJ's order (TZYX)"
+    elif low < 0:
+        reason = f"it holds negative ids (down to {low}), which ImageJ's 16-bit images cannot"
+    elif high > np.iinfo(np.uint16).max:
+        reason = f"its ids go up to {high}, more than ImageJ's 16-bit images hold (65535)"
+    else:
+        dtype = np.uint8 if labels.dtype.kind == "b" or labels.dtype == np.uint8 else np.uint16
+        ij: dict[str, Any] = {"axes": axes, "Info": json.dumps(info, indent=1)}
+        resolution = None
+        if sizes:
+            ij["unit"] = "um"
+            resolution = (1 / sizes["X"], 1 / sizes["Y"])
+            if "Z" in sizes:
+                ij["spacing"] = sizes["Z"]
+        _write_atomic(path, labels.astype(dtype, copy=False), imagej=True, photometric="minisblack",
+                      resolution=resolution, metadata=ij)
+        return None
+    plain: dict[str, Any] = {}
+    if sizes:
+        plain = {"resolution": (1e4 / sizes["X"], 1e4 / sizes["Y"]), "resolutionunit": "CENTIMETER"}
+    _write_atomic(path, labels, compression="zlib", photometric="minisblack", metadata=info, **plain)
+    return reason
+
+
+def read_tiff_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance this package stored in a result TIFF (see :func:`write_labels`), else {}.
+
+    Read from the JSON of an ImageJ file's Info property, or from tifffile's
+    JSON description of a plain TIFF (whose ``shape`` it includes).
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_imagej:
+                found = json.loads((tif.imagej_metadata or {}).get("Info", "{}"))
+            elif tif.is_shaped:
+                found = (tif.shaped_metadata or [{}])[0]
+            else:
+                found = {}
+    except (OSError, ValueError, TypeError, tifffile.TiffFileError):
+        return {}  # not a TIFF, or an Info that is not this package's JSON
+    return dict(found) if isinstance(found, dict) else {}
