@@ -21,6 +21,7 @@ from skimage import io as skio
 
 from napari_unet.checkpoint import load_model
 from napari_unet.cli import main
+from napari_unet.io import read_image_file, read_tiff_metadata
 from napari_unet.metrics import DEFAULT_THRESHOLDS
 from scenes import DISCS as ALL_DISCS
 from scenes import disc_scene
@@ -79,7 +80,7 @@ def test_segment_writes_semantic_and_instances_per_image(models, tmp_path, capsy
         sem = tifffile.imread(out / f"{stem}_semantic.tif")
         inst = tifffile.imread(out / f"{stem}_instances.tif")
         assert sem.shape == shape and inst.shape == shape
-        assert sem.dtype == np.uint8 and inst.dtype == np.int32
+        assert sem.dtype == np.uint8 and inst.dtype == np.uint16  # ImageJ's 16 bits hold the ids
         # The printed count is the number of objects in the file.
         assert f": {int(inst.max())} objects" in line
         assert set(np.unique(sem)) <= {0, 1}
@@ -114,15 +115,16 @@ def test_segment_rgb_image_gives_2d_outputs(models, tmp_path, capsys, suffix):
     assert main(["segment", str(path), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu",
                  "--scale", "1.5"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1
-    for kind, dtype in (("semantic", np.uint8), ("instances", np.int32)):
+    for kind, dtype in (("semantic", np.uint8), ("instances", np.uint16)):
         with tifffile.TiffFile(out / f"colour_{kind}.tif") as tif:
             data = tif.asarray()
-            meta = tif.shaped_metadata
+            axes = tif.series[0].axes
         assert data.shape == grey.shape and data.dtype == dtype
         # The axes stored in the file describe the output (C is gone), so readers
-        # such as tifffile and napari interpret the file correctly.
-        assert meta and meta[0]["axes"] == "YX"
-        assert meta[0]["scale"] == 1.5
+        # such as tifffile, Fiji and napari interpret the file correctly.
+        meta = read_tiff_metadata(out / f"colour_{kind}.tif")
+        assert axes == meta["axes"] == "YX" and meta["input_axes"] == "YXC"
+        assert meta["scale"] == 1.5
 
 
 def test_segment_seed_threshold_splits_and_is_recorded(models, tmp_path, capsys, fake_net):
@@ -138,8 +140,7 @@ def test_segment_seed_threshold_splits_and_is_recorded(models, tmp_path, capsys,
         assert main(["segment", str(tmp_path / "x.tif"), "-o", str(out), "-m", str(models["three_class"]),
                      "--device", "cpu", "--seed-threshold", value, "--threshold", "0.2", "--min-size", "0",
                      "--instance-method", "watershed"]) == 0
-        with tifffile.TiffFile(out / "x_instances.tif") as tif:
-            meta, labels = tif.shaped_metadata[0], tif.asarray()
+        meta, labels = read_tiff_metadata(out / "x_instances.tif"), tifffile.imread(out / "x_instances.tif")
         assert meta["seed_threshold"] == float(value)
         counts[value] = len(np.unique(labels)) - 1
     assert counts == {"0.5": 1, "0.9": 2}
@@ -156,8 +157,7 @@ def test_segment_scale_auto_records_the_scale_used(helpers, tmp_path, capsys, fa
         out = tmp_path / f"out{len(flag)}{mode}"
         assert main(["segment", str(tmp_path / "x.tif"), "-o", str(out), "-m", str(model),
                      "--device", "cpu", *flag]) == 0
-        with tifffile.TiffFile(out / "x_instances.tif") as tif:
-            meta = tif.shaped_metadata[0]
+        meta = read_tiff_metadata(out / "x_instances.tif")
         # Any object is "small" under a reference of a million pixels: auto goes to scale 2.
         assert meta["scale_mode"] == mode
         assert meta["scale"] == (2.0 if mode == "auto" else 1.0)
@@ -175,9 +175,10 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
     sem = tifffile.imread(out / "movie_semantic.tif")
     inst = tifffile.imread(out / "movie_instances.tif")
     assert sem.shape == stack.shape and inst.shape == stack.shape
-    assert sem.dtype == np.uint8 and inst.dtype == np.int32
-    with tifffile.TiffFile(out / "movie_instances.tif") as tif:
-        assert tif.shaped_metadata[0]["axes"] == "TYX"
+    assert sem.dtype == np.uint8 and inst.dtype == np.uint16
+    with tifffile.TiffFile(out / "movie_instances.tif") as tif:  # frames for Fiji, not slices or channels
+        assert tif.series[0].axes == "TYX" and tif.imagej_metadata["frames"] == 3
+    assert read_tiff_metadata(out / "movie_instances.tif")["axes"] == "TYX"
 
 
 def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fake_net):
@@ -226,9 +227,9 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
     with pytest.raises(SystemExit) as stop:  # not a size: argparse's usage and message
         main([*args, "--overwrite", "--pixel-size", "0"])
     assert stop.value.code == 2 and "'0' is not a pixel size" in capsys.readouterr().err
-    args.remove("--measure")
-    assert main([*args, "--overwrite", "--pixel-size", "0.5"]) == 2
-    assert "add --measure" in _assert_one_error_line(capsys.readouterr().err)
+    args.remove("--measure")  # --pixel-size calibrates the result files too: checked as early without a table
+    assert main([*args, "--overwrite", "--pixel-size", "2,0.5,0.5"]) == 2
+    assert "give --pixel-size Y,X" in _assert_one_error_line(capsys.readouterr().err)
     assert len(fake_net) == ran
     # An ImageJ file's own calibration is used; --pixel-size overrides it.
     tifffile.imwrite(tmp_path / "cal.tif", frames[0], imagej=True, resolution=(1 / 0.2, 1 / 0.2),
@@ -252,6 +253,51 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
         (row,) = list(csv.DictReader(f))
     assert float(row["axis_major_length_um"]) == pytest.approx(float(row["axis_major_length"]) * 0.25, rel=1e-4)
     assert float(row["axis_minor_length_um"]) == pytest.approx(float(row["axis_minor_length"]) * 0.5, rel=1e-4)
+
+
+def _calibration(path: Path) -> tuple[str, dict, float, float]:
+    """Axes, ImageJ metadata and X/Y pixel sizes (from the resolution tags) of a result file."""
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej, path
+        tags = tif.pages[0].tags
+        x, y = (den / num for num, den in (tags["XResolution"].value, tags["YResolution"].value))
+        return tif.series[0].axes, tif.imagej_metadata, x, y
+
+
+def test_segment_results_carry_the_input_pixel_size_for_fiji(models, tmp_path, capsys, fake_net):
+    """Both result files are ImageJ hyperstacks with the input's axes (slices of a z-stack,
+    frames of a time series, no channels) and calibration: the pixel size an ImageJ file declares,
+    or --pixel-size (no --measure needed). Axes ImageJ cannot store give a plain TIFF, with a note."""
+    frames = np.stack([disc_scene(DISCS[t % 2])[0] for t in range(3)])
+    tifffile.imwrite(tmp_path / "stack.tif", frames, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"axes": "ZYX", "unit": "micron", "spacing": 1.5})
+    tifffile.imwrite(tmp_path / "movie.tif", frames, photometric="minisblack")
+    out = tmp_path / "out"
+    model = ["-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main(["segment", str(tmp_path / "stack.tif"), *model]) == 0
+    assert main(["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "--pixel-size", "0.5", *model]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    for kind in ("semantic", "instances"):
+        axes, ij, x, y = _calibration(out / f"stack_{kind}.tif")
+        assert axes == "ZYX" and ij["slices"] == 3 and "frames" not in ij and "channels" not in ij
+        assert ij["unit"] == "um" and ij["spacing"] == 1.5
+        assert x == pytest.approx(0.2) and y == pytest.approx(0.2)
+        read = read_image_file(out / f"stack_{kind}.tif")
+        assert read.axes == "ZYX" and read.pixel_size_um == pytest.approx({"Z": 1.5, "Y": 0.2, "X": 0.2})
+        assert read_tiff_metadata(out / f"stack_{kind}.tif")["pixel_size_um"] == pytest.approx(read.pixel_size_um)
+        axes, ij, x, y = _calibration(out / f"movie_{kind}.tif")
+        assert axes == "TYX" and ij["frames"] == 3 and "slices" not in ij and "spacing" not in ij
+        assert ij["unit"] == "um" and x == pytest.approx(0.5) and y == pytest.approx(0.5)
+    np.testing.assert_array_equal(tifffile.imread(out / "stack_instances.tif") > 0,
+                                  tifffile.imread(out / "stack_semantic.tif") == 1)
+    # A transposed image (XY) keeps its layout, beside its input: plain TIFFs, and the run says so.
+    tifffile.imwrite(tmp_path / "xy.tif", frames[0])
+    assert main(["segment", str(tmp_path / "xy.tif"), "--axes", "XY", "--pixel-size", "0.5", *model]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("not in ImageJ's order" in line for line in lines[1:])
+    assert read_image_file(out / "xy_instances.tif").axes == "XY"
+    assert read_tiff_metadata(out / "xy_instances.tif")["pixel_size_um"] == {"Y": 0.5, "X": 0.5}
+    assert not _leftovers(out)
 
 
 def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, capsys, fake_net):
@@ -649,8 +695,7 @@ def test_percentiles_reach_segment_and_evaluate(models, tmp_path, capsys, fake_n
     image = next(img_dir.iterdir())
     out = tmp_path / "out"
     assert main(["segment", str(image), "-o", str(out), *model, "--percentiles", "0.5", "99.99"]) == 0
-    with tifffile.TiffFile(out / f"{image.stem}_instances.tif") as tif:
-        assert tif.shaped_metadata[0]["percentiles"] == [0.5, 99.99]
+    assert read_tiff_metadata(out / f"{image.stem}_instances.tif")["percentiles"] == [0.5, 99.99]
     capsys.readouterr()
     fake_net.clear()
     for cmd in (["segment", str(image), "-o", str(tmp_path / "out2"), *model], ev):
@@ -1144,7 +1189,7 @@ def test_segment_stopped_between_writes_never_pairs_new_and_old_results(models, 
     args = ["segment", str(tmp_path / "a.tif"), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
     assert main(args) == 0
     capsys.readouterr()
-    real, calls = nio.write_tiff, []
+    real, calls = nio.write_labels, []
 
     def write_then_stop(path, array, **kwargs):
         calls.append(path)
@@ -1152,7 +1197,7 @@ def test_segment_stopped_between_writes_never_pairs_new_and_old_results(models, 
             raise KeyboardInterrupt
         return real(path, array, **kwargs)
 
-    monkeypatch.setattr(nio, "write_tiff", write_then_stop)
+    monkeypatch.setattr(nio, "write_labels", write_then_stop)
     assert main([*args, "--overwrite", "--min-size", "5"]) == 130
     capsys.readouterr()
     left = sorted(p.name for p in out.iterdir())
@@ -1172,13 +1217,13 @@ def test_sigterm_stops_a_command_as_ctrl_c_does(models, tmp_path):
         "import os, signal, sys\n"
         "from napari_unet import io as nio\n"
         "from napari_unet.cli import main\n"
-        "real, calls = nio.write_tiff, []\n"
+        "real, calls = nio.write_labels, []\n"
         "def write_then_term(path, array, **kwargs):\n"
         "    calls.append(path)\n"
         "    if len(calls) == 2:\n"
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(path, array, **kwargs)\n"
-        "nio.write_tiff = write_then_term\n"
+        "nio.write_labels = write_then_term\n"
         f"sys.exit(main({[*args, '--overwrite', '--min-size', '5']!r}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)

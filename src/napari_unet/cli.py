@@ -146,8 +146,6 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
 
     out = Path(args.output)
-    if args.pixel_size is not None and not args.measure:
-        raise SegmentationError("--pixel-size calibrates the --measure table: add --measure.")
     _check_percentiles(args.percentiles)
     plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure,
                          skip_existing=args.skip_existing)
@@ -199,7 +197,7 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     """Segment one image of a ``segment`` batch and write its results (SegmentationError if it cannot)."""
     from .api import iter_segment
     from .axes import plan_axes
-    from .io import read_image_file, write_tiff
+    from .io import read_image_file, write_labels
     from .measure import measure_objects, write_csv
 
     out = sem.parent
@@ -207,7 +205,7 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     image, file_axes = read.image, read.axes
     _check_declared_channels(read, path.name, args.channel, model, args.axes)
     spacing = None
-    if args.link_time or args.measure:  # known from the axes alone: say so before the network runs
+    if args.link_time or args.measure or args.pixel_size:  # known from the axes: say so before the network runs
         axes = plan_axes(tuple(image.shape), args.axes or file_axes, spatial_dims=model.config.spatial_dims,
                          in_channels=model.config.in_channels, mode=args.mode).axes
         if args.link_time and "T" not in axes:
@@ -225,6 +223,10 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool, list))}
     # The result's "axes" are the input's (with C); the files hold the output axes.
     meta = {**meta, "input_axes": meta.get("axes"), "axes": result.axes}
+    if spacing is None:  # the file's own calibration, when it declares one
+        spacing = _spacing(None, result.axes, path.name, declared=read.pixel_size_um)
+    sizes = dict(zip([a for a in result.axes if a in "ZYX"], spacing)) if spacing else None
+    notes = []
     try:
         # An earlier pair (replaced with --overwrite) goes first: stopped between the two
         # writes, the folder must not hold a new semantic file beside the old instances.
@@ -233,8 +235,10 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
         for target in (sem, inst, *table, *stale):
             if target.is_file() or target.is_symlink():
                 target.unlink()
-        write_tiff(sem, result.semantic, metadata=meta)
-        write_tiff(inst, result.instances, metadata=meta)
+        for target, labels in ((sem, result.semantic), (inst, result.instances)):
+            plain = write_labels(target, labels, axes=result.axes, pixel_size_um=sizes, metadata=meta)
+            if plain:
+                notes.append(f"{path.name}: note: {target.name} is a plain TIFF, not an ImageJ hyperstack: {plain}")
         if table:
             write_csv(measure_objects(result.instances, axes=result.axes, image=image,
                                       image_axes=result.metadata["axes"],
@@ -247,6 +251,8 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     n = result.metadata["n_objects"]
     tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
     print(f"{path.name}: {n} objects{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
+    for note in notes:
+        print(note)
 
 
 def _pixel_sizes(text: str) -> tuple[float, ...]:
@@ -681,9 +687,10 @@ def _parser() -> argparse.ArgumentParser:
                         "area in pixels, centroid, whether it touches the image border, and the mean and "
                         "summed intensity of each channel of the image")
     s.add_argument("--pixel-size", type=_pixel_sizes, metavar="SIZE",
-                   help="with --measure: micrometres per pixel, one size for Y and X (e.g. 0.65), or Z,Y,X "
-                        "for a z-stack (e.g. 2,0.65,0.65); adds area_um2 (area_um3 in a volume). "
-                        "Default: the pixel size an ImageJ or OME TIFF declares, if any")
+                   help="micrometres per pixel, one size for Y and X (e.g. 0.65), or Z,Y,X for a z-stack "
+                        "(e.g. 2,0.65,0.65): the calibration of the result TIFFs (as Fiji shows it) and, "
+                        "with --measure, area_um2 (area_um3 in a volume). Default: the pixel size an "
+                        "ImageJ or OME TIFF declares, if any")
     s.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder (input images are never replaced)")
     s.add_argument("--skip-existing", action="store_true",
