@@ -269,8 +269,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
     series frames, never channels) and, when ``pixel_size_um`` gives every
     Z/Y/X axis of ``axes``, its calibration in micrometres. ImageJ stores
     8- and 16-bit integers only (and 32-bit floats): ids are written as
-    uint8 when they are, else uint16, uncompressed (ImageJ cannot read
-    compressed stacks). A label image ImageJ cannot hold (ids above 65535
+    uint8 when they are, else uint16; a stack uncompressed (ImageJ reads
+    a stack's planes as one block after the first), a single plane
+    compressed. A label image ImageJ cannot hold (ids above 65535
     or negative, or axes out of its T, Z, Y, X order) is written as a plain
     compressed TIFF with its own dtype, its axes in tifffile's metadata and
     its X/Y pixel size in the resolution tags (centimetres, the unit plain
@@ -322,7 +323,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
             if "Z" in sizes:
                 ij["spacing"] = sizes["Z"]
         _write_atomic(path, labels.astype(dtype, copy=False), imagej=True, photometric="minisblack",
-                      resolution=resolution, metadata=ij)
+                      compression="zlib" if labels.ndim == 2 else None, resolution=resolution, metadata=ij)
         return None
     plain: dict[str, Any] = {}
     if sizes:
