@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import napari_unet
-from scenes import disc_scene
+from scenes import DISCS, disc_scene
 from napari_unet.api import median_object_area
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
@@ -331,6 +331,70 @@ def test_z_stack_labels_are_unique_across_the_volume(models, helpers, fake_net, 
     assert batch_dims == ({4} if key == "2d" else {5})
 
 
+# --- percentiles per stack, frame or plane --------------------------------------------------
+
+def test_normalize_per_frame_finds_the_nuclei_of_a_bleached_frame(models, fake_net):
+    """A time series whose second frame bleached to a tenth: over the whole stack its nuclei
+    lie at a tenth of white and are lost; each frame normalised on its own, both are found,
+    in tiles as in one piece."""
+    image, labels = disc_scene(DISCS[0])
+    series = np.stack([image, image // 10]).astype(np.uint16)
+    model = str(models["2d"])
+    stack = napari_unet.segment(series, model=model, axes="TYX")
+    np.testing.assert_array_equal(stack.semantic[0], labels > 0)
+    assert not stack.instances[1].any()
+    assert (stack.metadata["normalize_per"], stack.metadata["normalize_per_axes"]) == ("stack", "")
+    frame = napari_unet.segment(series, model=model, axes="TYX", normalize_per="frame")
+    for t in range(2):
+        np.testing.assert_array_equal(frame.semantic[t], labels > 0)
+        assert _objects(frame.instances[t]) == {1, 2, 3}
+    assert (frame.metadata["normalize_per"], frame.metadata["normalize_per_axes"]) == ("frame", "T")
+    tiled = napari_unet.segment(series, model=model, axes="TYX", normalize_per="Frame", tile_size=32)
+    np.testing.assert_array_equal(tiled.instances, frame.instances)
+
+
+@pytest.mark.parametrize(("key", "axes"), [("2d", "TZYX"), ("3d", "TZYX"), ("2d", "ZTYX")])
+def test_normalize_per_frame_shares_a_range_across_its_planes_and_plane_does_not(models, fake_net, key, axes):
+    """Two time points of four planes; the second dimmed to a tenth in planes 0-1 and a
+    hundredth in planes 2-3. "stack" finds nothing in it, "frame" the brighter planes (one range
+    for the time point's stack), "plane" every plane: the same whether a 2D model reads plane by
+    plane or a 3D model whole volumes, and whichever of T and Z comes first."""
+    image, labels = disc_scene(DISCS[1])
+    bright = image.astype(np.uint16) * 100
+    series = np.stack([np.stack([bright] * 4), np.stack([bright // 10] * 2 + [bright // 100] * 2)])
+    found = {}
+    for per in ("stack", "frame", "plane"):
+        result = napari_unet.segment(series if axes == "TZYX" else series.swapaxes(0, 1),
+                                     model=str(models[key]), axes=axes, normalize_per=per)
+        semantic = result.semantic if axes == "TZYX" else result.semantic.swapaxes(0, 1)
+        for t, z in np.ndindex(2, 4):
+            assert not semantic[t, z].any() or np.array_equal(semantic[t, z], labels > 0)
+        found[per] = semantic.any(axis=(2, 3)).astype(int).tolist()
+        assert result.metadata["normalize_per_axes"] == {"stack": "", "frame": "T", "plane": "TZ"}[per]
+    assert found == {"stack": [[1, 1, 1, 1], [0, 0, 0, 0]],
+                     "frame": [[1, 1, 1, 1], [1, 1, 0, 0]],
+                     "plane": [[1, 1, 1, 1], [1, 1, 1, 1]]}
+
+
+def test_normalize_per_frame_or_plane_of_a_single_image_is_the_stack(models, fake_net):
+    """An image without T is one frame, one without T or Z one plane: the result is the
+    stack's, and the metadata says no axis had ranges of its own."""
+    image, _ = disc_scene(DISCS[2])
+    deep = np.stack([image, image // 10]).astype(np.uint16)
+    model = str(models["2d"])
+    for array, axes in ((image, "YX"), (deep, "ZYX")):
+        stack = napari_unet.segment(array, model=model, axes=axes)
+        frame = napari_unet.segment(array, model=model, axes=axes, normalize_per="frame")
+        np.testing.assert_array_equal(frame.instances, stack.instances)
+        assert (frame.metadata["normalize_per"], frame.metadata["normalize_per_axes"]) == ("frame", "")
+    plane = napari_unet.segment(image, model=model, normalize_per="plane")
+    np.testing.assert_array_equal(plane.instances, napari_unet.segment(image, model=model).instances)
+    assert plane.metadata["normalize_per_axes"] == ""
+    # ... while the dim plane of the z-stack is found only with a range of its own.
+    assert napari_unet.segment(deep, model=model, axes="ZYX", normalize_per="plane").semantic[1].any()
+    assert not napari_unet.segment(deep, model=model, axes="ZYX").semantic[1].any()
+
+
 # --- progress and cancelling ----------------------------------------------------------------
 
 def _drain(gen):
@@ -399,6 +463,8 @@ def test_closing_iter_segment_stops_work(models, rng, forward_calls):
         ({"link_time": "no"}, "link_time must be True or False, not 'no'"),
         ({"keep_probabilities": "False"}, "keep_probabilities must be True or False, not 'False'"),
         ({"scale": True}, "scale must be a number, got True"),
+        ({"normalize_per": "time"}, "normalize_per must be one of 'stack', 'frame', 'plane', not 'time'"),
+        ({"normalize_per": None}, "normalize_per must be one of 'stack', 'frame', 'plane', not None"),
     ],
 )
 def test_bad_parameters(models, kwargs, fragment):

@@ -66,6 +66,7 @@ def iter_segment(
     batch_size: int = 1,
     scale: float | str | None = None,
     percentiles: tuple[float, float] | None = None,
+    normalize_per: str = "stack",
     threshold: float | None = None,
     seed_threshold: float | None = None,
     instance_method: str | None = None,
@@ -102,10 +103,23 @@ def iter_segment(
         ``metadata["scale"]`` says which scale gave the result.
     percentiles : (low, high) or None
         The input's percentiles that become 0 and 1 for the network (each
-        channel, over the whole array); None takes the model's (1 and 99.8
-        for the bundled one). Raise ``high`` (99.99, say) when a few very
-        bright spots make the nuclei look dim. ``metadata["percentiles"]``
+        channel, over what ``normalize_per`` says); None takes the model's (1
+        and 99.8 for the bundled one). Raise ``high`` (99.99, say) when a few
+        very bright spots make the nuclei look dim. ``metadata["percentiles"]``
         records the pair used.
+    normalize_per : {"stack", "frame", "plane"}
+        What the percentiles are taken over. ``"stack"``: the whole array at
+        once, all time points and planes. ``"frame"``: each time point on its
+        own, so frames dimmed by photobleaching are brightened again.
+        ``"plane"``: each 2D plane (each Z of each time point) on its own, for
+        deep planes of a z-stack that are dimmer than the top ones. An image
+        without a T axis is one frame (``"frame"`` is then ``"stack"``), one
+        without T or Z one plane. A frame or plane that holds no nuclei has its
+        background stretched to full range and may show false objects there:
+        keep ``"stack"`` for series whose brightness does not change.
+        ``metadata["normalize_per"]`` records the choice, and
+        ``metadata["normalize_per_axes"]`` the axes whose every index had a
+        range of its own (``"T"``, ``"TZ"``, or ``""``: one range for the image).
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
         ``instance_method`` is ``"components"`` or ``"watershed"``.
@@ -151,7 +165,7 @@ def iter_segment(
     if percentiles is not None:
         norm.update(zip(("low", "high"), check_percentiles(percentiles)))
     prepared = prepare_input(image, dataclasses.replace(cfg, normalization=norm), axes=axes, mode=mode,
-                             channel=channel)
+                             channel=channel, normalize_per=normalize_per)
     plan = prepared.plan
     label_ndim = len(plan.label_axes)
     semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, first,
@@ -185,6 +199,8 @@ def iter_segment(
         "scale": float(used),
         "scale_mode": "auto" if auto else "fixed",
         "percentiles": [float(norm["low"]), float(norm["high"])],
+        "normalize_per": normalize_per.strip().lower(),
+        "normalize_per_axes": prepared.normalize_axes,
         "overlap": predictor.overlap,
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
         "neck_ratio": post.get("neck_ratio"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,12 +27,15 @@ from .progress import Progress, drain
 from .tiling import TileGrid, pad_to_multiple
 
 __all__ = [
-    "MIN_SIZE", "Predictor", "Progress", "check_scale", "iter_predict", "predict", "prepare_input",
-    "resample", "scaled_shape", "stream_probabilities",
+    "MIN_SIZE", "NORMALIZE_PER", "Predictor", "Progress", "check_scale", "iter_predict", "predict",
+    "prepare_input", "resample", "scaled_shape", "stream_probabilities",
 ]
 
 MIN_SIZE = 4
 """Smallest size of each spatial axis the engine accepts."""
+
+NORMALIZE_PER = {"stack": "", "frame": "T", "plane": "TZ"}
+"""What shares one percentile range (``normalize_per``), with the axes whose every index gets its own."""
 
 DEFAULT_TILE = {2: 1024, 3: 128}
 DEFAULT_OVERLAP = {2: 128, 3: 32}
@@ -194,13 +197,21 @@ class Predictor:
 
 @dataclass(frozen=True)
 class PreparedInput:
-    """An input array checked and planned, with its normalisation range."""
+    """An input array checked and planned, with its normalisation range.
+
+    ``lo`` and ``hi`` (C,) are the range of the whole array; they are None when
+    ``normalize_axes`` names axes (``"T"``, ``"TZ"``) whose every index is
+    normalised with the ``percentiles`` of its own values, found as it is read.
+    """
 
     image: object
     plan: AxesPlan
-    lo: np.ndarray
-    hi: np.ndarray
+    lo: np.ndarray | None
+    hi: np.ndarray | None
     channel_index: int | None
+    normalize_axes: str = ""
+    percentiles: tuple[float, float] = (DEFAULT_LOW, DEFAULT_HIGH)
+    _frame_range: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -236,7 +247,34 @@ class PreparedInput:
             block = np.moveaxis(block, remaining.index(self.plan.channel_axis), 0)
         block = _select_channels(block, self.channel_index)
         block = block.transpose(0, *(1 + i for i in self._to_canonical))
-        return apply_range(block, self.lo, self.hi, channel_axis=0)
+        return self._normalised(index, block)
+
+    def _normalised(self, index: tuple[int, ...], block: np.ndarray) -> np.ndarray:
+        """``block`` (C, [Z,] Y, X), the item at ``index``, mapped to 0..1 by its range."""
+        if not self.normalize_axes:
+            return apply_range(block, self.lo, self.hi, channel_axis=0)
+        if "Z" in self.normalize_axes and block.ndim == 4:  # a volume: each plane its own range
+            out = np.empty(block.shape, np.float32)
+            for z in range(block.shape[1]):
+                out[:, z] = self._own_range(block[:, z])
+            return out
+        axes = self.plan.axes
+        if all(axes[a] in self.normalize_axes for a in self.plan.loop_axes):
+            return self._own_range(block)  # the item is a whole frame (or plane)
+        # A plane of a frame (a 2D model in a TZYX stack): the range of the whole frame, found once
+        # per frame (kept, a few numbers each: a ZTYX stack visits each frame once per plane).
+        fixed = {a: i for a, i in zip(self.plan.loop_axes, index) if axes[a] in self.normalize_axes}
+        key = tuple(fixed.values())
+        if key not in self._frame_range:
+            self._frame_range[key] = _normalisation_range(self.image, self.plan, self.channel_index,
+                                                          self.percentiles, fixed=fixed)
+        return apply_range(block, *self._frame_range[key], channel_axis=0)
+
+    def _own_range(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (C, ...) normalised with its own percentiles."""
+        low, high = self.percentiles
+        lo, hi = percentile_range(block, low=low, high=high, channel_axis=0)
+        return apply_range(block, lo, hi, channel_axis=0)
 
     @property
     def _to_canonical(self) -> list[int]:
@@ -275,6 +313,7 @@ def prepare_input(
     axes: str | None = None,
     mode: str = "auto",
     channel: int | None = None,
+    normalize_per: str = "stack",
 ) -> PreparedInput:
     """Validate an array against a model and plan how to stream it.
 
@@ -286,7 +325,15 @@ def prepare_input(
     channel : int or None
         For a 1-channel model and a multichannel image: which channel to use.
         None converts RGB to grey, and refuses other multichannel images.
+    normalize_per : {"stack", "frame", "plane"}
+        What one percentile range covers: the whole array, each time point,
+        or each 2D plane (see :func:`~napari_unet.api.iter_segment`).
     """
+    per = normalize_per.strip().lower() if isinstance(normalize_per, str) else normalize_per
+    if per not in NORMALIZE_PER:
+        raise SegmentationError(
+            f"normalize_per must be one of {', '.join(map(repr, NORMALIZE_PER))}, not {normalize_per!r}: "
+            "'stack' normalises the whole image at once, 'frame' each time point, 'plane' each 2D plane.")
     refuse_file_name(image, hint=", or use the command line (napari-unet segment FILE --output FOLDER)")
     if not hasattr(image, "shape") or not isinstance(getattr(image, "dtype", None), np.dtype):
         # Lists, and arrays of other libraries (a torch tensor's dtype is no numpy dtype).
@@ -366,24 +413,34 @@ def prepare_input(
                 f"This model takes {want} channels, but the image has {n_ch} "
                 f"(axes {plan.axes!r}). Give an image with {want} channels."
             )
-    lo, hi = _normalisation_range(image, plan, channel_index, config.normalization)
-    return PreparedInput(image, plan, lo, hi, channel_index)
+    norm = config.normalization
+    if norm.get("method", "percentile") != "percentile":
+        raise SegmentationError(f"Unknown normalisation {norm.get('method')!r} in the model config.")
+    percentiles = (float(norm.get("low", DEFAULT_LOW)), float(norm.get("high", DEFAULT_HIGH)))
+    # "frame" without a T axis is one frame, the whole image; "plane" without T or Z one plane.
+    separate = "".join(a for a in NORMALIZE_PER[per] if a in plan.axes)
+    lo = hi = None
+    if not separate:
+        lo, hi = _normalisation_range(image, plan, channel_index, percentiles)
+    return PreparedInput(image, plan, lo, hi, channel_index, separate, percentiles)
 
 
-def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tuple[np.ndarray, np.ndarray]:
+def _normalisation_range(image, plan: AxesPlan, channel_index, percentiles: tuple[float, float], *,
+                         fixed: dict[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel percentiles from an even subsample of the whole array.
 
     Every time point and plane is sampled (strided in Y and X only), so that a
-    blank first frame or plane cannot set the range for the others.
+    blank first frame or plane cannot set the range for the others. ``fixed``
+    ({axis: index}) restricts the sample to one index of those axes (one time point).
     """
-    if norm.get("method", "percentile") != "percentile":
-        raise SegmentationError(f"Unknown normalisation {norm.get('method')!r} in the model config.")
+    fixed = fixed or {}
     budget = 4_000_000
-    non_channel = [i for i in range(image.ndim) if i != plan.channel_axis]
+    non_channel = [i for i in range(image.ndim) if i != plan.channel_axis and i not in fixed]
     size = int(np.prod([image.shape[i] for i in non_channel]))
     step = max(1, int(np.ceil(np.sqrt(size / budget))))
     plane = (plan.axes.index("Y"), plan.axes.index("X"))
-    key = tuple(slice(None, None, step) if i in plane else slice(None) for i in range(image.ndim))
+    key = tuple(slice(fixed[i], fixed[i] + 1) if i in fixed else slice(None, None, step) if i in plane
+                else slice(None) for i in range(image.ndim))
     sample = np.asarray(image[key])
     if plan.channel_axis is None:
         sample = sample[None]
@@ -391,8 +448,7 @@ def _normalisation_range(image, plan: AxesPlan, channel_index, norm: dict) -> tu
         sample = np.moveaxis(sample, plan.channel_axis, 0)
     sample = _select_channels(sample, channel_index)
     # Already a subsample: strided again, its last two axes need not be Y and X (YXT).
-    return percentile_range(sample, low=float(norm.get("low", DEFAULT_LOW)),
-                            high=float(norm.get("high", DEFAULT_HIGH)), channel_axis=0,
+    return percentile_range(sample, low=percentiles[0], high=percentiles[1], channel_axis=0,
                             max_samples=max(budget, int(np.prod(sample.shape[1:]))))
 
 
