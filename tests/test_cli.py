@@ -181,6 +181,25 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
     assert read_tiff_metadata(out / "movie_instances.tif")["axes"] == "TYX"
 
 
+def test_segment_normalize_per_frame_keeps_a_bleached_frame(models, tmp_path, capsys, fake_net):
+    """--normalize-per frame: the second time point, bleached to a tenth, keeps its discs (over
+    the whole series they are lost); the choice is in the results' metadata."""
+    image, labels = disc_scene(DISCS[0])
+    tifffile.imwrite(tmp_path / "movie.tif", np.stack([image, image // 10]), photometric="minisblack")
+    cmd = ["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "-m", str(models["2d"]), "--device", "cpu"]
+    for per, second in ((None, False), ("frame", True)):
+        out = tmp_path / str(per)
+        assert main([*cmd, "-o", str(out), *(["--normalize-per", per] if per else [])]) == 0
+        with tifffile.TiffFile(out / "movie_semantic.tif") as tif:
+            sem, meta = tif.asarray(), tif.shaped_metadata[0]
+        np.testing.assert_array_equal(sem[0], labels > 0)
+        assert np.array_equal(sem[1], labels > 0) if second else not sem[1].any()
+        assert (meta["normalize_per"], meta["normalize_per_axes"]) == (per or "stack", "T" if per else "")
+    with pytest.raises(SystemExit) as stop:  # argparse's usage and message
+        main([*cmd, "-o", str(tmp_path / "bad"), "--normalize-per", "time"])
+    assert stop.value.code == 2 and "invalid choice: 'time'" in capsys.readouterr().err
+
+
 def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fake_net):
     """--measure adds <stem>_objects.csv whose rows are the instances file's objects, per time
     point; an existing table is replaced only with --overwrite, refused before any work."""

@@ -217,7 +217,7 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     result = _drain(iter_segment(
         image, model=model, axes=args.axes or file_axes, mode=args.mode, channel=args.channel,
         device=args.device, tile_size=args.tile_size, scale=args.scale, percentiles=args.percentiles,
-        threshold=args.threshold,
+        normalize_per=args.normalize_per, threshold=args.threshold,
         seed_threshold=args.seed_threshold, instance_method=args.instance_method, min_size=args.min_size, link_time=args.link_time,
         keep_probabilities=False), bar)
     meta = {k: v for k, v in result.metadata.items() if isinstance(v, (str, int, float, bool, list))}
@@ -672,6 +672,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="input percentiles that become black and white for the network (default: the "
                         "model's, 1 99.8 for the bundled one); raise HIGH (99.99) when a few very bright "
                         "spots make the nuclei dim")
+    s.add_argument("--normalize-per", choices=["stack", "frame", "plane"], default="stack",
+                   help="what the percentiles are taken over: the whole image (stack, the default), each time "
+                        "point on its own (frame: for a series dimmed by photobleaching), or each 2D plane "
+                        "(plane: also for deep, dim planes of a z-stack). An image without a time axis is one "
+                        "frame. A frame or plane without nuclei may show false objects in its background")
     s.add_argument("--threshold", type=float, help="foreground probability threshold (default: the model's)")
     s.add_argument("--seed-threshold", type=float,
                    help="interior probability above which a region starts an object of its own, for models "
