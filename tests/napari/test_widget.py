@@ -528,6 +528,29 @@ def test_percentiles_come_from_the_model_and_reach_the_run(viewer, widget, wait_
     assert "blobs instances [2]" not in [layer.name for layer in viewer.layers]
 
 
+def test_percentiles_per_frame_reach_the_run(viewer, widget, wait_done, fake_net, notes):
+    """'per frame' beside the percentiles: a movie whose second frame bleached to a tenth keeps
+    that frame's discs (over the whole movie they are lost), and the layers record the choice."""
+    image, _ = disc_scene([(16, 16, 6), (44, 40, 7)])
+    movie = viewer.add_image(np.stack([image, image // 10]), name="movie")
+    widget.image.value = movie
+    widget.axes.value = "TYX"
+    widget.min_size.value = 0
+    assert widget.normalize_per.value == "stack" and widget.normalize_per.tooltip
+    widget.run()
+    wait_done(widget)
+    sem, inst = outputs(viewer, "movie")
+    assert sem.data[0].any() and not sem.data[1].any()
+    assert inst.metadata["normalize_per"] == "stack"
+    widget.normalize_per.value = "frame"
+    widget.run()
+    wait_done(widget)
+    sem, inst = outputs(viewer, "movie")  # untouched: replaced in place
+    np.testing.assert_array_equal(sem.data[1] > 0, sem.data[0] > 0)
+    assert sem.data[1].any() and inst.metadata["normalize_per"] == "frame"
+    assert inst.metadata["normalize_per_axes"] == "T" and not notes.messages("error")
+
+
 def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, make_blobs):
     model = load_model(tuned_model)
     register_session_model(" trained here ", model)  # stripped, on the way in as on the way out

@@ -10,6 +10,7 @@ __all__ = [
     "AXES_HELP",
     "MODE_CHOICES",
     "METHOD_CHOICES",
+    "NORMALIZE_CHOICES",
     "TILE_CHOICES",
     "TOOLTIPS",
     "axes_choices",
@@ -57,6 +58,11 @@ METHOD_CHOICES = [
     ("split touching (watershed)", "watershed"),
     ("connected components", "components"),
 ]
+NORMALIZE_CHOICES = [
+    ("per stack", "stack"),
+    ("per frame", "frame"),
+    ("per plane", "plane"),
+]
 
 TOOLTIPS = {
     "image": "The image layer to segment. Labels, points and other layers are not listed.",
@@ -100,6 +106,12 @@ TOOLTIPS = {
         "The image's intensity percentiles that become black and white for the network, low and\n"
         "high (default: the model's, 1 and 99.8 for the bundled one). Raise the high one (99.99)\n"
         "when a few very bright spots or saturated cells make the other nuclei look dim."
+    ),
+    "normalize_per": (
+        "What the percentiles are taken over: 'per stack' the whole image at once; 'per frame'\n"
+        "each time point on its own, so frames dimmed by photobleaching keep their nuclei;\n"
+        "'per plane' each 2D plane, also for the deep, dim planes of a z-stack. An image without\n"
+        "a time axis is one frame. A frame or plane without nuclei may show false objects."
     ),
     "threshold": (
         "Probability above which a pixel counts as an object (default: the model's tuned\n"

@@ -45,6 +45,7 @@ from .model_choices import SESSION, ModelCatalog
 from .options import (
     METHOD_CHOICES,
     MODE_CHOICES,
+    NORMALIZE_CHOICES,
     TILE_CHOICES,
     TOOLTIPS,
     axes_choices,
@@ -119,7 +120,8 @@ class SegmentWidget(EngineWidget):
         self.high_percentile = FloatSpinBox(value=99.8, min=0.0, max=100.0, step=0.05, tooltip=tip["percentiles"])
         self.high_percentile.native.setDecimals(4)  # 99.9995 is shown and used as it is
         self.low_percentile.native.setDecimals(3)
-        percentile_row = row(self.low_percentile, self.high_percentile, label="Percentiles")
+        self.normalize_per = ComboBox(choices=NORMALIZE_CHOICES, value="stack", tooltip=tip["normalize_per"])
+        percentile_row = row(self.low_percentile, self.high_percentile, self.normalize_per, label="Percentiles")
         self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.001, max=0.999, step=0.05,
                                       tooltip=tip["threshold"])
         self.threshold.native.setDecimals(3)  # a tuned 0.375 is shown and used as it is
@@ -308,6 +310,7 @@ class SegmentWidget(EngineWidget):
             "tile_size": int(self.tile_size.value) or None,
             "scale": "auto" if self.auto_scale.value else float(self.scale.value),
             "percentiles": self._percentiles(),
+            "normalize_per": self.normalize_per.value,
             "threshold": float(self.threshold.value),
             "instance_method": self.instance_method.value,
             "seed_threshold": float(self.seed_threshold.value) if self._seeded_model else None,
