@@ -190,8 +190,7 @@ def test_segment_normalize_per_frame_keeps_a_bleached_frame(models, tmp_path, ca
     for per, second in ((None, False), ("frame", True)):
         out = tmp_path / str(per)
         assert main([*cmd, "-o", str(out), *(["--normalize-per", per] if per else [])]) == 0
-        with tifffile.TiffFile(out / "movie_semantic.tif") as tif:
-            sem, meta = tif.asarray(), tif.shaped_metadata[0]
+        sem, meta = tifffile.imread(out / "movie_semantic.tif"), read_tiff_metadata(out / "movie_semantic.tif")
         np.testing.assert_array_equal(sem[0], labels > 0)
         assert np.array_equal(sem[1], labels > 0) if second else not sem[1].any()
         assert (meta["normalize_per"], meta["normalize_per_axes"]) == (per or "stack", "T" if per else "")
