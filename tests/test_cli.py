@@ -1060,6 +1060,31 @@ def test_train_output_safety_and_a_complete_run(tmp_path, capsys, train_data):
     assert (run / "weights.safetensors").read_bytes() == weights
 
 
+def test_train_run_again_over_a_broken_model_file(tmp_path, capsys, train_data):
+    """A config.json broken since (a disk problem) is written again, and a note says so; lost best
+    weights are one line saying which file and what to do."""
+    import json
+
+    ti, tm, _, _ = train_data
+    run = tmp_path / "run"
+    args = ["train", "--images", str(ti), "--masks", str(tm), "--epochs", "2", "--steps-per-epoch", "1",
+            "--batch-size", "1", "--crop-size", "32", "--device", "cpu", "-o", str(run)]
+    assert main(args) == 0
+    capsys.readouterr()
+    (run / "config.json").write_text('{"format_vers')
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert f"napari-unet: note: {run / 'config.json'} was missing or could not be read" in captured.err
+    assert "already complete" in captured.out and load_model(run).config.name == "run"
+    (run / "weights.safetensors").write_bytes(b"")
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    log[-1]["best"] = False  # as if epoch 1 had been the best
+    (run / "train_log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
+    assert main(args) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert f"{run / 'weights.safetensors'} cannot be read" in line and "delete config.json and" in line
+
+
 def test_train_on_volumes_goes_plane_by_plane(tmp_path, capsys, fake_net):
     """Z-stacks with 3D instance masks train a 2D model on their planes."""
     img_dir, mask_dir = tmp_path / "im", tmp_path / "ma"

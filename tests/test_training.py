@@ -43,6 +43,7 @@ from napari_unet.training.data import (
 )
 from napari_unet.training.loop import (
     COMPLETE,
+    REPAIRED,
     TrainProgress,
     _autocast_dtype,
     _validate,
@@ -951,6 +952,66 @@ def test_resume_refuses_a_broken_state_or_another_network(full_run, tmp_path):
         torch.save(state, out / "train_state.pt")
         with pytest.raises(SegmentationError, match=fragment):
             train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
+
+
+def _stopped_run(out: Path, *, val: bool, epochs_done: int = 2) -> None:
+    """A run of 4 epochs of 2 steps in ``out``, stopped after ``epochs_done`` epochs."""
+    gen = iter_train(_samples([0, 1]), out, val_samples=_samples([2]) if val else (), epochs=4,
+                     steps_per_epoch=2, **TINY)
+    for rec in gen:
+        if rec.stage == "validate" and rec.epoch + 1 == epochs_done:
+            break
+    gen.close()
+
+
+def test_resume_stops_at_once_when_the_best_model_is_lost(tmp_path):
+    """Best weights broken since they were saved (a disk problem, a copy that broke off) and not in the
+    state (a later epoch did worse): said before any training, not when the run ends hours later."""
+    out = tmp_path / "lost"
+    _stopped_run(out, val=True)
+    log = _log(out)
+    log[-1]["best"] = False  # epoch 2 did worse than epoch 1: the state's weights are not the best
+    (out / "train_log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
+    weights = out / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    gen = iter_train(_samples([0, 1]), out, val_samples=_samples([2]), epochs=4, steps_per_epoch=2, **TINY)
+    with pytest.raises(SegmentationError) as refused:
+        next(gen)
+    message = str(refused.value)
+    assert f"{weights} cannot be read" in message and "corrupt or cut short" in message
+    assert "delete config.json and weights.safetensors there" in message and "delete train_state.pt" in message
+    assert [row["epoch"] for row in _log(out)] == [1, 2], "nothing was trained"
+    # As the message says: without the lost model, the run goes on and keeps one of its epochs.
+    weights.unlink()
+    (out / "config.json").unlink()
+    records, model = _drain(iter_train(_samples([0, 1]), out, val_samples=_samples([2]), epochs=4,
+                                       steps_per_epoch=2, **TINY))
+    assert records[0].done == 5 and load_model(out).sha256 == model.sha256
+
+
+@pytest.mark.parametrize("broken", ["weights.safetensors", "config.json"])
+def test_resume_repairs_a_broken_model_file_that_it_can_write_again(tmp_path, broken):
+    """Weights cut short, when the state holds them (without validation every epoch is the best), or
+    a config that is not JSON (the run's own settings make it): written again, with a warning, before
+    any training."""
+    out = tmp_path / "repair"
+    _stopped_run(out, val=False)
+    state_net = torch.load(out / "train_state.pt", weights_only=True)["net"]
+    sha = load_model(out).sha256
+    path = out / broken
+    path.write_bytes(path.read_bytes()[:200])
+    gen = iter_train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
+    said = next(gen)
+    assert said.stage == REPAIRED and said.message.startswith(f"{path} was missing or could not be read")
+    repaired = load_model(out)
+    assert repaired.sha256 == sha
+    assert all(torch.equal(v, state_net[k]) for k, v in repaired.net.state_dict().items())
+    assert next(gen).done == 5, "then the run goes on where it stopped"
+    gen.close()
+    # train() says it as a warning.
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.warns(UserWarning, match=f"{re.escape(str(path))} was missing"):
+        train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
 
 
 def test_core_fraction_is_recorded_and_must_match_the_samples(tmp_path):

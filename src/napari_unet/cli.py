@@ -435,7 +435,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .training.data import load_pairs
-    from .training.loop import LR_FINE_TUNE, LR_NEW, COMPLETE, data_digest, iter_train, saved_run_args
+    from .training.loop import LR_FINE_TUNE, LR_NEW, COMPLETE, REPAIRED, data_digest, iter_train, saved_run_args
     from .training.tune import TUNED
 
     if bool(args.val_images) != bool(args.val_masks):
@@ -463,7 +463,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, name=Path(os.path.abspath(args.output)).name, core_fraction=core,
         sampling=args.sampling,
     )
-    model = _drain(gen, bar, lambda rec: complete.append(rec) if rec.stage == COMPLETE else None)
+
+    def on_record(rec: Any) -> None:
+        if rec.stage == COMPLETE:
+            complete.append(rec)
+        elif rec.stage == REPAIRED:  # on its own line, under the bar
+            print(("\n" if bar.enabled else "") + f"napari-unet: note: {rec.message}", file=sys.stderr)
+
+    model = _drain(gen, bar, on_record)
     if complete:
         print(complete[0].message)
         if not (val_s and args.tune) or TUNED in model.config.provenance:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .._version import __version__
 from ..checkpoint import (
     CONFIG,
+    WEIGHTS,
     LoadedModel,
     ModelConfig,
     load_model,
@@ -45,7 +46,7 @@ from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
 from .snapshots import SNAPSHOTS, snapshot_path
 
-__all__ = ["CLASS_WEIGHTS", "COMPLETE", "LR_FINE_TUNE", "LR_NEW", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
+__all__ = ["CLASS_WEIGHTS", "COMPLETE", "LR_FINE_TUNE", "LR_NEW", "REPAIRED", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
            "min_crop_size", "saved_run_args", "train"]
 
 STATE = "train_state.pt"
@@ -58,6 +59,8 @@ LR_FINE_TUNE = 5e-4
 CONTACT_WEIGHT = 5.0
 COMPLETE = "complete"
 """Stage of the one record a run that was already complete yields (nothing was trained)."""
+REPAIRED = "repaired"
+"""Stage of the record a resumed run yields first when it wrote a broken model file again."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,78 @@ def _trim_log(path: Path, done_epochs: int) -> None:
         if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= done_epochs:
             kept.append(line + "\n")
     path.write_text("".join(kept))
+
+
+def _last_epoch_was_best(path: Path, epoch: int) -> bool:
+    """True when the log says that ``epoch`` (counted from 1) saved the best model."""
+    with suppress(OSError):
+        for line in path.read_bytes().decode(errors="replace").splitlines():
+            with suppress(json.JSONDecodeError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("epoch") == epoch:
+                    return record.get("best") is True
+    return False
+
+
+def _saved_config(path: Path) -> ModelConfig | None:
+    """The model config in ``path``; None when it is missing or broken (not JSON, cut short)."""
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except Exception:  # noqa: BLE001 - any failure: the file cannot be used
+        return None
+
+
+def _saved_weights(path: Path, config: ModelConfig) -> torch.nn.Module | None:
+    """``config``'s network with the weights in ``path``; None when they are missing, broken or
+    another network's."""
+    from safetensors.torch import load_file
+
+    net = config.build()
+    try:
+        net.load_state_dict(load_file(path, device="cpu"))
+    except Exception:  # noqa: BLE001 - any failure: the file cannot be used
+        return None
+    return net
+
+
+def _check_saved_model(out: Path, net: torch.nn.Module, config: ModelConfig, *, last_best: bool,
+                       start_over: str) -> str | None:
+    """Make sure that the best model a resumed run keeps in ``out`` reads back, before it trains.
+
+    A model file broken since it was written (a disk problem, a copy that broke off) would
+    otherwise show only at the end of the run, hours later (unless a later epoch does
+    better). A broken ``config.json`` is written again from this run's ``config``; broken
+    weights from ``net`` (the state's) when ``last_best`` says they are the best epoch's.
+
+    Returns
+    -------
+    str or None
+        What was written again, for the user; None when the model read back (or none was saved).
+
+    Raises
+    ------
+    SegmentationError
+        When the best weights are lost: the message names the file and what to do.
+    """
+    if not ((out / CONFIG).exists() or (out / WEIGHTS).exists()):
+        return None  # no epoch saved one yet: the run saves its last at the end
+    saved = _saved_config(out / CONFIG)
+    best = _saved_weights(out / WEIGHTS, config)
+    if saved is not None and best is not None:
+        return None
+    if best is None and not last_best:
+        broken = "is missing" if not (out / WEIGHTS).exists() else (
+            "cannot be read (it is corrupt or cut short: a disk problem, or a copy that broke off?)")
+        raise SegmentationError(
+            f"{out / WEIGHTS} {broken}. It held the run's best model so far, which {STATE} cannot give "
+            f"back (it holds the last epoch's weights, and that epoch was not the best). To go on "
+            f"without it, delete {CONFIG} and {WEIGHTS} there (the model kept is then the best of the "
+            f"epochs still to train, or the last one's); or {start_over}.")
+    repaired, source = (CONFIG, "this run's settings") if best is not None else (
+        WEIGHTS, f"{STATE}, whose weights are the same (the last epoch saved was the best)")
+    save_model(out, net if best is None else best, saved or config)
+    return (f"{out / repaired} was missing or could not be read (corrupt or cut short: a disk problem?): "
+            f"it was written again from {source}.")
 
 
 def _finite(value: float) -> float | None:
@@ -361,6 +436,8 @@ def iter_train(
         After every step (``stage="train"``) and every validation (``"validate"``).
         Resuming a run that was already complete yields just one record,
         ``stage=COMPLETE`` (``"complete"``), whose message tells the user so.
+        A resumed run that wrote a broken model file again (see Raises) yields
+        ``stage=REPAIRED`` (``"repaired"``) before any other, whose message says which.
 
     Returns
     -------
@@ -371,7 +448,10 @@ def iter_train(
     ------
     SegmentationError
         For arguments, samples or an output folder that cannot be trained
-        with; all are checked before ``output`` is written to.
+        with; all are checked before ``output`` is written to. A resumed run
+        reads back the model saved so far first: a broken ``config.json`` is
+        written again from the run's settings, broken weights from the training
+        state when its last epoch was the best; else it stops at once.
     """
     train_samples = _sample_list(train_samples, "train_samples")
     val_samples = _sample_list(val_samples, "val_samples")
@@ -519,6 +599,11 @@ def iter_train(
     if init_model is not None:
         config.provenance.update(init_model=base.name, init_model_sha256=base.sha256)
     t0, steps_done_at_start = time.perf_counter(), start_epoch * steps_per_epoch
+    if start_epoch:  # resumed: the model saved so far must read back, or the run ends without one
+        repaired = _check_saved_model(out, net, config, last_best=_last_epoch_was_best(out / LOG, start_epoch),
+                                      start_over=start_over)
+        if repaired:
+            yield TrainProgress(REPAIRED, steps_done_at_start, total_steps, repaired, epoch=start_epoch - 1)
     for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([seed, epoch])
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -573,10 +658,11 @@ def train(*args, **kwargs) -> LoadedModel:
     """Drain :func:`iter_train` and return the best model.
 
     A run already complete in ``output`` trains nothing: a ``UserWarning`` says so (the
-    model returned is that run's).
+    model returned is that run's). A broken model file written again on resuming is said
+    the same way.
     """
     def note(record: TrainProgress) -> None:
-        if record.stage == COMPLETE:
+        if record.stage in (COMPLETE, REPAIRED):
             warnings.warn(record.message, UserWarning, stacklevel=4)
 
     return drain(iter_train(*args, **kwargs), note)
