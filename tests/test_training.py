@@ -1014,6 +1014,16 @@ def test_resume_repairs_a_broken_model_file_that_it_can_write_again(tmp_path, br
         train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
 
 
+def test_resume_drops_log_lines_that_are_not_text(tmp_path):
+    """A log line garbled into bytes that are not UTF-8 went up as a UnicodeDecodeError on resuming."""
+    out = tmp_path / "garbled"
+    _stopped_run(out, val=False)
+    with open(out / "train_log.jsonl", "ab") as fh:
+        fh.write(b"\xff\xfe\x00\x00 garbage\n")
+    records, _ = _drain(iter_train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY))
+    assert records[0].done == 5 and [row["epoch"] for row in _log(out)] == [1, 2, 3, 4]
+
+
 def test_core_fraction_is_recorded_and_must_match_the_samples(tmp_path):
     cores = [prepare_sample(*disc_scene(DISCS[i], noise=6.0, seed=i), core_fraction=0.3) for i in (0, 1)]
     rims = _samples([0, 1])

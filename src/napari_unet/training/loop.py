@@ -192,7 +192,8 @@ def _trim_log(path: Path, done_epochs: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    # Bytes that are not text (a disk problem) make lines that are not JSON: dropped.
+    for line in path.read_bytes().decode(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
