@@ -8,6 +8,8 @@ mode is not an identity and comparisons between code paths mean something.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,6 +149,36 @@ def forward_calls(monkeypatch) -> list:
     return calls
 
 
+@pytest.fixture
+def disk_syncs(monkeypatch) -> list:
+    """Every ``os.fsync`` and ``os.replace``, in order (both still run): ``("fsync", inode, is_folder)``
+    and ``("replace", inode, new name)``. See :func:`assert_durable`."""
+    events: list = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync", info.st_ino, stat.S_ISDIR(info.st_mode)))
+        return fsync(fd)
+
+    def spy_replace(src, dst, *args, **kwargs):
+        events.append(("replace", os.stat(src).st_ino, os.path.basename(dst)))
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    return events
+
+
+def assert_durable(events: list, path: Path) -> None:
+    """``path`` was sent to the disk before it was renamed into place, and its folder after."""
+    inode = path.stat().st_ino
+    renamed = events.index(("replace", inode, path.name))
+    assert ("fsync", inode, False) in events[:renamed], f"{path.name} was not synced before its rename"
+    assert ("fsync", path.parent.stat().st_ino, True) in events[renamed + 1:], (
+        f"the folder of {path.name} was not synced after its rename")
+
+
 def disc(shape: tuple[int, int], center: tuple[float, float], radius: float) -> np.ndarray:
     """Boolean disc of ``radius`` around ``center`` in an array of ``shape``."""
     yy, xx = np.indices(shape)
@@ -164,4 +196,4 @@ def touching_discs(shape=(40, 60), radius=9.0) -> tuple[np.ndarray, tuple, tuple
 def helpers() -> SimpleNamespace:
     """The helper functions above, for tests (test modules do not import conftest)."""
     return SimpleNamespace(build_model=build_model, randomize_batchnorm=randomize_batchnorm,
-                           disc=disc, touching_discs=touching_discs)
+                           disc=disc, touching_discs=touching_discs, assert_durable=assert_durable)

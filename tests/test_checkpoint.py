@@ -111,6 +111,16 @@ def test_saved_files_follow_the_umask(tmp_path):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644
 
 
+def test_save_model_sends_its_files_and_folder_to_the_disk(tmp_path, disk_syncs, helpers):
+    """Renamed before their bytes reach the disk, the files can be empty after a power cut; a save
+    over an earlier model too."""
+    cfg = ModelConfig(base_width=4, depth=2)
+    save_model(tmp_path / "m", cfg.build(), cfg)
+    folder = save_model(tmp_path / "m", cfg.build(), cfg)
+    for name in (WEIGHTS, CONFIG):
+        helpers.assert_durable(disk_syncs, folder / name)
+
+
 def test_sha256_is_the_weights_file_hash_and_stable(saved, tmp_path):
     first = load_model(saved)
     digest = hashlib.sha256((saved / WEIGHTS).read_bytes()).hexdigest()

@@ -19,7 +19,6 @@ from napari_unet.io import (
     read_labels,
     read_tiff_metadata,
     write_labels,
-    write_tiff,
 )
 
 
@@ -49,7 +48,7 @@ def test_axes_tifffile_wrote_are_read(tmp_path):
     """A time series saved from Python with its axes (as this package saves results) stays one."""
     series = np.zeros((3, 16, 16), np.uint8)
     assert read_image_axes(_written(tmp_path / "t.tif", series, {"axes": "TYX"}))[1] == "TYX"
-    write_tiff(tmp_path / "labels.tif", series.astype(np.int32), metadata={"axes": "TYX"})
+    write_labels(tmp_path / "labels.tif", series.astype(np.int32), axes="TYX")
     assert read_image_axes(tmp_path / "labels.tif")[1] == "TYX"
     stains = read_image_file(_written(tmp_path / "c.tif", series, {"axes": "CYX"}))
     assert stains.axes == "CYX" and stains.channels_declared
@@ -128,14 +127,49 @@ def test_bad_paths_get_one_clear_line(tmp_path):
     assert check_image_path(tmp_path / "bad.png") == tmp_path / "bad.png"
 
 
-def test_write_tiff_is_atomic_and_follows_the_umask(tmp_path):
+def test_write_labels_is_atomic_and_follows_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
-        path = write_tiff(tmp_path / "r.tif", np.arange(12, dtype=np.int32).reshape(3, 4))
+        path = tmp_path / "r.tif"
+        write_labels(path, np.arange(12, dtype=np.int32).reshape(3, 4), axes="YX")
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     np.testing.assert_array_equal(tifffile.imread(path), np.arange(12).reshape(3, 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]
+
+
+def test_write_labels_sends_the_file_and_its_folder_to_the_disk(tmp_path, disk_syncs, helpers):
+    """Renamed before its bytes reach the disk, a file can be empty after a power cut."""
+    path = tmp_path / "r.tif"
+    write_labels(path, np.ones((3, 4), np.uint8), axes="YX")
+    helpers.assert_durable(disk_syncs, path)
+
+
+def test_a_folder_that_cannot_be_synced_still_gets_the_file(tmp_path, monkeypatch):
+    """Some filesystems (network shares) refuse to sync a folder: the file is written all the same.
+    A file that cannot reach the disk is an error, and the old file stays."""
+    import errno
+
+    fsync = os.fsync
+
+    def folders_refused(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return fsync(fd)
+
+    path = tmp_path / "r.tif"
+    monkeypatch.setattr(os, "fsync", folders_refused)
+    write_labels(path, np.ones((3, 4), np.uint8), axes="YX")
+    np.testing.assert_array_equal(tifffile.imread(path), np.ones((3, 4)))
+
+    def broken_disk(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_disk)
+    with pytest.raises(OSError, match="Input/output"):
+        write_labels(path, np.zeros((3, 4), np.uint8), axes="YX")
+    np.testing.assert_array_equal(tifffile.imread(path), np.ones((3, 4)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]
 
 

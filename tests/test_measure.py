@@ -126,6 +126,11 @@ def test_write_csv_round_trips(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["objects.csv"]  # no temporary file left
 
 
+def test_write_csv_sends_the_file_and_its_folder_to_the_disk(tmp_path, disk_syncs, helpers):
+    path = write_csv({"label": np.array([1, 2])}, tmp_path / "objects.csv")
+    helpers.assert_durable(disk_syncs, path)
+
+
 def test_spacing_adds_the_calibrated_size():
     labels, _ = _two_objects()
     table = measure_objects(labels, axes="YX", spacing=(0.5, 0.25), unit="um")

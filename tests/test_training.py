@@ -874,6 +874,15 @@ def test_a_full_disk_while_saving_the_state_says_so_and_the_run_resumes(tmp_path
     assert records[0].done == 2 and records[-1].done == 3
 
 
+def test_each_epoch_sends_its_state_and_model_to_the_disk(tmp_path, disk_syncs, helpers):
+    """Renamed before their bytes reach the disk, the files can be empty after a power cut: the run
+    could not resume, and its model would be lost."""
+    out = tmp_path / "durable"
+    train(_samples([0, 1]), out, epochs=2, steps_per_epoch=1, **TINY)
+    for name in ("train_state.pt", "weights.safetensors", "config.json"):
+        helpers.assert_durable(disk_syncs, out / name)
+
+
 def test_an_unfinished_run_resumes_only_with_its_own_settings(tmp_path):
     out = tmp_path / "half"
     gen = iter_train(_samples([0, 1]), out, epochs=3, steps_per_epoch=2, **TINY)

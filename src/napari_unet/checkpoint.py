@@ -22,7 +22,7 @@ import torch
 
 from ._version import __version__
 from .errors import SegmentationError
-from .io import new_temp_file
+from .io import durable_replace, new_temp_file
 from .model import UNet
 
 __all__ = [
@@ -252,8 +252,9 @@ def bundled_models() -> dict[str, Path]:
 def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfig) -> Path:
     """Write ``net``'s weights and ``config`` into the folder ``path``.
 
-    The files are written to temporary names and renamed, so an interrupted
-    save never leaves a half-written model behind. They get the permissions of
+    The files are written to temporary names, sent to the disk and renamed
+    (:func:`~napari_unet.io.durable_replace`), so an interrupted save, or a
+    power cut, never leaves a half-written model behind. They get the permissions of
     any new file (the umask). A write that fails (a full disk) raises a
     :class:`SegmentationError` that says so.
     """
@@ -294,8 +295,8 @@ def save_model(path: str | os.PathLike, net: torch.nn.Module, config: ModelConfi
         # Bytes written into our own file (save_file would make an owner-only one).
         Path(tmp_w).write_bytes(save(state, metadata={"format": "pt"}))
         Path(tmp_c).write_text(text)
-        os.replace(tmp_w, folder / WEIGHTS)
-        os.replace(tmp_c, folder / CONFIG)
+        durable_replace(tmp_w, folder / WEIGHTS)
+        durable_replace(tmp_c, folder / CONFIG)
     except OSError as exc:  # e.g. a full disk: the model files there are as they were
         raise SegmentationError(
             f"Cannot save the model in {folder} ({exc.strerror or exc}): free some disk space there, "

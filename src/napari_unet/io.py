@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ import numpy as np
 
 from .errors import SegmentationError, describe
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "image_files", "new_temp_file", "read_image",
-           "read_image_axes", "read_image_file", "read_labels", "read_tiff_metadata", "write_labels", "write_tiff"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "durable_replace", "image_files", "new_temp_file", "read_image",
+           "read_image_axes", "read_image_file", "read_labels", "read_tiff_metadata", "write_labels"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 _TIFF = (".tif", ".tiff")
@@ -232,17 +233,47 @@ def new_temp_file(folder: str | os.PathLike, *, prefix: str = ".", suffix: str =
     raise FileExistsError(f"No free temporary file name in {folder}.")
 
 
-def write_tiff(path: str | os.PathLike, array: np.ndarray, *, metadata: dict | None = None) -> Path:
-    """Write ``array`` to a compressed TIFF atomically (temporary file, then rename).
+def durable_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the file ``tmp``, written in full, to ``path``, and make both last through a power cut.
 
-    ``metadata`` is stored as tifffile's JSON description (with the shape).
-    The file gets the permissions of any new file (the umask).
+    The rename alone makes the new file appear whole or not at all to other
+    programs, but a crash soon after can leave ``path`` empty on some
+    filesystems: the file's bytes are sent to the disk (fsync) before the
+    rename, and the folder's new entry after it.
+
+    Parameters
+    ----------
+    tmp : path
+        The new file, closed, in the folder of ``path``.
+    path : path
+        Its final name; a file there is replaced.
+
+    Raises
+    ------
+    OSError
+        When the bytes cannot be written to the disk or the rename fails
+        (``path`` is then as it was). A folder the filesystem cannot sync
+        (some network shares) is let be.
     """
-    return _write_atomic(path, array, compression="zlib", photometric="minisblack", metadata=metadata)
+    fd = os.open(tmp, os.O_RDWR)  # Windows flushes only a file opened for writing
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if os.name == "nt":  # a folder cannot be opened there (nor needs syncing)
+        return
+    with suppress(OSError):
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _write_atomic(path: str | os.PathLike, array: np.ndarray, **options: Any) -> Path:
-    """``tifffile.imwrite(path, array, **options)`` through a temporary file renamed over ``path``."""
+    """``tifffile.imwrite(path, array, **options)`` through a temporary file renamed over ``path``
+    (see :func:`durable_replace`)."""
     import tifffile
 
     path = Path(path)
@@ -250,7 +281,7 @@ def _write_atomic(path: str | os.PathLike, array: np.ndarray, **options: Any) ->
     try:
         tmp = new_temp_file(path.parent, prefix=f".{path.stem}.", suffix=".tif.tmp")
         tifffile.imwrite(tmp, array, **options)
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)

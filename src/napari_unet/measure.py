@@ -225,7 +225,7 @@ def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
 
     Booleans become 0/1; floats keep 6 significant digits.
     """
-    from .io import new_temp_file
+    from .io import durable_replace, new_temp_file
 
     path = Path(path)
     names = list(table)
@@ -237,7 +237,7 @@ def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
             writer = csv.writer(f)
             writer.writerow(names)
             writer.writerows(zip(*columns))
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)

@@ -40,6 +40,7 @@ from ..checkpoint import (
 )
 from ..device import resolve_device
 from ..errors import SegmentationError, check_real, check_whole
+from ..io import durable_replace
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
 from ..progress import Progress, drain
 from .augment import augment_batch, collate_crops
@@ -308,7 +309,8 @@ def _state_tmp(path: Path) -> Path:
 
 
 def _save_state(state: dict, path: Path) -> None:
-    """Write the training state to ``path`` through a temporary file and a rename.
+    """Write the training state to ``path`` through a temporary file and a rename (see
+    :func:`~napari_unet.io.durable_replace`).
 
     Parameters
     ----------
@@ -326,7 +328,7 @@ def _save_state(state: dict, path: Path) -> None:
     tmp = _state_tmp(path)
     try:
         torch.save(state, tmp)
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # torch reports a failed write as a RuntimeError
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
