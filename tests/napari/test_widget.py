@@ -176,7 +176,8 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
     wait_done(widget)
     assert seen == [None, 1, 1]
     # Other axes: channel 1 would name another dimension, so the choice starts again.
-    widget.axes.value = None
+    widget.axes.value = None  # "auto" again (ZYX): no channel to choose
+    assert not shown() and widget.channel.value is None and widget.channel.choices == (None,)
     widget.axes.value = "CYX"
     assert widget.channel.value is None
     widget.image.value = plain

@@ -145,7 +145,8 @@ class SegmentWidget(EngineWidget):
 
     def _connect(self) -> None:
         self.image.changed.connect(self._on_image_changed)
-        self.axes.changed.connect(self._on_axes_chosen)
+        # Qt's signal: magicgui's `changed` is not emitted for the "auto" choice (None).
+        self.axes.native.currentIndexChanged.connect(self._on_axes_chosen)
         self.model.changed.connect(self._on_model_changed)
         self.browse.changed.connect(self._browse)
         self.auto_scale.changed.connect(self._on_auto_scale_changed)
