@@ -218,13 +218,42 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
     assert viewer.layers["movie instances"].metadata["linked_over_time"] is False
     assert viewer.layers["movie instances"].metadata["n_objects"] == 7
     assert not notes.messages("warning")
-    # Read as a z-stack (no T), nothing can be linked: the box being on is not ignored silently.
+    # Read as a z-stack (no T), nothing can be linked: the box is greyed and the run ignores it.
     widget.axes.value = None
     widget.link_time.value = True
-    widget.run()
-    wait_done(widget)
-    (warning,) = notes.messages("warning")
-    assert "read with axes ZYX, without a time axis" in warning and "TYX" in warning
+    assert not widget.link_time.enabled and widget._options(movie)["link_time"] is False
+
+
+def test_link_time_points_is_offered_only_with_a_time_axis(viewer, widget, make_blobs):
+    """The box follows the chosen image and its axes: greyed without a T axis, its tooltip
+    saying why and what to choose; the user's tick is kept for the next time series."""
+    from napari_unet._napari.options import TOOLTIPS
+
+    def offered() -> bool:
+        return widget.link_time.enabled
+
+    assert not offered() and "there is no image" in widget.link_time.tooltip
+    movies = viewer.add_image(make_blobs((2, 3, 40, 48)), name="movies")  # chosen as it comes
+    assert widget.image.value is movies and offered()  # auto: TZYX
+    assert widget.link_time.tooltip == TOOLTIPS["link_time"]
+    stack = viewer.add_image(make_blobs((3, 40, 48)), name="stack")
+    widget.image.value = stack
+    assert not offered() and "read as ZYX" in widget.link_time.tooltip
+    assert "TYX" in widget.link_time.tooltip
+    widget.axes.value = "TYX"
+    assert offered() and widget.link_time.tooltip == TOOLTIPS["link_time"]
+    widget.link_time.value = True
+    assert widget._options(stack)["link_time"] is True
+    widget.axes.value = "CYX"
+    assert not offered() and "read as CYX" in widget.link_time.tooltip
+    assert widget.link_time.value and widget._options(stack)["link_time"] is False
+    widget.axes.value = "TYX"
+    widget.axes.native.setCurrentIndex(0)  # "auto" picked in the list: ZYX again
+    assert widget.axes.value is None and not offered()
+    widget.image.value = viewer.add_image(make_blobs((40, 48)), name="plain")
+    assert not offered() and "read as YX" in widget.link_time.tooltip
+    widget.image.value = movies
+    assert offered() and widget._options(movies)["link_time"] is True
 
 
 def test_cancel_stops_soon_and_adds_nothing(viewer, widget, qtbot, notes):

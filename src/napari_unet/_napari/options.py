@@ -16,6 +16,7 @@ __all__ = [
     "axes_choices",
     "channel_choices",
     "layer_array",
+    "link_time_tooltip",
     "one_channel_axis",
     "resolve_axes",
 ]
@@ -151,6 +152,18 @@ TOOLTIPS = {
         "With several result pairs, the selected layer's pair is updated (else the newest)."
     ),
 }
+
+
+def link_time_tooltip(axes: str | None) -> str:
+    """The tooltip of 'Link time points' for an image read with ``axes`` (None: no image).
+
+    Without a time axis the box is disabled, and its tooltip says why and what to choose.
+    """
+    if axes is not None and "T" in axes:
+        return TOOLTIPS["link_time"]
+    read = f"the chosen image is read as {axes}" if axes else "there is no image to segment"
+    return (f"{TOOLTIPS['link_time']}\n\nNeeds a time axis (T): {read}. For a time series, choose\n"
+            "axes that start with T (e.g. TYX, TZYX) under 'Axes'.")
 
 
 def layer_array(layer: Image) -> Any:

@@ -51,6 +51,7 @@ from .options import (
     axes_choices,
     channel_choices,
     layer_array,
+    link_time_tooltip,
     resolve_axes,
 )
 from .outputs import OutputTracker, RunRecord
@@ -69,7 +70,6 @@ class _Run(Run):
     kind: str
     source: Image
     source_name: str
-    link_time: bool = False
     source_removed: bool = False
     source_data: Any = None  # the array being segmented (the layer's own object, not a copy)
 
@@ -197,7 +197,12 @@ class SegmentWidget(EngineWidget):
         self._on_axes_changed()
 
     def _on_axes_changed(self, _value: Any = None) -> None:
-        """Offer a channel choice only for images with a channel axis; keep a choice that still fits."""
+        """Offer a channel choice only for images with a channel axis (keep a choice that still
+        fits), and 'Link time points' only for images with a time axis."""
+        layer = self.image.value
+        axes = resolve_axes(layer, self.axes.value) if layer is not None else None
+        self.link_time.enabled = axes is not None and "T" in axes
+        self.link_time.tooltip = link_time_tooltip(axes)
         chosen = self.channel.value
         self.channel.reset_choices()
         offered = len(self.channel.choices) > 1 and self._one_channel_model
@@ -279,7 +284,7 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
         self._start(_Run(kind="segment", source=layer, source_name=layer.name, worker=worker,
-                         link_time=options["link_time"], source_data=layer_array(layer),
+                         source_data=layer_array(layer),
                          pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
                     self._on_segmented)
 
@@ -301,9 +306,10 @@ class SegmentWidget(EngineWidget):
             raise SegmentationError(f"The layer '{layer.name}' is no longer in the viewer.")
 
     def _options(self, layer: Image) -> dict[str, Any]:
+        axes = resolve_axes(layer, self.axes.value)
         return {
             "model": self._catalog.get(self.model.value),
-            "axes": resolve_axes(layer, self.axes.value),
+            "axes": axes,
             "channel": self.channel.value,
             "mode": self.mode.value,
             "device": self.device.value,
@@ -316,7 +322,8 @@ class SegmentWidget(EngineWidget):
             "instance_method": self.instance_method.value,
             "seed_threshold": float(self.seed_threshold.value) if self._seeded_model else None,
             "min_size": int(self.min_size.value),
-            "link_time": bool(self.link_time.value),
+            # Disabled (and ignored) without a time axis; kept for the next time series.
+            "link_time": bool(self.link_time.value) and "T" in (axes or ""),
             "keep_probabilities": False,
         }
 
@@ -385,10 +392,6 @@ class SegmentWidget(EngineWidget):
             show_info("Your work in " + ", ".join(f"'{name}'" for name in published.kept) + " was kept: "
                       "the new results are in "
                       + " and ".join(f"'{layer.name}'" for layer in published.layers.values()) + ".")
-        if run.link_time and not meta["linked_over_time"]:
-            show_warning(f"'Link time points' is on, but {run.source.name} was read with axes "
-                         f"{meta['axes']}, without a time axis: nothing was linked. For a time "
-                         "series, choose axes that start with T (e.g. TYX) under 'Axes'.")
         count = seg.metadata["n_objects"]
         times = seg.instances.shape[seg.axes.index("T")] if "T" in seg.axes else 1
         where = f" over {times} time points" if times > 1 else ""
