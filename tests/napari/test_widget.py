@@ -18,6 +18,7 @@ from qtpy.QtCore import QTimer
 
 import napari_unet
 from napari_unet._napari import jobs, register_session_model, unregister_session_model
+from napari_unet._napari.options import ALL_CHANNELS, NO_CHANNEL
 from napari_unet._napari.widget import SegmentWidget
 from napari_unet.checkpoint import ModelConfig, load_model, save_model
 from scenes import disc_scene
@@ -120,8 +121,9 @@ def test_channel_axis_named_by_the_user_is_dropped(viewer, widget, wait_done, ma
     widget.axes.value = "CYX"
     widget.channel.value = 1  # meaningful for the 1-channel model ...
     assert widget.add_model(str(two_channel_model))
-    # ... but a 2-channel model takes both: no channel box, no channel passed.
-    assert widget.channel.native.isHidden() and widget.channel.value is None
+    # ... but a 2-channel model takes both: nothing to pick, no channel passed.
+    assert not widget.channel.enabled and widget.channel.value is None
+    assert widget.channel.current_choice == ALL_CHANNELS
     assert "CYX" in widget.axes.choices
     widget.run()
     wait_done(widget)
@@ -134,7 +136,7 @@ def test_channel_axis_named_by_the_user_is_dropped(viewer, widget, wait_done, ma
 def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_blobs, notes,
                                                 monkeypatch):
     """A 1-channel model on a 2-channel image: 'all' asks for a channel, and the Channel
-    box (shown only when the axes hold C) picks one."""
+    box (enabled only when the axes hold C) picks one."""
     seen = []
     real = jobs.iter_segment
 
@@ -144,8 +146,11 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
 
     monkeypatch.setattr(jobs, "iter_segment", spy)
 
-    def shown() -> bool:  # the viewer is not on screen: ask whether the box was hidden
-        return not widget.channel.native.isHidden()
+    def shown() -> bool:  # offered; greyed out, saying why, otherwise (never hidden)
+        assert not widget.channel.native.isHidden()
+        offered = widget.channel.enabled
+        assert offered or widget.channel.current_choice == NO_CHANNEL
+        return offered
 
     plain = viewer.add_image(make_blobs((40, 48)), name="plain")
     widget.image.value = plain
@@ -182,6 +187,29 @@ def test_channel_choice_for_multichannel_images(viewer, widget, wait_done, make_
     assert widget.channel.value is None
     widget.image.value = plain
     assert not shown() and widget.channel.value is None
+
+
+def test_rows_stay_in_place_when_the_image_changes(viewer, widget, make_blobs, qtbot):
+    """Switching between a grey and an RGB image greys the Channel row out or in: the rows
+    below it do not move (the form used to jump by a row)."""
+    grey = viewer.add_image(make_blobs((40, 48)), name="grey")
+    rgb = viewer.add_image(_rgb(make_blobs), name="rgb")
+    viewer.show()  # laid out in its dock
+    qtbot.waitExposed(widget.native)
+
+    def layout() -> tuple:
+        widget.native.layout().activate()
+        below = (widget.mode, widget.threshold, widget.min_size, widget.link_time, widget.run_button)
+        tops = tuple(w.native.mapTo(widget.native, w.native.rect().topLeft()).y() for w in below)
+        return widget.native.sizeHint().height(), tops
+
+    widget.image.value = grey
+    before = layout()
+    assert not widget.channel.enabled and widget.channel.visible and widget.channel.current_choice == NO_CHANNEL
+    widget.image.value = rgb
+    assert widget.channel.enabled and layout() == before
+    widget.image.value = grey
+    assert not widget.channel.enabled and layout() == before
 
 
 def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, notes):

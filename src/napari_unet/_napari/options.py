@@ -7,10 +7,12 @@ from typing import Any
 from napari.layers import Image
 
 __all__ = [
+    "ALL_CHANNELS",
     "AXES_HELP",
     "MODE_CHOICES",
     "METHOD_CHOICES",
     "NORMALIZE_CHOICES",
+    "NO_CHANNEL",
     "TILE_CHOICES",
     "TOOLTIPS",
     "axes_choices",
@@ -46,6 +48,11 @@ _BY_NDIM = {
 }
 _RGB = {3: "YXC", 4: "ZYXC", 5: "TZYXC"}
 _PLAIN = {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TZCYX"}  # 5D: ImageJ's hyperstack order
+
+NO_CHANNEL = "none (no C in the axes)"
+"""The Channel box's one entry for images without a channel axis."""
+ALL_CHANNELS = "all (the model takes them all)"
+"""The Channel box's one entry for a multichannel model."""
 
 MODE_CHOICES = [
     ("auto (follow the model)", "auto"),
@@ -213,17 +220,18 @@ def one_channel_axis(layer: Image) -> int | None:
 def channel_choices(layer: Image | None, axes_choice: str | None) -> list[tuple[str, int | None]]:
     """``(label, channel)`` pairs for ``layer`` read with ``axes_choice``.
 
-    Only images with a channel axis get more than the one "all" entry: then
-    each channel can be segmented alone (say the DAPI channel of a colour
-    composite). "all" turns RGB into grey, and asks for a choice when a
-    1-channel model meets other multichannel images.
+    Only images with a channel axis get more than one entry: then each channel
+    can be segmented alone (say the DAPI channel of a colour composite). "all"
+    turns RGB into grey, and asks for a choice when a 1-channel model meets
+    other multichannel images. Without a channel axis the one entry says so
+    (the widget shows it greyed out).
     """
     if layer is None:
-        return [("all", None)]
+        return [(NO_CHANNEL, None)]
     axes = resolve_axes(layer, axes_choice)
     shape = layer_array(layer).shape
     if not axes or "C" not in axes or len(axes) != len(shape):
-        return [("all", None)]
+        return [(NO_CHANNEL, None)]
     n = int(shape[axes.index("C")])
     first = "all (RGB as grey)" if layer.rgb and n in (3, 4) else "all"
     return [(first, None)] + [(f"{i}", i) for i in range(n)]

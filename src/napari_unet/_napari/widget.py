@@ -43,6 +43,7 @@ from .layers import (
 )
 from .model_choices import SESSION, ModelCatalog
 from .options import (
+    ALL_CHANNELS,
     METHOD_CHOICES,
     MODE_CHOICES,
     NORMALIZE_CHOICES,
@@ -170,7 +171,10 @@ class SegmentWidget(EngineWidget):
     def _channel_choices(self, _widget: Any = None) -> list[tuple[str, int | None]]:
         layer = self.image.value if hasattr(self, "image") else None
         axes = self.axes.value if hasattr(self, "axes") else None
-        return channel_choices(layer, axes)
+        choices = channel_choices(layer, axes)
+        if len(choices) > 1 and not self._one_channel_model:
+            return [(ALL_CHANNELS, None)]  # a multichannel model: nothing to pick
+        return choices
 
     def _on_layers_changed(self, event: Any = None) -> None:
         added = getattr(event, "value", None) if getattr(event, "type", None) == "inserted" else None
@@ -198,16 +202,17 @@ class SegmentWidget(EngineWidget):
 
     def _on_axes_changed(self, _value: Any = None) -> None:
         """Offer a channel choice only for images with a channel axis (keep a choice that still
-        fits), and 'Link time points' only for images with a time axis."""
+        fits), and 'Link time points' only for images with a time axis. Both stay in place,
+        greyed out, when they do not apply: the rows below them do not move."""
         layer = self.image.value
         axes = resolve_axes(layer, self.axes.value) if layer is not None else None
         self.link_time.enabled = axes is not None and "T" in axes
         self.link_time.tooltip = link_time_tooltip(axes)
         chosen = self.channel.value
         self.channel.reset_choices()
-        offered = len(self.channel.choices) > 1 and self._one_channel_model
+        offered = len(self.channel.choices) > 1
         self.channel.value = chosen if offered and chosen in self.channel.choices else None
-        self.channel.visible = offered
+        self.channel.enabled = offered
 
     @ensure_main_thread
     def _on_session_models_changed(self) -> None:
