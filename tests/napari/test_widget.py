@@ -555,6 +555,29 @@ def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_m
     assert widget.device.choices[0] == "auto" and "cpu" in widget.device.choices
 
 
+def test_numbers_show_the_digits_they_have(viewer, widget, tuned_model, tmp_path):
+    """No padded zeros (0.500, 99.8000, 1.000): thresholds show two decimals or a tuned third,
+    percentiles and the scale what they hold, the minimum size a whole number."""
+    def shown(box) -> str:
+        return box.native.lineEdit().text()
+
+    folder = tmp_path / "digits"
+    shutil.copytree(tuned_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["normalization"].update(low=1.0, high=99.8)
+    config["postprocess"].update(threshold=0.7, seed_threshold=0.375, min_size=24, scale=1.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert widget.add_model(str(folder))
+    assert [shown(box) for box in (widget.scale, widget.low_percentile, widget.high_percentile,
+                                   widget.threshold, widget.seed_threshold, widget.min_size)] == \
+        ["1", "1", "99.8", "0.70", "0.375", "24"]
+    assert widget.threshold.step == widget.seed_threshold.step == 0.05 and widget.scale.step == 0.25
+    assert isinstance(widget.min_size.value, int)
+    widget.scale.value, widget.high_percentile.value = 1.25, 99.9995
+    assert (shown(widget.scale), shown(widget.high_percentile)) == ("1.25", "99.9995")
+    assert widget.high_percentile.value == 99.9995
+
+
 def test_a_long_status_wraps_instead_of_widening_the_dock(viewer, widget):
     narrow = widget.native.minimumSizeHint().width()
     widget.status.value = ("161 objects measured in nuclei instances; table saved to /home/someone/"

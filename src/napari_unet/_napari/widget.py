@@ -18,7 +18,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    FloatSpinBox,
     PushButton,
     SpinBox,
 )
@@ -57,6 +56,7 @@ from .options import (
 )
 from .outputs import OutputTracker, RunRecord
 from .session import REGISTRY
+from .spinbox import DecimalSpinBox
 from .wiring import reset_keeping_choice, unwrap
 
 if TYPE_CHECKING:
@@ -114,23 +114,23 @@ class SegmentWidget(EngineWidget):
                                value="auto", tooltip=tip["device"])
         self.tile_size = ComboBox(label="Tile size", choices=TILE_CHOICES, value=0,
                                   tooltip=tip["tile_size"])
-        self.scale = FloatSpinBox(value=1.0, min=0.1, max=10.0, step=0.25, tooltip=tip["scale"])
+        # Each number shows the digits it has: scale 1 or 1.25, percentiles 1 and 99.8 (99.9995
+        # when a model says so), thresholds 0.50 or a tuned 0.375; min size is a whole number.
+        self.scale = DecimalSpinBox(1.0, min=0.1, max=10.0, step=0.25, decimals=2, tooltip=tip["scale"])
         self.auto_scale = CheckBox(text="auto", value=False, tooltip=tip["auto_scale"])
         scale_row = row(self.scale, self.auto_scale, label="Scale")
-        self.low_percentile = FloatSpinBox(value=1.0, min=0.0, max=100.0, step=0.5, tooltip=tip["percentiles"])
-        self.high_percentile = FloatSpinBox(value=99.8, min=0.0, max=100.0, step=0.05, tooltip=tip["percentiles"])
-        self.high_percentile.native.setDecimals(4)  # 99.9995 is shown and used as it is
-        self.low_percentile.native.setDecimals(3)
+        self.low_percentile = DecimalSpinBox(1.0, min=0.0, max=100.0, step=0.5, decimals=3,
+                                             tooltip=tip["percentiles"])
+        self.high_percentile = DecimalSpinBox(99.8, min=0.0, max=100.0, step=0.05, decimals=4,
+                                              tooltip=tip["percentiles"])
         self.normalize_per = ComboBox(choices=NORMALIZE_CHOICES, value="stack", tooltip=tip["normalize_per"])
         percentile_row = row(self.low_percentile, self.high_percentile, self.normalize_per, label="Percentiles")
-        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.001, max=0.999, step=0.05,
-                                      tooltip=tip["threshold"])
-        self.threshold.native.setDecimals(3)  # a tuned 0.375 is shown and used as it is
+        self.threshold = DecimalSpinBox(0.5, label="Threshold", min=0.001, max=0.999, step=0.05,
+                                        decimals=3, least=2, tooltip=tip["threshold"])
         self.instance_method = ComboBox(label="Objects", choices=METHOD_CHOICES, value="watershed",
                                         tooltip=tip["instance_method"])
-        self.seed_threshold = FloatSpinBox(label="Seed threshold", value=0.5, min=0.001, max=0.999,
-                                           step=0.05, tooltip=tip["seed_threshold"])
-        self.seed_threshold.native.setDecimals(3)
+        self.seed_threshold = DecimalSpinBox(0.5, label="Seed threshold", min=0.001, max=0.999, step=0.05,
+                                             decimals=3, least=2, tooltip=tip["seed_threshold"])
         self._seeded_model = False  # the chosen model tells interiors from boundaries (three_class)
         self.min_size = SpinBox(label="Min size (px)", value=10, min=0, max=10_000_000,
                                 tooltip=tip["min_size"])
