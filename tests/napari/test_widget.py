@@ -212,6 +212,17 @@ def test_rows_stay_in_place_when_the_image_changes(viewer, widget, make_blobs, q
     assert not widget.channel.enabled and layout() == before
 
 
+def test_fields_line_up_under_the_longest_label(viewer, widget, qtbot):
+    """The labels are measured as napari draws them: 'Seed threshold', the longest, no longer
+    pushes its field out of line with the others."""
+    viewer.show()
+    qtbot.waitExposed(widget.native)
+    fields = (widget.image, widget.model, widget.axes, widget.threshold, widget.seed_threshold,
+              widget.min_size)
+    lefts = {w.native.mapTo(widget.native, w.native.rect().topLeft()).x() for w in fields}
+    assert len(lefts) == 1, lefts
+
+
 def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, notes):
     """With 'Link time points' a disc keeps its id over a movie, also after 'Update instances'."""
     frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]

@@ -11,6 +11,7 @@ and a model chooser are expected) and handle the job's result.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -99,6 +100,34 @@ class _CloseWatch(QObject):
         return False
 
 
+def _fit_labels(container: Container) -> None:
+    """Make the form's label column as wide as its widest label in the font it is drawn in.
+
+    magicgui measures the labels in the application's font; napari's style draws them larger,
+    so the longest label ('Seed threshold', 'Steps per epoch') pushed its field out of line.
+    """
+    labels = [labelled._label_widget.native for widget in container
+              if (labelled := widget._labeled_widget()) is not None]
+    if labels:
+        width = max(label.sizeHint().width() for label in labels)
+        for label in labels:
+            label.setMinimumWidth(width)
+
+
+class _LabelFit(QObject):
+    """Fits the label column of a widget (held weakly) each time it is shown, styled by then."""
+
+    def __init__(self, container: Container) -> None:
+        super().__init__(container.native)
+        self._container = weakref.ref(container)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        container = self._container()
+        if event.type() == QEvent.Type.Show and container is not None:
+            _fit_labels(container)
+        return False
+
+
 class EngineWidget(ViewerListener, Container):
     """Base class of a widget that runs engine generators in a thread worker."""
 
@@ -159,6 +188,8 @@ class EngineWidget(ViewerListener, Container):
         # the widget is destroyed (even if collected first).
         self._close_watch = _CloseWatch(self._slot, self.native)
         self.native.installEventFilter(self._close_watch)
+        self._label_fit = _LabelFit(self)
+        self.native.installEventFilter(self._label_fit)
         self.native.destroyed.connect(partial(_stop, self._slot))
 
     @property
