@@ -60,6 +60,20 @@ def wait_trained(qtbot, wdg, timeout=60_000):
     qtbot.waitUntil(lambda: not wdg.running, timeout=timeout)
 
 
+def test_fields_have_their_labels_without_a_labels_layer(viewer, trainer, qtbot):
+    """Opened before any Labels layer exists, the form still names its fields ('Labels' was
+    the widget's own switch for them, and an empty list of layers turned them off)."""
+    assert trainer.labels_layer.choices == ()
+    viewer.show()
+    qtbot.waitExposed(trainer.native)
+    for field in (trainer.image, trainer.labels_layer, trainer.epochs, trainer.steps, trainer.learning_rate):
+        row = field._labeled_widget()
+        assert row is not None and row._label_widget.visible and row._label_widget.value == field.label
+    lefts = {w.native.mapTo(trainer.native, w.native.rect().topLeft()).x()
+             for w in (trainer.image, trainer.epochs, trainer.steps, trainer.crop_size)}
+    assert len(lefts) == 1, lefts  # in line under the longest label, 'Steps per epoch'
+
+
 def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, qtbot, notes,
                                                                tmp_path):
     image, labels = discs()
@@ -70,7 +84,7 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     viewer.window.add_dock_widget(segment, name="Segment (U-Net)")
     # Choosing the image offers its fitting labels; the pair goes into the list.
     trainer.image.value = img
-    assert trainer.labels.value is lab
+    assert trainer.labels_layer.value is lab
     assert trainer.add_pair()
     assert trainer.pair_layers == [(img, lab)]
     assert trainer.pairs.choices == (0,)
@@ -245,7 +259,7 @@ def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_pat
     (error,) = notes.messages("error")
     assert "differ in shape" in error and "'img'" in error and "'small'" in error
     notes.items.clear()
-    trainer.image.value, trainer.labels.value = img, small
+    trainer.image.value, trainer.labels_layer.value = img, small
     trainer.train()
     assert not trainer.running
     assert "differ in shape" in notes.messages("error")[0]
@@ -338,7 +352,7 @@ def test_a_multichannel_image_trains_on_the_channel_it_was_segmented_with(viewer
     img = viewer.add_image(composite, name="comp")
     lab = viewer.add_labels(labels, name="comp instances", metadata={"axes": "CYX", "channel": 1})
     trainer.image.value = img
-    assert tw.unwrap(trainer.labels.value) is lab, "offered as the labels that fit"
+    assert tw.unwrap(trainer.labels_layer.value) is lab, "offered as the labels that fit"
     assert trainer.add_pair(img, lab), notes.messages("error")
     trainer.train()
     wait_trained(qtbot, trainer)
@@ -363,7 +377,7 @@ def test_a_hyperstack_trains_on_the_channel_its_outputs_keep_one_plane_of(viewer
     lab = viewer.add_labels(np.stack([labels[None]] * 2), name="hyper instances",
                             metadata={"axes": "ZCYX", "channel": 1})
     trainer.image.value = img
-    assert tw.unwrap(trainer.labels.value) is lab, "offered as the labels that fit"
+    assert tw.unwrap(trainer.labels_layer.value) is lab, "offered as the labels that fit"
     assert trainer.add_pair(img, lab), notes.messages("error")
     trainer.train()
     wait_trained(qtbot, trainer)
@@ -381,7 +395,7 @@ def test_an_rgb_image_trains_on_the_channel_it_was_segmented_with(viewer, traine
     img = viewer.add_image(rgb, name="rgb", rgb=True)
     lab = viewer.add_labels(labels, name="rgb instances", metadata={"axes": "YXC", "channel": 2})
     trainer.image.value = img
-    assert tw.unwrap(trainer.labels.value) is lab
+    assert tw.unwrap(trainer.labels_layer.value) is lab
     assert trainer.add_pair(img, lab), notes.messages("error")
     trainer.train()
     wait_trained(qtbot, trainer)
@@ -402,7 +416,7 @@ def test_a_one_channel_image_with_a_channel_axis_is_one_image(viewer, trainer, q
     assert trainer.add_pair(img, painted), notes.messages("error")
     mask = viewer.add_labels(labels, name="mask")  # a mask file opened beside it
     trainer.image.value = img
-    assert tw.unwrap(trainer.labels.value) in (painted, mask)
+    assert tw.unwrap(trainer.labels_layer.value) in (painted, mask)
     assert trainer.add_pair(img, mask), notes.messages("error")
     trainer.train()
     wait_trained(qtbot, trainer)
@@ -433,11 +447,11 @@ def test_options_explain_themselves_and_default_sensibly(make_napari_viewer):
     assert wdg.learning_rate.value == pytest.approx(5e-4)
     assert wdg.model_name.value == "nuclei-finetuned"
     assert wdg.device.choices[0] == "auto"
-    for name in ("image", "labels", "add_button", "remove_button", "clear_button", "pairs",
+    for name in ("image", "labels_layer", "add_button", "remove_button", "clear_button", "pairs",
                  "start_model", "browse", "epochs", "steps", "batch_size", "learning_rate",
                  "crop_size", "device", "model_name", "save_in", "train_button", "cancel_button"):
         assert getattr(wdg, name).tooltip, name
-    assert "connected components" in wdg.labels.tooltip
+    assert "connected components" in wdg.labels_layer.tooltip
     assert load_model("nuclei").config.target == "three_class"  # fine-tunable
 
 
@@ -450,11 +464,11 @@ def test_segmenting_the_chosen_image_offers_its_instances(viewer, widget, traine
     widget.image.value = img
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
-    assert trainer.labels.value is viewer.layers["cells instances"]
+    assert trainer.labels_layer.value is viewer.layers["cells instances"]
     # A labels layer chosen by hand stays chosen when other layers come.
-    trainer.labels.value = viewer.layers["cells semantic"]
+    trainer.labels_layer.value = viewer.layers["cells semantic"]
     viewer.add_labels(np.zeros((64, 64), np.int32), name="other")
-    assert trainer.labels.value is viewer.layers["cells semantic"]
+    assert trainer.labels_layer.value is viewer.layers["cells semantic"]
 
 
 def test_renaming_the_chosen_layers_keeps_them_chosen(viewer, trainer):
@@ -463,10 +477,10 @@ def test_renaming_the_chosen_layers_keeps_them_chosen(viewer, trainer):
         viewer.add_image(image, name=name)
         viewer.add_labels(labels, name=f"{name} labels")
     image, labels = viewer.layers["b"], viewer.layers["b labels"]
-    trainer.image.value, trainer.labels.value = image, labels
+    trainer.image.value, trainer.labels_layer.value = image, labels
     labels.name = "b corrected"
     image.name = "b renamed"
-    assert trainer.image.value is image and trainer.labels.value is labels
+    assert trainer.image.value is image and trainer.labels_layer.value is labels
 
 
 def test_the_last_loss_is_nan_where_the_log_does_not_say(tmp_path):

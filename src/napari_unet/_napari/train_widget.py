@@ -407,7 +407,7 @@ class TrainWidget(EngineWidget):
     def _build(self) -> None:
         tip = TOOLTIPS
         self.image = ComboBox(label="Image", choices=self._image_choices, tooltip=tip["image"])
-        self.labels = ComboBox(label="Labels", choices=self._labels_choices, tooltip=tip["labels"])
+        self.labels_layer = ComboBox(label="Labels", choices=self._labels_choices, tooltip=tip["labels"])
         self.add_button = PushButton(text="Add pair", tooltip=tip["add"])
         self.remove_button = PushButton(text="Remove", tooltip=tip["remove"])
         self.clear_button = PushButton(text="Clear", tooltip=tip["clear"])
@@ -431,7 +431,7 @@ class TrainWidget(EngineWidget):
                                 tooltip=tip["save_in"])
         self.train_button = PushButton(text="Train", tooltip=tip["train"])
         buttons = self._job_controls(self.train_button, cancel_tooltip=tip["cancel"])
-        self.extend([self.image, self.labels, pair_buttons, self.pairs, start_row, self.epochs,
+        self.extend([self.image, self.labels_layer, pair_buttons, self.pairs, start_row, self.epochs,
                      self.steps, self.batch_size, self.learning_rate, self.crop_size, self.device,
                      self.model_name, self.save_in, buttons, self.progress_bar, self.status])
         from qtpy.QtWidgets import QSizePolicy
@@ -467,7 +467,7 @@ class TrainWidget(EngineWidget):
 
     def _on_layers_changed(self, event: Any = None) -> None:
         reset_keeping_choice(self.image)  # renamed layers stay chosen
-        reset_keeping_choice(self.labels)
+        reset_keeping_choice(self.labels_layer)
         self.pairs.reset_choices()  # names may have changed
         # A segmentation adds '<image> semantic' before '<image> instances': offer the latter.
         added = unwrap(event.value) if getattr(event, "type", None) == "inserted" else None
@@ -493,13 +493,13 @@ class TrainWidget(EngineWidget):
         image = unwrap(self.image.value)
         if image is None:
             return
-        current = unwrap(self.labels.value)
+        current = unwrap(self.labels_layer.value)
         fits = [layer for _, layer in self._labels_choices() if _fits(image, layer)]
         named = [layer for layer in fits if layer.name == f"{image.name} instances"]
         if named and (prefer_named or named[0] is added):
-            self.labels.value = named[0]
+            self.labels_layer.value = named[0]
         elif fits and not any(layer is current for layer in fits):
-            self.labels.value = (named or fits)[0]
+            self.labels_layer.value = (named or fits)[0]
 
     @ensure_main_thread
     def _on_session_models_changed(self) -> None:
@@ -525,7 +525,7 @@ class TrainWidget(EngineWidget):
     def add_pair(self, image: Image | None = None, labels: Labels | None = None) -> bool:
         """Add ``image`` and ``labels`` (default: those chosen) to the pairs, if they fit."""
         image = unwrap(self.image.value if image is None else image)
-        labels = unwrap(self.labels.value if labels is None else labels)
+        labels = unwrap(self.labels_layer.value if labels is None else labels)
         try:
             data = check_pair(image, labels, self._viewer.layers)
         except SegmentationError as exc:
@@ -583,7 +583,7 @@ class TrainWidget(EngineWidget):
         layers = self._viewer.layers
         if self._pairs:
             return [check_pair(p.image, p.labels, layers, read_data=False) for p in self._pairs]
-        image, labels = unwrap(self.image.value), unwrap(self.labels.value)
+        image, labels = unwrap(self.image.value), unwrap(self.labels_layer.value)
         if image is None and labels is None:
             raise SegmentationError(
                 "There are no training pairs: open an image and its corrected labels, choose "
