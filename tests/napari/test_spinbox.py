@@ -46,3 +46,21 @@ def test_the_locale_decimal_mark_is_kept(qapp):
     box.native.lineEdit().setText("0,25")
     box.native.interpretText()
     assert box.value == pytest.approx(0.25)
+
+
+def test_a_magicgui_without_its_private_spin_box_gives_a_plain_one(qapp, monkeypatch):
+    """The trimmed box builds on a private magicgui module: should a later magicgui move it, the
+    widgets still open, with magicgui's own spin box (decimals padded) doing the same job."""
+    from magicgui.backends._qtpy import widgets
+
+    from napari_unet._napari import spinbox
+
+    monkeypatch.delattr(widgets, "FloatSpinBox")  # moved elsewhere
+    spinbox._backend.cache_clear()
+    try:
+        box = DecimalSpinBox(0.5, min=0.001, max=0.999, step=0.05, decimals=3, least=2)
+        assert shown(box) == "0.500" and box.value == 0.5
+        box.value = 0.375
+        assert shown(box) == "0.375"
+    finally:
+        spinbox._backend.cache_clear()

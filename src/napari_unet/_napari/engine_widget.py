@@ -106,8 +106,12 @@ def _fit_labels(container: Container) -> None:
     magicgui measures the labels in the application's font; napari's style draws them larger,
     so the longest label ('Seed threshold', 'Steps per epoch') pushed its field out of line.
     """
-    labels = [labelled._label_widget.native for widget in container
-              if (labelled := widget._labeled_widget()) is not None]
+    labels = []
+    for widget in container:  # magicgui's private parts: a later magicgui without them fits nothing
+        labelled = getattr(widget, "_labeled_widget", lambda: None)()
+        label = getattr(labelled, "_label_widget", None)
+        if label is not None:
+            labels.append(label.native)
     if labels:
         width = max(label.sizeHint().width() for label in labels)
         for label in labels:

@@ -8,9 +8,9 @@ beyond a least number of decimals: 0.50 and 0.375 (least 2), 1 and 99.9995 (leas
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from magicgui.backends._qtpy import widgets as qt_backend
 from magicgui.widgets.bases import RangedWidget
 from qtpy.QtWidgets import QDoubleSpinBox
 
@@ -32,11 +32,22 @@ class _TrimmedSpinBox(QDoubleSpinBox):
         return f"{whole}{point}{fraction}" if fraction else whole
 
 
-class _QtDecimalSpinBox(qt_backend.FloatSpinBox):
-    """magicgui's Qt float spin box, built on :class:`_TrimmedSpinBox`."""
+@functools.cache
+def _backend() -> type:
+    """magicgui's Qt float spin box built on :class:`_TrimmedSpinBox`; its plain one (padded
+    decimals) should a later magicgui move the private module the first comes from."""
+    try:
+        from magicgui.backends._qtpy import widgets as qt_backend
 
-    def __init__(self, **kwargs: Any) -> None:
-        qt_backend.QBaseRangedWidget.__init__(self, _TrimmedSpinBox, **kwargs)
+        class _QtDecimalSpinBox(qt_backend.FloatSpinBox):
+            def __init__(self, **kwargs: Any) -> None:
+                qt_backend.QBaseRangedWidget.__init__(self, _TrimmedSpinBox, **kwargs)
+
+    except (ImportError, AttributeError):
+        from magicgui.application import use_app
+
+        return use_app().get_obj("FloatSpinBox")
+    return _QtDecimalSpinBox
 
 
 class DecimalSpinBox(RangedWidget[float]):
@@ -58,8 +69,8 @@ class DecimalSpinBox(RangedWidget[float]):
 
     def __init__(self, value: float, *, min: float, max: float, step: float,  # noqa: A002 - magicgui's names
                  decimals: int, least: int = 0, **kwargs: Any) -> None:
-        super().__init__(widget_type=_QtDecimalSpinBox, **kwargs)
+        super().__init__(widget_type=_backend(), **kwargs)
         self.native.setDecimals(decimals)  # first: Qt rounds the range to the decimals it has
-        self.native.least_decimals = least
+        self.native.least_decimals = least  # read by _TrimmedSpinBox alone
         self.min, self.max, self.step = min, max, step
         self.value = value
