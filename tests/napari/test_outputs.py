@@ -37,6 +37,7 @@ def test_rerun_replaces_untouched_outputs_and_keeps_painted_ones(viewer, widget,
     assert sem.metadata["threshold"] == pytest.approx(0.9)
     assert inst.metadata["threshold"] == pytest.approx(0.9)
     # Painted with the brush: kept; the new mask goes to a new layer.
+    sem.visible = True  # shown to be corrected (napari 0.7 cannot paint a hidden Labels layer)
     sem.brush_size = 5
     sem.paint((10, 10), 2)
     painted = sem.data.copy()
@@ -108,7 +109,11 @@ def test_any_change_of_the_data_counts_as_an_edit(viewer, widget, wait_done, seg
 
 
 def _paint_touching_discs(sem) -> None:
-    """Erase the mask, then paint two overlapping discs (one blob with a waist)."""
+    """Erase the mask, then paint two overlapping discs (one blob with a waist).
+
+    The mask is shown first, as a user does: napari 0.7 cannot paint a hidden Labels layer
+    (the semantic output starts hidden)."""
+    sem.visible = True
     sem.data = np.zeros_like(sem.data)
     sem.brush_size = 15
     sem.paint((24, 22), 1)
@@ -622,6 +627,7 @@ def test_update_and_measure_work_on_the_selected_layer_of_another_image(viewer, 
         wait_done(widget)
     b_instances = viewer.layers["B instances"].data.copy()
     sem = viewer.layers["A semantic"]
+    sem.visible = True  # shown to be corrected (napari 0.7 cannot paint a hidden Labels layer)
     sem.brush_size = 5
     sem.paint((5, 58), 1)  # a nucleus the network missed
     viewer.layers.selection.active = sem
@@ -676,6 +682,7 @@ def test_a_widget_opened_again_goes_on_with_the_results_of_the_closed_one(viewer
     close_dock(button)
     _, wdg = open_widget()
     sem, b_layers = viewer.layers["A semantic"], (viewer.layers["B semantic"], viewer.layers["B instances"])
+    sem.visible = True  # shown to be corrected (napari 0.7 cannot paint a hidden Labels layer)
     sem.brush_size = 5
     sem.paint((5, 58), 1)  # a nucleus the network missed
     viewer.layers.selection.active = sem
@@ -723,6 +730,7 @@ def test_outputs_in_a_numbered_pair_follow_a_renamed_image(viewer, widget, wait_
     """Results replaced in place take the image's new name, in a '[2]' pair as in the first one:
     'img semantic [2]' must not go on naming the results of an image now called 'cells'."""
     sem = viewer.layers["img semantic"]
+    sem.visible = True  # shown to be corrected (napari 0.7 cannot paint a hidden Labels layer)
     sem.paint((10, 10), 1 - int(sem.data[10, 10]))  # the user's work: the next run goes to [2]
     widget.run()
     wait_done(widget)
