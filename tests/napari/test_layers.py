@@ -80,6 +80,7 @@ def test_layer_data_names_and_metadata():
     assert inst_kw["metadata"] == {"model": "m", "threshold": 0.5, "source_layer": "dapi",
                                    "output": "instances"}
     assert inst_kw["scale"] == (0.5, 0.5)
+    assert (sem_kw["visible"], inst_kw["visible"]) == (False, True)  # README: the semantic one starts hidden
     with pytest.raises(ValueError, match="dimensions"):
         segmentation_layer_data(_seg((2, 6, 7), "ZYX"), source_name="x", spatial=spatial)
 
