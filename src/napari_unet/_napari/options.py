@@ -135,7 +135,10 @@ TOOLTIPS = {
         "How the mask becomes separate objects: 'split touching' separates nuclei that touch\n"
         "(watershed from each nucleus' centre); 'connected components' keeps touching nuclei as one."
     ),
-    "min_size": "Objects smaller than this many pixels (voxels in 3D) are removed.",
+    "min_size": (
+        "Objects smaller than this many pixels (voxels in 3D) are removed.\n"
+        "The bundled model's 24 is a 2D area: raise it for z-stacks, or slivers of nuclei count as objects."
+    ),
     "link_time": (
         "Time series: give each nucleus the id of the one it overlaps most in the time point\n"
         "before, so it keeps its id (and colour) over time. Off: each time point counts from 1."
