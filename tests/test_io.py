@@ -173,6 +173,24 @@ def test_a_folder_that_cannot_be_synced_still_gets_the_file(tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]
 
 
+@pytest.mark.parametrize("code", ["EINVAL", "ENOTSUP", "ENOSYS"])
+def test_a_filesystem_that_cannot_sync_files_still_gets_them(tmp_path, monkeypatch, code):
+    """Some network shares and FUSE mounts answer every fsync with EINVAL or ENOTSUP: that says
+    the filesystem does not sync, not that a write failed, so the file is written (and replaces
+    the old one whole) as it was before saves were synced."""
+    import errno
+
+    def not_supported(fd):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(os, "fsync", not_supported)
+    path = tmp_path / "r.tif"
+    path.write_bytes(b"old")
+    write_labels(path, np.ones((3, 4), np.uint8), axes="YX")
+    np.testing.assert_array_equal(tifffile.imread(path), np.ones((3, 4)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]
+
+
 @pytest.mark.parametrize(("axes", "shape", "sizes"), [
     ("YX", (16, 24), {"Y": 0.5, "X": 0.25}),
     ("TYX", (3, 16, 24), {"Y": 0.5, "X": 0.25}),

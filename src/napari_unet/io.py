@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -233,6 +234,10 @@ def new_temp_file(folder: str | os.PathLike, *, prefix: str = ".", suffix: str =
     raise FileExistsError(f"No free temporary file name in {folder}.")
 
 
+_CANNOT_SYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+"""What fsync answers on a filesystem that does not sync (not a failed write)."""
+
+
 def durable_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Rename the file ``tmp``, written in full, to ``path``, and make both last through a power cut.
 
@@ -252,12 +257,16 @@ def durable_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     ------
     OSError
         When the bytes cannot be written to the disk or the rename fails
-        (``path`` is then as it was). A folder the filesystem cannot sync
-        (some network shares) is let be.
+        (``path`` is then as it was). A file or folder on a filesystem that
+        cannot sync at all (some network shares, FUSE mounts: EINVAL, ENOTSUP)
+        is let be: the rename still replaces ``path`` whole.
     """
     fd = os.open(tmp, os.O_RDWR)  # Windows flushes only a file opened for writing
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_SYNC:  # EIO, ENOSPC: the bytes did not reach the disk
+            raise
     finally:
         os.close(fd)
     os.replace(tmp, path)
