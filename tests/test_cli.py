@@ -233,7 +233,7 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
     capsys.readouterr()
     assert not _leftovers(out)
     # --pixel-size adds the calibrated area; sizes that do not fit the axes are refused
-    # before the network runs, and --pixel-size alone asks for --measure.
+    # before the network runs, with or without --measure (the result files are calibrated too).
     assert main([*args, "--overwrite", "--pixel-size", "0.5"]) == 0
     capsys.readouterr()
     with open(out / "movie_objects.csv", newline="") as f:
@@ -247,7 +247,9 @@ def test_segment_measure_writes_one_row_per_object(models, tmp_path, capsys, fak
     assert stop.value.code == 2 and "'0' is not a pixel size" in capsys.readouterr().err
     args.remove("--measure")  # --pixel-size calibrates the result files too: checked as early without a table
     assert main([*args, "--overwrite", "--pixel-size", "2,0.5,0.5"]) == 2
-    assert "give --pixel-size Y,X" in _assert_one_error_line(capsys.readouterr().err)
+    # Nothing is measured now: the message says what the sizes must fit, not what is measured.
+    assert "movie.tif has the spatial axes YX: give --pixel-size Y,X" in _assert_one_error_line(
+        capsys.readouterr().err)
     assert len(fake_net) == ran
     # An ImageJ file's own calibration is used; --pixel-size overrides it.
     tifffile.imwrite(tmp_path / "cal.tif", frames[0], imagej=True, resolution=(1 / 0.2, 1 / 0.2),

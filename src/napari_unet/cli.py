@@ -282,9 +282,9 @@ def _spacing(sizes: tuple[float, ...] | None, axes: str, name: str, *,
         return sizes * 2
     if len(sizes) != len(spatial):
         raise SegmentationError(
-            f"{name} is measured along {''.join(spatial)}: give --pixel-size "
+            f"{name} has the spatial axes {''.join(spatial)}: give --pixel-size "
             f"{'Z,Y,X (e.g. 2,0.65,0.65)' if len(spatial) == 3 else 'Y,X or one size for both'}.")
-    # Given as Z,Y,X; measured along the image's own axes, which may come in another order (XY).
+    # Given as Z,Y,X; applied along the image's own axes, which may come in another order (XY).
     by_axis = dict(zip(sorted(spatial, key="ZYX".index), sizes))
     return tuple(by_axis[a] for a in spatial)
 
