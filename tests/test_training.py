@@ -1023,6 +1023,22 @@ def test_resume_repairs_a_broken_model_file_that_it_can_write_again(tmp_path, br
         train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
 
 
+def test_resume_without_validation_repairs_the_weights_whatever_the_log_says(tmp_path):
+    """Without validation every epoch saves its model, so the state's weights are the best one's even
+    when the log that says so is gone or broken too (a disk problem rarely breaks one file alone)."""
+    out = tmp_path / "no_log"
+    _stopped_run(out, val=False)
+    sha = load_model(out).sha256
+    weights = out / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    (out / "train_log.jsonl").unlink()
+    gen = iter_train(_samples([0, 1]), out, epochs=4, steps_per_epoch=2, **TINY)
+    said = next(gen)
+    assert said.stage == REPAIRED and said.message.startswith(f"{weights} was missing or could not be read")
+    assert load_model(out).sha256 == sha
+    gen.close()
+
+
 def test_resume_drops_log_lines_that_are_not_text(tmp_path):
     """A log line garbled into bytes that are not UTF-8 went up as a UnicodeDecodeError on resuming."""
     out = tmp_path / "garbled"

@@ -603,8 +603,10 @@ def iter_train(
         config.provenance.update(init_model=base.name, init_model_sha256=base.sha256)
     t0, steps_done_at_start = time.perf_counter(), start_epoch * steps_per_epoch
     if start_epoch:  # resumed: the model saved so far must read back, or the run ends without one
-        repaired = _check_saved_model(out, net, config, last_best=_last_epoch_was_best(out / LOG, start_epoch),
-                                      start_over=start_over)
+        # Without validation every epoch saves its model: the state's weights are the best, whatever
+        # the log says (a log broken by the same disk problem as the weights, or deleted).
+        last_best = not val_samples or _last_epoch_was_best(out / LOG, start_epoch)
+        repaired = _check_saved_model(out, net, config, last_best=last_best, start_over=start_over)
         if repaired:
             yield TrainProgress(REPAIRED, steps_done_at_start, total_steps, repaired, epoch=start_epoch - 1)
     for epoch in range(start_epoch, epochs):
