@@ -391,7 +391,8 @@ def test_normalize_per_frame_or_plane_of_a_single_image_is_the_stack(models, fak
     np.testing.assert_array_equal(plane.instances, napari_unet.segment(image, model=model).instances)
     assert plane.metadata["normalize_per_axes"] == ""
     # ... while the dim plane of the z-stack is found only with a range of its own.
-    assert napari_unet.segment(deep, model=model, axes="ZYX", normalize_per="plane").semantic[1].any()
+    planes = napari_unet.segment(deep, model=model, axes="ZYX", normalize_per="plane")
+    assert planes.semantic[1].any() and planes.metadata["normalize_per_axes"] == "Z"
     assert not napari_unet.segment(deep, model=model, axes="ZYX").semantic[1].any()
 
 

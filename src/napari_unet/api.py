@@ -119,7 +119,7 @@ def iter_segment(
         keep ``"stack"`` for series whose brightness does not change.
         ``metadata["normalize_per"]`` records the choice, and
         ``metadata["normalize_per_axes"]`` the axes whose every index had a
-        range of its own (``"T"``, ``"TZ"``, or ``""``: one range for the image).
+        range of its own (``"T"``, ``"Z"`` for a z-stack, ``"TZ"``, or ``""``: one range for the image).
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
         ``instance_method`` is ``"components"`` or ``"watershed"``.

@@ -200,7 +200,7 @@ class PreparedInput:
     """An input array checked and planned, with its normalisation range.
 
     ``lo`` and ``hi`` (C,) are the range of the whole array; they are None when
-    ``normalize_axes`` names axes (``"T"``, ``"TZ"``) whose every index is
+    ``normalize_axes`` names axes (``"T"``, ``"Z"``, ``"TZ"``) whose every index is
     normalised with the ``percentiles`` of its own values, found as it is read.
     """
 
