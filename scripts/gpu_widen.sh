@@ -25,7 +25,8 @@ done
 wait
 for v in all fluo; do
   run=/tmp/$v
-  last=$(ls -d "$run"/snapshots/epoch_* | wc -l)
+  last=$(ls -d "$run"/snapshots/epoch_* 2>/dev/null | wc -l)
+  [ "$last" -lt 1 ] && { echo "$v: no snapshots (the run stopped before its first epoch?)"; continue; }
   first=$(( last - last / 3 ))
   [ "$first" -lt 1 ] && first=1
   python3 scripts/average_snapshots.py --run "$run" --first "$first" --last "$last" --output "/tmp/${v}_avg"

@@ -17,7 +17,7 @@ import sys
 import torch
 
 
-def _input_index(name: str, old_in: int, new_in: int, net: torch.nn.Module) -> torch.Tensor:
+def _input_index(name: str, old_in: int, new_in: int) -> torch.Tensor:
     """Where a layer's old input channels sit among its new ones.
 
     An ``Up`` block's first convolution reads the upsampled features and the skip
@@ -42,7 +42,7 @@ def widen(old: torch.nn.Module, new: torch.nn.Module) -> torch.nn.Module:
             transposed = ".up." in name  # ConvTranspose weights are (in, out, ...)
             w_out, w_in = (src.shape[1], src.shape[0]) if transposed else (src.shape[0], src.shape[1])
             n_out, n_in = (target.shape[1], target.shape[0]) if transposed else (target.shape[0], target.shape[1])
-            ins = _input_index(name, w_in, n_in, new)
+            ins = _input_index(name, w_in, n_in)
             view = target.transpose(0, 1) if transposed else target  # (out, in, ...)
             old_view = src.transpose(0, 1) if transposed else src
             new_in_mask = torch.ones(n_in, dtype=torch.bool)
