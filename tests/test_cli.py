@@ -1644,3 +1644,22 @@ def test_images_in_sub_folders_are_said_not_to_be_searched(models, tmp_path, cap
     assert code == 2
     assert "(looked for BMP, JPEG, JPG, PNG, TIF, TIFF files)" in line
     assert "It holds folders (day1), which are not searched" in line
+
+
+def test_evaluate_normalize_per_frame_scores_a_bleached_frame(models, tmp_path, capsys, fake_net):
+    """--normalize-per frame scores a series the way segment --normalize-per frame segments it: the
+    second time point, bleached to a tenth, loses its discs over the whole series but not alone."""
+    image, labels = disc_scene(DISCS[0])
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "movie.tif", np.stack([image, image // 10]), imagej=True,
+                     metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "ma" / "movie.tif", np.stack([labels, labels]), photometric="minisblack")
+    args = ["evaluate", "--images", str(tmp_path / "im"), "--masks", str(tmp_path / "ma"),
+            "--model", str(models["2d"]), "--device", "cpu", "--json"]
+    n = int(labels.max())
+    for extra, tp in (([], n), (["--normalize-per", "frame"], 2 * n)):
+        assert main([*args, *extra]) == 0
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["scores"][0]["tp"] == tp
+        assert payload["normalize_per"] == (extra[-1] if extra else "stack")

@@ -394,7 +394,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):
         try:
             result = segment(img, model=model, axes=axes, channel=args.channel, device=args.device,
-                             scale=args.scale, percentiles=args.percentiles, keep_probabilities=False)
+                             scale=args.scale, percentiles=args.percentiles, normalize_per=args.normalize_per,
+                             keep_probabilities=False)
         except SegmentationError as exc:
             raise SegmentationError(f"{name}: {exc}") from None
         scales.add(float(result.metadata["scale"]))
@@ -419,6 +420,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                    "scale": scales.pop() if len(scales) == 1 else sorted(scales),
                    "percentiles": list(args.percentiles or (model.config.normalization["low"],
                                                             model.config.normalization["high"])),
+                   "normalize_per": args.normalize_per,
                    **scores.to_dict()}
         text = json.dumps(payload, indent=2)
         if args.json == "-":
@@ -771,6 +773,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="input percentiles that become black and white for the network (default: the "
                         "model's, 1 99.8 for the bundled one); raise HIGH (99.99) when a few very bright "
                         "spots make the nuclei dim")
+    e.add_argument("--normalize-per", choices=["stack", "frame", "plane"], default="stack",
+                   help="what the percentiles are taken over, as for segment (stack, the default; frame; plane), "
+                        "to score a series the way it is segmented")
     e.add_argument("--json", nargs="?", const="-", help="also write the scores as JSON (to a file, or - for stdout)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     e.set_defaults(func=_cmd_evaluate)
