@@ -29,3 +29,17 @@ def disc_scene(discs, shape=(64, 64), *, noise: float = 0.0, seed: int = 0
     if noise:
         image = image + np.random.default_rng(seed).normal(0.0, noise, shape)
     return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def sliver_and_ball(shape=(12, 40, 40)) -> tuple[np.ndarray, tuple[int, int, int], tuple[int, int, int]]:
+    """A z-stack's bool mask: a small nucleus and a sliver, with a voxel of each.
+
+    The nucleus is a ball of radius 4 (257 voxels) centred on plane 6; the sliver a
+    disc of radius 3 (29 pixels, more than a 2D ``min_size`` of 24) in the first two
+    planes only (58 voxels, under the 88 of a ball of that area's radius): what a
+    2D model, plane by plane, finds at the top of a nucleus or in noise.
+    """
+    z, y, x = np.indices(shape)
+    ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 4**2
+    sliver = ((y - 28) ** 2 + (x - 28) ** 2 <= 3**2) & (z < 2)
+    return ball | sliver, (6, 12, 12), (0, 28, 28)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import napari_unet
-from scenes import DISCS, disc_scene
+from scenes import DISCS, disc_scene, sliver_and_ball
 from napari_unet.api import median_object_area
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
@@ -281,6 +281,29 @@ def test_min_size_and_holes(models, helpers, fake_net):
     assert big.instances[20, 14] > 0  # hole filled
     small = napari_unet.segment(image, model=str(models["2d"]), min_size=1, fill_holes=False)
     assert len(_objects(small.instances)) == 3 and small.instances[20, 14] == 0
+
+
+def test_min_size_of_a_2d_model_is_an_area_in_a_stack_labelled_in_3d(models, helpers, fake_net):
+    """A 2D model segments a z-stack plane by plane and labels it in 3D: its min_size (24 px here)
+    stays a cross-section's area, so a sliver two planes deep (58 voxels, 29 px per plane) goes
+    and a small nucleus (a ball of radius 4) stays; the metadata says the volume used (88 voxels).
+    A 3D model's min_size counts voxels; a 2D image keeps its pixels, with no volume."""
+    mask, nucleus, sliver = sliver_and_ball()
+    stack = mask.astype(np.uint16) * 1000
+    planes = napari_unet.segment(stack, model=str(models["2d"]), min_size=24)
+    assert planes.metadata["mode"] == "2d" and planes.axes == "ZYX"
+    assert planes.instances[nucleus] > 0 and planes.instances[sliver] == 0
+    assert planes.metadata["n_objects"] == 1 and planes.semantic[sliver] == 0
+    assert planes.metadata["min_size"] == 24 and planes.metadata["min_volume"] == 88
+    volume = napari_unet.segment(stack, model=str(models["3d"]), min_size=24)
+    assert volume.metadata["mode"] == "3d"
+    assert volume.instances[nucleus] > 0 and volume.instances[sliver] > 0 and volume.metadata["n_objects"] == 2
+    assert volume.metadata["min_size"] == volume.metadata["min_volume"] == 24
+    flat = napari_unet.segment(stack[0], model=str(models["2d"]), min_size=24)
+    assert flat.instances[sliver[1:]] > 0 and flat.metadata["min_volume"] is None
+    # A time series of planes is labelled in 2D: each plane's sliver stays.
+    movie = napari_unet.segment(stack, model=str(models["2d"]), axes="TYX", min_size=24)
+    assert movie.instances[sliver] > 0 and movie.metadata["min_volume"] is None
 
 
 def test_three_class_model_splits_at_seeds(models, helpers, fake_net):

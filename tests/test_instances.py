@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 from skimage import measure
 
+from scenes import sliver_and_ball
+
 from napari_unet.errors import SegmentationError
 from napari_unet.instances import (
+    METHODS,
+    ball_volume_of_disc,
     count_objects,
     label_instances,
+    min_object_size,
     relabel_edited,
     split_seeds_at_necks,
     split_touching,
@@ -171,6 +176,42 @@ def test_min_size_removes_small_objects():
         _assert_consecutive(labels)
     labels = label_instances(mask, min_size=10)
     assert np.all(labels[1:4, 1:4] == 0) and np.all(labels[20:25, 20:25] > 0)
+
+
+def test_ball_volume_of_disc():
+    """The ball as wide as a disc of that area: 4/3 pi r**3 with r = sqrt(area / pi), rounded;
+    sliced to a stack thinner than it (one plane: the disc itself)."""
+    assert [ball_volume_of_disc(a) for a in (0, 1, 10, 24, 32)] == [0, 1, 24, 88, 136]
+    assert [ball_volume_of_disc(24, depth=d) for d in (1, 2, 5, 6, 100)] == [24, 46, 87, 88, 88]
+    assert all(ball_volume_of_disc(a, depth=1) == a for a in range(200))  # a one-plane stack is its plane
+    assert min_object_size(24, (12, 40, 40), min_size_is_area=True) == 88
+    assert min_object_size(24, (12, 40, 40)) == 24  # voxels (a 3D model's)
+    assert min_object_size(24, (40, 40), min_size_is_area=True) == 24  # 2D: the area itself
+
+
+def test_min_size_as_an_area_keeps_nuclei_and_drops_slivers_in_3d():
+    """A 2D model's min_size (24 px) is a cross-section's area: labelled in 3D, a sliver two planes
+    deep (58 voxels, 29 px in each plane) is dropped, a small nucleus (a ball of radius 4) kept.
+    Counted as voxels (a 3D model's min_size), the sliver stays; 2D blocks are unaffected."""
+    mask, nucleus, sliver = sliver_and_ball()
+    for method in METHODS:
+        area = label_instances(mask, method=method, min_size=24, min_size_is_area=True)
+        assert area[nucleus] > 0 and area[sliver] == 0 and len(_objects(area)) == 1, method
+        voxels = label_instances(mask, method=method, min_size=24)
+        assert voxels[nucleus] > 0 and voxels[sliver] > 0 and len(_objects(voxels)) == 2, method
+        # Each plane labelled on its own (ndim=2): the sliver's 29 px pass 24, as in 2D.
+        planes = label_instances(mask, method=method, min_size=24, min_size_is_area=True, ndim=2)
+        np.testing.assert_array_equal(planes, label_instances(mask, method=method, min_size=24, ndim=2))
+        assert planes[sliver] > 0
+    # A stack of one plane is that plane.
+    one = mask[6:7]
+    np.testing.assert_array_equal(label_instances(one, min_size=50, min_size_is_area=True),
+                                  label_instances(one[0], min_size=50)[None])
+    # Update instances relabels the same way: a sliver painted into the first planes goes.
+    previous = label_instances(mask, min_size=0)
+    previous[:2] = 0
+    edited = relabel_edited(mask, previous, method="components", min_size=24, min_size_is_area=True)
+    assert edited[nucleus] > 0 and edited[sliver] == 0
 
 
 def test_holes_are_filled():

@@ -41,6 +41,8 @@ def test_bundled_2d_model_on_a_real_z_stack_labels_nuclei_in_3d(stage, nuclei):
     assert image.ndim == 3 and image.dtype == np.uint16
     result = napari_unet.segment(image, device="cpu", keep_probabilities=False)
     assert result.axes == "ZYX" and result.metadata["mode"] == "2d"
+    # min_size 24 is a cross-section's area: labelled in 3D, objects need the 88 voxels of a ball as wide.
+    assert result.metadata["min_size"] == 24 and result.metadata["min_volume"] == 88
     assert result.instances.shape == image.shape
     # Planes are segmented one by one but labelled together: each nucleus is one
     # 3D object spanning many planes, not one label per plane. Nuclei touching in 3D (one

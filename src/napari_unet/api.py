@@ -14,7 +14,7 @@ from ._version import __version__
 from .axes import labelled_last
 from .checkpoint import LoadedModel
 from .errors import SegmentationError, check_fraction, check_whole
-from .instances import METHODS, count_objects, label_instances
+from .instances import METHODS, count_objects, label_instances, min_object_size
 from .tracking import link_over_time
 from .postprocess import (
     seeds_from_probabilities,
@@ -43,7 +43,9 @@ class Segmentation:
     axes : str
         Axes of the outputs (the input's, less ``C``).
     metadata : dict
-        Model name and weight hash, parameters, package version.
+        Model name and weight hash, parameters, package version. ``min_volume``: the
+        voxels an object needed to be kept where the labels are 3D (None in 2D); for a
+        2D model's planes labelled together, the ball as wide as ``min_size``'s disc.
     """
 
     semantic: np.ndarray
@@ -122,7 +124,14 @@ def iter_segment(
         range of its own (``"T"``, ``"Z"`` for a z-stack, ``"TZ"``, or ``""``: one range for the image).
     threshold, seed_threshold, instance_method, min_size, fill_holes :
         Post-processing; None takes the model's tuned defaults.
-        ``instance_method`` is ``"components"`` or ``"watershed"``.
+        ``instance_method`` is ``"components"`` or ``"watershed"``. ``min_size``
+        is the smallest object kept, in the units the model sees: pixels for a 2D
+        model, voxels for a 3D one. A z-stack segmented plane by plane (a 2D model)
+        is labelled in 3D, and there ``min_size`` stays the area of a nucleus'
+        cross-section: objects are kept when their volume reaches that of a ball as
+        wide (88 voxels for 24 pixels; see
+        :func:`napari_unet.instances.ball_volume_of_disc`).
+        ``metadata["min_volume"]`` records the volume used.
     link_time : bool
         For a time series: give each object the id of the object it overlaps
         most in the time point before (:func:`napari_unet.tracking.link_over_time`),
@@ -168,6 +177,9 @@ def iter_segment(
                              channel=channel, normalize_per=normalize_per)
     plan = prepared.plan
     label_ndim = len(plan.label_axes)
+    # What _one_pass keeps, for the metadata: a 2D model's min_size is an area (a ball in 3D).
+    block = tuple(prepared.out_shape[i] for i in labelled_last(plan.out_axes, plan.label_axes)[-label_ndim:])
+    min_kept = min_object_size(post["min_size"], block, min_size_is_area=cfg.spatial_dims == 2)
     semantic, instances, probs_out = yield from _one_pass(predictor, prepared, post, first,
                                                           keep_probabilities)
     used = first
@@ -203,6 +215,7 @@ def iter_segment(
         "normalize_per_axes": prepared.normalize_axes,
         "overlap": predictor.overlap,
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
+        "min_volume": min_kept if label_ndim == 3 else None,
         "neck_ratio": post.get("neck_ratio"),
         "linked_over_time": linked,
         "n_objects": n_objects,
@@ -287,7 +300,7 @@ def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: 
 
     instances = label_instances(
         last(semantic), method=post["instance_method"], seeds=last(seeds), elevation=last(elevation),
-        min_size=int(post["min_size"]), fill_holes=bool(post["fill_holes"]),
+        min_size=int(post["min_size"]), min_size_is_area=cfg.spatial_dims == 2, fill_holes=bool(post["fill_holes"]),
         ndim=len(prepared.plan.label_axes), neck_ratio=post.get("neck_ratio"),
     )
     instances = np.ascontiguousarray(np.transpose(instances, np.argsort(order)))

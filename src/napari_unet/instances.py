@@ -20,8 +20,8 @@ from skimage import measure, morphology, segmentation
 
 from .errors import SegmentationError
 
-__all__ = ["label_instances", "relabel_edited", "split_touching", "split_seeds_at_necks", "count_objects",
-           "METHODS"]
+__all__ = ["ball_volume_of_disc", "label_instances", "min_object_size", "relabel_edited", "split_touching",
+           "split_seeds_at_necks", "count_objects", "METHODS"]
 
 METHODS = ("components", "watershed")
 
@@ -94,6 +94,46 @@ def _round_blob(radius: float, dims: int, thin: int = 0) -> float:
     if 0 < thin < 2 * radius:
         return float(np.pi * (radius**2 * thin - thin**3 / 12.0))
     return float(4.0 / 3.0 * np.pi * radius**3)
+
+
+def ball_volume_of_disc(area: float, *, depth: int = 0) -> int:
+    """Voxels of a ball whose cross-section through its centre is a disc of ``area`` pixels.
+
+    The ball has the disc's radius ``r = sqrt(area / pi)`` and holds ``4/3 pi r**3``
+    voxels, rounded to the nearest whole one: 88 for 24 pixels, 24 for 10. Planes are
+    taken as far apart as pixels. In a stack ``depth`` planes deep that is thinner than
+    the ball (``0 < depth < 2 r``) the ball is sliced to that depth: one plane holds
+    the disc itself (``area``, rounded), two about twice it.
+
+    Parameters
+    ----------
+    area : float >= 0
+        Pixels of the disc.
+    depth : int
+        Planes of the stack; 0 for a stack deeper than any ball.
+    """
+    return int(round(_round_blob(float(np.sqrt(area / np.pi)), 3, int(depth))))
+
+
+def min_object_size(min_size: int, block_shape: tuple[int, ...], *, min_size_is_area: bool = False) -> int:
+    """Pixels (voxels) an object of a labelled block needs to be kept, from the user's ``min_size``.
+
+    ``min_size`` counts pixels in 2D, voxels in 3D, unless ``min_size_is_area``:
+    then it is the area of a nucleus' cross-section in one plane (a 2D model's
+    ``min_size``, whose planes a z-stack segmented plane by plane labels together),
+    and a 3D block (Z first) keeps objects whose volume reaches that of a ball as
+    wide (:func:`ball_volume_of_disc`, sliced to the block's depth).
+
+    Parameters
+    ----------
+    min_size : int
+    block_shape : tuple of int
+        Shape of the block labelled together: (Y, X) or (Z, Y, X).
+    min_size_is_area : bool
+    """
+    if min_size_is_area and len(block_shape) == 3:
+        return ball_volume_of_disc(min_size, depth=block_shape[0])
+    return int(min_size)
 
 
 EDT_BAND = 1 << 22
@@ -256,6 +296,7 @@ def label_instances(
     seeds: np.ndarray | None = None,
     elevation: np.ndarray | None = None,
     min_size: int = 0,
+    min_size_is_area: bool = False,
     fill_holes: bool = True,
     ndim: int | None = None,
     neck_ratio: float | None = None,
@@ -272,6 +313,10 @@ def label_instances(
         Same shape as ``foreground``; see :func:`split_touching`.
     min_size : int
         Objects smaller than this many pixels (voxels) are removed.
+    min_size_is_area : bool
+        ``min_size`` is the area of a cross-section in one plane (a 2D model's, its
+        planes labelled together): in 3D blocks, objects smaller than a ball as wide
+        are removed (see :func:`min_object_size`). 2D blocks are unaffected.
     fill_holes : bool
         Fill holes: background enclosed by objects, inside one or where several
         touching objects meet around it (see :func:`_fill_holes_per_label`).
@@ -310,7 +355,7 @@ def label_instances(
             )
         if fill_holes:
             labels = _fill_holes_per_label(labels)
-        labels = _remove_small(labels, min_size)
+        labels = _remove_small(labels, min_object_size(min_size, block.shape, min_size_is_area=min_size_is_area))
         out[index], _, _ = segmentation.relabel_sequential(labels)
     return out
 
