@@ -21,7 +21,7 @@ from napari_unet._napari import jobs, register_session_model, unregister_session
 from napari_unet._napari.options import ALL_CHANNELS, NO_CHANNEL
 from napari_unet._napari.widget import SegmentWidget
 from napari_unet.checkpoint import ModelConfig, load_model, save_model
-from scenes import disc_scene
+from scenes import disc_scene, sliver_and_ball
 
 pytestmark = pytest.mark.gui
 
@@ -261,6 +261,34 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
     widget.axes.value = None
     widget.link_time.value = True
     assert not widget.link_time.enabled and widget._options(movie)["link_time"] is False
+
+
+def test_min_size_of_a_2d_model_is_an_area_in_a_stack_run_and_update(viewer, widget, wait_done, fake_net):
+    """A z-stack segmented plane by plane is labelled in 3D, Run and Update instances alike: the
+    2D model's min_size (24 px) is a cross-section's area, so a sliver two planes deep (58 voxels)
+    goes, painted back or not, and a small nucleus (a ball of radius 4) stays."""
+    mask, nucleus, sliver = sliver_and_ball()
+    img = viewer.add_image(mask.astype(np.float32) * 200, name="stack")
+    widget.image.value = img
+    widget.min_size.value = 24
+    widget.run()
+    wait_done(widget)
+    sem, inst = outputs(viewer, "stack")
+    assert inst.metadata["mode"] == "2d" and inst.metadata["axes"] == "ZYX"
+    assert inst.data[nucleus] > 0 and inst.data[sliver] == 0
+    assert inst.metadata["min_size"] == 24 and inst.metadata["min_volume"] == 88
+    sem.data[:2] = mask[:2]  # the sliver painted back into the mask
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    inst = viewer.layers["stack instances"]
+    assert inst.data[nucleus] > 0 and inst.data[sliver] == 0
+    assert inst.metadata["min_volume"] == 88 and inst.metadata["n_objects"] == 1
+    widget.min_size.value = 10  # a ball of 24 voxels: the sliver's 58 reach it
+    widget.update_instances()
+    wait_done(widget)
+    inst = viewer.layers["stack instances"]
+    assert inst.data[sliver] > 0 and inst.metadata["min_volume"] == 24 and inst.metadata["n_objects"] == 2
 
 
 def test_link_time_points_is_offered_only_with_a_time_axis(viewer, widget, make_blobs):

@@ -124,6 +124,9 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     linked over that axis (see :func:`~napari_unet.tracking.link_over_time`).
     ``params["ndim"]`` axes are labelled together, and counted together; tracks
     the edit connected are joined (:func:`~napari_unet.tracking.join_tracks`).
+    ``params`` are :func:`~napari_unet.instances.label_instances`' keywords: with
+    ``min_size_is_area`` (a 2D model's result), ``min_size`` is the area of a
+    cross-section, and a stack labelled in 3D keeps objects as large as a ball that wide.
     """
     from .outputs import fingerprint
 

@@ -30,6 +30,7 @@ from superqt.utils import ensure_main_thread
 from ..axes import labelled_last
 from ..device import available_devices
 from ..errors import SegmentationError
+from ..instances import min_object_size
 from .engine_widget import EngineWidget, Run, row
 from .jobs import JobDone, JobFailed, Relabelled, measure_job, relabel_job, segment_job
 from .layers import (
@@ -465,6 +466,8 @@ class SegmentWidget(EngineWidget):
             "min_size": int(self.min_size.value),
             "fill_holes": bool(record.metadata.get("fill_holes", True)),
             "ndim": min(record.label_ndim, mask.ndim),
+            # A 2D model's planes labelled in 3D: its min_size is a cross-section's area, as in the run.
+            "min_size_is_area": record.metadata.get("mode", "2d") == "2d",
         }
         out_axes = str(record.metadata.get("axes") or "").replace("C", "")
         if len(out_axes) != mask.ndim:
@@ -476,25 +479,31 @@ class SegmentWidget(EngineWidget):
         same = (record.instances is not None and record.instances.shape == mask.shape
                 and record.instance_params == made)
         order = _label_axes_last(out_axes, params["ndim"], mask.ndim)
+        block = tuple(mask.shape[i] for i in order[mask.ndim - params["ndim"]:])
+        min_volume = (min_object_size(params["min_size"], block, min_size_is_area=params["min_size_is_area"])
+                      if params["ndim"] == 3 else None)
         worker = create_worker(relabel_job, mask, params, previous=record.instances if same else None,
                                order=order, time_axis=out_axes.index("T") if linked else None,
                                _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_relabelled(result, semantic, params, made, record, keep),
+                    lambda result: self._on_relabelled(result, semantic, params, made, record, keep,
+                                                       min_volume=min_volume),
                     progress_records=False)
 
     def _on_relabelled(self, result: Relabelled | JobFailed, semantic: Labels, params: dict,
-                       made: dict[str, Any], record: RunRecord, keep: int | None = None) -> None:
+                       made: dict[str, Any], record: RunRecord, keep: int | None = None, *,
+                       min_volume: int | None = None) -> None:
         """Show the updated instances of ``record``'s pair; ``made`` are the settings that made them,
-        ``keep`` the one-plane channel axis the layers have and the labels lack (None: none)."""
+        ``keep`` the one-plane channel axis the layers have and the labels lack (None: none),
+        ``min_volume`` the voxels an object needed (None: labelled in 2D)."""
         run = self._shown_run(result)
         if run is None:
             return
         spatial, _ = spatial_kwargs(semantic)
         meta = {**record.metadata, "source_layer": run.source.name,
-                "instance_method": params["method"], "min_size": params["min_size"],
+                "instance_method": params["method"], "min_size": params["min_size"], "min_volume": min_volume,
                 # The update may link (or unlink) the ids and changes the count: say what it made.
                 "linked_over_time": bool(made["linked"]), "n_objects": int(result.count),
                 "updated_from": semantic.name}
