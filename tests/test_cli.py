@@ -24,7 +24,7 @@ from napari_unet.cli import main
 from napari_unet.io import read_image_file, read_tiff_metadata
 from napari_unet.metrics import DEFAULT_THRESHOLDS
 from scenes import DISCS as ALL_DISCS
-from scenes import disc_scene
+from scenes import disc_scene, sliver_and_ball
 
 DISCS = ALL_DISCS[:3]  # non-touching discs on a 64 x 64 canvas
 
@@ -161,6 +161,21 @@ def test_segment_scale_auto_records_the_scale_used(helpers, tmp_path, capsys, fa
         # Any object is "small" under a reference of a million pixels: auto goes to scale 2.
         assert meta["scale_mode"] == mode
         assert meta["scale"] == (2.0 if mode == "auto" else 1.0)
+    capsys.readouterr()
+
+
+def test_segment_min_size_in_a_z_stack_is_a_cross_sections_area(models, tmp_path, capsys, fake_net):
+    """--min-size 24 with a 2D model on a z-stack: the sliver two planes deep (58 voxels) goes, the
+    small nucleus (a ball of radius 4) stays, and the files' Info says the volume used (88 voxels)."""
+    mask, nucleus, sliver = sliver_and_ball()
+    tifffile.imwrite(tmp_path / "stack.tif", mask.astype(np.uint16) * 1000, photometric="minisblack")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "stack.tif"), "-o", str(out), "-m", str(models["2d"]),
+                 "--device", "cpu", "--min-size", "24"]) == 0
+    inst = tifffile.imread(out / "stack_instances.tif")
+    assert inst[nucleus] > 0 and inst[sliver] == 0
+    meta = read_tiff_metadata(out / "stack_instances.tif")
+    assert meta["mode"] == "2d" and meta["min_size"] == 24 and meta["min_volume"] == 88
     capsys.readouterr()
 
 

@@ -692,8 +692,9 @@ def _parser() -> argparse.ArgumentParser:
                         "that tell interiors from boundaries (the bundled one): raise it when touching nuclei "
                         "come out as one, lower it when nuclei are cut in pieces (default: the model's)")
     s.add_argument("--instance-method", choices=["components", "watershed"], help="how to split instances (default: the model's)")
-    s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels, voxels in a z-stack "
-                        "(default: the model's; the bundled model's 24 is a 2D area: raise it for z-stacks)")
+    s.add_argument("--min-size", type=int, help="remove objects smaller than this many pixels (default: the "
+                        "model's); in a z-stack segmented plane by plane and labelled in 3D, those smaller than "
+                        "a ball as wide (88 voxels for 24); a 3D model's counts voxels")
     s.add_argument("--link-time", action="store_true",
                    help="time series: a nucleus keeps its id from one time point to the next "
                         "(else each time point's ids start at 1)")

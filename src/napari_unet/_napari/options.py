@@ -136,8 +136,9 @@ TOOLTIPS = {
         "(watershed from each nucleus' centre); 'connected components' keeps touching nuclei as one."
     ),
     "min_size": (
-        "Objects smaller than this many pixels (voxels in 3D) are removed.\n"
-        "The bundled model's 24 is a 2D area: raise it for z-stacks, or slivers of nuclei count as objects."
+        "Objects smaller than this many pixels are removed.\n"
+        "A z-stack segmented plane by plane is labelled in 3D: there an object is kept when its\n"
+        "volume reaches that of a ball as wide (88 voxels for 24 px). A 3D model's counts voxels."
     ),
     "link_time": (
         "Time series: give each nucleus the id of the one it overlaps most in the time point\n"
