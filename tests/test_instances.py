@@ -555,3 +555,30 @@ def test_relabel_edited_with_ids_far_above_the_pixel_count():
     # A new id past int32 from first_new_id alone widens the labels as well.
     fresh = relabel_edited(mask, np.zeros_like(previous), method="components", first_new_id=2**33)
     assert fresh.dtype == np.int64 and fresh.max() > 2**33
+
+
+@pytest.mark.parametrize("big", [20, 2**40])
+def test_relabel_edited_counts_overlaps_as_integers(monkeypatch, big):
+    """An edited object keeps the earlier id it covers most, ids far above the pixel count
+    too, and the (new, earlier) pairs are counted as plain integers: unique pairs of rows
+    (``np.unique(..., axis=1)``) are sorted as records, holding the GIL all along, which froze
+    napari for seconds while a whole 4096 x 4096 mask was relabelled in its worker."""
+    import napari_unet.instances as instances
+
+    axes = []
+    real = np.unique
+
+    def spy(*args, **kwargs):
+        axes.append(kwargs.get("axis"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(instances.np, "unique", spy)
+    previous = np.zeros((30, 40), np.int64)
+    previous[5:20, 5:20] = big  # the larger object
+    previous[8:14, 24:30] = 7
+    mask = previous > 0
+    mask[10:12, 20:24] = True  # a bridge painted between them: one object now
+    out = relabel_edited(mask, previous, method="components", min_size=0)
+    assert _objects(out) == {big}
+    assert np.all(out[mask] == big)
+    assert axes and all(axis is None for axis in axes)
