@@ -13,6 +13,7 @@ from napari_unet.instances import (
     METHODS,
     ball_volume_of_disc,
     count_objects,
+    ids_and_ranks,
     label_instances,
     min_object_size,
     relabel_edited,
@@ -582,3 +583,41 @@ def test_relabel_edited_counts_overlaps_as_integers(monkeypatch, big):
     assert _objects(out) == {big}
     assert np.all(out[mask] == big)
     assert axes and all(axis is None for axis in axes)
+
+
+@pytest.mark.parametrize("values", [
+    np.array([0, 5, 5, 2, 9, 0], np.int32),
+    np.array([3, 3, 1], np.uint16),
+    np.array([7], np.uint64),
+    np.array([2**40, 3, 2**40], np.int64),  # hand-numbered far apart: np.unique's way
+    np.array([-1, 4, 4], np.int32),
+    np.array([0.5, 0.5, 2.0]),
+    np.zeros(0, np.int32),
+])
+def test_ids_and_ranks_are_np_unique(values):
+    ids, ranks = ids_and_ranks(values)
+    want_ids, want_ranks = np.unique(values, return_inverse=True)
+    assert ids.dtype == values.dtype and ranks.shape == values.shape
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(ranks, want_ranks)
+
+
+def test_label_ids_are_ranked_without_np_unique(monkeypatch):
+    """np.unique(return_inverse=True) ranks through a cumulative sum over booleans that holds
+    the GIL throughout: napari froze while its worker measured or relabelled a big stack."""
+    inverse = []
+    real = np.unique
+
+    def spy(*args, **kwargs):
+        inverse.append(bool(kwargs.get("return_inverse")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "unique", spy)
+    previous = _squares_scene()
+    mask = previous > 0
+    mask[25:33, 5:13] = True  # a nucleus painted apart: ranked among the new ones
+    out = relabel_edited(mask, previous, method="components", min_size=0)
+    assert set(np.unique(out[25:33, 5:13])) == {4}
+    ids, ranks = ids_and_ranks(previous[previous > 0])
+    np.testing.assert_array_equal(ids[ranks], previous[previous > 0])
+    assert not any(inverse)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SegmentationError, refuse_file_name
+from .instances import ids_and_ranks
 
 __all__ = ["measure_objects", "write_csv"]
 
@@ -185,7 +186,7 @@ def _measure_block(block: np.ndarray, values: np.ndarray | None, t: int | None,
     """The columns of one labelled block (in :func:`measure_objects`' order)."""
     flat = block.ravel()
     where = np.flatnonzero(flat)
-    ids, rank = np.unique(flat[where], return_inverse=True)
+    ids, rank = ids_and_ranks(flat[where])
     n = len(ids)
     area = np.bincount(rank, minlength=n)
     # uint64 ids above 2**63 (napari allows them) would wrap to negative int64 ids
