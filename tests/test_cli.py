@@ -196,6 +196,34 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
     assert read_tiff_metadata(out / "movie_instances.tif")["axes"] == "TYX"
 
 
+def test_segment_maps_an_uncompressed_series_instead_of_reading_it(models, tmp_path, capsys, monkeypatch):
+    """A big uncompressed TIFF reaches the engine mapped from the file (read a plane at a
+    time), and gives the results a compressed copy, read whole, gives."""
+    import napari_unet.api
+
+    seen = []
+    real = napari_unet.api.iter_segment
+
+    def spy(image, **kwargs):
+        seen.append(image)
+        return (yield from real(image, **kwargs))
+
+    monkeypatch.setattr(napari_unet.api, "iter_segment", spy)
+    stack = np.stack([disc_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)])  # (3, 64, 64)
+    tifffile.imwrite(tmp_path / "raw.tif", stack, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "packed.tif", stack, imagej=True, metadata={"axes": "TYX"},
+                     compression="zlib")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "raw.tif"), str(tmp_path / "packed.tif"), "-o", str(out),
+                 "-m", str(models["2d"]), "--device", "cpu", "--measure"]) == 0
+    capsys.readouterr()
+    assert [isinstance(image, np.memmap) for image in seen] == [True, False]
+    for kind in ("semantic", "instances"):
+        np.testing.assert_array_equal(tifffile.imread(out / f"raw_{kind}.tif"),
+                                      tifffile.imread(out / f"packed_{kind}.tif"))
+    assert (out / "raw_objects.csv").read_text() == (out / "packed_objects.csv").read_text()
+
+
 def test_segment_normalize_per_frame_keeps_a_bleached_frame(models, tmp_path, capsys, fake_net):
     """--normalize-per frame: the second time point, bleached to a tenth, keeps its discs (over
     the whole series they are lost); the choice is in the results' metadata."""

@@ -336,3 +336,24 @@ def test_planar_rgb_tiff_is_colour_not_a_z_stack(tmp_path):
     read = read_image_file(path)
     assert read.axes == "CYX"
     assert not read.channels_declared  # colour samples: RGB becomes grey, as documented
+
+
+def test_uncompressed_tiff_is_mapped_from_the_file_when_asked(tmp_path):
+    """A long uncompressed series is mapped, not read (memmap=True); other TIFFs are read."""
+    series = np.arange(3 * 16 * 20, dtype=np.uint16).reshape(3, 16, 20)
+    tifffile.imwrite(tmp_path / "raw.tif", series, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "big_endian.tif", series, byteorder=">", photometric="minisblack")
+    tifffile.imwrite(tmp_path / "zlib.tif", series, compression="zlib", photometric="minisblack")
+    tifffile.imwrite(tmp_path / "tiled.tif", series, tile=(16, 16), photometric="minisblack")
+    mapped = read_image_file(tmp_path / "raw.tif", memmap=True)
+    assert isinstance(mapped.image, np.memmap) and not mapped.image.flags.writeable
+    assert mapped.axes == "TYX"
+    np.testing.assert_array_equal(mapped.image, series)
+    swapped = read_image_file(tmp_path / "big_endian.tif", memmap=True).image
+    assert isinstance(swapped, np.memmap)
+    np.testing.assert_array_equal(swapped, series)
+    for name in ("zlib.tif", "tiled.tif"):  # not one uncompressed block: read
+        read = read_image_file(tmp_path / name, memmap=True).image
+        assert not isinstance(read, np.memmap), name
+        np.testing.assert_array_equal(read, series)
+    assert not isinstance(read_image_file(tmp_path / "raw.tif").image, np.memmap)

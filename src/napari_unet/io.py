@@ -165,8 +165,15 @@ def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
     return read.image, read.axes
 
 
-def read_image_file(path: str | os.PathLike) -> ImageFile:
-    """Read an image file, its declared axes and whether its channels are stains or colours."""
+def read_image_file(path: str | os.PathLike, *, memmap: bool = False) -> ImageFile:
+    """Read an image file, its declared axes and whether its channels are stains or colours.
+
+    With ``memmap``, a TIFF whose pixels lie uncompressed and in one block
+    (ImageJ's stacks and hyperstacks, tifffile's own, most uncompressed
+    OME-TIFFs) is mapped from the file, read-only, instead of read: a long
+    series or a deep stack then takes no memory until a plane is used.
+    Compressed and other TIFFs, and other formats, are read as before.
+    """
     path = check_image_path(path)
     try:
         if path.suffix.lower() in _TIFF:
@@ -189,7 +196,10 @@ def read_image_file(path: str | os.PathLike) -> ImageFile:
                         "of different sizes: save each as its own file (in Fiji, open the file "
                         "and save each series) and give those.")
                 series = tif.series[0]
-                image = series.asarray()
+                if memmap and series.dataoffset is not None:
+                    image = tifffile.memmap(path, series=0, mode="r")
+                else:
+                    image = series.asarray()
                 # tifffile's own files declare axes when written with them (as this package's results are)
                 shaped = tif.is_shaped and "axes" in ((tif.shaped_metadata or [{}])[0] or {})
                 axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome or shaped) else None
