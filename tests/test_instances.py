@@ -621,3 +621,28 @@ def test_label_ids_are_ranked_without_np_unique(monkeypatch):
     ids, ranks = ids_and_ranks(previous[previous > 0])
     np.testing.assert_array_equal(ids[ranks], previous[previous > 0])
     assert not any(inverse)
+
+
+def test_a_series_is_made_boolean_a_block_at_a_time():
+    """Labelling a long series (the widget's Update instances does) holds the int32 ids and one
+    block's work, not a boolean copy of the whole series besides (5 bytes per pixel before)."""
+    import gc
+    import tracemalloc
+
+    frame = np.zeros((64, 64), np.uint8)
+    frame[10:20, 10:20] = frame[40:50, 30:45] = 1
+
+    def peak(n: int) -> int:
+        series = np.stack([np.roll(frame, t % 8, axis=1) for t in range(n)])
+        gc.collect()
+        tracemalloc.start()
+        try:
+            labels = label_instances(series, ndim=2, method="components")
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert labels.max() == 2 and labels.dtype == np.int32
+
+    lengths = (50, 150)
+    per_pixel = (peak(lengths[1]) - peak(lengths[0])) / ((lengths[1] - lengths[0]) * frame.size)
+    assert per_pixel < 4.5, f"{per_pixel:.1f} bytes per pixel of the series"

@@ -334,7 +334,7 @@ def label_instances(
     """
     if method not in METHODS:
         raise SegmentationError(f"Unknown instance method {method!r}: use one of {METHODS}.")
-    fg = np.asarray(foreground) != 0
+    fg = np.asarray(foreground)  # made boolean a block at a time: no copy of a whole series
     ndim = fg.ndim if ndim is None else int(ndim)
     if not 1 <= ndim <= 3 or ndim > fg.ndim:
         raise SegmentationError(
@@ -343,7 +343,7 @@ def label_instances(
     out = np.zeros(fg.shape, np.int32)
     lead = fg.shape[: fg.ndim - ndim]
     for index in np.ndindex(*lead):
-        block = fg[index]
+        block = fg[index] != 0
         if method == "components":
             labels = measure.label(block, connectivity=1).astype(np.int32)
         else:
