@@ -273,41 +273,70 @@ def objects_are_small(median_area: float | None, reference_area: float) -> bool:
 
 def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: float,
               keep_probabilities: bool) -> Generator[Progress, None, tuple]:
-    """Network and post-processing at one scale: (semantic, instances, probabilities or None)."""
+    """Network and post-processing at one scale: (semantic, instances, probabilities or None).
+
+    When the network sees whole labelled blocks (each frame of a 2D time series, each
+    volume with a 3D model), each block is labelled as it comes: only the outputs and one
+    block's seeds and elevation are held. A z-stack segmented plane by plane is labelled
+    in 3D once all its planes are in.
+    """
     cfg = predictor.config
+    plan = prepared.plan
     out_shape = prepared.out_shape
+    at_once = {plan.axes[i] for i in plan.net_axes} == set(plan.label_axes)
     semantic = np.zeros(out_shape, np.uint8)
-    seeds = np.zeros(out_shape, bool) if cfg.target == "three_class" else None
-    elevation = np.zeros(out_shape, np.uint8) if seeds is not None else None
+    instances = np.zeros(out_shape, np.int32) if at_once else None
+    seeded = cfg.target == "three_class"
+    seeds = np.zeros(out_shape, bool) if seeded and not at_once else None
+    elevation = np.zeros(out_shape, np.uint8) if seeded and not at_once else None
     probs_out = np.zeros((cfg.out_channels, *out_shape), np.float32) if keep_probabilities else None
     threshold, seed_threshold = float(post["threshold"]), float(post["seed_threshold"])
+    # Removed small objects and filled holes change the mask too: it follows the instances.
+    mask_from_instances = seeded or cfg.out_channels == 2
+    block_axes = "".join(a for a in plan.out_axes if a in plan.label_axes)  # an item's axes when at_once
+    by_area = cfg.spatial_dims == 2  # a 2D model's min_size is a cross-section's area
 
     def store(key: tuple, probs: np.ndarray) -> None:
-        semantic[key] = semantic_from_probabilities(probs, target=cfg.target, threshold=threshold)
-        if seeds is not None:
-            seeds[key] = seeds_from_probabilities(probs, target=cfg.target, seed_threshold=seed_threshold)
-            elevation[key] = watershed_elevation(probs)
+        sem = semantic_from_probabilities(probs, target=cfg.target, threshold=threshold)
+        seed = seeds_from_probabilities(probs, target=cfg.target, seed_threshold=seed_threshold) if seeded else None
+        elev = watershed_elevation(probs) if seeded else None
         if probs_out is not None:
             probs_out[(slice(None), *key)] = probs
+        if at_once:
+            instances[key] = _label(sem, seed, elev, block_axes, plan.label_axes, post, min_size_is_area=by_area)
+            semantic[key] = instances[key] > 0 if mask_from_instances else sem
+            return
+        semantic[key] = sem
+        if seeded:
+            seeds[key] = seed
+            elevation[key] = elev
 
     yield from stream_probabilities(predictor, prepared, store, scale=scale)
     yield Progress("instances", 0, 1, "splitting objects")
+    if not at_once:
+        instances = _label(semantic, seeds, elevation, plan.out_axes, plan.label_axes, post, min_size_is_area=by_area)
+        seeds = elevation = None
+        if mask_from_instances:
+            np.greater(instances, 0, out=semantic.view(bool))
+    return semantic, instances, probs_out
+
+
+def _label(semantic: np.ndarray, seeds: np.ndarray | None, elevation: np.ndarray | None, axes: str,
+           label_axes: str, post: dict[str, Any], *, min_size_is_area: bool) -> np.ndarray:
+    """Instances (int32, ``semantic``'s shape and ``axes``) of a mask, ``label_axes`` labelled together;
+    ``min_size_is_area``: a 2D model's, see :func:`~napari_unet.instances.label_instances`."""
     # label_instances labels the trailing axes together: put Z, Y, X last (e.g. ZTYX -> TZYX).
-    order = labelled_last(prepared.plan.out_axes, prepared.plan.label_axes)
+    order = labelled_last(axes, label_axes)
 
     def last(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else np.transpose(a, order)
 
     instances = label_instances(
         last(semantic), method=post["instance_method"], seeds=last(seeds), elevation=last(elevation),
-        min_size=int(post["min_size"]), min_size_is_area=cfg.spatial_dims == 2, fill_holes=bool(post["fill_holes"]),
-        ndim=len(prepared.plan.label_axes), neck_ratio=post.get("neck_ratio"),
+        min_size=int(post["min_size"]), min_size_is_area=min_size_is_area, fill_holes=bool(post["fill_holes"]),
+        ndim=len(label_axes), neck_ratio=post.get("neck_ratio"),
     )
-    instances = np.ascontiguousarray(np.transpose(instances, np.argsort(order)))
-    if cfg.target == "three_class" or cfg.out_channels == 2:
-        # Removed small objects and filled holes change the mask too: keep them in step.
-        semantic = (instances > 0).astype(np.uint8)
-    return semantic, instances, probs_out
+    return np.ascontiguousarray(np.transpose(instances, np.argsort(order)))
 
 
 def segment(image: Any, **kwargs: Any) -> Segmentation:
