@@ -352,25 +352,29 @@ def _peak_numpy_bytes(fn) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("key", ["2d", "three_class"])
-def test_a_time_series_holds_its_outputs_and_one_frames_work(models, fake_net, key):
+@pytest.mark.parametrize(("key", "link"), [("2d", False), ("three_class", False), ("three_class", True)])
+def test_a_time_series_holds_its_outputs_and_one_frames_work(models, fake_net, key, link):
     """Each frame of a series is labelled as it comes: a long series costs its outputs, 5 bytes
     per pixel (uint8 mask, int32 ids), not also a whole-series copy of its mask, seeds and
-    watershed landscape (9 bytes per pixel with a three-class model, 7 with two classes)."""
+    watershed landscape (9 bytes per pixel with a three-class model, 7 with two classes);
+    linking over time relabels the ids in place (a second int32 copy before)."""
     frame, _ = disc_scene(DISCS[0], noise=5, seed=0)  # 64 x 64
     lengths = (40, 120)
     series = {n: np.stack([np.roll(frame, t, axis=1) for t in range(n)]) for n in lengths}
     # Each frame its own range: the whole series' range comes from a sample of up to 4 million
     # pixels (a fixed cost, but the whole of a series this short).
-    kwargs = {"model": str(models[key]), "axes": "TYX", "keep_probabilities": False, "normalize_per": "frame"}
+    kwargs = {"model": str(models[key]), "axes": "TYX", "keep_probabilities": False, "normalize_per": "frame",
+              "link_time": link}
     peaks = [_peak_numpy_bytes(lambda: napari_unet.segment(series[n], **kwargs)) for n in lengths]
     per_pixel = (peaks[1] - peaks[0]) / ((lengths[1] - lengths[0]) * frame.size)
     assert per_pixel < 5.5, f"{per_pixel:.1f} bytes per pixel of the series"
     # ... and each frame is labelled as it would be alone.
     result = napari_unet.segment(series[lengths[0]], **kwargs)
+    assert result.metadata["linked_over_time"] == link
     for t in (0, 7, 39):
         alone = napari_unet.segment(series[lengths[0]][t], **{**kwargs, "axes": "YX"})
-        np.testing.assert_array_equal(result.instances[t], alone.instances)
+        np.testing.assert_array_equal(result.instances[t] if not link else result.instances[t] > 0,
+                                      alone.instances if not link else alone.instances > 0)
         np.testing.assert_array_equal(result.semantic[t], alone.semantic)
 
 

@@ -57,6 +57,25 @@ def test_time_axis_and_3d_time_points():
     assert np.unique(out[:, 2][frames[:, 2] > 0]).tolist() == [2]
 
 
+@pytest.mark.parametrize("time_axis", [0, 1])
+def test_linking_in_place_gives_the_same_ids(time_axis):
+    """out=labels relabels a long series without a second copy, and gives what a copy gets."""
+    rng = np.random.default_rng(3)
+    frames = np.zeros((5, 32, 32), np.int32)
+    for t in range(5):
+        for k, (y, x) in enumerate(rng.integers(0, 26, (4, 2)), start=1):
+            _square(frames[t], y, x, (k * 7 + t) % 5 + 1)
+    frames = np.ascontiguousarray(np.moveaxis(frames, 0, time_axis))
+    expected = link_over_time(frames, time_axis=time_axis, linked_up_to=1)
+    labels = frames.copy()
+    assert link_over_time(labels, time_axis=time_axis, linked_up_to=1, out=labels) is labels
+    np.testing.assert_array_equal(labels, expected)
+    with pytest.raises(SegmentationError, match="out must be an int32 array"):
+        link_over_time(frames, time_axis=time_axis, out=frames.astype(np.int64))
+    with pytest.raises(SegmentationError, match="out must be an int32 array"):
+        link_over_time(frames, time_axis=time_axis, out=frames[:1])
+
+
 def test_min_iou_decides_and_bad_values_are_refused():
     frames = np.zeros((2, 20, 20), np.int32)
     _square(frames[0], 2, 2, 1, size=10)

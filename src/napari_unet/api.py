@@ -195,7 +195,7 @@ def iter_segment(
                                                                   keep_probabilities)
     linked = bool(link_time) and "T" in plan.out_axes
     if linked:
-        instances = link_over_time(instances, time_axis=plan.out_axes.index("T"))
+        instances = link_over_time(instances, time_axis=plan.out_axes.index("T"), out=instances)
     n_objects = count_objects(np.transpose(instances, labelled_last(plan.out_axes, plan.label_axes)), label_ndim)
     yield Progress("instances", 1, 1, f"{n_objects} objects")
     meta = {

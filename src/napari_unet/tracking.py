@@ -59,7 +59,7 @@ def _checked(labels: np.ndarray, time_axis: int, min_iou: float) -> tuple[np.nda
 
 
 def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
-                   linked_up_to: int = 0) -> np.ndarray:
+                   linked_up_to: int = 0, out: np.ndarray | None = None) -> np.ndarray:
     """Relabel each time point so that an object keeps its id from one time point to the next.
 
     Parameters
@@ -76,6 +76,9 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
         Ids from 1 to this are already linked (kept from an earlier linking,
         e.g. objects an edit left alone) and stay as they are; only the other
         objects are linked, to ids not taken in their own time point.
+    out : ndarray (same shape) int32, optional
+        Where to write the result; it may be ``labels`` itself (linked in place,
+        a time point at a time: a long series then needs no second copy).
 
     Returns
     -------
@@ -86,7 +89,14 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
     labels, time_axis, min_iou = _checked(labels, time_axis, min_iou)
     fixed_top = check_whole("linked_up_to", linked_up_to, 0)
     frames = np.moveaxis(labels, time_axis, 0)
-    out = np.zeros(frames.shape, np.int32)
+    if out is None:
+        out = np.zeros(labels.shape, np.int32)
+    elif not isinstance(out, np.ndarray) or out.shape != labels.shape or out.dtype != np.int32:
+        raise SegmentationError(
+            f"out must be an int32 array of the labels' shape {labels.shape}, not "
+            f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+    result = out
+    out = np.moveaxis(out, time_axis, 0)
     next_id = fixed_top + 1
     for t, cur in enumerate(frames):
         ids, index = np.unique(cur, return_inverse=True)  # any ids, however large
@@ -104,9 +114,9 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
             else:
                 new_ids[k] = next_id
                 next_id += 1
-        out[t] = new_ids[index].reshape(cur.shape)
+        out[t] = new_ids[index].reshape(cur.shape)  # cur (may be out[t]) is read no more
         next_id = max(next_id, int(out[t].max(initial=0)) + 1)
-    return np.moveaxis(out, 0, time_axis)
+    return result
 
 
 def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
