@@ -54,6 +54,37 @@ def test_time_series_rows_per_time_point_and_channels_in_any_position():
     assert "mean_intensity" not in table
 
 
+class _Recorded:
+    """A lazy array (as napari's dask layers, zarr): shape, dtype, indexing; records its reads."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads: list = []
+
+    def __getitem__(self, key):
+        self.reads.append(key)
+        return self._data[key]
+
+    def __array__(self, dtype=None, copy=None):
+        self.reads.append("all")
+        return np.asarray(self._data, dtype=dtype)
+
+
+def test_a_lazy_time_series_is_read_a_time_point_at_a_time():
+    """Measuring a long series (the widget's Measure on a dask layer) reads one time point of
+    the image at a time, never the whole of it at once."""
+    labels, image = _two_objects()
+    movie = np.stack([labels, np.where(labels == 7, 1, 0), labels])
+    channels = np.stack([np.stack([image, image + 1, image + 2]) * (c + 1) for c in range(2)])  # CTYX
+    lazy = _Recorded(channels)
+    table = measure_objects(movie, axes="TYX", image=lazy, image_axes="CTYX")
+    expected = measure_objects(movie, axes="TYX", image=channels, image_axes="CTYX")
+    assert list(table) == list(expected)
+    for name in table:
+        np.testing.assert_array_equal(table[name], expected[name])
+    assert lazy.reads == [(slice(None), t, slice(None), slice(None)) for t in range(3)]
+
+
 def test_2d_shape_matches_scikit_image():
     """Axis lengths and eccentricity of discs, ellipses at angles, lines and single pixels, as
     regionprops gives them; with a pixel size, the calibrated lengths of anisotropic pixels."""

@@ -54,7 +54,8 @@ def measure_objects(
         (:attr:`Segmentation.axes`).
     image : array-like, optional
         The image that was segmented, for intensities: its axes are
-        ``image_axes``, which are ``axes`` plus, optionally, ``C``.
+        ``image_axes``, which are ``axes`` plus, optionally, ``C``. A lazy
+        array (dask, zarr, a memory map) is read one time point at a time.
     image_axes : str or None
         Axes of ``image`` (``Segmentation.metadata["axes"]``). None means
         ``axes`` when ``image`` has the same number of dimensions.
@@ -98,7 +99,8 @@ def measure_objects(
             "...; set the others to 0 first (e.g. np.where(labels < 0, 0, labels)).")
     if "C" in axes:
         raise SegmentationError("Instance labels have no channel (C) axis: give the outputs' axes.")
-    intensity, channels = (None, None) if image is None else _intensity(image, image_axes, axes, labels.shape)
+    intensity, image_axes, channels = ((None, None, None) if image is None
+                                       else _intensity(image, image_axes, axes, labels.shape))
     t_axis = axes.find("T")
     spatial = [a for a in axes if a != "T"]
     sizes = _pixel_sizes(spacing, len(spatial))
@@ -117,7 +119,7 @@ def measure_objects(
     parts: list[list[np.ndarray]] = []
     for t in blocks:
         block = labels if t is None else np.take(labels, t, axis=t_axis)
-        values = None if intensity is None else (intensity if t is None else np.take(intensity, t, axis=t_axis))
+        values = None if intensity is None else _values(intensity, image_axes, t)
         parts.append(_measure_block(block, values, t, sizes))
     columns = [np.concatenate(col) for col in zip(*parts)]
     if voxel is not None:
@@ -142,31 +144,40 @@ def _pixel_sizes(spacing: Sequence[float] | None, ndim: int) -> list[float] | No
 
 
 def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, ...]
-               ) -> tuple[np.ndarray, int | None]:
-    """``image`` in the outputs' axes order with any C axis last; its channel count (None: no C axis)."""
+               ) -> tuple[Any, str, int | None]:
+    """``image`` checked against the labels (unread, when it is an array: a lazy one is read a time
+    point at a time by :func:`_values`), its axes, and its channel count (None: no C axis)."""
     refuse_file_name(image)
-    data = np.asarray(image)
+    data = image if isinstance(getattr(image, "dtype", None), np.dtype) and hasattr(image, "shape") \
+        else np.asarray(image)
+    ndim = len(data.shape)
     if image_axes is None:
-        if data.ndim != len(axes):
+        if ndim != len(axes):
             raise SegmentationError(
-                f"An image with shape {data.shape} does not fit labels with axes {axes!r}: "
+                f"An image with shape {tuple(data.shape)} does not fit labels with axes {axes!r}: "
                 "give image_axes (e.g. the segmentation's metadata['axes']).")
         image_axes = axes
-    image_axes = _check_axes(image_axes, data.ndim, "the image")
+    image_axes = _check_axes(image_axes, ndim, "the image")
     if image_axes.replace("C", "") != axes:
         raise SegmentationError(
             f"The image's axes {image_axes!r} are not the labels' axes {axes!r} (plus C): "
             "give the image that was segmented, with its axes.")
     if data.dtype.kind not in "iufb":
         raise SegmentationError(f"Cannot measure intensities of a {data.dtype} image.")
-    if "C" in image_axes:
-        data = np.moveaxis(data, image_axes.index("C"), -1)
-    spatial_shape = data.shape[:-1] if "C" in image_axes else data.shape
-    if tuple(spatial_shape) != tuple(shape):
+    spatial_shape = tuple(int(n) for a, n in zip(image_axes, data.shape) if a != "C")
+    if spatial_shape != tuple(shape):
         raise SegmentationError(
             f"The image ({' x '.join(map(str, spatial_shape))} without channels) and the labels "
             f"({' x '.join(map(str, shape))}) differ in shape: give the image that was segmented.")
-    return data, (data.shape[-1] if "C" in image_axes else None)
+    return data, image_axes, (data.shape[image_axes.index("C")] if "C" in image_axes else None)
+
+
+def _values(image: Any, image_axes: str, t: int | None) -> np.ndarray:
+    """The pixels of time point ``t`` of ``image`` (all of it for None), read, any C axis last."""
+    key = tuple(t if a == "T" and t is not None else slice(None) for a in image_axes)
+    values = np.asarray(image[key])
+    kept = image_axes.replace("T", "") if t is not None else image_axes
+    return np.moveaxis(values, kept.index("C"), -1) if "C" in kept else values
 
 
 def _ellipse(yy: np.ndarray, xx: np.ndarray, xy: np.ndarray) -> list[np.ndarray]:
