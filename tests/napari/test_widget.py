@@ -113,6 +113,28 @@ def test_rgb_stacks_time_series_and_dask(viewer, widget, wait_done, make_blobs, 
     assert isinstance(seen[[case[0] for case in CASES].index("lazy")], da.Array)
 
 
+def test_a_pyramid_is_segmented_at_full_resolution(viewer, widget, wait_done, make_blobs, notes):
+    """A multiscale layer (an OME-Zarr or a slide read lazily: a list of levels, dask arrays) is
+    segmented at its level 0, and its outputs lie over it as they lie over that level alone."""
+    full = make_blobs((96, 128))
+    levels = [da.from_array(full, chunks=(48, 64)), da.from_array(full[::2, ::2]),
+              da.from_array(full[::4, ::4])]
+    pyramid = viewer.add_image(levels, multiscale=True, name="pyramid", scale=(0.5, 0.25),
+                               translate=(3.0, -2.0))
+    flat = viewer.add_image(full, name="flat", scale=(0.5, 0.25), translate=(3.0, -2.0))
+    for layer in (pyramid, flat):
+        widget.image.value = layer
+        widget.run()
+        wait_done(widget)
+    assert not notes.messages("error")
+    for kind, (got, want) in zip(("semantic", "instances"), zip(outputs(viewer, "pyramid"), outputs(viewer, "flat"))):
+        assert got.data.shape == full.shape, kind
+        np.testing.assert_array_equal(got.data, want.data)
+        np.testing.assert_allclose(got.scale, (0.5, 0.25))
+        np.testing.assert_allclose(got.translate, (3.0, -2.0))
+    assert outputs(viewer, "pyramid")[1].data.max() > 0
+
+
 def test_channel_axis_named_by_the_user_is_dropped(viewer, widget, wait_done, make_blobs,
                                                    two_channel_model):
     img = viewer.add_image(make_blobs((2, 40, 48)), name="two", scale=(1.0, 0.3, 0.2),
