@@ -290,9 +290,9 @@ def durable_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
             os.close(fd)
 
 
-def _write_atomic(path: str | os.PathLike, array: np.ndarray, **options: Any) -> Path:
+def _write_atomic(path: str | os.PathLike, array: Any, **options: Any) -> Path:
     """``tifffile.imwrite(path, array, **options)`` through a temporary file renamed over ``path``
-    (see :func:`durable_replace`)."""
+    (see :func:`durable_replace`); ``array`` may be an iterator of planes, with ``shape`` and ``dtype``."""
     import tifffile
 
     path = Path(path)
@@ -372,7 +372,10 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
             resolution = (1 / sizes["X"], 1 / sizes["Y"])
             if "Z" in sizes:
                 ij["spacing"] = sizes["Z"]
-        _write_atomic(path, labels.astype(dtype, copy=False), imagej=True, photometric="minisblack",
+        data: Any = labels
+        if labels.dtype != dtype:  # converted a plane at a time: no second copy of a long series
+            data = (plane.astype(dtype) for plane in labels.reshape(-1, *labels.shape[-2:]))
+        _write_atomic(path, data, shape=labels.shape, dtype=dtype, imagej=True, photometric="minisblack",
                       compression="zlib" if labels.ndim == 2 else None, resolution=resolution, metadata=ij)
         return None
     plain: dict[str, Any] = {}
