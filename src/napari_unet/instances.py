@@ -57,6 +57,14 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     return ~outside[background]
 
 
+def _enclosed(mask: np.ndarray) -> np.ndarray:
+    """The holes :func:`_fill_holes_per_label` fills in ``mask``: in a volume, a plane's too."""
+    holes = _holes(mask)
+    if mask.ndim == 3:
+        holes |= np.stack([_holes(plane) for plane in mask])
+    return holes
+
+
 def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
     """Fill the holes of the foreground: each hole pixel takes the nearest object's label.
 
@@ -70,9 +78,7 @@ def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
     reaches the first or last plane is open in 3D, yet a z-stack segmented plane
     by plane must match its planes segmented alone.
     """
-    holes = _holes(labels > 0)
-    if labels.ndim == 3:
-        holes |= np.stack([_holes(plane > 0) for plane in labels])
+    holes = _enclosed(labels > 0)
     if not holes.any():
         return labels
     out = labels.copy()
@@ -289,6 +295,19 @@ def split_touching(
     return labels.astype(np.int32)
 
 
+def _checked_blocks(method: str, ndim: int | None, shape: tuple[int, ...]) -> int:
+    """The dimensions labelled together (``ndim``, None for all), or a SegmentationError
+    saying why ``method`` cannot label blocks of that many dimensions of ``shape``."""
+    if method not in METHODS:
+        raise SegmentationError(f"Unknown instance method {method!r}: use one of {METHODS}.")
+    ndim = len(shape) if ndim is None else int(ndim)
+    if not 1 <= ndim <= 3 or ndim > len(shape):
+        raise SegmentationError(
+            f"Cannot label {ndim}D blocks of an array with shape {shape}."
+        )
+    return ndim
+
+
 def label_instances(
     foreground: np.ndarray,
     *,
@@ -332,14 +351,8 @@ def label_instances(
     -------
     ndarray (same shape) int32
     """
-    if method not in METHODS:
-        raise SegmentationError(f"Unknown instance method {method!r}: use one of {METHODS}.")
     fg = np.asarray(foreground)  # made boolean a block at a time: no copy of a whole series
-    ndim = fg.ndim if ndim is None else int(ndim)
-    if not 1 <= ndim <= 3 or ndim > fg.ndim:
-        raise SegmentationError(
-            f"Cannot label {ndim}D blocks of an array with shape {fg.shape}."
-        )
+    ndim = _checked_blocks(method, ndim, fg.shape)
     out = np.zeros(fg.shape, np.int32)
     lead = fg.shape[: fg.ndim - ndim]
     for index in np.ndindex(*lead):
@@ -373,7 +386,9 @@ def relabel_edited(
     each of their objects takes the id of the earlier object it covers most
     when that id is free (a trimmed nucleus keeps its id), the others new ids
     after the largest of ``previous``. Ids are unique per labelled block but
-    need not be consecutive.
+    need not be consecutive. A block (time point) whose labels this would give
+    back unchanged is not labelled at all: a brush stroke in one frame of a
+    long series costs one frame.
 
     Parameters
     ----------
@@ -402,15 +417,54 @@ def relabel_edited(
             f"The earlier labels ({prev.shape}) do not match the mask ({fg.shape}): "
             "segment the image again."
         )
-    fresh = label_instances(fg, ndim=ndim, **kwargs)
-    ndim = fg.ndim if ndim is None else int(ndim)
+    ndim = _checked_blocks(kwargs.get("method", "components"), ndim, fg.shape)
+    block_shape = fg.shape[fg.ndim - ndim:]
     # New ids follow the largest earlier one (or first_new_id): past int32, the labels widen.
-    highest = max(int(np.max(prev, initial=0)), int(first_new_id or 0)) + int(np.prod(fg.shape[fg.ndim - ndim:]))
+    highest = max(int(np.max(prev, initial=0)), int(first_new_id or 0)) + int(np.prod(block_shape))
     dtype = np.int32 if highest <= np.iinfo(np.int32).max else np.int64
+    min_size = min_object_size(int(kwargs.get("min_size", 0)), block_shape,
+                               min_size_is_area=bool(kwargs.get("min_size_is_area", False)))
+    fill_holes = bool(kwargs.get("fill_holes", True))
     out = np.zeros(fg.shape, dtype)
     for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):
-        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh[index], first_new_id, dtype)
+        # Blocks (time points) the edit left alone come out as they were: only the others are
+        # labelled again (a brush stroke in one frame of a long series costs one frame).
+        if _unchanged_by_relabelling(fg[index], prev[index], min_size=min_size, fill_holes=fill_holes):
+            out[index] = prev[index]
+            continue
+        block_kwargs = {k: (np.asarray(v)[index] if k in ("seeds", "elevation") and v is not None else v)
+                        for k, v in kwargs.items()}
+        fresh = label_instances(fg[index], ndim=ndim, **block_kwargs)
+        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh, first_new_id, dtype)
     return out
+
+
+def _unchanged_by_relabelling(fg: np.ndarray, prev: np.ndarray, *, min_size: int, fill_holes: bool) -> bool:
+    """Whether :func:`_keep_untouched` would give back ``prev`` for the block ``fg``, whatever
+    labelling ``fg`` afresh makes, so that it need not be labelled.
+
+    It does when no object of ``prev`` reaches outside ``fg`` (none was cut or trimmed), the
+    pixels of ``fg`` that ``prev`` leaves out form whole regions (joined at corners too, as
+    the watershed joins them) smaller than ``min_size``, which labelling removes again, and
+    ``fg`` has no holes to fill: then only those regions count as painted, the fresh labels
+    hold nothing in them nor outside ``fg``, and every other pixel keeps its earlier id.
+    """
+    if prev.size and prev.min() < 0:  # ids below 0 count as background there
+        return False
+    if np.any((prev > 0) & ~fg):
+        return False
+    left_out = fg & (prev == 0)
+    if left_out.any():
+        if min_size <= 1:
+            return False
+        regions, _ = ndi.label(fg, np.ones((3,) * fg.ndim, bool))
+        sizes = np.bincount(regions.ravel())
+        left = np.bincount(regions[left_out], minlength=sizes.size)
+        reached = left > 0
+        # A region too large to vanish, or one that also holds earlier objects, is relabelled.
+        if (sizes[reached] >= min_size).any() or (left[reached] != sizes[reached]).any():
+            return False
+    return not (fill_holes and _enclosed(fg).any())
 
 
 def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray,
