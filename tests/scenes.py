@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_unet.instances import _keep_untouched, label_instances
+
 #: Disc layouts (centre y, centre x, radius) inside 64 x 64 images.
 DISCS = [
     [(16, 16, 7), (18, 46, 6), (46, 30, 8)],
@@ -43,3 +45,59 @@ def sliver_and_ball(shape=(12, 40, 40)) -> tuple[np.ndarray, tuple[int, int, int
     ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 4**2
     sliver = ((y - 28) ** 2 + (x - 28) ** 2 <= 3**2) & (z < 2)
     return ball | sliver, (6, 12, 12), (0, 28, 28)
+
+
+def disc(shape: tuple[int, int], center: tuple[float, float], radius: float) -> np.ndarray:
+    """Boolean disc of ``radius`` around ``center`` in an array of ``shape``."""
+    yy, xx = np.indices(shape)
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+
+
+def relabel_every_block(mask, previous, *, ndim, first_new_id=None, **kwargs):
+    """relabel_edited as it was before it skipped blocks: every block labelled afresh first."""
+    fg = mask != 0
+    fresh = label_instances(fg, ndim=ndim, **kwargs)
+    out = np.zeros(fg.shape, np.int64)
+    for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):
+        out[index] = _keep_untouched(fg[index], previous[index].astype(np.int64), fresh[index],
+                                               first_new_id, np.int64)
+    return out
+
+
+def moving_nuclei(frames: int = 6, shape=(48, 64), seed: int = 0, *, ring: bool = True, missed: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A series of discs drifting from frame to frame (a pair touching, one ring round a speck
+    unless not ``ring``, specks smaller than a nucleus, one nucleus missed in frame 3 if
+    ``missed``: the only difference) and seeds that split differently
+    from a plain relabelling (as a three-class network's do): (mask, seeds), both (T, Y, X) bool."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform((6, 6), (shape[0] - 6, shape[1] - 6), size=(6, 2))
+    mask = np.zeros((frames, *shape), bool)
+    seeds = np.zeros((frames, *shape), bool)
+    yy, xx = np.indices(shape)
+    for t in range(frames):
+        for k, (y, x) in enumerate(centres + t * np.array([0.7, -0.5])):
+            if missed and k == 5 and t == 3:
+                continue  # missed by the "network"
+            mask[t] |= disc(shape, (y, x), 5)
+            seeds[t] |= disc(shape, (y, x), 2)
+        mask[t] |= disc(shape, (24, 8 + 3 * t), 4) | disc(shape, (24, 14 + 3 * t), 4)  # touching pair
+        seeds[t] |= disc(shape, (24, 9 + 3 * t), 1.5)  # one seed: one object where a relabel makes two
+        if ring:
+            mask[t] |= (np.hypot(yy - 40, xx - 54) <= 6) & (np.hypot(yy - 40, xx - 54) > 3)
+            mask[t] |= disc(shape, (40, 54), 1)  # a speck inside the ring
+        mask[t, rng.integers(0, shape[0], 3), rng.integers(0, shape[1], 3)] = True  # specks
+    return mask, seeds
+
+
+def random_edit(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``mask`` with one brush stroke in one frame: a disc painted or erased, often at the frame's border."""
+    mask = mask.copy()
+    t = int(rng.integers(len(mask)))
+    shape = mask.shape[1:]
+    centre = rng.uniform((0, 0), shape)
+    if rng.random() < 0.4:  # on the border
+        axis = int(rng.integers(2))
+        centre[axis] = (shape[axis] - 1) * int(rng.integers(2))
+    mask[t][disc(shape, tuple(centre), float(rng.uniform(1, 6)))] = rng.random() < 0.6
+    return mask

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import measure
 
-from scenes import sliver_and_ball
+from scenes import moving_nuclei, random_edit, relabel_every_block, sliver_and_ball
 
 from napari_unet import instances
 from napari_unet.errors import SegmentationError
@@ -519,55 +519,6 @@ def test_relabel_edited_fills_a_kept_objects_new_hole_with_its_own_id():
     assert np.array_equal(out > 0, plain > 0)
 
 
-def _relabel_every_block(mask, previous, *, ndim, first_new_id=None, **kwargs):
-    """relabel_edited as it was before it skipped blocks: every block labelled afresh first."""
-    fg = mask != 0
-    fresh = label_instances(fg, ndim=ndim, **kwargs)
-    out = np.zeros(fg.shape, np.int64)
-    for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):
-        out[index] = instances._keep_untouched(fg[index], previous[index].astype(np.int64), fresh[index],
-                                               first_new_id, np.int64)
-    return out
-
-
-def moving_nuclei(frames: int = 6, shape=(48, 64), seed: int = 0, *, ring: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """A series of discs drifting from frame to frame (a pair touching, one ring round a speck
-    unless not ``ring``, specks smaller than a nucleus, one nucleus missed in frame 3) and seeds that split differently
-    from a plain relabelling (as a three-class network's do): (mask, seeds), both (T, Y, X) bool."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform((6, 6), (shape[0] - 6, shape[1] - 6), size=(6, 2))
-    mask = np.zeros((frames, *shape), bool)
-    seeds = np.zeros((frames, *shape), bool)
-    yy, xx = np.indices(shape)
-    for t in range(frames):
-        for k, (y, x) in enumerate(centres + t * np.array([0.7, -0.5])):
-            if k == 5 and t == 3:
-                continue  # missed by the "network"
-            mask[t] |= _disc(shape, (y, x), 5)
-            seeds[t] |= _disc(shape, (y, x), 2)
-        mask[t] |= _disc(shape, (24, 8 + 3 * t), 4) | _disc(shape, (24, 14 + 3 * t), 4)  # touching pair
-        seeds[t] |= _disc(shape, (24, 9 + 3 * t), 1.5)  # one seed: one object where a relabel makes two
-        if ring:
-            mask[t] |= (np.hypot(yy - 40, xx - 54) <= 6) & (np.hypot(yy - 40, xx - 54) > 3)
-            mask[t] |= _disc(shape, (40, 54), 1)  # a speck inside the ring
-        mask[t, rng.integers(0, shape[0], 3), rng.integers(0, shape[1], 3)] = True  # specks
-    return mask, seeds
-
-
-def random_edit(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``mask`` with one brush stroke in one frame: a disc painted or erased, often at the frame's border."""
-    mask = mask.copy()
-    t = int(rng.integers(len(mask)))
-    shape = mask.shape[1:]
-    centre = rng.uniform((0, 0), shape)
-    if rng.random() < 0.4:  # on the border
-        axis = int(rng.integers(2))
-        centre[axis] = (shape[axis] - 1) * int(rng.integers(2))
-    mask[t][_disc(shape, tuple(centre), float(rng.uniform(1, 6)))] = rng.random() < 0.6
-    return mask
-
-
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("fill_holes", [True, False])
 @pytest.mark.parametrize("ring", [True, False])
@@ -582,7 +533,7 @@ def test_relabel_edited_skips_frames_with_the_result_of_relabelling_every_frame(
         mask = random_edit(mask, rng)
         first_new = int(previous.max()) + 1 if step % 2 else None
         out = relabel_edited(mask, previous, first_new_id=first_new, **params)
-        np.testing.assert_array_equal(out, _relabel_every_block(mask, previous, first_new_id=first_new, **params))
+        np.testing.assert_array_equal(out, relabel_every_block(mask, previous, first_new_id=first_new, **params))
         previous = out
 
 
@@ -610,7 +561,7 @@ def test_relabel_edited_relabels_a_frame_whose_labels_relabelling_changes(case):
     mask, previous, options = _hole_line_and_sliver()[case]
     out = relabel_edited(mask, previous, ndim=2, **options)
     assert not np.array_equal(out, previous)
-    np.testing.assert_array_equal(out, _relabel_every_block(mask, previous, ndim=2, **options))
+    np.testing.assert_array_equal(out, relabel_every_block(mask, previous, ndim=2, **options))
 
 
 def test_relabel_edited_labels_only_the_frames_an_edit_changed(monkeypatch):
@@ -636,7 +587,7 @@ def test_relabel_edited_labels_only_the_frames_an_edit_changed(monkeypatch):
     np.testing.assert_array_equal(out[:4], previous[:4])
     np.testing.assert_array_equal(out[5:], previous[5:])
     monkeypatch.setattr(instances, "label_instances", real)
-    np.testing.assert_array_equal(out, _relabel_every_block(mask, previous, **params))
+    np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **params))
 
 
 def test_relabel_edited_first_new_id():

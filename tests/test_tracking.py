@@ -122,6 +122,23 @@ def test_ids_already_linked_stay_and_only_new_objects_are_linked():
     assert link_over_time(frames, time_axis=0)[0, 4, 4] == 1
 
 
+def test_only_time_points_with_ids_to_link_are_matched(monkeypatch):
+    """Time points an edit left alone (every id already linked) are kept as they are, unmatched:
+    Update instances after one brush stroke in a long series links that time point alone."""
+    from napari_unet import tracking
+
+    frames = np.zeros((5, 20, 30), np.int32)
+    frames[:, 2:8, 2:8] = 4
+    frames[3, 2:8, 20:26] = 9  # new in frame 3
+    matched = []
+    real = tracking._match
+    monkeypatch.setattr(tracking, "_match", lambda prev, cur, iou: matched.append(cur.max()) or real(prev, cur, iou))
+    out = link_over_time(frames, time_axis=0, linked_up_to=7)
+    assert matched == [9]
+    np.testing.assert_array_equal(out[[0, 1, 2, 4]], frames[[0, 1, 2, 4]])
+    assert out[3, 4, 22] == 8 and np.all(out[3, 2:8, 2:8] == 4)
+
+
 def test_join_tracks_continues_a_track_an_edit_filled_in():
     """A nucleus missed in frame 1 (ids 1, -, 2); the user paints it in and it links back to 1.
     The track after it (2) is the same nucleus: it continues as 1, also in frames after."""

@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 
 from .errors import SegmentationError, check_whole
+from .instances import ids_and_ranks
 from .metrics import overlaps
 
 __all__ = ["join_tracks", "link_over_time"]
@@ -75,7 +76,8 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
     linked_up_to : int
         Ids from 1 to this are already linked (kept from an earlier linking,
         e.g. objects an edit left alone) and stay as they are; only the other
-        objects are linked, to ids not taken in their own time point.
+        objects are linked, to ids not taken in their own time point. A time
+        point holding no other object is kept as it is, unmatched.
     out : ndarray (same shape) int32, optional
         Where to write the result; it may be ``labels`` itself (linked in place,
         a time point at a time: a long series then needs no second copy).
@@ -99,7 +101,10 @@ def link_over_time(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0
     out = np.moveaxis(out, time_axis, 0)
     next_id = fixed_top + 1
     for t, cur in enumerate(frames):
-        ids, index = np.unique(cur, return_inverse=True)  # any ids, however large
+        if int(cur.max(initial=0)) <= fixed_top:
+            out[t] = cur  # every object keeps its id (a time point an edit left alone): nothing to link
+            continue
+        ids, index = ids_and_ranks(cur)  # any ids, however large
         fixed = {i for i in ids.tolist() if 0 < i <= fixed_top}
         free = np.where(cur > fixed_top, cur, 0) if fixed else cur
         matched = _match(out[t - 1], free, min_iou) if t else {}
@@ -153,7 +158,7 @@ def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
     labels, time_axis, min_iou = _checked(labels, time_axis, min_iou)
     fixed_top = check_whole("linked_up_to", linked_up_to, 0)
     frames = np.moveaxis(labels, time_axis, 0)
-    present = [set(np.unique(frame).tolist()) - {0} for frame in frames]
+    present = [set(ids_and_ranks(frame)[0].tolist()) - {0} for frame in frames]
     later = [set() for _ in frames]  # ids at t or after
     for t in range(len(frames) - 1, -1, -1):
         later[t] = present[t] | (later[t + 1] if t + 1 < len(frames) else set())
