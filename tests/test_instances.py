@@ -537,6 +537,43 @@ def test_relabel_edited_skips_frames_with_the_result_of_relabelling_every_frame(
         previous = out
 
 
+def test_relabel_edited_looks_for_regions_only_round_the_unlabelled_pixels(monkeypatch):
+    """Whether a speck painted in a z-stack vanishes again is checked around it, not over the stack."""
+    previous = np.zeros((8, 200, 200), np.int32)
+    previous[2:6, 50:70, 50:70] = 1
+    mask = previous > 0
+    mask[4, 5, 5] = True
+    looked = []
+    real = instances.ndi.label
+
+    def spy(data, structure=None, **kwargs):
+        if structure is not None:
+            looked.append(np.asarray(data).size)
+        return real(data, structure, **kwargs)
+
+    monkeypatch.setattr(instances.ndi, "label", spy)
+    out = relabel_edited(mask, previous, ndim=3, method="watershed", min_size=12)
+    np.testing.assert_array_equal(out, previous)
+    assert looked == [3 * 3 * 3]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_relabel_edited_skips_3d_blocks_with_the_result_of_relabelling_every_block(method):
+    """Blocks labelled in 3D (two time points of three planes) too, specks painted included."""
+    mask, seeds = moving_nuclei(ring=False)
+    params = {"method": method, "min_size": 12, "fill_holes": True, "ndim": 3}
+    shape = (2, 3, *mask.shape[1:])
+    previous = label_instances(mask.reshape(shape), seeds=seeds.reshape(shape), **params)
+    rng = np.random.default_rng(2)
+    for step in range(8):
+        mask = random_edit(mask, rng)
+        if step == 3:
+            mask[1, 30, 30] = mask[1, 31, 31] = True  # specks alone
+        out = relabel_edited(mask.reshape(shape), previous, **params)
+        np.testing.assert_array_equal(out, relabel_every_block(mask.reshape(shape), previous, **params))
+        previous = out
+
+
 def _hole_line_and_sliver() -> list[tuple[np.ndarray, np.ndarray, dict]]:
     """(mask, previous labels, options) of frames whose labels relabelling changes, though the
     mask is unedited or edited only by a speck smaller than ``min_size``."""

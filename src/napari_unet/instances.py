@@ -454,12 +454,16 @@ def _unchanged_by_relabelling(fg: np.ndarray, prev: np.ndarray, *, min_size: int
     if np.any((prev > 0) & ~fg):
         return False
     left_out = fg & (prev == 0)
-    if left_out.any():
+    box = ndi.find_objects(left_out.astype(np.uint8))
+    if box:
         if min_size <= 1:
             return False
-        regions, _ = ndi.label(fg, np.ones((3,) * fg.ndim, bool))
+        # Labelled within the box of the left-out pixels grown by one: a region of it that holds
+        # left-out pixels alone lies inside, with its neighbours, so it is a region of the block.
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box[0])
+        regions, _ = ndi.label(fg[box], np.ones((3,) * fg.ndim, bool))
         sizes = np.bincount(regions.ravel())
-        left = np.bincount(regions[left_out], minlength=sizes.size)
+        left = np.bincount(regions[left_out[box]], minlength=sizes.size)
         reached = left > 0
         # A region too large to vanish, or one that also holds earlier objects, is relabelled.
         if (sizes[reached] >= min_size).any() or (left[reached] != sizes[reached]).any():
