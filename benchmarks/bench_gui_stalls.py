@@ -164,7 +164,7 @@ def segment_set(bench: Bench, viewer, wdg, label: str, image: np.ndarray, truth:
     from napari_unet._napari import widget as widget_module
 
     layer = viewer.add_image(image, name=label)
-    finished = lambda: not wdg.running  # noqa: E731
+    finished = lambda: not wdg.running
     bench.action("choose image", label, lambda: setattr(wdg.image, "value", layer))
     if axes:
         bench.action("choose axes", label, lambda: setattr(wdg.axes, "value", axes))

@@ -41,7 +41,7 @@ def widen(old: torch.nn.Module, new: torch.nn.Module) -> torch.nn.Module:
         else:
             transposed = ".up." in name  # ConvTranspose weights are (in, out, ...)
             w_out, w_in = (src.shape[1], src.shape[0]) if transposed else (src.shape[0], src.shape[1])
-            n_out, n_in = (target.shape[1], target.shape[0]) if transposed else (target.shape[0], target.shape[1])
+            n_in = target.shape[0] if transposed else target.shape[1]
             ins = _input_index(name, w_in, n_in)
             view = target.transpose(0, 1) if transposed else target  # (out, in, ...)
             old_view = src.transpose(0, 1) if transposed else src

@@ -12,9 +12,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from scenes import DISCS, disc_scene, sliver_and_ball
 
 import napari_unet
-from scenes import DISCS, disc_scene, sliver_and_ball
 from napari_unet.api import median_object_area
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
@@ -365,7 +365,7 @@ def test_a_time_series_holds_its_outputs_and_one_frames_work(models, fake_net, k
     # pixels (a fixed cost, but the whole of a series this short).
     kwargs = {"model": str(models[key]), "axes": "TYX", "keep_probabilities": False, "normalize_per": "frame",
               "link_time": link}
-    peaks = [_peak_numpy_bytes(lambda: napari_unet.segment(series[n], **kwargs)) for n in lengths]
+    peaks = [_peak_numpy_bytes(lambda n=n: napari_unet.segment(series[n], **kwargs)) for n in lengths]
     per_pixel = (peaks[1] - peaks[0]) / ((lengths[1] - lengths[0]) * frame.size)
     assert per_pixel < 5.5, f"{per_pixel:.1f} bytes per pixel of the series"
     # ... and each frame is labelled as it would be alone.

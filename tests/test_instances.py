@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from skimage import measure
-
 from scenes import moving_nuclei, random_edit, relabel_every_block, sliver_and_ball
+from skimage import measure
 
 from napari_unet import instances
 from napari_unet.errors import SegmentationError
@@ -673,7 +672,7 @@ def test_relabel_edited_counts_overlaps_as_integers(monkeypatch, big):
     too, and the (new, earlier) pairs are counted as plain integers: unique pairs of rows
     (``np.unique(..., axis=1)``) are sorted as records, holding the GIL all along, which froze
     napari for seconds while a whole 4096 x 4096 mask was relabelled in its worker."""
-    import napari_unet.instances as instances
+    from napari_unet import instances
 
     axes = []
     real = np.unique

@@ -118,7 +118,7 @@ def ball_volume_of_disc(area: float, *, depth: int = 0) -> int:
     depth : int
         Planes of the stack; 0 for a stack deeper than any ball.
     """
-    return int(round(_round_blob(float(np.sqrt(area / np.pi)), 3, int(depth))))
+    return round(_round_blob(float(np.sqrt(area / np.pi)), 3, int(depth)))
 
 
 def min_object_size(min_size: int, block_shape: tuple[int, ...], *, min_size_is_area: bool = False) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scenes import moving_nuclei, random_edit, relabel_every_block
 
 from napari_unet._napari import jobs
@@ -428,7 +427,7 @@ def test_relabel_job_with_linking_gives_the_ids_of_relabelling_and_linking_every
 
 def test_segment_job_reports_running_out_of_memory_while_hashing(monkeypatch, tiny_model):
     """Hashing and copying a big result can fail too: a message, never a silent stop."""
-    import napari_unet._napari.outputs as outputs
+    from napari_unet._napari import outputs
     from napari_unet.progress import drain
 
     def no_memory(data):

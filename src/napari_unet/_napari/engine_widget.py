@@ -94,7 +94,7 @@ class _CloseWatch(QObject):
         super().__init__(parent)
         self._slot = slot
 
-    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, obj: Any, event: Any) -> bool:
         if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
             _stop(self._slot)
         return False
@@ -125,7 +125,7 @@ class _LabelFit(QObject):
         super().__init__(container.native)
         self._container = weakref.ref(container)
 
-    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, obj: Any, event: Any) -> bool:
         container = self._container()
         if event.type() == QEvent.Type.Show and container is not None:
             _fit_labels(container)

@@ -22,7 +22,7 @@ class _TrimmedSpinBox(QDoubleSpinBox):
 
     least_decimals = 0
 
-    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt's name
+    def textFromValue(self, value: float) -> str:
         locale = self.locale()
         text = locale.toString(float(value), "f", self.decimals())
         if not self.isGroupSeparatorShown():
@@ -67,7 +67,7 @@ class DecimalSpinBox(RangedWidget[float]):
         Passed to magicgui's widget (``label``, ``tooltip``…).
     """
 
-    def __init__(self, value: float, *, min: float, max: float, step: float,  # noqa: A002 - magicgui's names
+    def __init__(self, value: float, *, min: float, max: float, step: float,
                  decimals: int, least: int = 0, **kwargs: Any) -> None:
         super().__init__(widget_type=_backend(), **kwargs)
         self.native.setDecimals(decimals)  # first: Qt rounds the range to the decimals it has
