@@ -170,6 +170,21 @@ def disk_syncs(monkeypatch) -> list:
     return events
 
 
+@pytest.fixture
+def unique_inverse_calls(monkeypatch) -> list:
+    """Whether each ``np.unique`` call (which still runs) asked for ``return_inverse``: its
+    ranking holds the GIL throughout, so napari froze while a worker ranked a big stack."""
+    calls: list = []
+    real = np.unique
+
+    def spy(*args, **kwargs):
+        calls.append(bool(kwargs.get("return_inverse")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "unique", spy)
+    return calls
+
+
 def assert_durable(events: list, path: Path) -> None:
     """``path`` was sent to the disk before it was renamed into place, and its folder after."""
     inode = path.stat().st_ino

@@ -710,17 +710,10 @@ def test_ids_and_ranks_are_np_unique(values):
     np.testing.assert_array_equal(ranks, want_ranks)
 
 
-def test_label_ids_are_ranked_without_np_unique(monkeypatch):
+def test_label_ids_are_ranked_without_np_unique(unique_inverse_calls):
     """np.unique(return_inverse=True) ranks through a cumulative sum over booleans that holds
     the GIL throughout: napari froze while its worker measured or relabelled a big stack."""
-    inverse = []
-    real = np.unique
-
-    def spy(*args, **kwargs):
-        inverse.append(bool(kwargs.get("return_inverse")))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(np, "unique", spy)
+    inverse = unique_inverse_calls
     previous = _squares_scene()
     mask = previous > 0
     mask[25:33, 5:13] = True  # a nucleus painted apart: ranked among the new ones

@@ -214,17 +214,10 @@ def test_instance_labels_given_as_a_file_name_are_named_as_such():
     assert "integers" not in str(info.value)
 
 
-def test_ids_are_ranked_without_np_unique(monkeypatch):
+def test_ids_are_ranked_without_np_unique(unique_inverse_calls):
     """np.unique(return_inverse=True) holds the GIL throughout its ranking (a cumulative sum over
     booleans): napari froze while its worker measured a 40 x 1024 x 1024 stack."""
-    inverse = []
-    real = np.unique
-
-    def spy(*args, **kwargs):
-        inverse.append(bool(kwargs.get("return_inverse")))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(np, "unique", spy)
+    inverse = unique_inverse_calls
     labels, image = _two_objects()
     table = measure_objects(labels, axes="YX", image=image, image_axes="YX")
     assert table["label"].tolist() == [2, 7] and table["area"].tolist() == [4, 6]
