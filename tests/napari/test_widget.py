@@ -536,6 +536,26 @@ def test_bad_input_becomes_a_notification(viewer, widget, wait_done, notes, monk
         assert type(note).__name__ == "Notification"  # not an ErrorNotification with a traceback
 
 
+def test_browse_opens_in_the_folder_trained_models_are_saved_in(widget, tmp_path, monkeypatch):
+    """A model trained in an earlier session lies in ~/.napari-unet/models, a hidden folder a
+    file dialog does not show: Browse… opens there (where it exists) so that it can be found."""
+    from qtpy.QtWidgets import QFileDialog
+
+    asked = []
+
+    def dialog(parent, title, start, filters):
+        asked.append(start)
+        return "", ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(dialog))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    widget.browse.clicked()  # nothing trained yet: the dialog's own choice
+    models = tmp_path / ".napari-unet" / "models"
+    models.mkdir(parents=True)
+    widget.browse.clicked()
+    assert asked == ["", str(models)]
+
+
 def test_model_choices_defaults_and_tooltips(viewer, widget, tuned_model, auto_model, tmp_path,
                                             monkeypatch, notes, make_blobs):
     # Browse… opens a model; its tuned post-processing values become the defaults.

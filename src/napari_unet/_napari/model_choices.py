@@ -22,9 +22,14 @@ from ..checkpoint import (
 from ..errors import SegmentationError
 from .session import REGISTRY
 
-__all__ = ["ModelCatalog"]
+__all__ = ["ModelCatalog", "default_models_dir"]
 
 BUNDLED, SESSION, FILE = "bundled:", "session:", "file:"
+
+
+def default_models_dir() -> Path:
+    """Where the Train widget saves models unless the user chooses another folder."""
+    return Path.home() / ".napari-unet" / "models"
 
 
 class ModelCatalog:
@@ -132,10 +137,17 @@ MODEL_FILE_FILTER = "U-Net models (config.json *.safetensors *.pt *.pth);;All fi
 
 
 def ask_model_path(parent: object, title: str) -> str | None:
-    """A file dialog for a model's config.json (or weights file); None if cancelled."""
+    """A file dialog for a model's config.json (or weights file); None if cancelled.
+
+    It opens in the folder the Train widget saves models in, when there is one: a hidden
+    folder (``~/.napari-unet``) that file dialogs do not show, so a model trained in an
+    earlier session would be hard to find.
+    """
     from qtpy.QtWidgets import QFileDialog
 
-    path, _ = QFileDialog.getOpenFileName(parent, title, "", MODEL_FILE_FILTER)
+    start = default_models_dir()
+    path, _ = QFileDialog.getOpenFileName(parent, title, str(start) if start.is_dir() else "",
+                                          MODEL_FILE_FILTER)
     return path or None
 
 

@@ -49,7 +49,7 @@ from ..training.data import is_binary_mask
 from ..training.loop import LR_FINE_TUNE, LR_NEW
 from .engine_widget import EngineWidget, Run, row, stage_name
 from .jobs import JobFailed
-from .model_choices import ModelCatalog
+from .model_choices import ModelCatalog, default_models_dir
 from .options import layer_array, one_channel_axis
 from .session import REGISTRY, register_session_model
 from .wiring import reset_keeping_choice, unwrap
@@ -112,11 +112,6 @@ TOOLTIPS = {
     "train": "Train on the pairs (a background thread: napari stays usable).",
     "cancel": "Stop training at the next step; the model is not added to the Segment widget.",
 }
-
-
-def default_models_dir() -> Path:
-    """Where trained models go unless the user chooses another folder."""
-    return Path.home() / ".napari-unet" / "models"
 
 
 def _format_eta(seconds: float) -> str:
