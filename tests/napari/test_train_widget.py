@@ -471,6 +471,45 @@ def test_segmenting_the_chosen_image_offers_its_instances(viewer, widget, traine
     assert trainer.labels_layer.value is viewer.layers["cells semantic"]
 
 
+def test_instances_made_before_their_mask_was_corrected_are_refused(viewer, widget, trainer, qtbot,
+                                                                   notes):
+    """Corrections painted into '<image> semantic' reach '<image> instances' only through
+    'Update instances': until then the instances are the network's own output, and training on
+    them would teach it its mistakes back. They are refused, at 'Add pair' and at 'Train'."""
+    image, _ = discs()
+    img = viewer.add_image(image, name="cells")
+    widget.image.value = img
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    sem, inst = viewer.layers["cells semantic"], viewer.layers["cells instances"]
+    assert trainer.add_pair(img, inst)  # as the run made them
+
+    def correct(layer):
+        layer.data[:6, :6] = np.where(layer.data[:6, :6] > 0, 0, 1)
+        layer.refresh()
+
+    correct(sem)
+    trainer.train()
+    assert not trainer.running and trainer.status.value == "Not started: see the notification."
+    trainer.clear_pairs()
+    assert not trainer.add_pair(img, inst)
+    errors = notes.messages("error")
+    assert len(errors) == 2 and all("'cells semantic' was corrected after 'cells instances'" in e
+                                    and "Update instances" in e for e in errors)
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert viewer.layers["cells instances"] is inst
+    assert trainer.add_pair(img, inst)
+    # Instances the user edited too hold their own work: taken as they are.
+    trainer.clear_pairs()
+    correct(sem)
+    inst.data[60:, 60:] = 7
+    inst.refresh()
+    assert trainer.add_pair(img, inst)
+    assert len(notes.messages("error")) == 2
+
+
 def test_renaming_the_chosen_layers_keeps_them_chosen(viewer, trainer):
     for name in ("a", "b"):
         image, labels = discs()

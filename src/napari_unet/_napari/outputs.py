@@ -113,6 +113,9 @@ class RunRecord:
         update), which "Update instances" keeps where the mask is unedited.
     instance_params : dict
         The ``method``, ``min_size``, ``fill_holes`` and ``linked`` (over time) that made ``instances``.
+    instances_mask : str or None
+        The :func:`fingerprint` of the semantic mask the instances output was made from (by the
+        run, or by the last "Update instances"); None when not known.
     """
 
     outputs: dict[str, _Output] = field(default_factory=dict)
@@ -121,6 +124,7 @@ class RunRecord:
     instances: np.ndarray | None = None
     instance_params: dict[str, Any] = field(default_factory=dict)
     made: list[tuple[str, weakref.ref]] = field(default_factory=list)  # every layer it put out
+    instances_mask: str | None = None
 
     def layer(self, role: str) -> Labels | None:
         out = self.outputs.get(role)
@@ -223,6 +227,7 @@ class OutputTracker:
         holds_edits: bool | None = None,
         digests: dict[str, str] | None = None,
         record: RunRecord | None = None,
+        mask_digest: str | None = None,
     ) -> Published:
         """Show ``tuples`` (role -> layer data) as the outputs of ``source``.
 
@@ -233,7 +238,9 @@ class OutputTracker:
         ``from_edits``; an update of an unedited mask holds none).
         ``digests`` (role -> :func:`fingerprint` of the data, computed off the
         GUI thread) spare hashing the new data again. ``record`` is the pair
-        to update (one of ``source``'s; default: the newest).
+        to update (one of ``source``'s; default: the newest). ``mask_digest`` is, for an
+        update, the fingerprint of the mask its instances were made from (a run's instances
+        were made from its semantic output).
         """
         records = self._records.setdefault(source, [])
         rec = record if record is not None else (records[-1] if records else None)
@@ -268,7 +275,29 @@ class OutputTracker:
         layers = {role: self._put(rec, role, data_tuple, replace=role in untouched and not fresh,
                                   from_edits=holds, digest=(digests or {}).get(role))
                   for role, data_tuple in tuples.items()}
+        if "instances" in tuples:
+            semantic = rec.outputs.get("semantic")
+            rec.instances_mask = mask_digest if from_edits else (semantic.digest if semantic else None)
         return Published(layers, work if fresh else [])
+
+    def outdated_mask(self, instances: Any) -> Labels | None:
+        """The semantic mask edited since ``instances`` were made from it, else None.
+
+        Only for an instances output the user has not edited itself: those instances are
+        the widget's split of the mask as it was, without the user's corrections since
+        (which "Update instances" would bring in).
+        """
+        for records in list(self._records.values()):
+            for rec in records:
+                out = rec.outputs.get("instances")
+                if out is None or out.layer() is not instances:
+                    continue
+                semantic = rec.layer("semantic")
+                if (rec.instances_mask is None or not self._present(semantic)
+                        or self.is_edited(instances, out.digest)):
+                    return None
+                return semantic if fingerprint(semantic.data) != rec.instances_mask else None
+        return None
 
     def _shown(self, rec: RunRecord) -> bool:
         """True while any output of ``rec`` is still in the viewer."""

@@ -51,6 +51,7 @@ from .engine_widget import EngineWidget, Run, row, stage_name
 from .jobs import JobFailed
 from .model_choices import ModelCatalog, default_models_dir
 from .options import layer_array, one_channel_axis
+from .outputs import OutputTracker
 from .session import REGISTRY, register_session_model
 from .wiring import reset_keeping_choice, unwrap
 
@@ -523,6 +524,7 @@ class TrainWidget(EngineWidget):
         labels = unwrap(self.labels_layer.value if labels is None else labels)
         try:
             data = check_pair(image, labels, self._viewer.layers)
+            self._check_not_outdated(labels)
         except SegmentationError as exc:
             show_error(str(exc))
             self.status.value = "Pair not added: see the notification."
@@ -577,14 +579,30 @@ class TrainWidget(EngineWidget):
         """The pairs to train on, their layers and shapes checked; the worker reads their labels."""
         layers = self._viewer.layers
         if self._pairs:
-            return [check_pair(p.image, p.labels, layers, read_data=False) for p in self._pairs]
+            pairs = [check_pair(p.image, p.labels, layers, read_data=False) for p in self._pairs]
+            for p in self._pairs:
+                self._check_not_outdated(p.labels)
+            return pairs
         image, labels = unwrap(self.image.value), unwrap(self.labels_layer.value)
         if image is None and labels is None:
             raise SegmentationError(
                 "There are no training pairs: open an image and its corrected labels, choose "
                 "them under 'Image' and 'Labels', and press 'Add pair' (or just 'Train')."
             )
-        return [check_pair(image, labels, layers, read_data=False)]
+        pair = check_pair(image, labels, layers, read_data=False)
+        self._check_not_outdated(labels)
+        return [pair]
+
+    def _check_not_outdated(self, labels: Labels) -> None:
+        """Refuse instances the Segment widget made from a mask the user has corrected since:
+        they lack the corrections, and the network would learn its own mistakes back."""
+        mask = OutputTracker.of(self._viewer).outdated_mask(labels)
+        if mask is not None:
+            raise SegmentationError(
+                f"'{mask.name}' was corrected after '{labels.name}' were made from it, so "
+                f"'{labels.name}' lack the corrections: press 'Update instances' in the Segment "
+                "(U-Net) widget first, then try again."
+            )
 
     def _options(self) -> dict[str, Any]:
         key = self.start_model.value

@@ -515,7 +515,7 @@ class SegmentWidget(EngineWidget):
         edited = mask_out is None or result.mask_digest is None or result.mask_digest != mask_out.digest
         published = self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
                                           holds_edits=edited, digests={"instances": result.digest},
-                                          record=record)
+                                          record=record, mask_digest=result.mask_digest)
         record.instances = result.labels_copy
         record.instance_params = dict(made)
         self.status.value = (f"{result.count} objects after the update of {run.source.name} "
