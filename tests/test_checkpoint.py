@@ -339,6 +339,16 @@ def test_pt_file_with_non_tensors(saved, tmp_path):
         load_model(folder / "model.pt")
 
 
+def test_a_training_state_beside_a_model_says_to_choose_the_model(saved, tmp_path):
+    """A trained model's folder holds train_state.pt too, which a file dialog's '*.pt' shows
+    beside config.json: picked by mistake, the message points at the model."""
+    folder = _copy(saved, tmp_path / "trained")
+    torch.save({"epoch": 10, "net": {"w": torch.zeros(1)}, "optimizer": {}}, folder / "train_state.pt")
+    with pytest.raises(SegmentationError, match="state dict of tensors") as info:
+        load_model(folder / "train_state.pt")
+    assert f"choose {folder / CONFIG}" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [

@@ -443,7 +443,10 @@ def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise SegmentationError(f"{weights} does not hold a state dict of tensors.")
+            # E.g. a training run's train_state.pt, beside the model it saved.
+            model = (f" It is not a model; the model beside it is in {weights.parent}: choose "
+                     f"{weights.parent / CONFIG}." if (weights.parent / WEIGHTS).is_file() else "")
+            raise SegmentationError(f"{weights} does not hold a state dict of tensors.{model}")
         return state
     from safetensors import SafetensorError
     from safetensors.torch import load_file
