@@ -378,6 +378,28 @@ def test_a_time_series_holds_its_outputs_and_one_frames_work(models, fake_net, k
         np.testing.assert_array_equal(result.semantic[t], alone.semantic)
 
 
+def test_a_series_of_z_stacks_segmented_plane_by_plane_holds_one_stacks_work(models, fake_net):
+    """A TZYX series through a 2D model: each time point's z-stack is labelled in 3D as soon as
+    its planes are in, so the series costs its outputs (5 bytes per pixel), not also a
+    whole-series copy of its seeds and watershed landscape (2 more bytes per pixel)."""
+    frame, _ = disc_scene(DISCS[0], noise=5, seed=0)  # 64 x 64
+    stack = np.stack([np.roll(frame, z, axis=0) for z in range(4)])
+    lengths = (10, 30)
+    series = {n: np.stack([np.roll(stack, t, axis=2) for t in range(n)]) for n in lengths}
+    kwargs = {"model": str(models["three_class"]), "axes": "TZYX", "keep_probabilities": False,
+              "normalize_per": "frame"}
+    peaks = [_peak_numpy_bytes(lambda n=n: napari_unet.segment(series[n], **kwargs)) for n in lengths]
+    per_pixel = (peaks[1] - peaks[0]) / ((lengths[1] - lengths[0]) * stack.size)
+    assert per_pixel < 5.5, f"{per_pixel:.1f} bytes per pixel of the series"
+    # ... and each time point is labelled as its z-stack alone, with the same minimum volume.
+    result = napari_unet.segment(series[lengths[0]], **kwargs)
+    for t in (0, 9):
+        alone = napari_unet.segment(series[lengths[0]][t], **{**kwargs, "axes": "ZYX"})
+        np.testing.assert_array_equal(result.instances[t], alone.instances)
+        np.testing.assert_array_equal(result.semantic[t], alone.semantic)
+        assert result.metadata["min_volume"] == alone.metadata["min_volume"]
+
+
 @pytest.mark.parametrize("key", ["2d", "3d"])
 def test_z_stack_labels_are_unique_across_the_volume(models, helpers, fake_net, key):
     """A z-stack is labelled in 3D, whether planes or volumes go through the network."""

@@ -275,49 +275,67 @@ def _one_pass(predictor: Predictor, prepared: Any, post: dict[str, Any], scale: 
               keep_probabilities: bool) -> Generator[Progress, None, tuple]:
     """Network and post-processing at one scale: (semantic, instances, probabilities or None).
 
-    When the network sees whole labelled blocks (each frame of a 2D time series, each
-    volume with a 3D model), each block is labelled as it comes: only the outputs and one
-    block's seeds and elevation are held. A z-stack segmented plane by plane is labelled
-    in 3D once all its planes are in.
+    Each labelled block (a frame of a time series, a volume, a time point's z-stack
+    segmented plane by plane) is labelled as soon as all its planes or volumes have left
+    the network: only the outputs and the seeds and elevation of the blocks in progress
+    are held. An image that is one block (a z-stack, a single image) is labelled once its
+    planes are all in, after the "splitting objects" progress.
     """
     cfg = predictor.config
     plan = prepared.plan
     out_shape = prepared.out_shape
-    at_once = {plan.axes[i] for i in plan.net_axes} == set(plan.label_axes)
+    net = {plan.axes[i] for i in plan.net_axes}
+    in_block = [i for i, a in enumerate(plan.out_axes) if a in plan.label_axes]
+    per_block = int(np.prod([out_shape[i] for i in in_block if plan.out_axes[i] not in net]))
+    many_blocks = len(in_block) < len(out_shape)
+    block_shape = tuple(out_shape[i] for i in in_block)
     semantic = np.zeros(out_shape, np.uint8)
-    instances = np.zeros(out_shape, np.int32) if at_once else None
+    instances = np.zeros(out_shape, np.int32) if many_blocks else None
     seeded = cfg.target == "three_class"
-    seeds = np.zeros(out_shape, bool) if seeded and not at_once else None
-    elevation = np.zeros(out_shape, np.uint8) if seeded and not at_once else None
     probs_out = np.zeros((cfg.out_channels, *out_shape), np.float32) if keep_probabilities else None
     threshold, seed_threshold = float(post["threshold"]), float(post["seed_threshold"])
     # Removed small objects and filled holes change the mask too: it follows the instances.
     mask_from_instances = seeded or cfg.out_channels == 2
-    block_axes = "".join(a for a in plan.out_axes if a in plan.label_axes)  # an item's axes when at_once
+    block_axes = "".join(plan.out_axes[i] for i in in_block)
     by_area = cfg.spatial_dims == 2  # a 2D model's min_size is a cross-section's area
+    pending: dict[tuple, list] = {}  # a block's index (T) -> [items in, seeds, elevation]
+
+    def finish(block: tuple, seeds: np.ndarray | None, elevation: np.ndarray | None) -> None:
+        nonlocal instances
+        labelled = _label(semantic[block], seeds, elevation, block_axes, plan.label_axes, post,
+                          min_size_is_area=by_area)
+        if many_blocks:
+            instances[block] = labelled
+        else:
+            instances = labelled
+        if mask_from_instances:
+            np.greater(labelled, 0, out=semantic[block].view(bool))
 
     def store(key: tuple, probs: np.ndarray) -> None:
-        sem = semantic_from_probabilities(probs, target=cfg.target, threshold=threshold)
-        seed = seeds_from_probabilities(probs, target=cfg.target, seed_threshold=seed_threshold) if seeded else None
-        elev = watershed_elevation(probs) if seeded else None
+        semantic[key] = semantic_from_probabilities(probs, target=cfg.target, threshold=threshold)
         if probs_out is not None:
             probs_out[(slice(None), *key)] = probs
-        if at_once:
-            instances[key] = _label(sem, seed, elev, block_axes, plan.label_axes, post, min_size_is_area=by_area)
-            semantic[key] = instances[key] > 0 if mask_from_instances else sem
-            return
-        semantic[key] = sem
+        block = tuple(slice(None) if i in in_block else k for i, k in enumerate(key))
+        where = tuple(k for i, k in enumerate(key) if i not in in_block)  # (slices are not hashable)
+        got = pending.setdefault(where, [0, None, None])
+        got[0] += 1
         if seeded:
-            seeds[key] = seed
-            elevation[key] = elev
+            seed = seeds_from_probabilities(probs, target=cfg.target, seed_threshold=seed_threshold)
+            elev = watershed_elevation(probs)
+            if per_block == 1:
+                got[1:] = seed, elev
+            else:
+                if got[1] is None:
+                    got[1:] = np.zeros(block_shape, bool), np.zeros(block_shape, np.uint8)
+                inner = tuple(key[i] for i in in_block)
+                got[1][inner], got[2][inner] = seed, elev
+        if got[0] == per_block and many_blocks:
+            finish(block, *pending.pop(where)[1:])
 
     yield from stream_probabilities(predictor, prepared, store, scale=scale)
     yield Progress("instances", 0, 1, "splitting objects")
-    if not at_once:
-        instances = _label(semantic, seeds, elevation, plan.out_axes, plan.label_axes, post, min_size_is_area=by_area)
-        seeds = elevation = None
-        if mask_from_instances:
-            np.greater(instances, 0, out=semantic.view(bool))
+    for where in list(pending):  # one block, the whole image: labelled once all is in
+        finish((slice(None),) * len(out_shape), *pending.pop(where)[1:])
     return semantic, instances, probs_out
 
 
