@@ -42,9 +42,10 @@ KINDS = {
 
 def image_ids(kind: str) -> list[str]:
     """The `train` split's images of ``kind``, sorted by id."""
-    split = {r["id"]: r["split"] for r in csv.DictReader(open(DATA / "splits.csv"))}
-    return sorted(r["id"] for r in csv.DictReader(open(DATA / "metadata.csv"))
-                  if split[r["id"]] == "train" and KINDS[kind](r))
+    with open(DATA / "splits.csv") as fh:
+        split = {r["id"]: r["split"] for r in csv.DictReader(fh)}
+    with open(DATA / "metadata.csv") as fh:
+        return sorted(r["id"] for r in csv.DictReader(fh) if split[r["id"]] == "train" and KINDS[kind](r))
 
 
 def scores(model, ids: list[str]) -> list[float]:
