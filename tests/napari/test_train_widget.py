@@ -100,12 +100,14 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     assert (folder / "config.json").is_file() and (folder / "weights.safetensors").is_file()
     assert "test-net" in session_models()
     assert session_models()["test-net"].name == "test-net"
-    # The Segment widget lists it and segments with it.
+    # The Segment widget lists it beside the bundled default, has chosen it and segments with it.
     assert "session:test-net" in segment.model.choices
+    assert segment.model.value == "session:test-net"
+    assert segment._catalog.default_key() in segment.model.choices
     (info,) = [m for m in notes.messages("info") if "trained" in m]
     assert str(folder.resolve()) in info and "test-net (this session)" in info
+    assert "now uses 'test-net (this session)'" in info
     assert not notes.messages("error")
-    segment.model.value = "session:test-net"
     segment.image.value = img
     segment.device.value = "cpu"
     segment.run()
@@ -123,6 +125,27 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     wait_trained(qtbot, trainer)
     assert (tmp_path / "default-models" / "test-net-3" / "config.json").is_file()
     assert (tmp_path / "models" / "test-net-2" / "config.json").is_file()
+
+
+def test_a_trained_model_waits_for_a_running_segmentation(viewer, widget, trainer, qtbot, notes,
+                                                          tiny_model, make_blobs, start_run):
+    """A model trained while the Segment widget segments is not chosen under the running job: the
+    notification says to choose it when the segmentation has finished."""
+    from napari_unet._napari import register_session_model
+
+    img = viewer.add_image(make_blobs((8, 256, 256)), name="stack")
+    chosen = widget.model.value
+    start_run(widget, img)
+    register_session_model("test-net", load_model(tiny_model))
+    text = trainer._offer_to_segment("test-net")
+    assert "is segmenting: choose 'test-net (this session)' there when it has finished" in text
+    assert widget.model.value == chosen
+    assert "session:test-net" in widget.model.choices
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    # Idle again, it takes the next one.
+    assert "now uses" in trainer._offer_to_segment("test-net")
+    assert widget.model.value == "session:test-net"
 
 
 def test_a_model_opened_in_one_widget_is_offered_in_the_other(viewer, trainer, tiny_model, tuned_model):

@@ -49,7 +49,7 @@ from ..training.data import is_binary_mask
 from ..training.loop import LR_FINE_TUNE, LR_NEW
 from .engine_widget import EngineWidget, Run, row, stage_name
 from .jobs import JobFailed
-from .model_choices import ModelCatalog, default_models_dir
+from .model_choices import SESSION, ModelCatalog, default_models_dir
 from .options import layer_array, one_channel_axis
 from .outputs import OutputTracker
 from .session import REGISTRY, register_session_model
@@ -683,11 +683,24 @@ class TrainWidget(EngineWidget):
         loss = f", final loss {result.final_loss:.3f}" if math.isfinite(result.final_loss) else ""
         show_info(
             f"Model '{run.name}' trained on {result.n_samples} image(s){skipped}{loss}. "
-            f"Saved in {result.folder}. Choose '{run.name} (this session)' in the Segment (U-Net) "
-            f"widget to use it; in a later session open it there with 'Browse…' "
-            f"({result.folder / CONFIG})."
+            f"Saved in {result.folder}. {self._offer_to_segment(run.name)} In a later session "
+            f"open it there with 'Browse…' ({result.folder / CONFIG})."
         )
         self.status.value = f"'{run.name}' saved in {result.folder} ({took})."
+
+    def _offer_to_segment(self, name: str) -> str:
+        """Choose the model ``name`` just trained in this viewer's Segment widgets; say what happened."""
+        from .widget import segment_widgets  # the Segment widget's module is the larger one
+
+        label = f"'{name} (this session)'"
+        widgets = segment_widgets(self._viewer)
+        if not widgets:
+            return f"Choose {label} in the Segment (U-Net) widget to use it."
+        if all([w.choose_model(SESSION + name) for w in widgets]):  # every widget tries
+            return (f"The Segment (U-Net) widget now uses {label}; the "
+                    "bundled default stays in its model list.")
+        return (f"The Segment (U-Net) widget is segmenting: choose {label} there when it has "
+                "finished.")
 
     def _on_aborted(self) -> None:
         run = self._run

@@ -63,7 +63,14 @@ from .wiring import reset_keeping_choice, unwrap
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["SegmentWidget"]
+__all__ = ["SegmentWidget", "segment_widgets"]
+
+_OPEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # viewer -> WeakSet of its Segment widgets
+
+
+def segment_widgets(viewer: Any) -> list[SegmentWidget]:
+    """The Segment widgets open in ``viewer`` (a closed dock's widget is no longer listed)."""
+    return list(_OPEN.get(unwrap(viewer), ()))
 
 @dataclass(kw_only=True)
 class _Run(Run):
@@ -100,6 +107,11 @@ class SegmentWidget(EngineWidget):
         if default is not None:
             self.model.value = default
         self._on_model_changed(default)
+        _OPEN.setdefault(self._viewer, weakref.WeakSet()).add(self)
+
+    def _disconnect(self) -> None:
+        super()._disconnect()
+        _OPEN.get(self._viewer, set()).discard(self)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -270,6 +282,18 @@ class SegmentWidget(EngineWidget):
 
     def _model_box(self) -> ComboBox:
         return self.model
+
+    def choose_model(self, key: str) -> bool:
+        """Choose the model ``key`` (one just trained, say) and take its tuned values, as picking
+        it in the list does. False, choosing nothing, while a segmentation runs (its results are
+        the chosen model's) or when ``key`` is not on offer."""
+        if self._run is not None and getattr(self._run, "kind", "") == "segment":
+            return False
+        self.model.reset_choices()
+        if key not in self.model.choices:
+            return False
+        self.model.value = key  # no change (already chosen) or a changed event that applies it
+        return True
 
     # --------------------------------------------------------------------- run
     def run(self, layer: Layer | None = None) -> None:
