@@ -285,6 +285,38 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
     assert not widget.link_time.enabled and widget._options(movie)["link_time"] is False
 
 
+def test_update_of_a_time_series_result_keeps_its_link_while_the_box_is_greyed(viewer, widget, wait_done,
+                                                                              fake_net):
+    """With a 2D image chosen, 'Link time points' is greyed out and its value means nothing: the
+    update of a movie's result (selected in the layer list) keeps the link the result was made with."""
+    frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]
+    frames[1] = disc_scene([(4, 50, 3), (16, 17, 6), (44, 39, 7)])[0]  # a newcomer shifts its ids
+    movie = viewer.add_image(np.stack(frames).astype(np.float32), name="movie")
+    plane = viewer.add_image(frames[0].astype(np.float32), name="plane")
+    widget.min_size.value = 0
+
+    def update_top_track(link_box: bool) -> list:
+        widget.image.value = plane
+        widget.link_time.value = link_box  # as left from before; greyed out now
+        assert not widget.link_time.enabled
+        sem, _ = outputs(viewer, "movie")
+        viewer.layers.selection.active = sem
+        widget.update_instances()
+        wait_done(widget)
+        inst = viewer.layers["movie instances"]
+        return [inst.data[t, 16, 16 + t] for t in range(3)], inst.metadata["linked_over_time"]
+
+    for linked in (True, False):
+        widget.image.value = movie
+        widget.axes.value = "TYX"
+        widget.link_time.value = linked
+        widget.run()
+        wait_done(widget)
+        top, meta = update_top_track(not linked)
+        assert meta is linked
+        assert (len(set(top)) == 1) if linked else (top == [1, 2, 1])
+
+
 def test_min_size_of_a_2d_model_is_an_area_in_a_stack_run_and_update(viewer, widget, wait_done, fake_net):
     """A z-stack segmented plane by plane is labelled in 3D, Run and Update instances alike: the
     2D model's min_size (24 px) is a cross-section's area, so a sliver two planes deep (58 voxels)

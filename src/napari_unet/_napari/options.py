@@ -174,7 +174,8 @@ def link_time_tooltip(axes: str | None) -> str:
         return TOOLTIPS["link_time"]
     read = f"the chosen image is read as {axes}" if axes else "there is no image to segment"
     return (f"{TOOLTIPS['link_time']}\n\nNeeds a time axis (T): {read}. For a time series, choose\n"
-            "axes that start with T (e.g. TYX, TZYX) under 'Axes'.")
+            "axes that start with T (e.g. TYX, TZYX) under 'Axes'. 'Update instances' of a time\n"
+            "series' result keeps the link setting that result was made with.")
 
 
 def layer_array(layer: Image) -> Any:

@@ -496,7 +496,11 @@ class SegmentWidget(EngineWidget):
         out_axes = str(record.metadata.get("axes") or "").replace("C", "")
         if len(out_axes) != mask.ndim:
             out_axes = ""
-        linked = bool(self.link_time.value) and "T" in out_axes
+        # 'Link time points' is greyed out when the chosen image has no T: a time series' result
+        # (selected in the layer list) then keeps the link setting it was made with.
+        made_linked = record.instance_params.get("linked", record.metadata.get("linked_over_time", False))
+        wanted = self.link_time.value if self.link_time.enabled else made_linked
+        linked = bool(wanted) and "T" in out_axes
         made = {"method": params["method"], "min_size": params["min_size"],
                 "fill_holes": params["fill_holes"], "linked": linked}
         # Objects the edit left alone keep their ids and split, unless the options changed.
