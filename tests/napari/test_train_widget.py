@@ -36,6 +36,7 @@ def discs(shape=(64, 64), seed=0):
 def _clean_registry(tmp_path, monkeypatch):
     """No models written under the real home; session models made here are withdrawn."""
     monkeypatch.setattr(tw, "default_models_dir", lambda: tmp_path / "default-models")
+    monkeypatch.setattr(tw, "_RATES", {})  # no training speed measured yet
     before = set(session_models())
     yield
     for name in set(session_models()) - before:
@@ -125,6 +126,33 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     wait_trained(qtbot, trainer)
     assert (tmp_path / "default-models" / "test-net-3" / "config.json").is_file()
     assert (tmp_path / "models" / "test-net-2" / "config.json").is_file()
+
+
+def test_the_training_time_is_estimated_from_a_run_timed_with_those_settings(viewer, trainer, qtbot, notes,
+                                                                            tiny_model):
+    """No estimate before a run has been timed; after one, its time per step times the steps, for
+    the same device, network, batch and crop size only."""
+    image, labels = discs()
+    img = viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="cells instances")
+    trainer.image.value = img
+    assert trainer.estimate.value == ""
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    ((key, per_step),) = tw._RATES.items()
+    assert key == ("cpu", (tw.NEW_DEPTH, tw.NEW_WIDTH, 1), 2, 32) and per_step > 0
+    assert trainer.estimate.value.startswith("Estimated training time: about ")
+    trainer.epochs.value, trainer.steps.value = 50, 200
+    assert f"about {tw._format_eta(per_step * 10_000)} for 10000 steps" in trainer.estimate.value
+    trainer.batch_size.value = 8  # steps of another size: not timed
+    assert trainer.estimate.value == ""
+    trainer.batch_size.value = 2
+    trainer.device.value = "auto"
+    assert trainer.estimate.value == ""
+    trainer.device.value = "cpu"
+    assert trainer.add_model(str(tiny_model))  # another network
+    assert trainer.estimate.value == ""
 
 
 def test_a_trained_model_waits_for_a_running_segmentation(viewer, widget, trainer, qtbot, notes,

@@ -29,6 +29,7 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSpinBox,
+    Label,
     LineEdit,
     PushButton,
     Select,
@@ -124,6 +125,12 @@ def _format_eta(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+#: Training speed measured in this session: (device choice, network, batch size, crop size) -> seconds
+#: per training step (steps after a run's first, which also warms up). Only the number of steps is
+#: scaled: a step's time does not grow in proportion to its crops (fixed costs dominate small ones).
+_RATES: dict[tuple[Any, ...], float] = {}
 
 
 # --------------------------------------------------------------------------- data
@@ -372,6 +379,9 @@ def last_loss(folder: Path) -> float:
 class _Run(Run):
     name: str
     folder: Path
+    timing_key: tuple[Any, ...] = ()  # what the speed of its steps is stored under (see _RATES)
+    first_step: tuple[float, int] | None = None  # (time, step) of the first and last training records
+    last_step: tuple[float, int] | None = None
 
 
 class TrainWidget(EngineWidget):
@@ -427,9 +437,12 @@ class TrainWidget(EngineWidget):
                                 tooltip=tip["save_in"])
         self.train_button = PushButton(text="Train", tooltip=tip["train"])
         buttons = self._job_controls(self.train_button, cancel_tooltip=tip["cancel"])
+        # Filled once a run on this device and network has been timed (nothing to guess from before).
+        self.estimate = Label(value="")
+        self.estimate.native.setWordWrap(True)
         self.extend([self.image, self.labels_layer, pair_buttons, self.pairs, start_row, self.epochs,
                      self.steps, self.batch_size, self.learning_rate, self.crop_size, self.device,
-                     self.model_name, self.save_in, buttons, self.progress_bar, self.status])
+                     self.model_name, self.save_in, buttons, self.estimate, self.progress_bar, self.status])
         from qtpy.QtWidgets import QSizePolicy
 
         pairs_row = self.pairs.native.parentWidget()  # the list's labelled row: keep it compact
@@ -446,6 +459,8 @@ class TrainWidget(EngineWidget):
         self.browse.changed.connect(self._browse)
         self.train_button.changed.connect(lambda: self.train())
         self.cancel_button.changed.connect(self.cancel)
+        for box in (self.start_model, self.epochs, self.steps, self.batch_size, self.crop_size, self.device):
+            box.changed.connect(self._show_estimate)
         self._listen()
 
     # ----------------------------------------------------------------- choices
@@ -512,6 +527,46 @@ class TrainWidget(EngineWidget):
     def _model_box(self) -> ComboBox:
         return self.start_model
 
+    def _timing_key(self) -> tuple[Any, ...]:
+        """What a step's time depends on: device, network (depth, width, channels), batch, crop."""
+        key = self.start_model.value
+        network: tuple[int, ...] | None = (NEW_DEPTH, NEW_WIDTH, 1)
+        if key != NEW:
+            try:
+                config = self._catalog.config(key)
+                network = (config.depth, config.base_width, config.in_channels)
+            except SegmentationError:
+                network = None
+        return (self.device.value, network, int(self.batch_size.value), int(self.crop_size.value))
+
+    def _show_estimate(self, _value: Any = None) -> None:
+        """The training time of the current settings, from the steps of a run timed in this session
+        with the same device, network, batch and crop size; nothing when there was none."""
+        per_step = _RATES.get(self._timing_key())
+        if per_step is None:
+            self.estimate.value = ""
+            return
+        steps = int(self.epochs.value) * int(self.steps.value)
+        self.estimate.value = (f"Estimated training time: about {_format_eta(per_step * steps)} for "
+                               f"{steps} steps ({per_step:.2g} s per step, measured with these settings "
+                               "in this session; validation adds to it)")
+
+    def _on_progress(self, record: Progress) -> None:
+        super()._on_progress(record)
+        run = self._run
+        if run is not None and record.stage == "train":
+            mark = (time.perf_counter(), int(record.done))
+            if run.first_step is None:
+                run.first_step = mark
+            run.last_step = mark
+
+    def _remember_rate(self, run: _Run) -> None:
+        """Store the time of ``run``'s training steps (the first, a warm-up, left out)."""
+        if run.first_step is None or run.last_step is None or run.last_step[1] <= run.first_step[1]:
+            return
+        steps = run.last_step[1] - run.first_step[1]
+        _RATES[run.timing_key] = (run.last_step[0] - run.first_step[0]) / steps
+
     # ------------------------------------------------------------------- pairs
     @property
     def pair_layers(self) -> list[tuple[Image, Labels]]:
@@ -572,6 +627,7 @@ class TrainWidget(EngineWidget):
         self.status.value = f"Preparing {len(pairs)} pair(s) for '{name}'…"
         self._start(_Run(worker=worker, name=name, folder=folder,
                          pbar=progress(total=total, desc=f"Training {name}"),
+                         timing_key=self._timing_key(),
                          on_orphaned=partial(_remove_if_no_model, folder)),
                     self._on_returned)
 
@@ -676,6 +732,8 @@ class TrainWidget(EngineWidget):
             self.status.value = "Failed: see the notification."
             _remove_if_no_model(run.folder)
             return
+        self._remember_rate(run)
+        self._show_estimate()
         register_session_model(run.name, result.model)
         self.last_folder = result.folder
         took = _format_eta(time.perf_counter() - run.started)  # "6 s", "2 min 05 s", not "0.1 min"
