@@ -748,13 +748,15 @@ class TrainWidget(EngineWidget):
 
     def _offer_to_segment(self, name: str) -> str:
         """Choose the model ``name`` just trained in this viewer's Segment widgets; say what happened."""
-        from .widget import segment_widgets  # the Segment widget's module is the larger one
+        from .widget import (
+            segment_widgets,  # the Segment widget's module is the larger one
+        )
 
         label = f"'{name} (this session)'"
         widgets = segment_widgets(self._viewer)
         if not widgets:
             return f"Choose {label} in the Segment (U-Net) widget to use it."
-        if all([w.choose_model(SESSION + name) for w in widgets]):  # every widget tries
+        if all([w.choose_model(SESSION + name) for w in widgets]):  # noqa: C419 - a list: every widget tries, no short-circuit
             return (f"The Segment (U-Net) widget now uses {label}; the "
                     "bundled default stays in its model list.")
         return (f"The Segment (U-Net) widget is segmenting: choose {label} there when it has "
