@@ -1706,3 +1706,11 @@ def test_evaluate_normalize_per_frame_scores_a_bleached_frame(models, tmp_path, 
         payload = json.loads(capsys.readouterr().out)
         assert payload["scores"][0]["tp"] == tp
         assert payload["normalize_per"] == (extra[-1] if extra else "stack")
+
+
+def test_normalize_per_choices_are_the_engines():
+    """--normalize-per spells its values out (--help imports no torch): they are the engine's."""
+    from napari_unet.cli import NORMALIZE_PER_CHOICES
+    from napari_unet.predict import NORMALIZE_PER
+
+    assert NORMALIZE_PER_CHOICES == tuple(NORMALIZE_PER)

@@ -23,6 +23,10 @@ from typing import Any, TextIO
 
 from .errors import SegmentationError, describe
 
+NORMALIZE_PER_CHOICES = ("stack", "frame", "plane")
+"""``--normalize-per``'s values: :data:`napari_unet.predict.NORMALIZE_PER`'s keys, spelt out
+here so that ``--help`` needs no torch."""
+
 __all__ = ["main"]
 
 
@@ -681,7 +685,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="input percentiles that become black and white for the network (default: the "
                         "model's, 1 99.8 for the bundled one); raise HIGH (99.99) when a few very bright "
                         "spots make the nuclei dim")
-    s.add_argument("--normalize-per", choices=["stack", "frame", "plane"], default="stack",
+    s.add_argument("--normalize-per", choices=NORMALIZE_PER_CHOICES, default="stack",
                    help="what the percentiles are taken over: the whole image (stack, the default), each time "
                         "point on its own (frame: for a series dimmed by photobleaching), or each 2D plane "
                         "(plane: also for deep, dim planes of a z-stack). An image without a time axis is one "
@@ -774,7 +778,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="input percentiles that become black and white for the network (default: the "
                         "model's, 1 99.8 for the bundled one); raise HIGH (99.99) when a few very bright "
                         "spots make the nuclei dim")
-    e.add_argument("--normalize-per", choices=["stack", "frame", "plane"], default="stack",
+    e.add_argument("--normalize-per", choices=NORMALIZE_PER_CHOICES, default="stack",
                    help="what the percentiles are taken over, as for segment (stack, the default; frame; plane), "
                         "to score a series the way it is segmented")
     e.add_argument("--json", nargs="?", const="-", help="also write the scores as JSON (to a file, or - for stdout)")
