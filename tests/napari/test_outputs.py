@@ -369,6 +369,15 @@ def test_relabel_job_with_linking_keeps_the_ids_of_untouched_objects():
     assert labels[0, 8, 30] == labels[1, 8, 30] == 3  # the trimmed object is linked back to its id
 
 
+def _paint_nucleus_a_into_frame_1(previous: np.ndarray) -> np.ndarray:
+    """Update instances' job on the linked series ``previous`` (T, 20, 40) after nucleus A
+    (rows 5-11, columns 2-8) is painted into frame 1: the labels it gives."""
+    mask = previous > 0
+    mask[1, 5:12, 2:9] = True
+    params = {"method": "components", "min_size": 0, "ndim": 2}
+    return jobs.relabel_job(mask, params, previous=previous, time_axis=0).labels
+
+
 def test_relabel_job_with_linking_joins_the_track_a_painted_nucleus_connects():
     """The network missed nucleus A in frame 1, so linking gave it ids 1 (frame 0) and 2 (frames 2-3).
     The user paints it into frame 1: it links back to 1, and the track after it goes on as 1.
@@ -377,10 +386,7 @@ def test_relabel_job_with_linking_joins_the_track_a_painted_nucleus_connects():
     previous[0, 5:12, 2:9] = 1
     previous[2:, 5:12, 2:9] = 2
     previous[:, 5:12, 25:32] = 3
-    mask = previous > 0
-    mask[1, 5:12, 2:9] = True
-    params = {"method": "components", "min_size": 0, "ndim": 2}
-    labels = jobs.relabel_job(mask, params, previous=previous, time_axis=0).labels
+    labels = _paint_nucleus_a_into_frame_1(previous)
     assert labels[:, 8, 5].tolist() == [1, 1, 1, 1]
     assert labels[:, 8, 28].tolist() == [3, 3, 3, 3]
 
@@ -391,10 +397,7 @@ def test_relabel_job_with_linking_keeps_the_id_of_the_track_a_painted_nucleus_st
     previous = np.zeros((4, 20, 40), np.int32)
     previous[2:, 5:12, 2:9] = 2
     previous[:, 5:12, 25:32] = 1
-    mask = previous > 0
-    mask[1, 5:12, 2:9] = True
-    params = {"method": "components", "min_size": 0, "ndim": 2}
-    labels = jobs.relabel_job(mask, params, previous=previous, time_axis=0).labels
+    labels = _paint_nucleus_a_into_frame_1(previous)
     assert labels[:, 8, 5].tolist() == [0, 2, 2, 2]
     assert labels[:, 8, 28].tolist() == [1, 1, 1, 1]
 
