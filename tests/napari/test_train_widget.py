@@ -96,7 +96,8 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     assert not trainer.running and trainer.train_button.enabled and not trainer.cancel_button.enabled
     folder = tmp_path / "models" / "test-net"
     assert trainer.last_folder == folder.resolve()
-    assert re.fullmatch(rf"'test-net' saved in {re.escape(str(folder.resolve()))} \(\d+ s\)\.",
+    assert re.fullmatch(rf"'test-net' saved in {re.escape(str(folder.resolve()))} \(\d+ s\)\. "
+                        r"'Start from' is now 'test-net \(this session\)'.*",
                         trainer.status.value)  # seconds, not "0.1 min"
     assert (folder / "config.json").is_file() and (folder / "weights.safetensors").is_file()
     assert "test-net" in session_models()
@@ -153,6 +154,29 @@ def test_the_training_time_is_estimated_from_a_run_timed_with_those_settings(vie
     trainer.device.value = "cpu"
     assert trainer.add_model(str(tiny_model))  # another network
     assert trainer.estimate.value == ""
+
+
+def test_the_next_run_starts_from_the_model_just_trained(viewer, trainer, qtbot, notes):
+    """Teaching in rounds: correct, train, correct more, train again. The second run continues
+    from the first run's model, not from the model the first run started from."""
+    image, labels = discs()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="cells instances")
+    assert trainer.start_model.value == NEW
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    first = session_models()["test-net"]
+    assert trainer.start_model.value == "session:test-net"
+    assert "'Start from' is now 'test-net (this session)'" in trainer.status.value
+    assert trainer.learning_rate.value == pytest.approx(tw.LR_FINE_TUNE)  # continuing is fine-tuning
+    assert trainer._options()["init"] is first
+    trainer.train()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
+    provenance = session_models()["test-net-2"].config.provenance
+    assert provenance["init_model"] == "test-net" and provenance["init_model_sha256"] == first.sha256
+    assert trainer.start_model.value == "session:test-net-2"
 
 
 def test_a_trained_model_waits_for_a_running_segmentation(viewer, widget, trainer, qtbot, notes,
@@ -239,6 +263,7 @@ def test_cancel_registers_nothing(viewer, trainer, qtbot, notes, tmp_path):
         trainer.cancel_button.clicked()
     assert not trainer.running and trainer.train_button.enabled
     assert "test-net" not in session_models()
+    assert trainer.start_model.value == NEW  # nothing new to continue from
     assert any("cancelled" in m for m in notes.messages("info"))
     assert not (tmp_path / "models" / "test-net").exists()  # no epoch finished: nothing kept
     assert records[-1].done < records[-1].total
@@ -289,6 +314,7 @@ def test_a_failure_after_an_epoch_says_where_its_model_stays(viewer, trainer, qt
     assert f"The model of the last finished epoch stays in {tmp_path / 'models' / 'test-net'}" in error
     assert (tmp_path / "models" / "test-net" / "config.json").is_file()
     assert "test-net" not in session_models()
+    assert trainer.start_model.value == NEW  # a failed run is no start for the next
 
 
 def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_path):

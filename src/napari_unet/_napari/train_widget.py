@@ -88,7 +88,8 @@ TOOLTIPS = {
     "start": (
         "The network to start from. Fine-tuning the bundled model (or a model trained in this\n"
         "session) needs few corrected images; 'new network' learns from scratch and needs more\n"
-        "data and epochs."
+        "data and epochs. A finished run switches it to the model just trained, so that the\n"
+        "next run (after more corrections) continues from that model."
     ),
     "browse": "Fine-tune a model from disk: choose its config.json or weights file.",
     "epochs": "Passes over the training schedule; the model is saved after every epoch.",
@@ -744,7 +745,18 @@ class TrainWidget(EngineWidget):
             f"Saved in {result.folder}. {self._offer_to_segment(run.name)} In a later session "
             f"open it there with 'Browse…' ({result.folder / CONFIG})."
         )
-        self.status.value = f"'{run.name}' saved in {result.folder} ({took})."
+        self.status.value = f"'{run.name}' saved in {result.folder} ({took}). {self._continue_from(run.name)}".rstrip()
+
+    def _continue_from(self, name: str) -> str:
+        """Choose the model ``name`` just trained under 'Start from' (teaching in rounds: the next run
+        goes on from it); say so."""
+        key = SESSION + name
+        self.start_model.reset_choices()
+        if key not in self.start_model.choices:  # withdrawn at once (by another plugin, say)
+            return ""
+        self.start_model.value = key
+        return (f"'Start from' is now '{name} (this session)': correct more and train again to "
+                "continue from it.")
 
     def _offer_to_segment(self, name: str) -> str:
         """Choose the model ``name`` just trained in this viewer's Segment widgets; say what happened."""
