@@ -83,6 +83,15 @@ def notes():
 
 
 @pytest.fixture(autouse=True)
+def home(tmp_path_factory, monkeypatch) -> Path:
+    """A home folder of each test's own: the models the Train widget saves by default, and those
+    the widgets offer from there (~/.napari-unet/models), are the test's, never the user's."""
+    folder = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def fresh_session():
     """Each test a fresh napari session: model files opened in one test are not offered in the next."""
     from napari_unet._napari.session import REGISTRY

@@ -13,6 +13,7 @@ import torch
 
 from napari_unet._napari import session_models, unregister_session_model
 from napari_unet._napari import train_widget as tw
+from napari_unet._napari.model_choices import default_models_dir
 from napari_unet._napari.train_widget import NEW, TrainWidget
 from napari_unet._napari.widget import SegmentWidget
 from napari_unet.checkpoint import load_model
@@ -33,9 +34,8 @@ def discs(shape=(64, 64), seed=0):
 
 
 @pytest.fixture(autouse=True)
-def _clean_registry(tmp_path, monkeypatch):
-    """No models written under the real home; session models made here are withdrawn."""
-    monkeypatch.setattr(tw, "default_models_dir", lambda: tmp_path / "default-models")
+def _clean_registry(monkeypatch):
+    """Session models made here are withdrawn (the home folder is the test's: see conftest)."""
     monkeypatch.setattr(tw, "_RATES", {})  # no training speed measured yet
     before = set(session_models())
     yield
@@ -76,7 +76,7 @@ def test_fields_have_their_labels_without_a_labels_layer(viewer, trainer, qtbot)
 
 
 def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, qtbot, notes,
-                                                               tmp_path):
+                                                               tmp_path, home):
     image, labels = discs()
     img = viewer.add_image(image, name="cells")
     viewer.add_labels(np.zeros((32, 32), np.int32), name="other")
@@ -125,7 +125,8 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     trainer.save_in.line_edit.value = ""
     trainer.train()
     wait_trained(qtbot, trainer)
-    assert (tmp_path / "default-models" / "test-net-3" / "config.json").is_file()
+    assert (default_models_dir() / "test-net-3" / "config.json").is_file()
+    assert str(default_models_dir()).startswith(str(home))  # not the user's home
     assert (tmp_path / "models" / "test-net-2" / "config.json").is_file()
 
 
