@@ -109,6 +109,7 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     (info,) = [m for m in notes.messages("info") if "trained" in m]
     assert str(folder.resolve()) in info and "test-net (this session)" in info
     assert "now uses 'test-net (this session)'" in info
+    assert f"open it there with 'Browse…' ({folder.resolve() / 'config.json'})" in info  # not the default folder
     assert not notes.messages("error")
     segment.image.value = img
     segment.device.value = "cpu"
@@ -127,6 +128,10 @@ def test_training_registers_a_model_the_segment_widget_can_use(viewer, trainer, 
     wait_trained(qtbot, trainer)
     assert (default_models_dir() / "test-net-3" / "config.json").is_file()
     assert str(default_models_dir()).startswith(str(home))  # not the user's home
+    # Saved in the folder whose models are listed as '(saved)': listed once, as this session's.
+    assert "session:test-net-3" in segment.model.choices
+    assert not [c for c in segment.model.choices if c.startswith("file:")]
+    assert "In a later session the model lists offer it as 'test-net-3 (saved)'." in notes.messages("info")[-1]
     assert (tmp_path / "models" / "test-net-2" / "config.json").is_file()
 
 

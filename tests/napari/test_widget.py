@@ -772,6 +772,57 @@ def test_session_models_appear_and_run(viewer, widget, wait_done, tuned_model, m
     assert "session:trained here" not in widget.model.choices
 
 
+def test_models_saved_in_earlier_sessions_are_offered(viewer, tiny_model, tuned_model, notes, monkeypatch,
+                                                     make_blobs, wait_done):
+    """Models the Train widget saved in ~/.napari-unet/models in an earlier napari session are
+    listed as '<name> (saved)', the latest first, in both widgets, and loaded only when chosen;
+    a folder that holds no readable model is left out without a word."""
+    import os
+
+    from napari_unet._napari import model_choices
+    from napari_unet._napari.train_widget import TrainWidget
+
+    saved = model_choices.default_models_dir()
+    for name, source, when in (("older", tuned_model, 1_000_000), ("newer", tiny_model, 2_000_000)):
+        shutil.copytree(source, saved / name)
+        os.utime(saved / name / "config.json", (when, when))
+    (saved / "broken").mkdir()
+    (saved / "broken" / "config.json").write_text("{not json")
+    (saved / "broken" / "weights.safetensors").write_bytes(b"")
+    shutil.copytree(tiny_model, saved / "future")
+    config = json.loads((saved / "future" / "config.json").read_text())
+    (saved / "future" / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    shutil.copytree(tiny_model, saved / "no-weights")
+    (saved / "no-weights" / "weights.safetensors").unlink()
+    (saved / "notes.txt").write_text("not a model")
+    loaded = []
+    real = model_choices.load_model
+    monkeypatch.setattr(model_choices, "load_model", lambda path: loaded.append(path) or real(path))
+
+    segment, trainer = SegmentWidget(viewer), TrainWidget(viewer)
+    newer, older = (f"file:{(saved / name).resolve()}" for name in ("newer", "older"))
+    for box in (segment.model, trainer.start_model):
+        labels = [box.native.itemText(i) for i in range(box.native.count())]
+        assert [t for t in labels if t.endswith("(saved)")] == ["newer (saved)", "older (saved)"]
+        assert newer in box.choices and older in box.choices
+    assert segment.model.value == segment._catalog.default_key()  # the bundled default stays chosen
+    assert loaded == [] and not notes.messages("error")  # listed from their configs only
+    segment.model.value = older
+    assert loaded == [str((saved / "older").resolve())]
+    assert segment.min_size.value == 25  # the saved model's tuned values, as for any model chosen
+    viewer.add_image(make_blobs((40, 48)), name="img")
+    segment.device.value = "cpu"
+    segment.run()
+    wait_done(segment)
+    assert viewer.layers["img instances"].metadata["model"] == "tuned"
+    trainer.start_model.value = newer
+    assert trainer._options()["init"].name == "tiny"
+    # The folder chosen here opened with Browse… in the other widget: still listed, still chosen.
+    assert trainer.add_model(str(saved / "older" / "config.json"))
+    assert segment.model.value == older and older in trainer.start_model.choices
+    assert not notes.messages("error")
+
+
 def test_auto_scale_run_records_its_scale(viewer, widget, wait_done, auto_model, helpers, fake_net):
     """Discs of about 13 px, under the model's 50 px reference: segmented again at scale 2."""
     assert widget.add_model(str(auto_model)) and widget.auto_scale.value

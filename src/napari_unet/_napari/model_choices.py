@@ -1,8 +1,10 @@
-"""The models a Segment widget offers: bundled, made in this session, or opened from disk.
+"""The models a Segment widget offers: bundled, made in this session, opened from disk, or saved.
 
 Each model is named by a key string (``"bundled:nuclei"``, ``"session:my model"``,
 ``"file:/abs/path"``) that the widget's model list holds as its value; the
-:class:`ModelCatalog` turns a key into a loaded model and caches it.
+:class:`ModelCatalog` turns a key into a loaded model and caches it. The models saved in
+:func:`default_models_dir` (by the Train widget, in this session or an earlier one) are
+listed as ``"file:"`` keys of their folders, found by reading their configs only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from ..checkpoint import (
     CONFIG,
     DEFAULT_MODEL,
+    WEIGHTS,
     LoadedModel,
     ModelConfig,
     bundled_models,
@@ -22,7 +25,7 @@ from ..checkpoint import (
 from ..errors import SegmentationError
 from .session import REGISTRY
 
-__all__ = ["ModelCatalog", "default_models_dir"]
+__all__ = ["ModelCatalog", "default_models_dir", "saved_models"]
 
 BUNDLED, SESSION, FILE = "bundled:", "session:", "file:"
 
@@ -32,6 +35,44 @@ def default_models_dir() -> Path:
     return Path.home() / ".napari-unet" / "models"
 
 
+def saved_models(folder: str | os.PathLike | None = None) -> list[Path]:
+    """The model folders in ``folder`` (default: :func:`default_models_dir`), most recent first.
+
+    A model folder holds a ``config.json`` that napari-unet can read and a
+    ``weights.safetensors``; only the configs are read (no weights are loaded), and a
+    folder that is not such a model (broken, half-copied, unreadable) is left out.
+
+    Parameters
+    ----------
+    folder : str or path, optional
+        The folder whose sub-folders are models.
+
+    Returns
+    -------
+    list of Path
+        Resolved model folders, the most recently saved (config.json written) first.
+    """
+    parent = Path(folder) if folder is not None else default_models_dir()
+    found: list[tuple[float, Path]] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:  # no such folder yet (nothing trained), or unreadable
+        return []
+    for entry in entries:
+        try:
+            config = entry / CONFIG
+            if not (config.is_file() and (entry / WEIGHTS).is_file()):
+                continue
+            data = json.loads(config.read_text())
+            if not isinstance(data, dict):
+                continue
+            ModelConfig.from_dict(data)
+            found.append((config.stat().st_mtime, entry.resolve()))
+        except (OSError, ValueError, TypeError, SegmentationError):
+            continue  # not a model napari-unet can open: not offered
+    return [path for _, path in sorted(found, key=lambda item: (-item[0], item[1].name))]
+
+
 class ModelCatalog:
     """Lists model choices and loads the chosen one (loaded models are cached)."""
 
@@ -39,16 +80,24 @@ class ModelCatalog:
         self._cache: dict[str, LoadedModel] = {}
 
     def choices(self) -> list[tuple[str, str]]:
-        """``(label, key)`` pairs: the bundled default first, then session models, then files."""
+        """``(label, key)`` pairs: the bundled default first, then session models, then files
+        opened, then the models saved in :func:`default_models_dir` (most recent first), but
+        for those of this session's models (listed as such)."""
         out: list[tuple[str, str]] = []
         bundled = sorted(bundled_models(), key=lambda n: (n != DEFAULT_MODEL, n))
         for name in bundled:
             tag = "bundled default" if name == DEFAULT_MODEL else "bundled"
             out.append((f"{name} ({tag})", BUNDLED + name))
-        for name in REGISTRY.snapshot():
+        session = REGISTRY.snapshot()
+        for name in session:
             out.append((f"{name} (this session)", SESSION + name))
         # Files opened in any widget of this session (each widget loads its own copy).
         out.extend((label, key) for key, label in REGISTRY.files().items())
+        # Saved in an earlier session: loaded when chosen, as a file opened. (A folder also opened
+        # with Browse… stays listed: hiding it would silently change a widget's choice of it.)
+        trained = {Path(m.path).resolve() for m in session.values() if m.path is not None}
+        out.extend((f"{folder.name} (saved)", FILE + str(folder))
+                   for folder in saved_models() if folder not in trained)
         return out
 
     def default_key(self) -> str | None:

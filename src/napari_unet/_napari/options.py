@@ -76,7 +76,8 @@ TOOLTIPS = {
     "image": "The image layer to segment. Labels, points and other layers are not listed.",
     "model": (
         "The network: the bundled default model, models trained in this napari session, "
-        "or a model folder opened with 'Browse…'."
+        "a model folder opened with 'Browse…', or models saved by the Train widget in earlier "
+        "sessions (in ~/.napari-unet/models), listed as '<name> (saved)', the latest first."
     ),
     "browse": "Open a model from disk: choose its config.json or weights file (.safetensors, .pt).",
     "axes": (

@@ -87,9 +87,9 @@ TOOLTIPS = {
     "clear": "Remove every pair from the list.",
     "start": (
         "The network to start from. Fine-tuning the bundled model (or a model trained in this\n"
-        "session) needs few corrected images; 'new network' learns from scratch and needs more\n"
-        "data and epochs. A finished run switches it to the model just trained, so that the\n"
-        "next run (after more corrections) continues from that model."
+        "session, or saved in an earlier one) needs few corrected images; 'new network' learns\n"
+        "from scratch and needs more data and epochs. A finished run switches it to the model\n"
+        "just trained, so that the next run (after more corrections) continues from that model."
     ),
     "browse": "Fine-tune a model from disk: choose its config.json or weights file.",
     "epochs": "Passes over the training schedule; the model is saved after every epoch.",
@@ -109,8 +109,9 @@ TOOLTIPS = {
         "If the name is taken, a number is added (e.g. nuclei-finetuned-2)."
     ),
     "save_in": (
-        "The model is saved in a new folder '<name>' inside this folder (created if needed);\n"
-        "open it later with 'Browse…' in the Segment widget."
+        "The model is saved in a new folder '<name>' inside this folder (created if needed).\n"
+        "Models saved in the default folder are listed in later sessions as '<name> (saved)';\n"
+        "from another folder, open them with 'Browse…'."
     ),
     "train": "Train on the pairs (a background thread: napari stays usable).",
     "cancel": "Stop training at the next step; the model is not added to the Segment widget.",
@@ -742,8 +743,7 @@ class TrainWidget(EngineWidget):
         loss = f", final loss {result.final_loss:.3f}" if math.isfinite(result.final_loss) else ""
         show_info(
             f"Model '{run.name}' trained on {result.n_samples} image(s){skipped}{loss}. "
-            f"Saved in {result.folder}. {self._offer_to_segment(run.name)} In a later session "
-            f"open it there with 'Browse…' ({result.folder / CONFIG})."
+            f"Saved in {result.folder}. {self._offer_to_segment(run.name)} {_later_note(result.folder)}"
         )
         self.status.value = f"'{run.name}' saved in {result.folder} ({took}). {self._continue_from(run.name)}".rstrip()
 
@@ -783,6 +783,14 @@ class TrainWidget(EngineWidget):
         _remove_if_no_model(run.folder)
         show_info(f"Training of '{run.name}' cancelled: it was not added to the model list.{where}")
         self.status.value = "Cancelled."
+
+
+def _later_note(folder: Path) -> str:
+    """How a later napari session finds the model saved in ``folder``."""
+    with suppress(OSError):
+        if folder.parent.resolve() == default_models_dir().resolve():
+            return f"In a later session the model lists offer it as '{folder.name} (saved)'."
+    return f"In a later session open it there with 'Browse…' ({folder / CONFIG})."
 
 
 def _kept_model_note(folder: Path) -> str:
