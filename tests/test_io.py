@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -227,6 +228,44 @@ def test_labels_are_calibrated_imagej_hyperstacks(tmp_path, axes, shape, sizes):
         assert "unit" not in tif.imagej_metadata
     assert read_image_file(tmp_path / "m.tif").pixel_size_um is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.tif", "m.tif"]  # no temporary file left
+
+
+@pytest.mark.parametrize(("axes", "shape"), [("TYX", (1, 16, 24)), ("ZYX", (1, 16, 24)), ("TZYX", (3, 1, 16, 24)),
+                                             ("TZYX", (1, 4, 16, 24)), ("TZYX", (1, 1, 16, 24))])
+@pytest.mark.parametrize("memmap", [False, True])
+def test_labels_keep_their_axes_of_length_one(tmp_path, axes, shape, memmap):
+    """A one-frame series or a one-plane z-stack reads back with its T or Z (ImageJ keeps no axis of
+    length 1 apart: the axes come from the file's Info), so the result's axes are still the input's
+    less C; Fiji still opens it as an ImageJ file, with the frames and slices it has."""
+    labels = np.arange(np.prod(shape), dtype=np.int32).reshape(shape) % 700
+    sizes = {"Z": 2.0, "Y": 0.5, "X": 0.25}
+    assert write_labels(tmp_path / "l.tif", labels, axes=axes, pixel_size_um=sizes) is None
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.is_imagej
+        assert tif.imagej_metadata.get("frames", 1) == (shape[0] if "T" in axes else 1)
+        assert tif.imagej_metadata.get("slices", 1) == (shape[axes.index("Z")] if "Z" in axes else 1)
+    read = read_image_file(tmp_path / "l.tif", memmap=memmap)
+    assert read.axes == axes and read.image.shape == shape
+    assert read.pixel_size_um == pytest.approx({a: sizes[a] for a in axes if a in sizes})
+    np.testing.assert_array_equal(read.image, labels)
+    np.testing.assert_array_equal(read_labels(tmp_path / "l.tif"), labels)
+    # Ids ImageJ cannot hold: a plain TIFF keeps its shape too.
+    assert write_labels(tmp_path / "p.tif", labels - 1, axes=axes) is not None
+    plain = read_image_file(tmp_path / "p.tif", memmap=memmap)
+    assert plain.axes == axes and plain.image.shape == shape
+
+
+def test_imagej_info_axes_that_no_longer_fit_are_not_used(tmp_path):
+    """Axes in an ImageJ file's Info that no longer describe it (a series that Fiji turned into a
+    z-stack, keeping the Info) give way to the file's own."""
+    info = json.dumps({"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((3, 16, 16), np.uint16), imagej=True,
+                     metadata={"axes": "ZYX", "Info": info})
+    read = read_image_file(tmp_path / "z.tif")
+    assert read.axes == "ZYX" and read.image.shape == (3, 16, 16)
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((16, 16), np.uint16), imagej=True,
+                     metadata={"Info": json.dumps({"axes": "CYX"})})  # not a result's: C
+    assert read_image_file(tmp_path / "one.tif").axes == "YX"
 
 
 @pytest.mark.parametrize(("labels", "axes", "why"), [

@@ -134,6 +134,28 @@ def _tiff_pixel_size(tif: Any, axes: str | None) -> dict[str, float] | None:
     return sizes if {"Y", "X"} <= set(sizes) else None
 
 
+def _imagej_result_axes(tif: Any, series: Any) -> tuple[str, tuple[int, ...]] | None:
+    """The axes and shape of a result :func:`write_labels` wrote as an ImageJ hyperstack, else None.
+
+    ImageJ keeps no axis of length 1 apart (a one-plane z-stack of a time
+    series, a one-frame series): tifffile reads such a file without it. The
+    axes stored in the Info property put it back, when they still describe
+    the file: in ImageJ's order, and every axis they leave out of length 1.
+    """
+    try:
+        info = json.loads((tif.imagej_metadata or {}).get("Info", ""))
+    except (TypeError, ValueError):  # no Info, or one that is not this package's JSON
+        return None
+    axes = info.get("axes") if isinstance(info, dict) else None
+    # ImageJ's full shape: T, Z, C, Y, X and S (colour samples), 1 where the file has no such axis
+    full = dict(zip(series.get_axes(False), series.get_shape(False)))
+    if not isinstance(axes, str) or not axes or len(set(axes)) != len(axes) or set(axes) - set("TZYX"):
+        return None
+    if axes != "".join(a for a in full if a in axes) or any(n != 1 for a, n in full.items() if a not in axes):
+        return None
+    return axes, tuple(full[a] for a in axes)
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """An image read from a file, with what the file says about it.
@@ -144,7 +166,8 @@ class ImageFile:
     axes : str or None
         Letters from T, Z, C, Y, X, one per axis of ``image``, when the file
         says them (ImageJ hyperstacks, OME-TIFF, tifffile's own with axes); None when it does not (plain
-        TIFF, PNG, JPEG), so that the axes are inferred from the shape.
+        TIFF, PNG, JPEG), so that the axes are inferred from the shape. A
+        result of :func:`write_labels` has all its axes, those of length 1 too.
     channels_declared : bool
         True when ``axes`` holds C because the file declares separate channels
         (e.g. the stains of a fluorescence composite), not colour samples (RGB).
@@ -203,6 +226,10 @@ def read_image_file(path: str | os.PathLike, *, memmap: bool = False) -> ImageFi
                 # tifffile's own files declare axes when written with them (as this package's results are)
                 shaped = tif.is_shaped and "axes" in ((tif.shaped_metadata or [{}])[0] or {})
                 axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome or shaped) else None
+                restored = _imagej_result_axes(tif, series) if tif.is_imagej else None
+                if restored is not None:  # one of this package's results, with its length-1 T or Z
+                    axes, shape = restored
+                    image = image.reshape(shape)
                 if axes is None and "S" in series.axes and not series.axes.endswith("S"):
                     # RGB stored planar (SYX): its colour axis is first, where the shape
                     # alone would read a 3-plane z-stack
@@ -340,7 +367,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
         JSON-serialisable provenance (model, thresholds, ...), stored as
         JSON in ImageJ's Info property (Fiji: Image > Show Info), with
         ``axes`` and ``pixel_size_um`` added; :func:`read_tiff_metadata`
-        reads it back.
+        reads it back. ImageJ keeps no axis of length 1 (a one-frame series,
+        a one-plane z-stack of a series): :func:`read_image_file` puts it
+        back from these ``axes``.
 
     Returns
     -------
