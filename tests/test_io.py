@@ -292,6 +292,16 @@ def test_labels_imagej_cannot_hold_are_plain_tiffs_that_say_why(tmp_path, labels
     np.testing.assert_array_equal(read_labels(tmp_path / "l.tif"), labels)
 
 
+def test_a_plain_tiff_keeps_its_axes_whatever_the_metadata(tmp_path):
+    """A "shape" among the provenance (e.g. a layer's metadata) does not replace the shape
+    tifffile reads a plain TIFF's axes with: they came back as none, and the metadata empty."""
+    labels = np.array([[[0, -1]]], np.int32).repeat(3, 0)
+    assert write_labels(tmp_path / "l.tif", labels, axes="TYX", metadata={"shape": [5], "scale": 1.0})
+    read = read_image_file(tmp_path / "l.tif")
+    assert read.axes == "TYX" and read.image.shape == labels.shape
+    assert read_tiff_metadata(tmp_path / "l.tif") == {"shape": [3, 1, 2], "scale": 1.0, "axes": "TYX"}
+
+
 def test_write_labels_refuses_axes_that_do_not_fit(tmp_path):
     with pytest.raises(ValueError, match="T, Z, Y, X"):
         write_labels(tmp_path / "l.tif", np.zeros((2, 4, 4), np.int32), axes="CYX")

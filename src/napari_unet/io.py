@@ -367,9 +367,10 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
         JSON-serialisable provenance (model, thresholds, ...), stored as
         JSON in ImageJ's Info property (Fiji: Image > Show Info), with
         ``axes`` and ``pixel_size_um`` added; :func:`read_tiff_metadata`
-        reads it back. ImageJ keeps no axis of length 1 (a one-frame series,
-        a one-plane z-stack of a series): :func:`read_image_file` puts it
-        back from these ``axes``.
+        reads it back (in a plain TIFF, ``shape`` is the labels' own).
+        ImageJ keeps no axis of length 1 (a one-frame series, a one-plane
+        z-stack of a series): :func:`read_image_file` puts it back from
+        these ``axes``.
 
     Returns
     -------
@@ -410,7 +411,9 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
     plain: dict[str, Any] = {}
     if sizes:
         plain = {"resolution": (1e4 / sizes["X"], 1e4 / sizes["Y"]), "resolutionunit": "CENTIMETER"}
-    _write_atomic(path, labels, compression="zlib", photometric="minisblack", metadata=info, **plain)
+    # tifffile's description holds the shape it reads the axes with: a "shape" of the caller's would replace it
+    described = {k: v for k, v in info.items() if k != "shape"}
+    _write_atomic(path, labels, compression="zlib", photometric="minisblack", metadata=described, **plain)
     return reason
 
 
