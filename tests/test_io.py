@@ -13,6 +13,7 @@ from skimage import io as skio
 
 from napari_unet.errors import SegmentationError
 from napari_unet.io import (
+    TiffPlanes,
     check_image_path,
     read_image,
     read_image_axes,
@@ -401,11 +402,57 @@ def test_uncompressed_tiff_is_mapped_from_the_file_when_asked(tmp_path):
     swapped = read_image_file(tmp_path / "big_endian.tif", memmap=True).image
     assert isinstance(swapped, np.memmap)
     np.testing.assert_array_equal(swapped, series)
-    for name in ("zlib.tif", "tiled.tif"):  # not one uncompressed block: read
+    for name in ("zlib.tif", "tiled.tif"):  # not one uncompressed block: read page by page
         read = read_image_file(tmp_path / name, memmap=True).image
-        assert not isinstance(read, np.memmap), name
+        assert isinstance(read, TiffPlanes), name
         np.testing.assert_array_equal(read, series)
     assert not isinstance(read_image_file(tmp_path / "raw.tif").image, np.memmap)
+    assert isinstance(read_image_file(tmp_path / "zlib.tif").image, np.ndarray)  # without memmap: read
+
+
+@pytest.mark.parametrize("kind", ["imagej", "tifffile", "rgb", "one page"])
+def test_compressed_stack_is_read_a_page_at_a_time_when_asked(tmp_path, monkeypatch, kind):
+    """With memmap=True, a compressed stack reads (and decompresses) only the pages an index
+    covers, and gives what numpy would give for that index; a single page is read whole."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 60000, (3, 4, 24, 20), dtype=np.uint16)
+    options = {"compression": "zlib", "photometric": "minisblack"}
+    if kind == "imagej":
+        options = {"compression": "zlib", "imagej": True, "metadata": {"axes": "TZYX"}}
+    elif kind == "tifffile":
+        data, options["metadata"] = data[0], {"axes": "ZYX"}
+    elif kind == "rgb":
+        data, options["photometric"] = rng.integers(0, 255, (5, 24, 20, 3), dtype=np.uint8), "rgb"
+    else:
+        data = data[0, 0]
+    tifffile.imwrite(tmp_path / "c.tif", data, **options)
+    reads = []  # every page read (a TiffFrame reads itself through TiffPage.asarray)
+    real = tifffile.TiffPage.asarray
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda self, **k: reads.append(self.index) or real(self, **k))
+    read = read_image_file(tmp_path / "c.tif", memmap=True)
+    if kind == "one page":
+        assert isinstance(read.image, np.ndarray)
+        np.testing.assert_array_equal(read.image, data)
+        return
+    image = read.image
+    assert isinstance(image, TiffPlanes)
+    assert (image.shape, image.ndim, image.dtype, len(image)) == (data.shape, data.ndim, data.dtype, len(data))
+    assert reads == []  # nothing read yet
+    for key in [0, -1, (1, slice(None), slice(2, None, 3)), (slice(None, None, 2),), (slice(1, 3), 0),
+                (np.int64(1),), (slice(None),) * data.ndim, (slice(5, 9),), ()]:
+        reads.clear()
+        np.testing.assert_array_equal(image[key], data[key], err_msg=str(key))
+        lead = data.shape[:data.ndim - (3 if kind == "rgb" else 2)]  # one page per index of these
+        covered = np.arange(np.prod(lead)).reshape(lead)[(key if isinstance(key, tuple) else (key,))[:len(lead)]]
+        assert reads == list(np.ravel(covered)), key  # each page it covers, once
+    np.testing.assert_array_equal(np.asarray(image, dtype=np.float32), data.astype(np.float32))
+    with pytest.raises(IndexError):
+        image[len(data)]
+    with pytest.raises(IndexError, match="integers and slices"):
+        image[..., 0]
+    image.close()
+    with pytest.raises(ValueError, match="closed"):
+        image[0]
 
 
 def test_label_ids_are_converted_for_imagej_a_plane_at_a_time(tmp_path):

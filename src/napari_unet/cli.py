@@ -205,7 +205,7 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
     from .measure import measure_objects, write_csv
 
     out = sem.parent
-    read = read_image_file(path, memmap=True)  # an uncompressed stack is read a plane at a time
+    read = read_image_file(path, memmap=True)  # a stack is read a plane at a time (mapped, or page by page)
     image, file_axes = read.image, read.axes
     _check_declared_channels(read, path.name, args.channel, model, args.axes)
     spacing = None

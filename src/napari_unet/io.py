@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
+import numbers
 import os
 import secrets
-from collections.abc import Mapping
-from contextlib import suppress
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import numpy as np
 
 from .errors import SegmentationError, describe
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFile", "check_image_path", "durable_replace", "image_files", "new_temp_file", "read_image",
+__all__ = ["IMAGE_SUFFIXES", "ImageFile", "TiffPlanes", "check_image_path", "durable_replace", "image_files", "new_temp_file", "read_image",
            "read_image_axes", "read_image_file", "read_labels", "read_tiff_metadata", "write_labels"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
@@ -156,13 +159,85 @@ def _imagej_result_axes(tif: Any, series: Any) -> tuple[str, tuple[int, ...]] | 
     return axes, tuple(full[a] for a in axes)
 
 
+class TiffPlanes:
+    """A TIFF's image of many pages, read a page at a time as it is indexed.
+
+    Array-like enough for the engine (``shape``, ``dtype``, ``ndim``,
+    indexing with integers and slices, :func:`numpy.asarray`): each index
+    reads and decompresses only the pages it covers, one at a time, so that
+    a compressed stack is segmented a plane at a time as a mapped one is.
+    The file stays open until the object is closed or garbage-collected.
+
+    Parameters
+    ----------
+    pages : sequence of tifffile pages
+        One page per index of the leading axes of ``shape``, in C order.
+    shape : tuple of int
+        The leading axes, then the shape of one page (e.g. (Y, X), or (Y, X, 3) for RGB).
+    dtype : numpy dtype
+    close : callable
+        Closes the file the pages are in.
+    """
+
+    def __init__(self, pages: Sequence[Any], shape: tuple[int, ...], dtype: np.dtype, *,
+                 close: Callable[[], object]) -> None:
+        self._pages = pages
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self._page_shape = tuple(pages[0].shape)
+        self._lead = self.shape[:self.ndim - len(self._page_shape)]
+        self._close = weakref.finalize(self, close)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def close(self) -> None:
+        """Close the file; the pages cannot be read any more."""
+        self._close()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[()]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not self._close.alive:
+            raise ValueError("The TIFF file of these pages is closed: read it again.")
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) > self.ndim or not all(isinstance(k, (slice, numbers.Integral)) for k in key):
+            raise IndexError(f"A TIFF read page by page is indexed with at most {self.ndim} integers "
+                             f"and slices, not {key!r}.")
+        key = key + (slice(None),) * (self.ndim - len(key))
+        lead_key, page_key = key[:len(self._lead)], key[len(self._lead):]
+        picked = [range(n)[k] if isinstance(k, slice) else [range(n)[k]] for k, n in zip(lead_key, self._lead)]
+        kept = [len(r) for r, k in zip(picked, lead_key) if isinstance(k, slice)]
+        # the shape of page_key's part of a page, without reading one
+        inner = np.broadcast_to(np.zeros((), self.dtype), self._page_shape)[page_key].shape
+        out = np.empty((int(np.prod([len(r) for r in picked])), *inner), self.dtype)
+        for i, index in enumerate(itertools.product(*picked)):
+            out[i] = self._pages[int(np.ravel_multi_index(index, self._lead))].asarray()[page_key]
+        return out.reshape(*kept, *inner)
+
+
+def _pages_are_planes(series: Any) -> bool:
+    """Whether a tifffile series is many pages, each one whole plane of it (as :class:`TiffPlanes` reads)."""
+    pages, page_shape = series.pages, tuple(series.keyframe.shape)
+    lead = series.shape[:len(series.shape) - len(page_shape)]
+    return (len(pages) > 1 and tuple(series.shape[len(lead):]) == page_shape
+            and int(np.prod(lead)) == len(pages) and all(p is not None for p in pages))
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """An image read from a file, with what the file says about it.
 
     Attributes
     ----------
-    image : ndarray
+    image : ndarray, or read-only array-like
+        A :func:`numpy.memmap` or :class:`TiffPlanes` when read with ``memmap``.
     axes : str or None
         Letters from T, Z, C, Y, X, one per axis of ``image``, when the file
         says them (ImageJ hyperstacks, OME-TIFF, tifffile's own with axes); None when it does not (plain
@@ -176,7 +251,7 @@ class ImageFile:
         ImageJ or OME TIFF declares it in a length unit; None when it does not.
     """
 
-    image: np.ndarray
+    image: np.ndarray | TiffPlanes
     axes: str | None
     channels_declared: bool = False
     pixel_size_um: dict[str, float] | None = None
@@ -195,14 +270,18 @@ def read_image_file(path: str | os.PathLike, *, memmap: bool = False) -> ImageFi
     (ImageJ's stacks and hyperstacks, tifffile's own, most uncompressed
     OME-TIFFs) is mapped from the file, read-only, instead of read: a long
     series or a deep stack then takes no memory until a plane is used.
-    Compressed and other TIFFs, and other formats, are read as before.
+    Another TIFF of many pages (compressed, tiled), one plane or colour
+    plane each, becomes a :class:`TiffPlanes`, whose pages are read (and
+    decompressed) as they are indexed. Single pages, and other formats, are
+    read as before.
     """
     path = check_image_path(path)
     try:
         if path.suffix.lower() in _TIFF:
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with ExitStack() as opened:
+                tif = opened.enter_context(tifffile.TiffFile(path))
                 if not tif.series:
                     raise SegmentationError(
                         f"{path.name} is a TIFF file without any image in it (no pages): save the "
@@ -219,17 +298,20 @@ def read_image_file(path: str | os.PathLike, *, memmap: bool = False) -> ImageFi
                         "of different sizes: save each as its own file (in Fiji, open the file "
                         "and save each series) and give those.")
                 series = tif.series[0]
-                if memmap and series.dataoffset is not None:
-                    image = tifffile.memmap(path, series=0, mode="r")
-                else:
-                    image = series.asarray()
                 # tifffile's own files declare axes when written with them (as this package's results are)
                 shaped = tif.is_shaped and "axes" in ((tif.shaped_metadata or [{}])[0] or {})
                 axes = _tiff_axes(series) if (tif.is_imagej or tif.is_ome or shaped) else None
+                shape = tuple(series.shape)
                 restored = _imagej_result_axes(tif, series) if tif.is_imagej else None
                 if restored is not None:  # one of this package's results, with its length-1 T or Z
                     axes, shape = restored
-                    image = image.reshape(shape)
+                if memmap and series.dataoffset is not None:
+                    image = tifffile.memmap(path, series=0, mode="r").reshape(shape)
+                elif memmap and _pages_are_planes(series):
+                    # the file stays open, for the pages to be read as they are used
+                    image = TiffPlanes(series.pages, shape, series.dtype, close=opened.pop_all().close)
+                else:
+                    image = series.asarray().reshape(shape)
                 if axes is None and "S" in series.axes and not series.axes.endswith("S"):
                     # RGB stored planar (SYX): its colour axis is first, where the shape
                     # alone would read a 3-plane z-stack
