@@ -65,6 +65,12 @@ def test_contributions(manifest):
         assert widget.command in ids
     for sample in contrib.sample_data:
         assert sample.command in ids
+    # Results reopen as Labels: only files named as the command line names them are offered to it.
+    reader, = contrib.readers
+    assert reader.command == f"{PLUGIN}.get_reader" and reader.command in ids
+    assert sorted(reader.filename_patterns) == ["*_instances.tif", "*_instances.tiff",
+                                                "*_semantic.tif", "*_semantic.tiff"]
+    assert not reader.accepts_directories
 
 
 def test_widget_from_the_manifest_gets_the_viewer(make_napari_viewer, tiny_model, wait_done):

@@ -1,0 +1,72 @@
+"""The reader: results the command line wrote open as Labels layers, other TIFFs are left to napari."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from napari.layers import Image, Labels
+
+from napari_unet._napari.reader import get_reader
+from napari_unet.cli import main
+from napari_unet.io import read_image, write_labels
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-unet-seg"
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "napari_unet" / "data" / "nuclei.tif"
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory) -> Path:
+    """The folder of ``cells.tif`` (a crop of the sample) and its results, as ``segment`` wrote them
+    with the bundled model and a pixel size of 0.5 µm."""
+    folder = tmp_path_factory.mktemp("result")
+    tifffile.imwrite(folder / "cells.tif", read_image(SAMPLE)[:160, :160])
+    assert main(["segment", str(folder / "cells.tif"), "-o", str(folder), "--device", "cpu",
+                 "--pixel-size", "0.5"]) == 0
+    return folder
+
+
+def test_a_result_opens_as_labels_placed_and_described(viewer, result):
+    sem, = viewer.open(result / "cells_semantic.tif", plugin=PLUGIN)
+    inst, = viewer.open(result / "cells_instances.tif", plugin=PLUGIN)
+    for layer, role, dtype in ((sem, "semantic", np.uint8), (inst, "instances", np.int32)):
+        assert isinstance(layer, Labels)
+        assert layer.name == f"cells {role}"
+        assert layer.data.dtype == dtype
+        np.testing.assert_array_equal(layer.data, tifffile.imread(result / f"cells_{role}.tif"))
+        assert tuple(layer.scale) == (0.5, 0.5)
+        assert tuple(map(str, layer.units)) == ("micrometer", "micrometer")
+        assert tuple(layer.axis_labels) == ("y", "x")
+        meta = layer.metadata
+        # As the Segment widget describes its outputs: the run's metadata, the image's axes and name, the role.
+        assert meta["output"] == role and meta["source_layer"] == "cells" and meta["axes"] == "YX"
+        assert meta["model"] == "nuclei" and meta["instance_method"] == "watershed"
+        assert meta["opened_from"] == str(result / f"cells_{role}.tif")
+    assert inst.data.max() >= inst.metadata["n_objects"] > 5
+    assert set(np.unique(sem.data)) == {0, 1}
+
+
+def test_other_tiffs_are_left_to_napari(viewer, tmp_path):
+    labels = np.zeros((16, 16), np.uint16)
+    labels[4:8, 4:8] = 3
+    # Named as a result but without its metadata: a plain TIFF, and one from Fiji with an Info of its own.
+    tifffile.imwrite(tmp_path / "plain_instances.tif", labels)
+    tifffile.imwrite(tmp_path / "fiji_semantic.tif", labels, imagej=True, metadata={"Info": "exposure=10ms"})
+    (tmp_path / "broken_instances.tif").write_bytes(b"not a tiff at all")
+    # Holds the metadata, but not named as a result.
+    write_labels(tmp_path / "mask.tif", labels, axes="YX", metadata={"napari_unet_version": "0.1.0"})
+    for name in ("plain_instances.tif", "fiji_semantic.tif", "broken_instances.tif", "mask.tif"):
+        assert get_reader(str(tmp_path / name)) is None, name
+    assert get_reader([str(tmp_path / "plain_instances.tif")] * 2) is None  # a stack
+    from napari.plugins._npe2 import get_readers
+
+    assert PLUGIN not in get_readers(tmp_path / "mask.tif")  # ordinary names: napari's reader alone
+    assert PLUGIN in get_readers(tmp_path / "plain_instances.tif")
+    with pytest.raises(Exception, match="plain_instances.tif"):  # declined: napari's reader is for it
+        viewer.open(tmp_path / "plain_instances.tif", plugin=PLUGIN)
+    layer, = viewer.open(tmp_path / "plain_instances.tif")
+    assert isinstance(layer, Image)
