@@ -10,6 +10,7 @@ import tifffile
 from napari.layers import Image, Labels
 
 from napari_unet._napari.reader import get_reader
+from napari_unet._napari.widget import SegmentWidget
 from napari_unet.cli import main
 from napari_unet.io import read_image, write_labels
 
@@ -70,3 +71,52 @@ def test_other_tiffs_are_left_to_napari(viewer, tmp_path):
         viewer.open(tmp_path / "plain_instances.tif", plugin=PLUGIN)
     layer, = viewer.open(tmp_path / "plain_instances.tif")
     assert isinstance(layer, Image)
+
+
+def test_measure_and_update_go_on_with_an_opened_result(viewer, widget, result, wait_done, notes, monkeypatch):
+    image, = viewer.open(result / "cells.tif")
+    sem, = viewer.open(result / "cells_semantic.tif", plugin=PLUGIN)
+    inst, = viewer.open(result / "cells_instances.tif", plugin=PLUGIN)
+    opened = inst.data.copy()
+    monkeypatch.setattr(SegmentWidget, "_ask_table_path", lambda self, name: None)
+    viewer.layers.selection.active = inst
+    widget.measure()
+    wait_done(widget)
+    assert not notes.messages("error")
+    ids = np.unique(opened)[1:]
+    assert sorted(inst.features["index"]) == list(ids)
+    np.testing.assert_allclose(inst.features["area_um2"], inst.features["area"] * 0.25)
+    # A nucleus erased from the mask: the instances follow, in a layer of their own (the file's stay).
+    # With the options the file was made with, the other nuclei keep their ids.
+    widget.instance_method.value = inst.metadata["instance_method"]
+    widget.min_size.value = inst.metadata["min_size"]
+    gone = ids[0]
+    sem.data[opened == gone] = 0
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    assert not notes.messages("error")
+    updated = viewer.layers["cells instances [2]"]
+    np.testing.assert_array_equal(inst.data, opened)
+    assert not np.any(updated.data[opened == gone])
+    assert tuple(updated.scale) == (0.5, 0.5) and updated.metadata["updated_from"] == "cells semantic"
+    kept = np.isin(opened, ids[1:])
+    np.testing.assert_array_equal(updated.data[kept], opened[kept])
+    assert widget._tracker.source_of(updated) is image
+    # A new run leaves the files' layers (maybe corrected on another day) alone.
+    mask = sem.data.copy()
+    widget.image.value = image
+    widget.run()
+    wait_done(widget)
+    assert "cells semantic [2]" in viewer.layers and "cells instances [3]" in viewer.layers
+    np.testing.assert_array_equal(sem.data, mask)
+    np.testing.assert_array_equal(inst.data, opened)
+
+
+def test_an_opened_result_without_its_image_says_to_open_it(viewer, widget, result, notes):
+    inst, = viewer.open(result / "cells_instances.tif", plugin=PLUGIN)
+    viewer.layers.selection.active = inst
+    widget.measure()
+    assert not widget.running
+    message, = notes.messages("error")
+    assert "open its image (cells) too" in message and "cells_instances.tif" in message

@@ -280,6 +280,28 @@ class OutputTracker:
             rec.instances_mask = mask_digest if from_edits else (semantic.digest if semantic else None)
         return Published(layers, work if fresh else [])
 
+    def adopt(self, source: Image, layers: dict[str, Labels], *, metadata: dict[str, Any]) -> RunRecord:
+        """Take ``layers`` (role -> Labels layer), a result opened from files, as a pair of ``source``.
+
+        Nothing says what the files hold since they were made (the user may have corrected
+        them), so their data count as the user's work: a new run goes to new layers, and
+        "Update instances" puts its instances in a new layer. The instances as opened, made
+        with the options ``metadata`` records, are those whose ids an update keeps.
+        """
+        axes = str(metadata.get("axes") or "").upper().replace("C", "")
+        rec = RunRecord(label_ndim=sum(a in "ZYX" for a in axes) or 2, metadata=dict(metadata))
+        for role, layer in layers.items():
+            rec.outputs[role] = _Output(weakref.ref(layer), None, layer.name, True, layer.name)
+            rec.made.append((role, weakref.ref(layer)))
+        instances = layers.get("instances")
+        if instances is not None:
+            rec.instances = np.array(instances.data, copy=True)
+            rec.instance_params = {"method": metadata.get("instance_method"), "min_size": metadata.get("min_size"),
+                                   "fill_holes": metadata.get("fill_holes", True),
+                                   "linked": bool(metadata.get("linked_over_time", False))}
+        self._records.setdefault(source, []).append(rec)
+        return rec
+
     def outdated_mask(self, instances: Any) -> Labels | None:
         """The semantic mask edited since ``instances`` were made from it, else None.
 

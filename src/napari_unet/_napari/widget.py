@@ -9,6 +9,7 @@ image (see :mod:`.layers`); outputs the user has edited are never overwritten
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from ..instances import min_object_size
 from .engine_widget import EngineWidget, Run, row
 from .jobs import JobDone, JobFailed, Relabelled, measure_job, relabel_job, segment_job
 from .layers import (
+    ROLES,
     channel_data_axis,
     channel_placeholder,
     label_layer_data,
@@ -56,6 +58,7 @@ from .options import (
     resolve_axes,
 )
 from .outputs import OutputTracker, RunRecord
+from .reader import OPENED_FROM
 from .session import REGISTRY
 from .spinbox import DecimalSpinBox
 from .wiring import reset_keeping_choice, unwrap
@@ -449,10 +452,42 @@ class SegmentWidget(EngineWidget):
                 f"that image again and segment it, or select a result of an image that is still here.")
         return made if made is not None else unwrap(self.image.value)
 
+    def _adopt_opened(self) -> bool:
+        """Take the results opened from files (napari-unet's reader) as pairs of their image.
+
+        A result's semantic and instances files, from one folder, make one pair; its image is
+        the image layer of the name the files carry (``nuclei`` for ``nuclei_instances.tif``),
+        else the chosen one. False (the user told what to do) when the selected layer is such
+        a result and there is no image to pair it with.
+        """
+        pairs: dict[tuple[str, str], dict[str, Labels]] = {}
+        for layer in self._viewer.layers:
+            meta = layer.metadata if isinstance(layer, Labels) and isinstance(layer.metadata, dict) else {}
+            opened = meta.get(OPENED_FROM)
+            if isinstance(opened, str) and meta.get("output") in ROLES and self._tracker.source_of(layer) is None:
+                key = (os.path.dirname(opened), str(meta.get("source_layer")))
+                pairs.setdefault(key, {})[meta["output"]] = layer
+        images = {layer.name: layer for layer in self._viewer.layers if isinstance(layer, Image)}
+        for (_, name), layers in pairs.items():
+            source = images.get(name) or unwrap(self.image.value)
+            if source is not None:
+                meta = {k: v for k, v in next(iter(layers.values())).metadata.items()
+                        if k not in ("output", OPENED_FROM)}
+                self._tracker.adopt(source, layers, metadata=meta)
+                continue
+            active = self._viewer.layers.selection.active
+            if any(layer is active for layer in layers.values()):
+                show_error(f"'{active.name}' was opened from {active.metadata[OPENED_FROM]}: open its "
+                           f"image ({name}) too, then press the button again.")
+                return False
+        return True
+
     def update_instances(self) -> None:
         """Recompute the instances from the (edited) semantic mask, without the network."""
         if self._run is not None:
             show_info("Wait for the running segmentation to finish (or cancel it) first.")
+            return
+        if not self._adopt_opened():
             return
         try:
             source = self._working_source()
@@ -566,6 +601,8 @@ class SegmentWidget(EngineWidget):
         one, or the selected result's, else the newest of the chosen image."""
         if self._run is not None:
             show_info("Wait for the running job to finish (or cancel it) first.")
+            return
+        if not self._adopt_opened():
             return
         try:
             source = self._working_source()
