@@ -120,3 +120,22 @@ def test_an_opened_result_without_its_image_says_to_open_it(viewer, widget, resu
     assert not widget.running
     message, = notes.messages("error")
     assert "open its image (cells) too" in message and "cells_instances.tif" in message
+
+
+def test_file_open_asks_for_a_result_only(viewer, result, monkeypatch):
+    """File > Open (and drag and drop): napari asks which reader to use for a result, as
+    its own reader can open it too; an ordinary TIFF opens as before, without a question."""
+    from napari._qt.dialogs.qt_reader_dialog import QtReaderDialog
+
+    asked: list[str] = []
+
+    def choose(dialog):
+        asked.append(dialog._extension)
+        return "U-Net Segmentation", False
+
+    monkeypatch.setattr(QtReaderDialog, "get_user_choices", choose)
+    qt_viewer = viewer.window._qt_viewer
+    qt_viewer._qt_open([str(result / "cells.tif")], stack=False)
+    assert asked == [] and isinstance(viewer.layers["cells"], Image)
+    qt_viewer._qt_open([str(result / "cells_instances.tif")], stack=False)
+    assert asked == [".tif"] and isinstance(viewer.layers["cells instances"], Labels)
