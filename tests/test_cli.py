@@ -196,6 +196,27 @@ def test_segment_time_series_with_axes(models, tmp_path, capsys):
     assert read_tiff_metadata(out / "movie_instances.tif")["axes"] == "TYX"
 
 
+def test_segment_says_when_a_stacks_axes_were_guessed(models, tmp_path, capsys, fake_net):
+    """A plain array saved without axes (two stains stored first, or frames stacked into one file)
+    is read as a z-stack from its shape: the run says so, and how to give the axes, beside its
+    result line. Axes given, declared by the file, or an RGB guess (no Z) need no note."""
+    frames = np.stack([disc_scene(d)[0] for d in DISCS[:2]])  # (2, 64, 64)
+    tifffile.imwrite(tmp_path / "plain.tif", frames)
+    tifffile.imwrite(tmp_path / "declared.tif", frames, imagej=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "rgb.tif", np.repeat(frames[0][..., None], 3, axis=-1), photometric="rgb")
+    out = tmp_path / "out"
+    model = ["-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main(["segment", str(tmp_path / "plain.tif"), *model]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("plain.tif: ")
+    assert lines[1].startswith("plain.tif: note:")
+    assert "guessed from its shape (2, 64, 64) as ZYX (2 planes in Z)" in lines[1]
+    assert "--axes TYX" in lines[1] and "--axes CYX --channel N" in lines[1]
+    assert main(["segment", str(tmp_path / "plain.tif"), "--axes", "TYX", "--overwrite", *model]) == 0
+    assert main(["segment", str(tmp_path / "declared.tif"), str(tmp_path / "rgb.tif"), *model]) == 0
+    assert "note" not in capsys.readouterr().out
+
+
 def test_segment_maps_an_uncompressed_series_instead_of_reading_it(models, tmp_path, capsys, monkeypatch):
     """A big uncompressed TIFF reaches the engine mapped from the file (read a plane at a
     time), and gives the results a compressed copy, read whole, gives."""

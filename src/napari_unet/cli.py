@@ -252,11 +252,33 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
         raise SegmentationError(
             f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
             f"{exc.filename2 or exc.filename}).") from None
+    if args.axes is None and file_axes is None:
+        guess = _guessed_axes_note(path.name, tuple(image.shape), result.metadata["axes"])
+        notes += [guess] if guess else []
     n = result.metadata["n_objects"]
     tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
     print(f"{path.name}: {n} objects{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
     for note in notes:
         print(note)
+
+
+def _guessed_axes_note(name: str, shape: tuple[int, ...], axes: str) -> str | None:
+    """A note for a stack whose axes were guessed from its shape with a Z among them, else None.
+
+    A file that declares no axes (tifffile or scikit-image writes of a plain array) is read by
+    its shape: a few stains stored first, or a time series, then pass for a z-stack and are
+    segmented as one, without an error to say so.
+    """
+    if "Z" not in axes:
+        return None
+    words = {"Z": ("plane in Z", "planes in Z"), "T": ("time point", "time points"), "C": ("channel", "channels")}
+    described = ", ".join(f"{n} {words[a][n != 1]}" for n, a in zip(shape, axes) if a in words)
+    others = [axes.replace("Z", "T")] if "T" not in axes else []
+    others += [axes.replace("Z", "C") + " --channel N"] if "C" not in axes else []
+    examples = " or ".join(f"--axes {o}" for o in others)
+    return (f"{name}: note: the file declares no axes; they were guessed from its shape {shape} as {axes} "
+            f"({described}): if they are others, give them with --axes"
+            + (f" (e.g. {examples})" if examples else "") + " and run again with --overwrite.")
 
 
 def _pixel_sizes(text: str) -> tuple[float, ...]:
