@@ -556,6 +556,8 @@ def _bad_cases(tmp_path: Path, model: Path):
     (tmp_path / "other").mkdir()
     twin = tmp_path / "other" / "good.tif"
     tifffile.imwrite(twin, disc_scene(DISCS[1])[0])
+    two_stains = tmp_path / "two_stains.tif"  # stains stored last, no metadata to say so
+    tifffile.imwrite(two_stains, np.stack([disc_scene(DISCS[0])[0]] * 2, axis=-1), photometric="minisblack")
     upper = tmp_path / "other" / "GOOD.png"
     skio.imsave(upper, disc_scene(DISCS[2])[0], check_contrast=False)
     out = tmp_path / "out"
@@ -572,6 +574,8 @@ def _bad_cases(tmp_path: Path, model: Path):
         "same file twice": ([str(good), str(tmp_path / "." / "good.tif")], ["-m", str(model)], out,
                             "given twice"),
         "missing model": ([str(good)], ["-m", str(tmp_path / "no-model")], out, "not found"),
+        "two stains without --channel": ([str(two_stains)], ["-m", str(model), "--axes", "YXC"], out,
+                                         "--channel N"),
         "bad axes": ([str(good)], ["-m", str(model), "--axes", "QX"], out, "Invalid axes"),
         "wrong number of axes": ([str(good)], ["-m", str(model), "--axes", "ZYX"], out, "letters"),
         "output not a folder": ([str(good)], ["-m", str(model)], a_file / "out", "Cannot write"),
@@ -584,7 +588,7 @@ def _bad_cases(tmp_path: Path, model: Path):
 @pytest.mark.parametrize("case", ["missing image", "unreadable image", "unreadable png", "a folder",
                                   "unsupported file type", "missing later image", "same name twice",
                                   "names differing in case", "same file twice",
-                                  "missing model",
+                                  "missing model", "two stains without --channel",
                                   "bad axes", "wrong number of axes", "output not a folder",
                                   "scale not a number", "auto scale without a reference"])
 def test_segment_bad_input_is_one_error_line(models, tmp_path, capsys, case):

@@ -406,7 +406,8 @@ def prepare_input(
         elif want == 1:
             raise SegmentationError(
                 f"This model takes 1 channel, but the image has {n_ch} (axes {plan.axes!r}). "
-                "Pick one with channel=N (or under Channel in the widget), or state the axes if C is not a channel axis."
+                "Pick the one that shows the nuclei with channel=N (--channel N on the command line; Channel in "
+                "the widget), or state the axes if C is not a channel axis."
             )
         else:
             raise SegmentationError(
