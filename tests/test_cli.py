@@ -558,6 +558,9 @@ def _bad_cases(tmp_path: Path, model: Path):
     tifffile.imwrite(twin, disc_scene(DISCS[1])[0])
     two_stains = tmp_path / "two_stains.tif"  # stains stored last, no metadata to say so
     tifffile.imwrite(two_stains, np.stack([disc_scene(DISCS[0])[0]] * 2, axis=-1), photometric="minisblack")
+    with_nan = tmp_path / "with_nan.tif"  # Fiji's 32-bit images hold NaN where a division had no value
+    background = disc_scene(DISCS[0])[1] == 0
+    tifffile.imwrite(with_nan, np.where(background, np.float32(np.nan), np.float32(1)))
     upper = tmp_path / "other" / "GOOD.png"
     skio.imsave(upper, disc_scene(DISCS[2])[0], check_contrast=False)
     out = tmp_path / "out"
@@ -574,6 +577,7 @@ def _bad_cases(tmp_path: Path, model: Path):
         "same file twice": ([str(good), str(tmp_path / "." / "good.tif")], ["-m", str(model)], out,
                             "given twice"),
         "missing model": ([str(good)], ["-m", str(tmp_path / "no-model")], out, "not found"),
+        "NaN in a float image": ([str(with_nan)], ["-m", str(model)], out, "Process > Math > Remove NaNs"),
         "two stains without --channel": ([str(two_stains)], ["-m", str(model), "--axes", "YXC"], out,
                                          "--channel N"),
         "bad axes": ([str(good)], ["-m", str(model), "--axes", "QX"], out, "Invalid axes"),
@@ -588,7 +592,7 @@ def _bad_cases(tmp_path: Path, model: Path):
 @pytest.mark.parametrize("case", ["missing image", "unreadable image", "unreadable png", "a folder",
                                   "unsupported file type", "missing later image", "same name twice",
                                   "names differing in case", "same file twice",
-                                  "missing model", "two stains without --channel",
+                                  "missing model", "two stains without --channel", "NaN in a float image",
                                   "bad axes", "wrong number of axes", "output not a folder",
                                   "scale not a number", "auto scale without a reference"])
 def test_segment_bad_input_is_one_error_line(models, tmp_path, capsys, case):

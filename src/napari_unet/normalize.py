@@ -16,6 +16,11 @@ __all__ = ["check_dtype", "luminance", "percentile_range", "apply_range", "norma
 
 DEFAULT_LOW = 1.0
 DEFAULT_HIGH = 99.8
+NOT_FINITE = ("The image contains NaN or infinite values (a 32-bit image from Fiji often has NaN "
+              "outside a region it was cleared or divided in). Replace them first, e.g. "
+              "np.nan_to_num(image) in Python, or in Fiji with Process > Math > Remove NaNs..., "
+              "or crop them away.")
+"""The refusal of an image with NaN or infinite values, and what to do about them."""
 
 
 def check_dtype(dtype: np.dtype) -> None:
@@ -106,8 +111,7 @@ def percentile_range(
         sample = _subsample(ch, max_samples).astype(np.float64, copy=False)
         if not np.all(np.isfinite(sample)):
             raise SegmentationError(
-                "The image contains NaN or infinite values. Replace them first, e.g. "
-                "np.nan_to_num(image), or crop them away."
+                NOT_FINITE
             )
         p_lo, p_hi = np.percentile(sample, [low, high])
         lo.append(p_lo)
@@ -129,8 +133,7 @@ def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, channel_ax
     x = np.asarray(block)
     if x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
         raise SegmentationError(
-            "The image contains NaN or infinite values. Replace them first, e.g. "
-            "np.nan_to_num(image), or crop them away."
+            NOT_FINITE
         )
     shape = [1] * x.ndim
     shape[channel_axis] = -1
