@@ -1479,6 +1479,27 @@ def test_load_pairs_without_a_mask_says_how_to_name_it(tmp_path):
         load_pairs(tmp_path / "i", tmp_path / "m")
 
 
+def test_load_pairs_without_a_mask_names_the_masks_that_fit_no_image(tmp_path):
+    """Masks named otherwise than their images (``mask_a.tif`` for ``a.tif``) are named in the refusal,
+    with how many images lack a mask; an empty masks folder is said to be empty (a wrong folder?)."""
+    (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir(), (tmp_path / "empty").mkdir()
+    image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)
+    for name in ("a", "b", "c"):
+        tifffile.imwrite(tmp_path / "i" / f"{name}.tif", image)
+    tifffile.imwrite(tmp_path / "m" / "c.tif", labels)
+    for name in ("mask_a.tif", "mask_b.png"):
+        tifffile.imwrite(tmp_path / "m" / name, labels)
+    with pytest.raises(SegmentationError, match=r"No mask for a\.tif in .* \(1 other image\(s\) have none either\)"
+                                                r".*fit no image's name: mask_a\.tif, mask_b\.png: rename each"):
+        load_pairs(tmp_path / "i", tmp_path / "m")
+    # Only the images asked for need masks; the spare masks are still those no image of the folder takes.
+    with pytest.raises(SegmentationError, match=r"No mask for b\.tif in [^(]*: give.*mask_a\.tif, mask_b\.png:"):
+        load_pairs(tmp_path / "i", tmp_path / "m", names=["b", "c"])
+    assert [s.name for s in load_pairs(tmp_path / "i", tmp_path / "m", names=["c"])] == ["c"]
+    with pytest.raises(SegmentationError, match=r"No mask for a\.tif .* holds no image files at all"):
+        load_pairs(tmp_path / "i", tmp_path / "empty")
+
+
 def test_load_pairs_refuses_two_images_of_one_name(tmp_path):
     (tmp_path / "i").mkdir(), (tmp_path / "m").mkdir()
     image, labels = disc_scene(DISCS[0], noise=6.0, seed=0)

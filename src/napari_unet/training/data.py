@@ -405,6 +405,13 @@ def pair_files(images: str | os.PathLike, masks: str | os.PathLike, *,
         files = [p for p in files if p.stem in wanted]
     if not files:
         raise SegmentationError(no_images_message(img_dir))
+    lacking = [p for p in files if not _masks_named_for(p, masks_by_stem)]
+    if lacking:
+        # The masks no image takes by name (of all the folder's images, asked for or not) are
+        # most likely the missing ones under another name: say which they are.
+        taken = {m for p in image_files(img_dir) for m in _masks_named_for(p, masks_by_stem)}
+        spare = sorted(m.name for found in masks_by_stem.values() for m in found if m not in taken)
+        mask_for(lacking[0], masks_by_stem, mask_dir, others_lacking=len(lacking) - 1, spare=spare)
     pairs = [(p, mask_for(p, masks_by_stem, mask_dir)) for p in files]
     owner: dict[Path, Path] = {}
     for image, mask in pairs:
@@ -516,7 +523,14 @@ def check_unique_stems(files: Sequence[Path], folder: Path) -> None:
                 "them, or rename the other (and give it its own mask).")
 
 
-def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path) -> Path:
+def _masks_named_for(image: Path, masks_by_stem: dict[str, list[Path]]) -> list[Path]:
+    """The masks whose names fit ``image``'s: its own name, else its name with a :data:`MASK_SUFFIXES` ending."""
+    stem = file_stem(image)
+    return masks_by_stem.get(stem) or [p for end in MASK_SUFFIXES for p in masks_by_stem.get(stem + end, [])]
+
+
+def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path, *,
+             others_lacking: int = 0, spare: Sequence[str] = ()) -> Path:
     """The one mask of ``image``; a clear error when there is none, or more than one.
 
     Parameters
@@ -527,6 +541,11 @@ def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path) 
         From :func:`mask_files_by_stem`.
     mask_dir : Path
         The masks' folder, named in the errors.
+    others_lacking : int
+        How many other images have no mask either, said in the error when there is none.
+    spare : sequence of str
+        The names of the masks in ``mask_dir`` that fit no image's name, said in the error when
+        there is none (they are likely the missing masks, named otherwise).
 
     Returns
     -------
@@ -535,12 +554,20 @@ def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path) 
         name adds one of :data:`MASK_SUFFIXES` to it.
     """
     stem = file_stem(image)
-    found = masks_by_stem.get(stem) or [p for end in MASK_SUFFIXES for p in masks_by_stem.get(stem + end, [])]
+    found = _masks_named_for(image, masks_by_stem)
     if not found:
+        also = f" ({others_lacking} other image(s) have none either)" if others_lacking else ""
+        if spare:
+            hint = (f" The masks there that fit no image's name: {', '.join(spare[:3])}"
+                    f"{f' and {len(spare) - 3} more' if len(spare) > 3 else ''}: rename each as its image.")
+        elif not masks_by_stem:
+            hint = f" {mask_dir} holds no image files at all: is it the masks' folder?"
+        else:
+            hint = ""
         raise SegmentationError(
-            f"No mask for {image.name} in {mask_dir}: give it a mask of the same name ({stem}.tif or "
+            f"No mask for {image.name} in {mask_dir}{also}: give it a mask of the same name ({stem}.tif or "
             f"{stem}.png; {stem}_mask, {stem}_labels, {stem}_cp_masks and the like are found too), or move "
-            f"{image.name} out of its folder.")
+            f"{image.name} out of its folder.{hint}")
     if len(found) > 1:
         raise SegmentationError(
             f"{image.name} has {len(found)} masks in {mask_dir} ({', '.join(p.name for p in found)}): "
