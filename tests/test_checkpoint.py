@@ -150,6 +150,18 @@ def test_load_from_files_inside_the_folder(saved):
     assert load_model(saved).name == "renamed"  # ...the config's name otherwise
 
 
+def test_a_loaded_model_prints_as_one_line_of_what_it_is(saved):
+    """``print(model)`` in a notebook says which model and weights, in one line, not every layer."""
+    model = load_model(saved)
+    text = repr(model)
+    assert "\n" not in text and len(text) < 400
+    for part in ("name='saved'", str(saved), model.short_hash, "2D U-Net", "in_channels=1",
+                 str(model.config.classes), "threshold"):
+        assert part in text
+    assert "Conv2d" not in text
+    assert "Conv2d" in repr(model.net)  # the layers are one attribute away
+
+
 def test_config_defaults_and_validation():
     cfg = ModelConfig()
     assert cfg.format_version == FORMAT_VERSION

@@ -221,6 +221,14 @@ class LoadedModel:
     def short_hash(self) -> str:
         return self.sha256[:12]
 
+    def __repr__(self) -> str:
+        """One line of what a user checks (which model, which weights, what it does), not the
+        network's hundred lines of layers (``model.net`` shows those)."""
+        c = self.config
+        return (f"LoadedModel(name={self.name!r}, path={None if self.path is None else str(self.path)!r}, "
+                f"weights sha256 {self.short_hash}, {c.spatial_dims}D U-Net depth {c.depth} width {c.base_width}, "
+                f"in_channels={c.in_channels}, classes={c.classes}, postprocess={c.postprocess})")
+
 
 def tensor_versions(net: torch.nn.Module) -> tuple[int, ...]:
     """The version counters of ``net``'s parameters and buffers: any in-place change moves one."""
