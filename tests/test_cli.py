@@ -1219,6 +1219,25 @@ def test_train_on_volumes_goes_plane_by_plane(tmp_path, capsys, fake_net):
     assert model.config.provenance["trained_on"] == ["vol_z000", "vol_z001", "vol_z002"]
 
 
+def test_every_option_of_every_command_says_what_it_does(capsys):
+    """``--help`` is a new user's manual: no option is listed bare, and train's sizes say their
+    defaults (a run of them is hours on a CPU, 25 times the Train widget's)."""
+    import argparse
+
+    from napari_unet.cli import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert sorted(commands) == ["evaluate", "segment", "train", "tune"]
+    for name, command in commands.items():
+        bare = [a.option_strings[0] for a in command._actions if a.option_strings and not a.help]
+        assert bare == [], f"{name}: options without help: {bare}"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: 50)", "(default: 100;", "(default: 8)", "(default: 256)"):
+        assert default in printed
+
+
 # --- the installed entry point -----------------------------------------------------------
 
 def test_console_script():

@@ -694,10 +694,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", "-m", default="default", help="bundled model name or model folder (default: the bundled nuclei model)")
     s.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX, TYX, TZYX (default: the axes an ImageJ, "
                         "OME or tifffile TIFF declares, else inferred from the shape)")
-    s.add_argument("--mode", choices=["auto", "2d", "3d"], default="auto", help="stacks plane by plane (2d) or as volumes (3d)")
+    s.add_argument("--mode", choices=["auto", "2d", "3d"], default="auto",
+                   help="stacks plane by plane (2d) or as volumes (3d) (default: auto, as the model is made: "
+                        "2d for the bundled one)")
     s.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    s.add_argument("--tile-size", type=int, help="tile edge in pixels")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto, the best present)")
+    s.add_argument("--tile-size", type=int,
+                   help="tile edge in pixels: a smaller one takes less memory (default: 1024 for a 2D model, 128 for a 3D one)")
     s.add_argument("--scale", default=None,
                    help="resample the images by this factor for the network: 2 for nuclei half the size "
                         "the model knows, 0.5 for twice (outputs keep the image size); 'auto' measures "
@@ -753,18 +756,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--core-fraction", type=float, default=None,
                    help="teach interiors as each object's core deeper than this fraction of its radius "
                         "(0: all but a one-pixel rim; default: the --init-model's, else 0)")
-    t.add_argument("--epochs", type=int, default=50)
-    t.add_argument("--steps-per-epoch", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--crop-size", type=int, default=256)
+    t.add_argument("--epochs", type=int, default=50,
+                   help="passes of --steps-per-epoch steps; the model is checkpointed after each (default: 50)")
+    t.add_argument("--steps-per-epoch", type=int, default=100,
+                   help="optimisation steps per epoch (default: 100; the defaults are 25 times the work of the "
+                        "Train widget's 10 epochs of 20 steps, hours on a laptop CPU)")
+    t.add_argument("--batch-size", type=int, default=8, help="crops per step (default: 8)")
+    t.add_argument("--crop-size", type=int, default=256,
+                   help="edge of the square crops cut from the images, in pixels (default: 256)")
     t.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 2e-3 for a new network, 5e-4 with --init-model: higher "
                         "rates can spoil a good starting model)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed of the crops and augmentation (default: 0)")
     t.add_argument("--sampling", choices=["image", "area"], default="image",
                    help="crops pick each image equally often, or in proportion to its area (for data sets of "
                         "mixed image sizes: large crowded images are then seen as often as their pixels deserve)")
-    t.add_argument("--device", default="auto")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     t.add_argument("--no-tune", dest="tune", action="store_false",
                    help="do not choose post-processing parameters on the validation images")
     t.set_defaults(func=_cmd_train)
@@ -782,19 +789,20 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--choose-percentiles", action="store_true",
                    help="first choose the input percentiles too (lower 0.5-2, upper 99.5-99.99; the network runs "
                         "once per pair and image), for images where a few very bright spots dim the nuclei")
-    u.add_argument("--device", default="auto")
+    u.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     u.set_defaults(func=_cmd_tune)
 
     e = sub.add_parser("evaluate", help="score a model against instance masks (AP and F1 at IoU 0.5-0.9)")
-    e.add_argument("--images", required=True)
+    e.add_argument("--images", required=True, help="folder of images (2D, stacks or time series)")
     e.add_argument("--masks", required=True,
                    help="folder of their instance masks (the images' file names, or with an ending such as _mask, "
                         "_labels, _cp_masks)")
-    e.add_argument("--model", "-m", default="default")
+    e.add_argument("--model", "-m", default="default",
+                   help="bundled model name or model folder to score (default: the bundled nuclei model)")
     e.add_argument("--axes", help="axes of the images, as for segment (default: the file's, else guessed "
                    "from the shape); the masks have the same axes without C")
     e.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     e.add_argument("--scale", default=None, help="as for segment: a number, or 'auto' (default: the model's)")
     e.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="input percentiles that become black and white for the network (default: the "
