@@ -1380,6 +1380,50 @@ def test_segment_stopped_between_writes_never_pairs_new_and_old_results(models, 
     assert "a_instances.tif" not in left, left
 
 
+def test_a_batch_stopped_says_how_to_finish_it(models, tmp_path, capsys, monkeypatch, fake_net):
+    """Ctrl-C in the second image of a batch: the line says the first keeps its results and how to
+    finish the rest; that command then does the second image only."""
+    from napari_unet import io as nio
+
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", disc_scene(DISCS[0], noise=5)[0])
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(out),
+            "-m", str(models["2d"]), "--device", "cpu"]
+    real, calls = nio.write_labels, []
+
+    def stop_at_the_second_image(path, array, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(path, array, **kwargs)
+
+    monkeypatch.setattr(nio, "write_labels", stop_at_the_second_image)
+    assert main(args) == 130
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("napari-unet: interrupted: ") and "--skip-existing" in line
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif"]
+    assert main([*args, "--skip-existing"]) == 0
+    printed = capsys.readouterr().out
+    assert "a.tif: skipped" in printed and "b.tif: " in printed
+    assert len(list(out.iterdir())) == 4
+
+
+def test_a_training_stopped_says_how_to_resume(tmp_path, capsys, train_data, monkeypatch):
+    from napari_unet.training import loop
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(loop, "iter_train", stopped)
+    ti, tm, _, _ = train_data
+    assert main(["train", "--images", str(ti), "--masks", str(tm), "-o", str(tmp_path / "m"),
+                 "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        "napari-unet: interrupted: run the same command again to resume from the last epoch saved")
+
+
 def test_sigterm_stops_a_command_as_ctrl_c_does(models, tmp_path):
     """SIGTERM (kill, a batch system's time limit) between the two result files of an
     --overwrite run: exit status 143, one line, and no old instances file beside the new mask

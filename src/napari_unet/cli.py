@@ -840,6 +840,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+def _how_to_go_on(args: argparse.Namespace) -> str:
+    """After a stop: how to finish a batch of images, or to resume a training run ("" otherwise)."""
+    if args.command == "segment" and len(args.images) > 1:
+        return (": the images finished before it keep their complete results; run the same command "
+                "with --skip-existing to finish the batch")
+    if args.command == "train":
+        return ": run the same command again to resume from the last epoch saved"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-unet`` console script."""
     args = _parser().parse_args(argv)
@@ -852,10 +862,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-unet: error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, _Unforeseen) else 2
     except _Terminated:
-        print("napari-unet: terminated (SIGTERM)", file=sys.stderr)
+        print(f"napari-unet: terminated (SIGTERM){_how_to_go_on(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("napari-unet: interrupted", file=sys.stderr)
+        print(f"napari-unet: interrupted{_how_to_go_on(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. "| head": the reader has what it wanted
         # Python would complain again when it flushes stdout at exit.
