@@ -212,6 +212,7 @@ def test_instance_labels_given_as_a_file_name_are_named_as_such():
     with pytest.raises(SegmentationError, match="instance labels are a file name") as info:
         measure_objects("cells_instances.tif", axes="YX", image=image)
     assert "integers" not in str(info.value)
+    assert "napari_unet.io.read_labels(path)" in str(info.value)  # a palette PNG's ids, not its colours
 
 
 def test_ids_are_ranked_without_np_unique(unique_inverse_calls):

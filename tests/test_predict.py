@@ -382,6 +382,26 @@ def test_a_file_name_or_a_single_value_is_not_called_an_empty_image(models, imag
     assert "empty" not in str(info.value)
 
 
+def test_a_file_name_is_refused_with_a_reader_that_reads_it(models, tmp_path):
+    """The refusal of a path names a reader for every format the command line takes (a PNG too,
+    which tifffile.imread cannot read), and what it reads then segments."""
+    import re
+
+    from skimage import io as skio
+
+    path = tmp_path / "cells.png"
+    skio.imsave(path, (np.arange(32 * 32).reshape(32, 32) % 251).astype(np.uint8), check_contrast=False)
+    with pytest.raises(SegmentationError) as info:
+        predict(str(path), load_model(models["2d"]), device="cpu")
+    call = re.search(r"(napari_unet\.io\.\w+)\(path\)", str(info.value))
+    assert call is not None and "PNG" in str(info.value)
+    module, name = call.group(1).rsplit(".", 1)
+    import importlib
+
+    pixels = getattr(importlib.import_module(module), name)(path)
+    assert predict(pixels, load_model(models["2d"]), device="cpu").shape[1:] == (32, 32)
+
+
 @pytest.mark.parametrize(("shape", "hint"), [((32, 32, 2), "YXC"), ((5, 32, 32, 2), "ZYXC")])
 def test_a_guess_that_leaves_the_last_axis_too_small_suggests_channels_last(models, shape, hint):
     """Two stains stored last (Y, X, 2) are guessed as Z, Y, X; the hint must name the axes

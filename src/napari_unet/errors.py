@@ -21,14 +21,17 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def refuse_file_name(value: object, what: str = "The image is", *, hint: str = "") -> None:
+def refuse_file_name(value: object, what: str = "The image is", *, hint: str = "",
+                     reader: str = "read_image") -> None:
     """A SegmentationError when ``value`` is a file name (str, bytes or path) where an array is
     wanted (read as an array, it would be one text value, refused for some other reason).
-    ``what`` names the argument with its verb ("The image is")."""
+    ``what`` names the argument with its verb ("The image is"); ``reader`` the function of
+    :mod:`napari_unet.io` that reads such a file (``"read_labels"`` for label images)."""
     if isinstance(value, (str, bytes, os.PathLike)):
         raise SegmentationError(
             f"{what} a file name ({os.fsdecode(value)!r}), not an array: read the file first "
-            f"(e.g. tifffile.imread(path)) and give its pixels{hint}.")
+            f"(napari_unet.io.{reader}(path) reads TIFF, PNG, JPEG and BMP as the command line does) "
+            f"and give its pixels{hint}.")
 
 
 def check_whole(name: str, value: object, minimum: int) -> int:

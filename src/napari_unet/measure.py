@@ -84,7 +84,7 @@ def measure_objects(
         after ``area`` and, in 2D, the calibrated axis lengths
         (``axis_major_length_<unit>``...). Rows are sorted by ``t``, then label.
     """
-    refuse_file_name(instances, "The instance labels are")
+    refuse_file_name(instances, "The instance labels are", reader="read_labels")
     labels = np.asarray(instances)
     if labels.dtype.kind not in "iub":
         raise SegmentationError(
