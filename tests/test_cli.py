@@ -558,6 +558,8 @@ def _bad_cases(tmp_path: Path, model: Path):
     tifffile.imwrite(twin, disc_scene(DISCS[1])[0])
     two_stains = tmp_path / "two_stains.tif"  # stains stored last, no metadata to say so
     tifffile.imwrite(two_stains, np.stack([disc_scene(DISCS[0])[0]] * 2, axis=-1), photometric="minisblack")
+    colour = tmp_path / "colour.png"
+    skio.imsave(colour, np.repeat(disc_scene(DISCS[0])[0][..., None], 3, axis=-1), check_contrast=False)
     with_nan = tmp_path / "with_nan.tif"  # Fiji's 32-bit images hold NaN where a division had no value
     background = disc_scene(DISCS[0])[1] == 0
     tifffile.imwrite(with_nan, np.where(background, np.float32(np.nan), np.float32(1)))
@@ -577,6 +579,8 @@ def _bad_cases(tmp_path: Path, model: Path):
         "same file twice": ([str(good), str(tmp_path / "." / "good.tif")], ["-m", str(model)], out,
                             "given twice"),
         "missing model": ([str(good)], ["-m", str(tmp_path / "no-model")], out, "not found"),
+        "channel out of range": ([str(colour)], ["-m", str(model), "--channel", "3"], out,
+                                 "3 channel(s): give one from 0 to 2 (--channel N"),
         "NaN in a float image": ([str(with_nan)], ["-m", str(model)], out, "Process > Math > Remove NaNs"),
         "two stains without --channel": ([str(two_stains)], ["-m", str(model), "--axes", "YXC"], out,
                                          "--channel N"),
@@ -593,6 +597,7 @@ def _bad_cases(tmp_path: Path, model: Path):
                                   "unsupported file type", "missing later image", "same name twice",
                                   "names differing in case", "same file twice",
                                   "missing model", "two stains without --channel", "NaN in a float image",
+                                  "channel out of range",
                                   "bad axes", "wrong number of axes", "output not a folder",
                                   "scale not a number", "auto scale without a reference"])
 def test_segment_bad_input_is_one_error_line(models, tmp_path, capsys, case):

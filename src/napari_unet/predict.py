@@ -394,7 +394,9 @@ def prepare_input(
                 f"{shape}) have no channel axis C: give the axes with their C (e.g. axes='CYX' for "
                 "channels first, 'YXC' for channels last; --axes on the command line).")
         if not 0 <= channel < n_ch:
-            raise SegmentationError(f"channel={channel} but the image has {n_ch} channel(s).")
+            raise SegmentationError(
+                f"channel={channel} but the image has {n_ch} channel(s): give one from 0 to {n_ch - 1} "
+                "(--channel N on the command line), the one that shows the nuclei.")
         if want != 1:
             raise SegmentationError(
                 f"This model takes {want} channels; channel= only applies to 1-channel models."
