@@ -700,7 +700,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", type=int, help="channel to use with a 1-channel model")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto, the best present)")
     s.add_argument("--tile-size", type=int,
-                   help="tile edge in pixels: a smaller one takes less memory (default: 1024 for a 2D model, 128 for a 3D one)")
+                   help="tile edge in pixels: a smaller one takes less memory, but below 512 each tile sees less "
+                        "around its pixels and the results drift, far so below 64 (default: 1024 for a 2D "
+                        "model, 128 for a 3D one)")
     s.add_argument("--scale", default=None,
                    help="resample the images by this factor for the network: 2 for nuclei half the size "
                         "the model knows, 0.5 for twice (outputs keep the image size); 'auto' measures "
