@@ -1112,6 +1112,24 @@ def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data):
     capsys.readouterr()
 
 
+def test_train_says_when_masks_are_binary(tmp_path, capsys, train_data):
+    """0/255 masks (a mask exported rather than labels) train, as documented, but the run says how
+    many there are and that touching nuclei are then taught as one; instance labels get no note."""
+    ti, tm, vi, vm = train_data
+    args = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--crop-size", "32",
+            "--device", "cpu", "--no-tune"]
+    assert main(["train", "--images", str(ti), "--masks", str(tm), "-o", str(tmp_path / "labels"), *args]) == 0
+    assert "binary" not in capsys.readouterr().err
+    first = sorted(tm.iterdir())[0]
+    tifffile.imwrite(first, (tifffile.imread(first) > 0).astype(np.uint8) * 255)
+    assert main(["train", "--images", str(ti), "--masks", str(tm), "--val-images", str(vi), "--val-masks", str(vm),
+                 "-o", str(tmp_path / "binary"), *args]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "binary" in line]
+    assert len(notes) == 1, notes
+    assert notes[0].startswith(f"napari-unet: note: 1 of the 3 masks in {tm} are binary")
+    assert "touching nuclei are taught as one" in notes[0]
+
+
 @pytest.mark.parametrize("case", ["val images without masks", "val masks without images",
                                   "missing mask", "missing folder", "output not a folder"])
 def test_train_bad_input(tmp_path, capsys, train_data, case):

@@ -473,6 +473,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         core = load_model(args.init_model).config.core_fraction if args.init_model else 0.0
     train_s = load_pairs(args.images, args.masks, core_fraction=core)
     val_s = load_pairs(args.val_images, args.val_masks, core_fraction=core) if args.val_images else []
+    for images, masks in ((args.images, args.masks), (args.val_images, args.val_masks)):
+        if images:
+            _note_binary_masks(images, masks)
     shared = _shared_samples(train_s, val_s)
     if shared:
         print(f"napari-unet: note: {shared} of the {len(val_s)} validation image(s) (planes of stacks count "
@@ -522,6 +525,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   "(AP 0); train longer, or check that each mask belongs to its image.")
     print(f"model saved in {args.output}")
     return 0
+
+
+def _note_binary_masks(images: str, masks: str) -> None:
+    """Say, on stderr, how many masks of a training folder pair are binary masks of several regions.
+
+    Such a mask (0/1, 0/255) is taught as its connected regions, as documented, but touching
+    nuclei are then one region: the model is taught not to split them, which a user who
+    exported a mask rather than labels should hear before hours of training.
+    """
+    from skimage.measure import label
+
+    from .io import read_labels
+    from .training.data import is_binary_mask, pair_files
+
+    pairs = pair_files(images, masks)
+    binary = 0
+    for _, path in pairs:
+        mask = read_labels(path)
+        binary += is_binary_mask(mask) and int(label(mask != 0).max()) > 1
+    if binary:
+        print(f"napari-unet: note: {binary} of the {len(pairs)} masks in {masks} are binary (one value, e.g. "
+              "0/255): each connected region is taught as one object, so touching nuclei are taught as one. "
+              "Give instance labels (one id per nucleus) to teach the model to split them.", file=sys.stderr)
 
 
 def _shared_samples(train: Sequence[Any], val: Sequence[Any]) -> int:
