@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_unet.errors import SegmentationError
-from napari_unet.tracking import join_tracks, link_over_time
+from napari_unet.tracking import join_tracks, link_over_time, tracks_table
+from scenes import disc
 
 
 def _square(frame: np.ndarray, y: int, x: int, label: int, size: int = 6) -> None:
@@ -222,3 +223,91 @@ def test_bad_parameters_are_a_clear_error(kwargs, fragment):
         link_over_time(frames, **kwargs)
     with pytest.raises(SegmentationError, match=fragment):
         join_tracks(frames, **kwargs)
+
+
+def _movie(frames: list[list[tuple[int, float, float, float]]], shape=(64, 64)) -> np.ndarray:
+    """Linked labels (T, Y, X): each frame a list of discs (id, centre y, centre x, radius)."""
+    out = np.zeros((len(frames), *shape), np.int32)
+    for t, discs in enumerate(frames):
+        for label, cy, cx, r in discs:
+            out[t][disc(shape, (cy, cx), r)] = label
+    return out
+
+
+def _rows(table) -> dict[tuple[int, int], tuple]:
+    return {(int(i), int(t)): (float(y), float(x), int(p)) for i, t, y, x, p in
+            zip(table["track_id"], table["t"], table["centroid_y"], table["centroid_x"], table["parent_id"])}
+
+
+def test_tracks_table_rows_paths_and_divisions():
+    """A disc moving, one disappearing, one appearing alone, and one dividing: one row per track and
+    time point at the disc's centre; only the daughter that took a new id has a parent."""
+    movie = _movie([
+        [(1, 12, 10, 5), (2, 50, 50, 5), (3, 32, 40, 6)],
+        [(1, 12, 13, 5), (2, 50, 50, 5), (3, 32, 40, 6)],
+        [(1, 12, 16, 5), (3, 32, 38, 4), (4, 32, 47, 4), (5, 52, 10, 4)],   # 2 gone, 3 divided, 5 appears
+        [(1, 12, 19, 5), (3, 32, 37, 4), (4, 32, 48, 4), (5, 52, 11, 4)],
+    ])
+    table = tracks_table(movie, axes="TYX")
+    assert list(table) == ["track_id", "t", "centroid_y", "centroid_x", "parent_id"]
+    assert [(int(i), int(t)) for i, t in zip(table["track_id"], table["t"])] == [
+        (1, 0), (1, 1), (1, 2), (1, 3), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2), (3, 3),
+        (4, 2), (4, 3), (5, 2), (5, 3)]
+    rows = _rows(table)
+    for (label, t), (y, x, _) in rows.items():
+        yy, xx = np.nonzero(movie[t] == label)
+        assert (y, x) == pytest.approx((yy.mean(), xx.mean()))
+    assert rows[(1, 3)][:2] == pytest.approx((12, 19))
+    assert {label: p for (label, _), (_, _, p) in rows.items()} == {1: 0, 2: 0, 3: 0, 4: 3, 5: 0}
+
+
+def test_tracks_table_of_a_linked_division_and_a_split_into_two_new_tracks():
+    """Linking keeps the mother's id for the daughter that overlaps it most: the other is its child.
+    When both daughters take new ids, the mother ends there and both are its children; a nucleus that
+    jumps further than linking follows (one new track beside a track that ends) has no parent."""
+    frames = [[(1, 20, 30, 7), (2, 50, 12, 4)], [(1, 20, 27, 5), (2, 50, 12, 4), (3, 20, 39, 4)]]
+    linked = link_over_time(_movie(frames))
+    assert linked[1, 20, 27] == 1 and linked[1, 20, 39] == 3
+    assert {i: p for i, p in zip(tracks_table(linked, axes="TYX")["track_id"].tolist(),
+                                  tracks_table(linked, axes="TYX")["parent_id"].tolist())} == {1: 0, 2: 0, 3: 1}
+    both_new = _movie([[(1, 20, 30, 7), (2, 50, 12, 4)],
+                       [(3, 20, 25, 4), (4, 20, 35, 4), (5, 50, 17, 4)]])  # 2 moved, lost its link
+    table = tracks_table(both_new, axes="TYX")
+    assert dict(zip(table["track_id"].tolist(), table["parent_id"].tolist())) == {1: 0, 2: 0, 3: 1, 4: 1, 5: 0}
+
+
+def test_tracks_table_takes_the_measure_table_and_any_axis_order(monkeypatch):
+    """The centroids come from a measure table given (not measured again); T need not be first,
+    and time points may be 3D."""
+    from napari_unet import measure, tracking
+
+    movie = _movie([[(1, 12, 10, 5), (2, 40, 40, 6)], [(1, 12, 13, 5), (2, 40, 38, 4), (3, 40, 47, 4)]])
+    volume = np.stack([movie, movie, np.zeros_like(movie)], axis=1)  # T, Z, Y, X
+    zt = np.moveaxis(volume, 1, 0)  # Z, T, Y, X
+    expected = tracks_table(volume, axes="TZYX")
+    assert list(expected) == ["track_id", "t", "centroid_z", "centroid_y", "centroid_x", "parent_id"]
+    assert expected["centroid_z"].tolist() == [0.5] * 5
+    assert expected["parent_id"].tolist() == [0, 0, 0, 0, 2]
+    table = measure.measure_objects(zt, axes="ZTYX")
+    monkeypatch.setattr(tracking, "measure_objects", lambda *a, **k: pytest.fail("measured again"))
+    got = tracks_table(zt, axes="ZTYX", table=table)
+    for name, column in expected.items():
+        np.testing.assert_allclose(got[name], column, err_msg=name)
+
+
+@pytest.mark.parametrize("labels, axes, table, words", [
+    (np.zeros((2, 8, 8), np.int32), "ZYX", None, "need a time axis"),
+    (np.zeros((2, 8, 8), np.int32), "TY", None, "one axis per letter"),
+    (np.zeros((2, 8, 8), np.float32), "TYX", None, "integer instance labels"),
+    (np.ones((2, 8, 8), np.int32), "TYX", {"label": np.array([1, 1]), "t": np.array([0, 1])},
+     "lacks the columns centroid_y, centroid_x"),
+])
+def test_tracks_table_bad_input_is_a_clear_error(labels, axes, table, words):
+    with pytest.raises(SegmentationError, match=words):
+        tracks_table(labels, axes=axes, table=table)
+
+
+def test_tracks_table_is_public():
+    import napari_unet
+
+    assert napari_unet.tracks_table is tracks_table and "tracks_table" in dir(napari_unet)

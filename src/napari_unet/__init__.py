@@ -22,6 +22,7 @@ _LAZY = {
     "iter_train": "napari_unet.training.loop",
     "evaluate": "napari_unet.metrics",
     "measure_objects": "napari_unet.measure",
+    "tracks_table": "napari_unet.tracking",
     "SegmentationError": "napari_unet.errors",
 }
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .measure import measure_objects
     from .metrics import evaluate
     from .model import UNet
+    from .tracking import tracks_table
     from .training.loop import iter_train, train
 
 

@@ -7,19 +7,23 @@ the object it overlaps best in the time point before (one to one, IoU at least
 disappears is never reused. Works on 2D and 3D time points alike.
 :func:`join_tracks` joins a track that ends with one that starts where they
 overlap: after an edit that fills in a missed detection, the track continues.
+:func:`tracks_table` turns linked labels into tracks: each nucleus' path, and
+the track a new one divided from, as napari's Tracks layer shows them.
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
 from .errors import SegmentationError, check_whole
 from .instances import ids_and_ranks
+from .measure import measure_objects
 from .metrics import overlaps
 
-__all__ = ["join_tracks", "link_over_time"]
+__all__ = ["join_tracks", "link_over_time", "tracks_table"]
 
 
 def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
@@ -188,3 +192,109 @@ def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
     for i, target in renames.items():
         out[frames == i] = target
     return np.moveaxis(out, 0, time_axis)
+
+
+def tracks_table(instances: np.ndarray, *, axes: str,
+                 table: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The tracks of linked instance labels: one row per track and time point, with its parent.
+
+    Parameters
+    ----------
+    instances : ndarray (T, [Z,] Y, X) int, axes in any order
+        Instance labels linked over time (:func:`link_over_time`, or a result
+        made with ``link_time=True``): an id is one nucleus at every time point.
+    axes : str
+        One letter of ``TZYX`` per dimension of ``instances``, T included.
+    table : dict of str -> ndarray (N,), optional
+        :func:`~napari_unet.measure.measure_objects` of ``instances`` when it
+        is already made: its ``label``, ``t`` and centroid columns are taken
+        as they are. None measures them.
+
+    Returns
+    -------
+    dict of str -> ndarray (N,)
+        ``track_id`` (the objects' id), ``t``, ``centroid_z`` (with Z),
+        ``centroid_y``, ``centroid_x`` (pixel coordinates) and ``parent_id``:
+        for a track that begins after the first time point, the track it
+        divided from, else 0. A new track's parent is the object of the time
+        point before that its first object overlaps or touches most, when that
+        object goes on at the track's first time point (one daughter kept the
+        mother's id) or ends there where two or more tracks begin beside it
+        (both daughters took new ids). Linking does not record divisions, so
+        this is read from the labels: a nucleus that comes into view (or into
+        focus) beside another reads as a division too. Rows are sorted by
+        ``track_id``, then ``t``, as napari's Tracks layer takes them.
+    """
+    axes = str(axes).upper()
+    if "T" not in axes:
+        raise SegmentationError(
+            f"Tracks need a time axis (T), but the labels' axes are {axes!r}: give the axes of a "
+            "time series, e.g. 'TYX'.")
+    labels = np.asarray(instances)
+    if labels.ndim != len(axes) or labels.dtype.kind not in "iu":
+        raise SegmentationError(
+            f"Give integer instance labels with one axis per letter of {axes!r}, not "
+            f"{labels.dtype} labels of shape {labels.shape}.")
+    if table is None:
+        table = measure_objects(labels, axes=axes)
+    centroids = [f"centroid_{a.lower()}" for a in axes if a != "T"]
+    missing = [name for name in ("label", "t", *centroids) if name not in table]
+    if missing:
+        raise SegmentationError(
+            f"The table lacks the columns {', '.join(missing)}: give measure_objects(instances, "
+            f"axes={axes!r}) of these labels, or no table.")
+    ids, times = np.asarray(table["label"]), np.asarray(table["t"])
+    order = np.lexsort((times, ids))
+    parents = _parents(np.moveaxis(labels, axes.index("T"), 0))
+    track_ids = ids[order]
+    out: dict[str, np.ndarray] = {"track_id": track_ids, "t": times[order]}
+    out.update((name, np.asarray(table[name])[order]) for name in centroids)
+    out["parent_id"] = np.array([parents.get(int(i), 0) for i in track_ids], dtype=ids.dtype)
+    return out
+
+
+def _touching(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (id in ``cur``, id in ``prev``) of objects that overlap or touch (face neighbours),
+    as an array (2, pairs), and the pixels of each pair (counted once per neighbour)."""
+    pairs: list[np.ndarray] = []
+    shifts = [(None, 0)] + [(axis, step) for axis in range(cur.ndim) for step in (-1, 1)]
+    for axis, step in shifts:
+        a: list[Any] = [slice(None)] * cur.ndim
+        b: list[Any] = [slice(None)] * cur.ndim
+        if axis is not None:  # cur[x] beside prev[x + step] along axis
+            a[axis] = slice(max(-step, 0), cur.shape[axis] - max(step, 0))
+            b[axis] = slice(max(step, 0), cur.shape[axis] - max(-step, 0))
+        c, p = cur[tuple(a)], prev[tuple(b)]
+        both = (c != 0) & (p != 0)
+        pairs.append(np.stack([c[both], p[both]]).astype(np.int64))
+    found = np.concatenate(pairs, axis=1)
+    if not found.size:
+        return found, np.zeros(0, np.int64)
+    return np.unique(found, axis=1, return_counts=True)
+
+
+def _parents(frames: np.ndarray) -> dict[int, int]:
+    """{track id: the id it divided from} of linked labels (T, ...) (see :func:`tracks_table`)."""
+    present = [set(ids_and_ranks(frame)[0].tolist()) - {0} for frame in frames]
+    seen = set(present[0]) if len(frames) else set()
+    parents: dict[int, int] = {}
+    for t in range(1, len(frames)):
+        new = present[t] - seen
+        seen |= present[t]
+        if not new:
+            continue
+        cur = np.where(np.isin(frames[t], list(new)), frames[t], 0)
+        (children, mothers), counts = _touching(frames[t - 1], cur)
+        best: dict[int, tuple[int, int]] = {}  # new id -> (pixels, the object it touches most)
+        for c, p, n in zip(children.tolist(), mothers.tolist(), counts.tolist()):
+            if n > best.get(c, (0, 0))[0]:
+                best[c] = (n, p)
+        claims: dict[int, int] = {}
+        for _, p in best.values():
+            claims[p] = claims.get(p, 0) + 1
+        for c, (_, p) in best.items():
+            # A mother that ends here with one new object beside it was not divided but lost
+            # (it moved more than linking follows): that object is the same nucleus.
+            if p in present[t] or claims[p] >= 2:
+                parents[c] = p
+    return parents
