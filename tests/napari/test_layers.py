@@ -11,6 +11,7 @@ from napari_unet._napari.layers import (
     create_layer,
     segmentation_layer_data,
     spatial_kwargs,
+    tracks_layer_data,
 )
 from napari_unet._napari.options import axes_choices, resolve_axes
 from napari_unet.api import Segmentation
@@ -83,6 +84,26 @@ def test_layer_data_names_and_metadata():
     assert (sem_kw["visible"], inst_kw["visible"]) == (False, True)  # README: the semantic one starts hidden
     with pytest.raises(ValueError, match="dimensions"):
         segmentation_layer_data(_seg((2, 6, 7), "ZYX"), source_name="x", spatial=spatial)
+
+
+def test_tracks_layer_data_rows_graph_placement_and_a_channel_placeholder():
+    """Tracks rows are (track id, t, [z,] y, x) in the instances layer's dimensions, a one-plane
+    channel axis among them at 0; the graph maps a daughter to its mother."""
+    tracks = {"track_id": np.array([1, 1, 2]), "t": np.array([0, 1, 1]), "centroid_y": np.array([2.0, 3.0, 5.0]),
+              "centroid_x": np.array([4.0, 4.5, 6.0]), "parent_id": np.array([0, 0, 1])}
+    instances = Image(np.zeros((2, 1, 8, 9)), scale=(1, 3, 0.5, 0.25), translate=(0, 0, 2, 3))
+    spatial, _ = spatial_kwargs(instances)
+    data, kwargs, kind = tracks_layer_data(tracks, axes="TYX", source_name="cells", spatial=spatial, placeholder=1)
+    assert kind == "tracks" and kwargs["name"] == "cells tracks"
+    np.testing.assert_array_equal(data, [[1, 0, 0, 2, 4], [1, 1, 0, 3, 4.5], [2, 1, 0, 5, 6]])
+    assert kwargs["graph"] == {2: [1]} and kwargs["tail_length"] == 2
+    assert kwargs["scale"] == (1, 3, 0.5, 0.25) and kwargs["translate"] == (0, 0, 2, 3)
+    layer = create_layer((data, kwargs, kind))
+    assert layer.ndim == 4 and layer.graph == {2: [1]} and layer.metadata["output"] == "tracks"
+    empty = {name: column[:0] for name, column in tracks.items()}
+    assert tracks_layer_data(empty, axes="TYX", source_name="cells", spatial=spatial) is None
+    with pytest.raises(ValueError, match="time first"):
+        tracks_layer_data(tracks, axes="YTX", source_name="cells", spatial=spatial)
 
 
 def test_axes_choices_and_resolution():

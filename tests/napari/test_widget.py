@@ -285,6 +285,71 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
     assert not widget.link_time.enabled and widget._options(movie)["link_time"] is False
 
 
+def test_measure_shows_the_tracks_of_a_linked_series(viewer, widget, wait_done, fake_net, notes, monkeypatch):
+    """'Measure objects' on a series segmented with 'Link time points' shows each nucleus' path in
+    '<image> tracks', placed like the image: a row per nucleus and time point at its centroid, and
+    the daughter of a division linked to its mother. Measuring again updates that layer; a series
+    segmented without the link gets none."""
+    from napari.layers import Tracks
+
+    monkeypatch.setattr(SegmentWidget, "_ask_table_path", lambda self, name: None)
+    frames = [disc_scene([(16, 12 + 3 * t, 6), (44, 40, 7)])[0] for t in range(2)]
+    # The bottom nucleus divides: the larger daughter keeps its place, the other touches where it was.
+    frames += [disc_scene([(16, 12 + 3 * t, 6), (44, 38, 6), (44, 51, 4)])[0] for t in range(2, 4)]
+    movie = viewer.add_image(np.stack(frames).astype(np.float32), name="movie",
+                             scale=(1, 0.5, 0.5), translate=(0, 10, 20))
+    widget.image.value = movie
+    widget.axes.value = "TYX"
+    widget.min_size.value = 0
+    widget.link_time.value = True
+    widget.run()
+    wait_done(widget)
+    _, inst = outputs(viewer, "movie")
+    widget.measure()
+    wait_done(widget)
+    tracks = viewer.layers["movie tracks"]
+    assert isinstance(tracks, Tracks) and tracks.ndim == 3
+    assert tuple(tracks.scale) == tuple(inst.scale) == (1, 0.5, 0.5)
+    assert tuple(tracks.translate) == tuple(inst.translate) == (0, 10, 20)
+
+    def check_rows(layer, labels):
+        rows = {(int(i), int(t)): (y, x) for i, t, y, x in layer.data}
+        present = {(int(i), t) for t in range(len(labels)) for i in np.unique(labels[t]) if i}
+        assert set(rows) == present
+        for (i, t), (y, x) in rows.items():
+            yy, xx = np.nonzero(labels[t] == i)
+            assert (y, x) == pytest.approx((yy.mean(), xx.mean()))
+
+    labels = inst.data
+    check_rows(tracks, labels)
+    top, mother, daughter = labels[0, 16, 12], labels[0, 44, 40], labels[2, 44, 51]
+    assert len({top, mother, daughter}) == 3 and labels[3, 44, 38] == mother
+    assert tracks.graph == {int(daughter): [int(mother)]}
+    assert "3 tracks in 'movie tracks' (1 from a division)." in widget.status.value
+    # The user erases the top nucleus in the last frame and renames the layer: measured again, the
+    # same layer shows the tracks as they are now.
+    inst.data = np.where((np.arange(4)[:, None, None] == 3) & (labels == top), 0, labels).astype(labels.dtype)
+    tracks.name = "my paths"
+    widget.measure()
+    wait_done(widget)
+    assert viewer.layers["my paths"] is tracks and "movie tracks" not in viewer.layers
+    assert (int(top), 3) not in {(int(i), int(t)) for i, t, *_ in tracks.data}
+    check_rows(tracks, inst.data)
+    assert tracks.graph == {int(daughter): [int(mother)]}
+    # Without 'Link time points' ids are per time point: no tracks.
+    plain = viewer.add_image(np.stack(frames).astype(np.float32), name="plain")
+    widget.image.value = plain
+    widget.axes.value = "TYX"
+    widget.link_time.value = False
+    widget.run()
+    wait_done(widget)
+    widget.measure()
+    wait_done(widget)
+    assert widget.status.value.startswith("10 objects measured in plain instances")
+    assert [layer.name for layer in viewer.layers if isinstance(layer, Tracks)] == ["my paths"]
+    assert not notes.messages("error")
+
+
 def test_update_of_a_time_series_result_keeps_its_link_while_the_box_is_greyed(viewer, widget, wait_done,
                                                                               fake_net):
     """With a 2D image chosen, 'Link time points' is greyed out and its value means nothing: the

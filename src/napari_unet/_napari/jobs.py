@@ -22,10 +22,10 @@ import numpy as np
 from ..api import Segmentation, iter_segment
 from ..errors import SegmentationError, describe
 from ..instances import count_objects, label_instances, relabel_edited
-from ..tracking import join_tracks, link_over_time
+from ..tracking import join_tracks, link_over_time, tracks_table
 from ..progress import Progress
 
-__all__ = ["JobDone", "JobFailed", "Relabelled", "display_labels", "segment_job", "relabel_job", "measure_job",
+__all__ = ["JobDone", "JobFailed", "Measured", "Relabelled", "display_labels", "segment_job", "relabel_job", "measure_job",
            "friendly_message"]
 
 log = logging.getLogger(__name__)
@@ -179,15 +179,25 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
 
 
 
+@dataclass(frozen=True)
+class Measured:
+    """The measurements of instance labels (:func:`~napari_unet.measure.measure_objects`) and,
+    for a series linked over time, its tracks (:func:`~napari_unet.tracking.tracks_table`)."""
+
+    table: dict[str, np.ndarray]
+    tracks: dict[str, np.ndarray] | None = None
+
+
 def measure_job(labels: np.ndarray, axes: str, image: Any, image_axes: str, *,
-                spacing: Sequence[float] | None = None, unit: str = "um",
-                ) -> dict[str, np.ndarray] | JobFailed:
-    """:func:`~napari_unet.measure.measure_objects` in a thread worker (never raises)."""
+                spacing: Sequence[float] | None = None, unit: str = "um", tracks: bool = False,
+                ) -> Measured | JobFailed:
+    """Measure ``labels`` in a thread worker, and with ``tracks`` make their tracks (never raises)."""
     from ..measure import measure_objects
 
     try:
-        return measure_objects(labels, axes=axes, image=image, image_axes=image_axes,
-                               spacing=spacing, unit=unit)
+        table = measure_objects(labels, axes=axes, image=image, image_axes=image_axes,
+                                spacing=spacing, unit=unit)
+        return Measured(table, tracks_table(labels, axes=axes, table=table) if tracks else None)
     except SegmentationError as exc:
         return JobFailed(str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message

@@ -23,6 +23,7 @@ __all__ = [
     "spatial_kwargs",
     "segmentation_layer_data",
     "label_layer_data",
+    "tracks_layer_data",
     "output_name",
     "create_layer",
 ]
@@ -233,6 +234,55 @@ def label_layer_data(
         **_STYLE[role],
     }
     return (data, kwargs, "labels")
+
+
+def tracks_layer_data(
+    tracks: dict[str, np.ndarray],
+    *,
+    axes: str,
+    source_name: str,
+    spatial: dict[str, Any],
+    placeholder: int | None = None,
+) -> LayerDataTuple | None:
+    """A table of tracks as Tracks layer data, placed like the instances it was made from.
+
+    Parameters
+    ----------
+    tracks : dict of str -> ndarray (N,)
+        :func:`~napari_unet.tracking.tracks_table` of the instances.
+    axes : str
+        The instances' axes (``TZYX`` letters, no C); napari's Tracks layer
+        takes time as its first dimension, so T must be first.
+    source_name : str
+        Name of the segmented image layer (names the layer ``"<image> tracks"``).
+    spatial : dict
+        The instances layer's placement (:func:`spatial_kwargs`).
+    placeholder : int or None
+        A one-plane channel axis the instances layer has and ``axes`` lack: the
+        tracks get coordinate 0 along it.
+
+    Returns
+    -------
+    (data (N, 1 + ndim) float, kwargs, "tracks"), or None without rows
+        Each row ``track id, t, [z,] y, x`` (the centroids, in the instances
+        layer's data coordinates); ``graph`` maps a track to the one it
+        divided from.
+    """
+    if not axes.startswith("T"):
+        raise ValueError(f"napari's Tracks layer takes time first; these axes are {axes!r}.")
+    n = len(tracks["track_id"])
+    if not n:
+        return None
+    columns = [np.asarray(tracks["t" if a == "T" else f"centroid_{a.lower()}"], float) for a in axes]
+    if placeholder is not None:
+        columns.insert(placeholder, np.zeros(n))
+    data = np.column_stack([np.asarray(tracks["track_id"], float), *columns])
+    graph = {int(c): [int(p)] for c, p in zip(tracks["track_id"], tracks["parent_id"]) if p}
+    # The whole path so far shows (napari's default is the last 30 time points).
+    tail = int(np.max(tracks["t"])) + 1
+    kwargs = {"name": output_name(source_name, "tracks"), "graph": graph, "tail_length": tail,
+              "metadata": {"output": "tracks", "source_layer": source_name}, **spatial}
+    return (data, kwargs, "tracks")
 
 
 def create_layer(data_tuple: LayerDataTuple) -> Layer:

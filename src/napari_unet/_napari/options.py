@@ -153,6 +153,8 @@ TOOLTIPS = {
         "whether it touches the image border, its length, width and eccentricity (2D), and the\n"
         "image's mean and summed intensity in it (each channel). Hover a nucleus to see its\n"
         "values (images without a time axis); then choose where to save the table (CSV), or cancel.\n"
+        "A time series linked over time also shows each nucleus' path in '<image> tracks'\n"
+        "(updated when you measure again).\n"
         "With several result pairs, the selected layer's pair is measured (else the newest).\n"
         "Painting drops the hover values (they describe the objects as they were); after an\n"
         "undo, measure again."

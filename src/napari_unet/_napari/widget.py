@@ -33,15 +33,17 @@ from ..device import available_devices
 from ..errors import SegmentationError
 from ..instances import min_object_size
 from .engine_widget import EngineWidget, Run, row
-from .jobs import JobDone, JobFailed, Relabelled, measure_job, relabel_job, segment_job
+from .jobs import JobDone, JobFailed, Measured, Relabelled, measure_job, relabel_job, segment_job
 from .layers import (
     ROLES,
     channel_data_axis,
     channel_placeholder,
+    create_layer,
     label_layer_data,
     placeholder_axis,
     segmentation_layer_data,
     spatial_kwargs,
+    tracks_layer_data,
 )
 from .model_choices import SESSION, ModelCatalog
 from .options import (
@@ -632,20 +634,28 @@ class SegmentWidget(EngineWidget):
             return
         labels = np.array(layer.data, copy=True)  # what the user sees now, safe from later edits
         spacing, unit = _calibration(layer, axes, skip=keep)
+        # A series linked over time (as made, or as the last update left it) has tracks to show;
+        # napari's Tracks layer takes time as its first dimension.
+        linked = "T" in axes and bool(layer.metadata.get("linked_over_time", False)
+                                      if isinstance(layer.metadata, dict) else False)
         worker = create_worker(measure_job, labels if keep is None else np.squeeze(labels, axis=keep),
                                axes, layer_array(source), image_axes,
-                               spacing=spacing, unit=unit, _start_thread=False, _ignore_errors=True)
+                               spacing=spacing, unit=unit, tracks=linked and axes.startswith("T"),
+                               _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Measuring the objects of {layer.name}…"
         self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker),
-                    lambda result: self._on_measured(result, layer, axes, labels), progress_records=False)
+                    lambda result: self._on_measured(result, layer, axes, labels, keep=keep, linked=linked),
+                    progress_records=False)
 
-    def _on_measured(self, result: dict[str, np.ndarray] | JobFailed, layer: Labels, axes: str,
-                     measured: np.ndarray) -> None:
-        """Show ``result`` (the measurements of ``measured``, a copy of ``layer``'s labels) on hover."""
-        run = self._shown_run(result)
+    def _on_measured(self, measured_result: Measured | JobFailed, layer: Labels, axes: str,
+                     measured: np.ndarray, *, keep: int | None = None, linked: bool = False) -> None:
+        """Show the measurements of ``measured`` (a copy of ``layer``'s labels, less its one-plane
+        channel axis ``keep``) on hover and, for a series ``linked`` over time, its tracks."""
+        run = self._shown_run(measured_result)
         if run is None:
             return
+        result = measured_result.table
         count = len(result["label"])
         hover = "T" not in axes and layer in self._viewer.layers  # ids repeat over time points
         changed = hover and not np.array_equal(layer.data, measured)  # edited while it was measured
@@ -656,6 +666,10 @@ class SegmentWidget(EngineWidget):
                              + ("; hover one to see its values." if hover and not changed else
                                 " (as it was when you pressed the button: it changed since, measure again "
                                 "to see the values on hover)." if changed else "."))
+        note = ""
+        if linked and layer in self._viewer.layers:
+            note = " " + self._show_tracks(measured_result.tracks, layer, axes, keep, run.source_name)
+            self.status.value += note
         path = self._ask_table_path(f"{run.source_name}_objects.csv")
         if not path:
             return
@@ -666,7 +680,42 @@ class SegmentWidget(EngineWidget):
         except OSError as exc:
             show_error(f"Cannot write {path} ({exc.strerror or exc}): choose another folder.")
             return
-        self.status.value = f"{count} objects measured in {layer.name}; table saved to {path}"
+        self.status.value = f"{count} objects measured in {layer.name}; table saved to {path}" + (f".{note}" if note else "")
+
+    def _show_tracks(self, tracks: dict[str, np.ndarray] | None, layer: Labels, axes: str, keep: int | None,
+                     source_name: str) -> str:
+        """Show ``tracks`` (of ``layer``'s instances) in a Tracks layer placed like ``layer``: the one
+        made from it before, updated in place, else a new '<image> tracks'. Says what it did."""
+        if tracks is None:
+            return (f"Its tracks are not shown: napari shows tracks with time as the first axis, and "
+                    f"'{layer.name}' has the axes {axes}.")
+        spatial, _ = spatial_kwargs(layer)
+        data_tuple = tracks_layer_data(tracks, axes=axes, source_name=source_name, spatial=spatial,
+                                       placeholder=keep)
+        if data_tuple is None:
+            return "No tracks: no objects."
+        data, kwargs, _ = data_tuple
+        ndim = data.shape[1] - 1
+        ref = _TRACKS.get(layer)
+        shown = ref() if ref is not None else None
+        if shown is None or shown not in self._viewer.layers or shown.ndim != ndim:
+            shown = create_layer(data_tuple)
+            self._viewer.add_layer(shown)
+            _TRACKS[layer] = weakref.ref(shown)
+        else:  # measured again: the same layer, its name and look as the user left them
+            placement = {"scale": kwargs["scale"], "translate": kwargs["translate"], "units": kwargs["units"],
+                         "axis_labels": kwargs["axis_labels"], "rotate": kwargs.get("rotate", np.eye(ndim)),
+                         "shear": kwargs.get("shear", np.eye(ndim)),
+                         "affine": kwargs.get("affine", np.eye(ndim + 1))}
+            for key, value in placement.items():
+                setattr(shown, key, value)
+            shown.data = data  # drops the graph (its ids may be gone): set it again
+            shown.graph = kwargs["graph"]
+            shown.metadata = dict(kwargs["metadata"])
+            shown.tail_length = max(shown.tail_length, kwargs["tail_length"])
+        divisions = len(kwargs["graph"])
+        return (f"{len(np.unique(data[:, 0]))} tracks in '{shown.name}'"
+                + (f" ({divisions} from a division)." if divisions else "."))
 
     def _ask_table_path(self, default_name: str) -> str | None:
         """A CSV path chosen by the user (None when cancelled)."""
@@ -685,6 +734,7 @@ class SegmentWidget(EngineWidget):
 
 
 _FORGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> its (forget, refreshed) handlers
+_TRACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # instances layer -> ref to its Tracks layer
 
 
 def _history(layer: Labels) -> tuple[int, int]:
