@@ -758,7 +758,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--measure", action="store_true",
                    help="also write <stem>_objects.csv: one row per object (and time point) with its id, "
                         "area in pixels, centroid, whether it touches the image border, and the mean and "
-                        "summed intensity of each channel of the image")
+                        "summed intensity of each channel of the image; with --link-time a track table "
+                        "(the id is the track's, one row per time point)")
     s.add_argument("--pixel-size", type=_pixel_sizes, metavar="SIZE",
                    help="micrometres per pixel, one size for Y and X (e.g. 0.65), or Z,Y,X for a z-stack "
                         "(e.g. 2,0.65,0.65): the calibration of the result TIFFs (as Fiji shows it) and, "
