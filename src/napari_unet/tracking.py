@@ -14,8 +14,6 @@ the track a new one divided from, as napari's Tracks layer shows them.
 from __future__ import annotations
 
 import numbers
-from typing import Any
-
 import numpy as np
 
 from .errors import SegmentationError, check_whole
@@ -253,20 +251,25 @@ def tracks_table(instances: np.ndarray, *, axes: str,
     return out
 
 
-def _touching(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (id in ``cur``, id in ``prev``) of objects that overlap or touch (face neighbours),
-    as an array (2, pairs), and the pixels of each pair (counted once per neighbour)."""
+def _touching(prev: np.ndarray, cur: np.ndarray, new: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (id in ``new``, id in ``prev``) of the objects of ``cur`` with those ids and the objects
+    of ``prev`` they overlap or touch (face neighbours), as an array (2, pairs), and the pixels of
+    each pair (counted once per neighbour). Only the new objects' pixels are read."""
+    where = np.nonzero(cur)
+    inside_new = np.isin(cur[where], new)
+    coords = [c[inside_new] for c in where]
+    ids = cur[tuple(coords)]
     pairs: list[np.ndarray] = []
-    shifts = [(None, 0)] + [(axis, step) for axis in range(cur.ndim) for step in (-1, 1)]
-    for axis, step in shifts:
-        a: list[Any] = [slice(None)] * cur.ndim
-        b: list[Any] = [slice(None)] * cur.ndim
-        if axis is not None:  # cur[x] beside prev[x + step] along axis
-            a[axis] = slice(max(-step, 0), cur.shape[axis] - max(step, 0))
-            b[axis] = slice(max(step, 0), cur.shape[axis] - max(-step, 0))
-        c, p = cur[tuple(a)], prev[tuple(b)]
-        both = (c != 0) & (p != 0)
-        pairs.append(np.stack([c[both], p[both]]).astype(np.int64))
+    for axis, step in [(None, 0)] + [(axis, step) for axis in range(cur.ndim) for step in (-1, 1)]:
+        at, own = list(coords), ids
+        if axis is not None:  # the neighbour one step along axis
+            moved = coords[axis] + step
+            fits = (moved >= 0) & (moved < cur.shape[axis])
+            at = [c[fits] for c in coords]
+            at[axis], own = moved[fits], ids[fits]
+        other = prev[tuple(at)]
+        both = other != 0
+        pairs.append(np.stack([own[both], other[both]]).astype(np.int64))
     found = np.concatenate(pairs, axis=1)
     if not found.size:
         return found, np.zeros(0, np.int64)
@@ -283,8 +286,7 @@ def _parents(frames: np.ndarray) -> dict[int, int]:
         seen |= present[t]
         if not new:
             continue
-        cur = np.where(np.isin(frames[t], list(new)), frames[t], 0)
-        (children, mothers), counts = _touching(frames[t - 1], cur)
+        (children, mothers), counts = _touching(frames[t - 1], frames[t], sorted(new))
         best: dict[int, tuple[int, int]] = {}  # new id -> (pixels, the object it touches most)
         for c, p, n in zip(children.tolist(), mothers.tolist(), counts.tolist()):
             if n > best.get(c, (0, 0))[0]:
