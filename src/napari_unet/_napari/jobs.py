@@ -25,8 +25,8 @@ from ..instances import count_objects, label_instances, relabel_edited
 from ..tracking import join_tracks, link_over_time, tracks_table
 from ..progress import Progress
 
-__all__ = ["JobDone", "JobFailed", "Measured", "Relabelled", "display_labels", "segment_job", "relabel_job", "measure_job",
-           "friendly_message"]
+__all__ = ["JobDone", "JobFailed", "Measured", "Relabelled", "display_labels", "segment_job", "relabel_job",
+           "measure_job", "friendly_message"]
 
 log = logging.getLogger(__name__)
 

@@ -680,7 +680,8 @@ class SegmentWidget(EngineWidget):
         except OSError as exc:
             show_error(f"Cannot write {path} ({exc.strerror or exc}): choose another folder.")
             return
-        self.status.value = f"{count} objects measured in {layer.name}; table saved to {path}" + (f".{note}" if note else "")
+        saved = f"{count} objects measured in {layer.name}; table saved to {path}"
+        self.status.value = saved + (f".{note}" if note else "")
 
     def _show_tracks(self, tracks: dict[str, np.ndarray] | None, layer: Labels, axes: str, keep: int | None,
                      source_name: str) -> str:
