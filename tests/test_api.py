@@ -80,6 +80,19 @@ def test_rgb_outputs_drop_the_channel_axis(models, rng):
     assert result.probabilities.shape == (2, 21, 27)
 
 
+def test_metadata_records_the_tiling_that_ran_not_the_one_asked(models, rng):
+    # The test networks take multiples of 4: a tile of 18 runs as 20, its overlap of 4 (a
+    # quarter) stays, and the halo is half of it.
+    result = napari_unet.segment(rng.random((50, 50)), model=str(models["2d"]), device="cpu", tile_size=18)
+    assert {k: result.metadata[k] for k in ("tile_size", "overlap", "halo")} == \
+        {"tile_size": 20, "overlap": 4, "halo": 2}
+
+
+def test_a_tile_too_small_for_the_model_is_refused(models, rng):
+    with pytest.raises(SegmentationError, match="tile_size 3 is too small .* give at least 16"):
+        napari_unet.segment(rng.random((50, 50)), model=str(models["2d"]), device="cpu", tile_size=3)
+
+
 def test_metadata_says_how_the_result_was_made(models, rng):
     model = load_model(models["2d"])
     result = napari_unet.segment(rng.random((20, 20)), model=str(models["2d"]), device="cpu",

@@ -11,7 +11,7 @@ import torch
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
 from napari_unet.normalize import normalize
-from napari_unet.predict import MIN_SIZE, Predictor, iter_predict, predict
+from napari_unet.predict import MIN_SIZE, MIN_TILE_MULTIPLES, Predictor, iter_predict, predict, smallest_tile
 from napari_unet.progress import Progress, drain
 
 # --- shapes --------------------------------------------------------------------------
@@ -409,3 +409,27 @@ def test_a_guess_that_leaves_the_last_axis_too_small_suggests_channels_last(mode
     with pytest.raises(SegmentationError, match="too small") as info:
         predict(np.ones(shape, np.float32), load_model(models["2d"]), device="cpu")
     assert f"axes='{hint}'" in str(info.value)
+
+
+def test_a_tile_below_the_smallest_is_refused_saying_what_to_give(models):
+    # The test networks have depth 2 (a multiple of 4): 16 px is their smallest tile.
+    model = load_model(models["2d"])
+    assert smallest_tile(model) == MIN_TILE_MULTIPLES * 4 == 16
+    Predictor(model, device="cpu", tile_size=16)
+    with pytest.raises(SegmentationError, match=r"tile_size 8 is too small .*give at least 16 \(pixels\), "
+                                                r"or None for the default 1024"):
+        Predictor(model, device="cpu", tile_size=8)
+
+
+def test_the_bundled_model_refuses_tiles_under_64_px():
+    assert smallest_tile(load_model("default")) == 64
+    with pytest.raises(SegmentationError, match="tile_size 3 is too small .*at least 64"):
+        Predictor("default", device="cpu", tile_size=3)
+
+
+def test_the_predictor_keeps_the_tiling_the_grid_really_uses(models):
+    # 17 px runs as 20 (a multiple of 4); an overlap of 5 as 8, and a halo of 6 as 4 (half of it).
+    predictor = Predictor(str(models["2d"]), device="cpu", tile_size=17, overlap=5, halo=6)
+    assert (predictor.tile_size, predictor.overlap, predictor.halo) == (20, 8, 4)
+    grid = predictor.grid((80, 80))
+    assert (grid.tile, grid.overlap, grid.halo) == ((20, 20), 8, 4)

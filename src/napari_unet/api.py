@@ -93,6 +93,10 @@ def iter_segment(
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     tile_size, overlap, batch_size : tiling (see :class:`~napari_unet.predict.Predictor`)
+        ``tile_size`` is at least :func:`~napari_unet.predict.smallest_tile` (64 px for the
+        bundled model): smaller tiles see too little around their pixels. The metadata's
+        ``tile_size``, ``overlap`` and ``halo`` are those the tiles really used (rounded up
+        to the network's multiple).
     scale : float, "auto" or None
         Resample Y and X by this factor for the network: 2 when the objects
         are about half the size the model was trained on, 0.5 when twice. The
@@ -214,6 +218,7 @@ def iter_segment(
         "normalize_per": normalize_per.strip().lower(),
         "normalize_per_axes": prepared.normalize_axes,
         "overlap": predictor.overlap,
+        "halo": predictor.halo,
         **{k: post[k] for k in ("threshold", "seed_threshold", "instance_method", "min_size", "fill_holes")},
         "min_volume": min_kept if label_ndim == 3 else None,
         "neck_ratio": post.get("neck_ratio"),

@@ -24,11 +24,11 @@ from .errors import SegmentationError, check_whole, refuse_file_name
 from .model import DoubleConv, UNet
 from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, luminance, percentile_range
 from .progress import Progress, drain
-from .tiling import TileGrid, pad_to_multiple
+from .tiling import TileGrid, pad_to_multiple, tiling_in_use
 
 __all__ = [
-    "MIN_SIZE", "NORMALIZE_PER", "Predictor", "Progress", "check_scale", "iter_predict", "predict",
-    "prepare_input", "resample", "scaled_shape", "stream_probabilities",
+    "MIN_SIZE", "MIN_TILE_MULTIPLES", "NORMALIZE_PER", "Predictor", "Progress", "check_scale", "iter_predict", "predict",
+    "prepare_input", "resample", "scaled_shape", "smallest_tile", "stream_probabilities",
 ]
 
 MIN_SIZE = 4
@@ -39,6 +39,16 @@ NORMALIZE_PER = {"stack": "", "frame": "T", "plane": "TZ"}
 
 DEFAULT_TILE = {2: 1024, 3: 128}
 DEFAULT_OVERLAP = {2: 128, 3: 32}
+
+MIN_TILE_MULTIPLES = 4
+"""The smallest tile edge, in multiples of the network's (``2**depth``): 64 px for the bundled model.
+
+Measured on the bundled sample (``data/nuclei.tif``, 161 nuclei at the default tile of 1024),
+against the default's instances: tiles of 64 px give 162 objects, F1 0.99 at IoU 0.5 and 0.97
+at 0.9, 99.4% of the pixels alike (128 px and more: the same 161, F1 1.00 at both); tiles of
+32 px (and anything smaller, which runs as 32: one multiple more than the overlap) give 175,
+F1 0.88 and 0.54, 3% of the pixels changed, because a tile that small sees too little around
+its pixels. 64 is also the smallest tile the napari widget offers."""
 
 
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -95,7 +105,8 @@ class Predictor:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     tile_size : int or None
         Tile edge in pixels (rounded up to the network's multiple); None picks
-        1024 for 2D and 128 for 3D models.
+        1024 for 2D and 128 for 3D models. At least :func:`smallest_tile` (64 px
+        for the bundled model): smaller tiles change the results.
     overlap : int or None
         Pixels shared by neighbouring tiles; None picks 128 (2D) or 32 (3D),
         at most a quarter of the tile.
@@ -104,6 +115,18 @@ class Predictor:
         (each pixel then comes from the tile where it lies deepest inside).
     batch_size : int
         Tiles per forward pass.
+
+    Attributes
+    ----------
+    tile_size, overlap, halo : int
+        What the tiles really use: the requests rounded up to the network's multiple (the
+        tile at least one multiple longer than the overlap), the halo at most half the
+        overlap (see :func:`~napari_unet.tiling.tiling_in_use`).
+
+    Raises
+    ------
+    SegmentationError
+        A tile smaller than :func:`smallest_tile`, or a negative overlap or halo.
     """
 
     def __init__(
@@ -120,14 +143,22 @@ class Predictor:
         self.config = self.model.config
         self.device = resolve_device(device)
         dims = self.config.spatial_dims
-        self.tile_size = check_whole("tile_size", DEFAULT_TILE[dims] if tile_size is None else tile_size, 1)
+        tile = check_whole("tile_size", DEFAULT_TILE[dims] if tile_size is None else tile_size, 1)
         # By default a small tile gets a proportionally small overlap, so that
         # neighbouring tiles never advance by only a few pixels.
-        self.overlap = check_whole(
-            "overlap", min(DEFAULT_OVERLAP[dims], self.tile_size // 4) if overlap is None else overlap, 0)
+        overlap = check_whole(
+            "overlap", min(DEFAULT_OVERLAP[dims], tile // 4) if overlap is None else overlap, 0)
         # The halo is the context a tile's kept pixels have beyond them: half the overlap
         # (64 px in 2D) keeps what the bundled U-Net sees, so tiles agree with one pass.
-        self.halo = check_whole("halo", self.overlap // 2 if halo is None else halo, 0)
+        halo = check_whole("halo", overlap // 2 if halo is None else halo, 0)
+        # Recorded as the grid uses them (a result's metadata says what ran, not what was asked).
+        self.tile_size, self.overlap, self.halo = tiling_in_use(tile, overlap, halo, self.model.net.multiple)
+        smallest = smallest_tile(self.model)
+        if self.tile_size < smallest:
+            raise SegmentationError(
+                f"tile_size {tile} is too small for the model {self.model.name}: give at least {smallest} "
+                f"(pixels), or None for the default {DEFAULT_TILE[dims]}. Smaller tiles see too little "
+                "around their pixels, and the results change.")
         self.batch_size = check_whole("batch_size", batch_size, 1)
         net = self.model.net.eval()
         if self.device.type == "cpu":
@@ -481,6 +512,12 @@ def resample(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     else:
         out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="trilinear", align_corners=False)
     return out[0].numpy()
+
+
+def smallest_tile(model: LoadedModel) -> int:
+    """The smallest tile edge, in pixels, that :class:`Predictor` accepts for ``model``:
+    :data:`MIN_TILE_MULTIPLES` times its network's multiple (64 for the bundled model)."""
+    return MIN_TILE_MULTIPLES * model.net.multiple
 
 
 def check_scale(scale: float) -> float:

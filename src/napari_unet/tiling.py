@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TileGrid", "tile_starts", "axis_window", "pad_to_multiple"]
+__all__ = ["TileGrid", "tile_starts", "axis_window", "pad_to_multiple", "tiling_in_use"]
 
 
 def tile_starts(size: int, tile: int, step: int) -> list[int]:
@@ -62,6 +62,22 @@ def pad_to_multiple(shape: Sequence[int], multiple: int) -> list[tuple[int, int]
     return widths
 
 
+def tiling_in_use(tile_size: int, overlap: int, halo: int, multiple: int) -> tuple[int, int, int]:
+    """The largest tile edge, overlap and halo a :class:`TileGrid` really uses for these requests.
+
+    The overlap is rounded up to ``multiple``; the tile too, and made at least one
+    ``multiple`` longer than the overlap; the halo is at most half the overlap. (A grid
+    may still clip a tile to its canvas, or shorten it to cover an axis evenly.)
+
+    Returns
+    -------
+    (tile_size, overlap, halo) : tuple of int
+    """
+    overlap = _round_up(max(int(overlap), 0), multiple)
+    tile = max(_round_up(int(tile_size), multiple), overlap + multiple)
+    return tile, overlap, int(np.clip(halo, 0, overlap // 2))
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """Tiles over a canvas whose every size is a multiple of ``multiple``.
@@ -98,10 +114,10 @@ class TileGrid:
         if any(s % multiple for s in canvas):
             raise ValueError(f"canvas {canvas} is not a multiple of {multiple}")
         sizes = [tile_size] * len(canvas) if np.isscalar(tile_size) else list(tile_size)
-        overlap = _round_up(max(int(overlap), 0), multiple)
+        _, overlap, halo = tiling_in_use(1, overlap, halo, multiple)
         tile = []
         for size, want in zip(canvas, sizes):
-            t = min(max(_round_up(int(want), multiple), overlap + multiple), size)
+            t = min(tiling_in_use(want, overlap, halo, multiple)[0], size)
             if t < size:
                 # As many tiles as ``t`` needs, but each only as long as they need to be:
                 # 2048 px in tiles of up to 1024 with overlap 64 takes three of 736, not
@@ -109,7 +125,6 @@ class TileGrid:
                 n = -(-(size - overlap) // (t - overlap))
                 t = min(t, _round_up(-(-(size + (n - 1) * overlap) // n), multiple))
             tile.append(t)
-        halo = int(np.clip(halo, 0, overlap // 2))
         return cls(canvas=canvas, tile=tuple(tile), overlap=overlap, halo=halo)
 
     def starts(self) -> list[list[int]]:
