@@ -146,7 +146,7 @@ def test_segment_seed_threshold_splits_and_is_recorded(models, tmp_path, capsys,
     assert counts == {"0.5": 1, "0.9": 2}
     assert main(["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "bad"), "-m", str(models["three_class"]),
                  "--device", "cpu", "--seed-threshold", "1.5"]) != 0
-    assert "seed_threshold" in _assert_one_error_line(capsys.readouterr().err)
+    assert "--seed-threshold 1.5: give a probability from 0 to 1" in _assert_one_error_line(capsys.readouterr().err)
 
 
 def test_segment_scale_auto_records_the_scale_used(helpers, tmp_path, capsys, fake_net):
@@ -421,6 +421,50 @@ def test_segment_results_carry_the_input_pixel_size_for_fiji(models, tmp_path, c
     assert not _leftovers(out)
 
 
+@pytest.mark.parametrize(("option", "said"), [
+    (["--threshold", "2"], "--threshold 2: give a probability between 0 and 1"),
+    (["--min-size", "-1"], "--min-size -1: give a number of pixels, 0 or more"),
+    (["--channel", "-1"], "--channel -1: give the index of a channel"),
+    (["--scale", "50"], "--scale 50: give a number from 0.1 to 10"),
+    (["--device", "cuda:99"], "--device cuda:99 is not available on this machine (it has: "),
+    (["--device", "gpu"], "--device gpu is not a device: give auto, cpu, cuda, cuda:N or mps"),
+    # The test networks take multiples of 4: 16 px is their smallest tile.
+    (["--tile-size", "8"], "--tile-size 8: give at least 16 for the model 2d"),
+])
+def test_segment_refuses_a_bad_option_once_in_the_command_lines_words(models, tmp_path, capsys, option, said):
+    """A bad option is named as the command line spells it (not threshold=, device='cpu'), once
+    for the batch, before any image is read: --keep-going does not repeat it for every image."""
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(tmp_path / name, disc_scene(DISCS[0])[0])
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(out),
+                 "-m", str(models["2d"]), "--keep-going", *option])
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert code == 2
+    assert said in line
+    assert "=" not in line and "must be" not in line
+    assert not list(out.glob("*.tif"))
+
+
+@pytest.mark.parametrize(("command", "option", "said"), [
+    ("evaluate", ["--scale", "0"], "--scale 0: give a number from 0.1 to 10"),
+    ("evaluate", ["--device", "cuda:99"], "--device cuda:99 is not available"),
+    ("tune", ["--channel", "-2"], "--channel -2: give the index of a channel"),
+    ("train", ["--epochs", "0"], "--epochs 0: give a whole number, 1 or more"),
+    ("train", ["--lr", "0"], "--lr 0: give a learning rate above 0"),
+    ("train", ["--core-fraction", "1"], "--core-fraction 1: give a number from 0 up to 1"),
+])
+def test_evaluate_tune_and_train_name_a_bad_option_as_the_command_line_spells_it(
+        models, tmp_path, capsys, command, option, said):
+    images, masks = _write_set(tmp_path, [DISCS[0]])
+    out = [] if command == "evaluate" else ["-o", str(tmp_path / "model")]
+    model = [] if command == "train" else ["-m", str(models["2d"])]
+    assert main([command, "--images", str(images), "--masks", str(masks), *model, *out, *option]) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert said in line
+    assert "=" not in line and "must be" not in line
+
+
 def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, capsys, fake_net):
     """A bad image stops a batch (the earlier results stay); rerun with --skip-existing
     --keep-going, the finished image is skipped, the bad one named, the rest segmented."""
@@ -587,7 +631,8 @@ def _bad_cases(tmp_path: Path, model: Path):
         "bad axes": ([str(good)], ["-m", str(model), "--axes", "QX"], out, "Invalid axes"),
         "wrong number of axes": ([str(good)], ["-m", str(model), "--axes", "ZYX"], out, "letters"),
         "output not a folder": ([str(good)], ["-m", str(model)], a_file / "out", "Cannot write"),
-        "scale not a number": ([str(good)], ["-m", str(model), "--scale", "big"], out, "number or 'auto'"),
+        "scale not a number": ([str(good)], ["-m", str(model), "--scale", "big"], out,
+                               "--scale big: give a number from 0.1 to 10"),
         "auto scale without a reference": ([str(good)], ["-m", str(model), "--scale", "auto"], out,
                                            "no reference object size"),
     }
@@ -1168,7 +1213,8 @@ def test_train_bad_numbers_leave_no_folder(tmp_path, capsys, train_data, case):
     captured = capsys.readouterr()
     assert code == 2
     line = _assert_one_error_line(captured.err)
-    assert ("crop_size 5" in line) if case == "crop too small" else ("learning_rate" in line)
+    assert line.endswith("--crop-size 5: give a multiple of 16 of at least 32 for a new network, of depth 4 "
+                         "(e.g. 32).") if case == "crop too small" else ("--lr -1: give a learning rate above 0" in line)
     assert not out.exists()
 
 

@@ -146,15 +146,88 @@ def _check_percentiles(percentiles: list[float] | None) -> None:
                 "the lower one first (e.g. --percentiles 1 99.8).") from None
 
 
+def _refuse_option(flag: str, value: object, what: str) -> None:
+    """The error for a bad option value, in the command line's spelling: ``--flag value: give ...``."""
+    shown = f"{value:g}" if isinstance(value, float) else value
+    raise SegmentationError(f"{flag} {shown}: give {what}.")
+
+
+def _check_device(device: str) -> None:
+    """Refuse a --device this machine lacks, naming those it has (the engine's words are Python's)."""
+    import re
+
+    from .device import available_devices, resolve_device
+
+    try:
+        resolve_device(device)
+    except SegmentationError:
+        here = ", ".join(available_devices())
+        if re.fullmatch(r"\s*(auto|cpu|mps|cuda(:\d+)?)\s*", device.lower()):
+            raise SegmentationError(
+                f"--device {device} is not available on this machine (it has: {here}): give --device auto "
+                "for the best one present, or one of those.") from None
+        raise SegmentationError(
+            f"--device {device} is not a device: give auto, cpu, cuda, cuda:N or mps (this machine has: "
+            f"{here}).") from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad option values once, before any file is read, in the command line's spelling.
+
+    The engine refuses them too, but in Python's (``threshold must be...``, ``device='cpu'``),
+    and in a batch with --keep-going once per image.
+    """
+    from .predict import check_scale
+
+    _check_percentiles(getattr(args, "percentiles", None))
+    _check_device(args.device)
+    given = lambda name: getattr(args, name, None) is not None  # noqa: E731 - options differ by command
+    if given("channel") and args.channel < 0:
+        _refuse_option("--channel", args.channel, "the index of a channel, 0 or more (0 is the first)")
+    if given("threshold") and not 0 < args.threshold < 1:
+        _refuse_option("--threshold", args.threshold, "a probability between 0 and 1 (not 0 or 1), e.g. 0.5")
+    if given("seed_threshold") and not 0 <= args.seed_threshold <= 1:
+        _refuse_option("--seed-threshold", args.seed_threshold, "a probability from 0 to 1, e.g. 0.8")
+    if given("min_size") and args.min_size < 0:
+        _refuse_option("--min-size", args.min_size, "a number of pixels, 0 or more")
+    if given("scale") and args.scale.strip().lower() != "auto":
+        try:
+            check_scale(args.scale)
+        except SegmentationError:
+            _refuse_option("--scale", args.scale, "a number from 0.1 to 10 (2 for nuclei half the size the "
+                                                  "model knows, 0.5 for twice), or auto")
+    for name in ("epochs", "steps_per_epoch", "batch_size", "crop_size"):
+        if given(name) and getattr(args, name) < 1:
+            _refuse_option(f"--{name.replace('_', '-')}", getattr(args, name), "a whole number, 1 or more")
+    if given("seed") and args.seed < 0:
+        _refuse_option("--seed", args.seed, "a whole number, 0 or more")
+    if given("lr") and not (math.isfinite(args.lr) and args.lr > 0):
+        _refuse_option("--lr", args.lr, "a learning rate above 0, e.g. 5e-4")
+    if given("core_fraction") and not 0 <= args.core_fraction < 1:
+        _refuse_option("--core-fraction", args.core_fraction, "a number from 0 up to 1 (not 1 itself), e.g. 0.3")
+
+
+def _check_tile_size(tile_size: int | None, model: Any) -> None:
+    """Refuse a --tile-size below the smallest the model takes (the engine would, once per image)."""
+    from .predict import smallest_tile
+
+    smallest = smallest_tile(model)
+    if tile_size is not None and tile_size < smallest:
+        _refuse_option("--tile-size", tile_size,
+                       f"at least {smallest} for the model {model.name} (smaller tiles see too little around "
+                       "their pixels, and the results change), or leave it out for the default")
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
 
     out = Path(args.output)
-    _check_percentiles(args.percentiles)
+    _check_options(args)
     plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure,
                          skip_existing=args.skip_existing)
     _check_writable(out)
     model = load_model(args.model)
+    _check_tile_size(args.tile_size, model)
     failed = []
     for path, *targets in plan:
         if args.skip_existing and all(t.exists() for t in targets):
@@ -410,7 +483,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.json and args.json != "-":
         _check_json_target(Path(args.json), overwrite=args.overwrite)
-    _check_percentiles(args.percentiles)
+    _check_options(args)
     model = load_model(args.model)
     names, imgs, masks, all_axes = _load_folder_pairs(
         args.images, args.masks, axes=args.axes,
@@ -463,14 +536,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .training.data import load_pairs
-    from .training.loop import LR_FINE_TUNE, LR_NEW, COMPLETE, REPAIRED, data_digest, iter_train, saved_run_args
+    from .training.loop import (COMPLETE, DEPTH, LR_FINE_TUNE, LR_NEW, REPAIRED, data_digest, iter_train,
+                                min_crop_size, saved_run_args)
     from .training.tune import TUNED
 
     if bool(args.val_images) != bool(args.val_masks):
         raise SegmentationError("Give both --val-images and --val-masks, or neither.")
+    _check_options(args)
+    base = load_model(args.init_model) if args.init_model else None
+    depth = base.config.depth if base else DEPTH
+    if args.crop_size < min_crop_size(depth) or args.crop_size % 2**depth:
+        fits = max(min_crop_size(depth), args.crop_size // 2**depth * 2**depth)
+        _refuse_option("--crop-size", args.crop_size,
+                       f"a multiple of {2**depth} of at least {min_crop_size(depth)} for "
+                       f"{'the model ' + base.name if base else 'a new network'}, of depth {depth} (e.g. {fits})")
     core = args.core_fraction
     if core is None:
-        core = load_model(args.init_model).config.core_fraction if args.init_model else 0.0
+        core = base.config.core_fraction if base else 0.0
     train_s = load_pairs(args.images, args.masks, core_fraction=core)
     val_s = load_pairs(args.val_images, args.val_masks, core_fraction=core) if args.val_images else []
     for images, masks in ((args.images, args.masks), (args.val_images, args.val_masks)):
@@ -626,6 +708,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from .checkpoint import CONFIG, WEIGHTS, is_bundled, load_model
     from .training.tune import DEFAULT_GRID, NORMALIZATION_GRID, matched_any, tune_normalization, tune_postprocess
 
+    _check_options(args)
     model = load_model(args.model)
     if model.config.spatial_dims != 2:
         raise SegmentationError(
@@ -727,8 +810,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto, the best present)")
     s.add_argument("--tile-size", type=int,
                    help="tile edge in pixels: a smaller one takes less memory, but below 512 each tile sees less "
-                        "around its pixels and the results drift, far so below 64 (default: 1024 for a 2D "
-                        "model, 128 for a 3D one)")
+                        "around its pixels and the results drift; at least 64 for the bundled model, 4 times "
+                        "the network's multiple for others (default: 1024 for a 2D model, 128 for a 3D one)")
     s.add_argument("--scale", default=None,
                    help="resample the images by this factor for the network: 2 for nuclei half the size "
                         "the model knows, 0.5 for twice (outputs keep the image size); 'auto' measures "

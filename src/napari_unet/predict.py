@@ -154,7 +154,7 @@ class Predictor:
         # Recorded as the grid uses them (a result's metadata says what ran, not what was asked).
         self.tile_size, self.overlap, self.halo = tiling_in_use(tile, overlap, halo, self.model.net.multiple)
         smallest = smallest_tile(self.model)
-        if self.tile_size < smallest:
+        if tile < smallest:
             raise SegmentationError(
                 f"tile_size {tile} is too small for the model {self.model.name}: give at least {smallest} "
                 f"(pixels), or None for the default {DEFAULT_TILE[dims]}. Smaller tiles see too little "

@@ -47,12 +47,15 @@ from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
 from .snapshots import SNAPSHOTS, snapshot_path
 
-__all__ = ["CLASS_WEIGHTS", "COMPLETE", "LR_FINE_TUNE", "LR_NEW", "REPAIRED", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
+__all__ = ["CLASS_WEIGHTS", "COMPLETE", "DEPTH", "LR_FINE_TUNE", "LR_NEW", "REPAIRED", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
            "min_crop_size", "saved_run_args", "train"]
 
 STATE = "train_state.pt"
 LOG = "train_log.jsonl"
 CLASS_WEIGHTS = (1.0, 1.0, 3.0)
+DEPTH = 4
+"""Depth (poolings) of a network trained from scratch, unless ``depth=`` says otherwise."""
+
 LR_NEW = 2e-3
 """The default learning rate for a new network."""
 LR_FINE_TUNE = 5e-4
@@ -368,7 +371,7 @@ def iter_train(
     crop_size: int = 256,
     learning_rate: float = 2e-3,
     base_width: int = 12,
-    depth: int = 4,
+    depth: int = DEPTH,
     init_model: LoadedModel | str | None = None,
     seed: int = 0,
     device: str = "auto",
