@@ -1357,6 +1357,29 @@ def test_evaluate_reads_imagej_axes_and_scores_time_points_apart(models, tmp_pat
     assert json.loads(capsys.readouterr().out)["scores"][0]["ap"] < 0.5
 
 
+def test_evaluate_says_when_a_stacks_axes_were_guessed(models, tmp_path, capsys, fake_net):
+    """Frames stacked into a plain TIFF (no axes in the file) are read as a z-stack and scored as
+    one volume: evaluate says so, as segment does, with the --axes that scores each time point."""
+    frames = [disc_scene([(20, 20 + 4 * t, 8), (44, 44 - 4 * t, 7)]) for t in range(3)]
+    (tmp_path / "im").mkdir()
+    (tmp_path / "ma").mkdir()
+    plain = {"photometric": "minisblack"}  # as tifffile will store 3 planes by default (not as RGB)
+    tifffile.imwrite(tmp_path / "im" / "movie.tif", np.stack([f[0] for f in frames]), **plain)
+    tifffile.imwrite(tmp_path / "ma" / "movie.tif", np.stack([f[1] for f in frames]), **plain)
+    args = ["evaluate", "--images", str(tmp_path / "im"), "--masks", str(tmp_path / "ma"),
+            "--model", str(models["2d"]), "--device", "cpu"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "note" in line]
+    assert len(notes) == 1 and notes[0].startswith("napari-unet: movie.tif: note: the file declares no axes")
+    assert "guessed from its shape (3, 64, 64) as ZYX (3 planes in Z)" in notes[0]
+    assert "--axes TYX" in notes[0] and "each time point of a series on its own" in notes[0]
+    assert "on 1 image" in captured.out and "time points" not in captured.out
+    assert main([*args, "--axes", "TYX"]) == 0
+    captured = capsys.readouterr()
+    assert "note" not in captured.err and "(3 time points)" in captured.out
+
+
 def test_evaluate_labels_a_binary_movie_mask_per_time_point(models, tmp_path, capsys, fake_net):
     """A nucleus at t0 whose two daughters at t1 overlap its place: three objects, not two."""
     t0, _ = disc_scene([(32, 32, 12)])

@@ -335,12 +335,14 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
         print(note)
 
 
-def _guessed_axes_note(name: str, shape: tuple[int, ...], axes: str) -> str | None:
+def _guessed_axes_note(name: str, shape: tuple[int, ...], axes: str, *,
+                       then: str = " and run again with --overwrite") -> str | None:
     """A note for a stack whose axes were guessed from its shape with a Z among them, else None.
 
     A file that declares no axes (tifffile or scikit-image writes of a plain array) is read by
     its shape: a few stains stored first, or a time series, then pass for a z-stack and are
-    segmented as one, without an error to say so.
+    segmented (and scored) as one, without an error to say so. ``then`` ends the advice: what
+    to do after giving --axes.
     """
     if "Z" not in axes:
         return None
@@ -351,7 +353,7 @@ def _guessed_axes_note(name: str, shape: tuple[int, ...], axes: str) -> str | No
     examples = " or ".join(f"--axes {o}" for o in others)
     return (f"{name}: note: the file declares no axes; they were guessed from its shape {shape} as {axes} "
             f"({described}): if they are others, give them with --axes"
-            + (f" (e.g. {examples})" if examples else "") + " and run again with --overwrite.")
+            + (f" (e.g. {examples})" if examples else "") + f"{then}.")
 
 
 def _pixel_sizes(text: str) -> tuple[float, ...]:
@@ -489,7 +491,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.images, args.masks, axes=args.axes,
         check_channels=lambda read, name: _check_declared_channels(read, name, args.channel, model, args.axes))
     bar = ProgressBar("evaluate")
-    truths, preds, scales = [], [], set()
+    truths, preds, scales, notes = [], [], set(), []
     for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):
         try:
             result = segment(img, model=model, axes=axes, channel=args.channel, device=args.device,
@@ -498,12 +500,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         except SegmentationError as exc:
             raise SegmentationError(f"{name}: {exc}") from None
         scales.add(float(result.metadata["scale"]))
+        if axes is None:  # neither --axes nor the file's: a series guessed as a z-stack is one volume
+            guess = _guessed_axes_note(name, tuple(img.shape), result.metadata.get("axes", result.axes),
+                                       then=" and run again: a z-stack is scored as one volume, each time "
+                                            "point of a series on its own")
+            notes += [guess] if guess else []
         # Time points are scored as separate images; z-stacks as volumes.
         pairs = _time_points(mask, result.instances, result.axes)
         truths += _truths(mask, name, [truth for truth, _ in pairs])
         preds += [pred for _, pred in pairs]
         bar.update(i + 1, len(imgs), name[:20])
     bar.close()
+    for note in notes:  # on stderr, as the other notes: --json - keeps stdout for the JSON
+        print(f"napari-unet: {note}", file=sys.stderr)
     try:
         scores = evaluate(truths, preds)
     except SegmentationError as exc:
