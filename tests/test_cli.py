@@ -465,6 +465,36 @@ def test_evaluate_tune_and_train_name_a_bad_option_as_the_command_line_spells_it
     assert "=" not in line and "must be" not in line
 
 
+def test_segment_skips_what_is_not_an_image_among_several(models, tmp_path, capsys, fake_net):
+    """segment folder/* gets the notes, tables and sub-folders beside the images: they are skipped
+    with one note saying how many, as evaluate and train skip them. One given alone is refused, and
+    an unreadable file with an image's suffix is still an image that failed."""
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    tifffile.imwrite(folder / "a.tif", disc_scene(DISCS[0])[0])
+    skio.imsave(folder / "b.png", disc_scene(DISCS[1])[0], check_contrast=False)
+    (folder / "notes.txt").write_text("stained on Monday")
+    (folder / "table.csv").write_text("id,area\n")
+    out = tmp_path / "out"
+    model = ["-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
+    assert main(["segment", *sorted(map(str, folder.iterdir())), *model]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "napari-unet: note: skipped 3 paths of the 5 given, not image files (BMP, JPEG, JPG, PNG, TIF, TIFF): "
+        "notes.txt, sub, table.csv"]
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == ["a.tif", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif",
+                                                     "b_instances.tif", "b_semantic.tif"]
+    assert main(["segment", str(folder / "notes.txt"), *model]) == 2
+    assert "notes.txt: unsupported file type '.txt'" in _assert_one_error_line(capsys.readouterr().err)
+    (folder / "broken.tif").write_text("not a TIFF")
+    assert main(["segment", *sorted(map(str, folder.iterdir())), *model, "--overwrite", "--keep-going"]) == 2
+    err = capsys.readouterr().err
+    assert "skipped 3 paths of the 6 given" in err
+    assert ["broken.tif" in line for line in err.splitlines() if line.startswith("napari-unet: error:")] == [True]
+    assert "1 of 3 images failed: broken.tif" in err
+
+
 def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, capsys, fake_net):
     """A bad image stops a batch (the earlier results stay); rerun with --skip-existing
     --keep-going, the finished image is skipped, the bad one named, the rest segmented."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import SegmentationError, describe
+from .wording import plural
 
 NORMALIZE_PER_CHOICES = ("stack", "frame", "plane")
 """``--normalize-per``'s values: :data:`napari_unet.predict.NORMALIZE_PER`'s keys, spelt out
@@ -146,6 +147,25 @@ def _check_percentiles(percentiles: list[float] | None) -> None:
                 "the lower one first (e.g. --percentiles 1 99.8).") from None
 
 
+def _image_paths(paths: Sequence[str]) -> list[str]:
+    """The paths of ``paths`` with an image suffix, when there are several and some have none.
+
+    ``segment folder/*`` also gets the notes, tables and sub-folders beside the images: they are
+    skipped with a note on stderr (as evaluate and train skip them) instead of refusing the batch.
+    A path given alone, or a batch of no images at all, is left for the plan to refuse.
+    """
+    from .io import IMAGE_SUFFIXES
+
+    others = [p for p in paths if Path(p).suffix.lower() not in IMAGE_SUFFIXES]
+    if len(paths) < 2 or not others or len(others) == len(paths):
+        return list(paths)
+    kinds = ", ".join(sorted(s.lstrip(".").upper() for s in IMAGE_SUFFIXES))
+    shown = ", ".join(Path(p).name for p in others[:3]) + (", ..." if len(others) > 3 else "")
+    print(f"napari-unet: note: skipped {plural(len(others), 'path')} of the {len(paths)} given, not "
+          f"{'an image file' if len(others) == 1 else 'image files'} ({kinds}): {shown}", file=sys.stderr)
+    return [p for p in paths if p not in others]
+
+
 def _refuse_option(flag: str, value: object, what: str) -> None:
     """The error for a bad option value, in the command line's spelling: ``--flag value: give ...``."""
     shown = f"{value:g}" if isinstance(value, float) else value
@@ -223,7 +243,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _check_options(args)
-    plan = _segment_plan(args.images, out, overwrite=args.overwrite, measure=args.measure,
+    plan = _segment_plan(_image_paths(args.images), out, overwrite=args.overwrite, measure=args.measure,
                          skip_existing=args.skip_existing)
     _check_writable(out)
     model = load_model(args.model)
