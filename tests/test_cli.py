@@ -495,6 +495,21 @@ def test_segment_skips_what_is_not_an_image_among_several(models, tmp_path, caps
     assert "1 of 3 images failed: broken.tif" in err
 
 
+def test_segment_and_evaluate_count_one_thing_in_the_singular(models, tmp_path, capsys, fake_net):
+    """One object, one image, one failure: "1 object", not "1 objects"."""
+    images, masks = _write_set(tmp_path, [DISCS[0][:1]])  # one image of one disc
+    out = tmp_path / "out"
+    assert main(["segment", str(images / "img0.tif"), "-o", str(out), "-m", str(models["2d"]),
+                 "--min-size", "0"]) == 0
+    assert capsys.readouterr().out.startswith("img0.tif: 1 object -> ")
+    assert main(["evaluate", "--images", str(images), "--masks", str(masks), "-m", str(models["2d"])]) == 0
+    printed = capsys.readouterr().out
+    assert " on 1 image in " in printed and "1 image, 1 true object, 1 predicted object" in printed
+    (images / "img1.tif").write_text("not a TIFF")
+    assert main(["segment", str(images / "img1.tif"), "-o", str(out), "-m", str(models["2d"]), "--keep-going"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "napari-unet: 1 of 1 image failed: img1.tif"
+
+
 def test_segment_keep_going_and_skip_existing_finish_a_batch(models, tmp_path, capsys, fake_net):
     """A bad image stops a batch (the earlier results stay); rerun with --skip-existing
     --keep-going, the finished image is skipped, the bad one named, the rest segmented."""
@@ -850,7 +865,7 @@ def test_evaluate_prints_table_and_writes_json(models, tmp_path, capsys):
                  "--model", str(models["2d"]), "--json", str(out_json), "--device", "cpu"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "2 image(s)" in captured.out
+    assert "2 images" in captured.out
     rows = _table_rows(captured.out)
     assert [float(r[0]) for r in rows] == list(DEFAULT_THRESHOLDS)
     for row in rows:
@@ -1201,7 +1216,7 @@ def test_train_says_when_masks_are_binary(tmp_path, capsys, train_data):
                  "-o", str(tmp_path / "binary"), *args]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "binary" in line]
     assert len(notes) == 1, notes
-    assert notes[0].startswith(f"napari-unet: note: 1 of the 3 masks in {tm} are binary")
+    assert notes[0].startswith(f"napari-unet: note: 1 of the 3 masks in {tm} is binary")
     assert "touching nuclei are taught as one" in notes[0]
 
 
@@ -1266,7 +1281,7 @@ def test_train_output_safety_and_a_complete_run(tmp_path, capsys, train_data):
     weights = (run / "weights.safetensors").read_bytes()
     assert main([*base[:-4], "--crop-size", "48", "--device", "cpu", "-o", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "already complete" in out and "model saved in" not in out
+    assert "already complete (1 epoch):" in out and "model saved in" not in out
     assert (run / "weights.safetensors").read_bytes() == weights
 
 
@@ -1792,7 +1807,7 @@ def test_tune_takes_the_channel_asked_for_and_refuses_to_blend_stains(models, tm
     assert main([*args, "-o", str(tmp_path / "t1"), "--channel", "1"]) == 0
     assert "chosen: AP@0.5 1.000" in capsys.readouterr().out
     assert main([*args, "-o", str(tmp_path / "t2"), "--channel", "2"]) == 2
-    assert "--channel 2, but the image has 2 channel(s) (0 to 1)" in _assert_one_error_line(capsys.readouterr().err)
+    assert "--channel 2, but the image has 2 channels (0 to 1)" in _assert_one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "t2").exists()
 
 
@@ -1910,7 +1925,8 @@ def test_train_says_when_the_validation_images_are_training_images(tmp_path, cap
         assert main(args) == 0
         err = capsys.readouterr().err
         if shared:
-            assert f"note: {shared} validation image(s)" in err and "training images too" in err
+            assert f"note: {shared} validation images" in err
+            assert ("is a training image too" if shared.startswith("1 ") else "are training images too") in err
         else:
             assert "training images too" not in err
 

@@ -16,6 +16,7 @@ from .checkpoint import LoadedModel
 from .errors import SegmentationError, check_fraction, check_whole
 from .instances import METHODS, count_objects, label_instances, min_object_size
 from .tracking import link_over_time
+from .wording import plural
 from .postprocess import (
     seeds_from_probabilities,
     semantic_from_probabilities,
@@ -201,7 +202,7 @@ def iter_segment(
     if linked:
         instances = link_over_time(instances, time_axis=plan.out_axes.index("T"), out=instances)
     n_objects = count_objects(np.transpose(instances, labelled_last(plan.out_axes, plan.label_axes)), label_ndim)
-    yield Progress("instances", 1, 1, f"{n_objects} objects")
+    yield Progress("instances", 1, 1, plural(n_objects, "object"))
     meta = {
         "napari_unet_version": __version__,
         "model": predictor.model.name,

@@ -267,7 +267,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             print(f"napari-unet: error: {text}", file=sys.stderr)
             failed.append(path.name)
     if failed:
-        print(f"napari-unet: {len(failed)} of {len(plan)} images failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"napari-unet: {len(failed)} of {plural(len(plan), 'image')} failed: {', '.join(failed)}",
+              file=sys.stderr)
         return 2
     return 0
 
@@ -350,7 +351,7 @@ def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, in
         notes += [guess] if guess else []
     n = result.metadata["n_objects"]
     tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
-    print(f"{path.name}: {n} objects{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
+    print(f"{path.name}: {plural(n, 'object')}{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
     for note in notes:
         print(note)
 
@@ -539,8 +540,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise SegmentationError(f"The masks in {args.masks}: {exc}") from None
     # With --json - the JSON alone goes to stdout, so that it can be piped.
     out = sys.stderr if args.json == "-" else sys.stdout
-    extra = f" ({len(truths)} time points)" if len(truths) != len(names) else ""
-    print(f"model {model.name} ({model.short_hash}) on {len(names)} image(s){extra} in {args.images}", file=out)
+    extra = f" ({plural(len(truths), 'time point')})" if len(truths) != len(names) else ""
+    print(f"model {model.name} ({model.short_hash}) on {plural(len(names), 'image')}{extra} in {args.images}",
+          file=out)
     print(scores.format_table(), file=out)
     if args.json:
         payload = {"model": model.name, "model_sha256": model.sha256, "images": args.images,
@@ -589,8 +591,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             _note_binary_masks(images, masks)
     shared = _shared_samples(train_s, val_s)
     if shared:
-        print(f"napari-unet: note: {shared} of the {len(val_s)} validation image(s) (planes of stacks count "
-              f"one each) in {args.val_images} are training images too: the best epoch and the "
+        print(f"napari-unet: note: {shared} of the {plural(len(val_s), 'validation image')} (planes of stacks "
+              f"count one each) in {args.val_images} "
+              f"{'is a training image' if shared == 1 else 'are training images'} too: the best epoch and the "
               "post-processing are then chosen on images the model learns from, and its scores are too "
               "good. Keep annotated images out of --images for --val-images.", file=sys.stderr)
     if Path(args.output).exists():  # else iter_train makes it, once the arguments are checked
@@ -656,7 +659,8 @@ def _note_binary_masks(images: str, masks: str) -> None:
         mask = read_labels(path)
         binary += is_binary_mask(mask) and int(label(mask != 0).max()) > 1
     if binary:
-        print(f"napari-unet: note: {binary} of the {len(pairs)} masks in {masks} are binary (one value, e.g. "
+        print(f"napari-unet: note: {binary} of the {plural(len(pairs), 'mask')} in {masks} "
+              f"{'is' if binary == 1 else 'are'} binary (one value, e.g. "
               "0/255): each connected region is taught as one object, so touching nuclei are taught as one. "
               "Give instance labels (one id per nucleus) to teach the model to split them.", file=sys.stderr)
 
@@ -725,7 +729,7 @@ def _tuning_planes(images: str, masks: str, model: Any, *, axes: str | None = No
             if not 0 <= channel < n:
                 raise SegmentationError(
                     f"{name}: --channel {channel}, but the image has "
-                    + (f"{n} channel(s) (0 to {n - 1})." if n else
+                    + (f"{plural(n, 'channel')} (0 to {n - 1})." if n else
                        f"no channel axis (axes {letters}): leave out --channel, or give --axes."))
             img = img[..., channel]
         planes += [plane for plane in pair_planes(img, mask, name=Path(name).stem, semantic=is_binary_mask(mask))
@@ -778,7 +782,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                                                 channel=args.channel)
         if not any(mask.any() for mask in masks):
             raise SegmentationError(f"The masks in {args.masks} hold no objects: label the objects first.")
-        print(f"choosing settings on {len(images)} image(s) ({n_files} file(s))…", file=sys.stderr)
+        print(f"choosing settings on {plural(len(images), 'image')} ({plural(n_files, 'file')})…", file=sys.stderr)
         if args.choose_percentiles:
             # The model's own pair is a candidate too (ties keep it), as for the post-processing below.
             own_norm = (float(model.config.normalization["low"]), float(model.config.normalization["high"]))

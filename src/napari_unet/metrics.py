@@ -35,6 +35,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .errors import SegmentationError
+from .wording import plural
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -197,7 +198,8 @@ class DatasetScores:
         n_true = self.totals[0].n_true if self.totals else 0
         n_pred = self.totals[0].n_pred if self.totals else 0
         lines = [
-            f"{self.n_images} image(s), {n_true} true object(s), {n_pred} predicted object(s)",
+            f"{plural(self.n_images, 'image')}, {plural(n_true, 'true object')}, "
+            f"{plural(n_pred, 'predicted object')}",
             f"{'IoU':>5} {'AP':>6} {'F1':>6} {'prec':>6} {'recall':>6} "
             f"{'TP':>7} {'FP':>7} {'FN':>7} {'img AP':>7}",
         ]

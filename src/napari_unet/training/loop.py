@@ -40,6 +40,7 @@ from ..checkpoint import (
 )
 from ..device import resolve_device
 from ..errors import SegmentationError, check_real, check_whole
+from ..wording import plural
 from ..io import durable_replace
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
 from ..progress import Progress, drain
@@ -568,8 +569,8 @@ def iter_train(
         if (old_total, old_steps) != (total_steps, steps_per_epoch):
             old_epochs = int(old_total or 0) // int(old_steps)
             raise SegmentationError(
-                f"{state_path} is from a run with a different schedule ({old_epochs} epochs of "
-                f"{old_steps} steps, not {epochs} of {steps_per_epoch}): give that schedule to "
+                f"{state_path} is from a run with a different schedule ({plural(old_epochs, 'epoch')} of "
+                f"{plural(old_steps, 'step')}, not {epochs} of {steps_per_epoch}): give that schedule to "
                 f"resume it, or {start_over}.")
         try:
             net.load_state_dict(state["net"])
@@ -654,7 +655,7 @@ def iter_train(
                             epoch=epoch, loss=float(np.mean(running)), val_loss=val_loss)
     if start_epoch >= epochs:
         yield TrainProgress(COMPLETE, total_steps, total_steps,
-                            f"The run in {out} was already complete ({epochs} epochs): nothing was trained "
+                            f"The run in {out} was already complete ({plural(epochs, 'epoch')}): nothing was trained "
                             f"and the settings given now were not used. To train again, {start_over}.",
                             epoch=epochs - 1)
     if not (out / CONFIG).is_file():
