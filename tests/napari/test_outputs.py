@@ -794,3 +794,29 @@ def test_outputs_in_a_numbered_pair_follow_a_renamed_image(viewer, widget, wait_
     widget.run()
     wait_done(widget)
     assert names(viewer) == ["nuclei", "img semantic", "img instances", "my mask", "nuclei instances"]
+
+
+def test_progress_bar_shows_update_and_measure_working_then_done(viewer, widget, wait_done, segmented,
+                                                                  monkeypatch):
+    """Update instances and Measure objects send no progress records: while they work the bar is
+    busy (Qt's moving bar, maximum 0), and once done it is full, not left at 0% beside a status
+    that says the job is done; a failed job leaves it empty."""
+    monkeypatch.setattr(type(widget), "_ask_table_path", lambda self, name: None)
+    bar = widget.progress_bar
+    _paint_touching_discs(viewer.layers["img semantic"])
+    for button in (widget.update_button, widget.measure_button):
+        button.clicked()
+        assert widget.running and bar.max == 0, button.text
+        wait_done(widget)
+        assert (bar.value, bar.max) == (1, 1), button.text
+        assert bar.native.text() == "100%", button.text
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(jobs, "label_instances", broken)
+    monkeypatch.setattr(jobs, "relabel_edited", broken)
+    widget.update_button.clicked()
+    wait_done(widget)
+    assert widget.status.value == "Failed: see the notification."
+    assert (bar.value, bar.max) == (0, 1)

@@ -207,6 +207,9 @@ class EngineWidget(ViewerListener, Container):
         if progress_records:
             worker.yielded.connect(self._on_progress)
             worker.aborted.connect(self._on_aborted)
+        else:
+            # No records to count: Qt's busy bar (maximum 0) says it works until it is done.
+            self.progress_bar.max, self.progress_bar.value = 0, 0
         worker.returned.connect(on_returned)
         worker.finished.connect(self._on_finished)
         self._run = run
@@ -264,6 +267,10 @@ class EngineWidget(ViewerListener, Container):
         if self._run is run and not run.answered:
             pbar.set_description(self._describe(run, record))
 
+    def _show_done(self) -> None:
+        """A full progress bar: the job (one without progress records too) is done."""
+        self.progress_bar.max, self.progress_bar.value = 1, 1
+
     def _on_finished(self) -> None:
         run = self._run
         if run is not None and not run.answered and getattr(run.worker, "abort_requested", False):
@@ -273,4 +280,6 @@ class EngineWidget(ViewerListener, Container):
         run, self._run = self._run, None
         if run is not None and run.pbar is not None:
             run.pbar.close()
+        if self.progress_bar.max == 0:  # a busy bar whose job did not say it was done: empty
+            self.progress_bar.max, self.progress_bar.value = 1, 0
         self._set_busy(False)

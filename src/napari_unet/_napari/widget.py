@@ -583,6 +583,7 @@ class SegmentWidget(EngineWidget):
                                           record=record, mask_digest=result.mask_digest)
         record.instances = result.labels_copy
         record.instance_params = dict(made)
+        self._show_done()
         self.status.value = (f"{result.count} objects after the update of {run.source.name} "
                              f"('{semantic.name}' -> '{published.layers['instances'].name}')")
 
@@ -655,6 +656,7 @@ class SegmentWidget(EngineWidget):
         run = self._shown_run(measured_result)
         if run is None:
             return
+        self._show_done()
         result = measured_result.table
         count = len(result["label"])
         hover = "T" not in axes and layer in self._viewer.layers  # ids repeat over time points
