@@ -139,3 +139,20 @@ def test_file_open_asks_for_a_result_only(viewer, result, monkeypatch):
     assert asked == [] and isinstance(viewer.layers["cells"], Image)
     qt_viewer._qt_open([str(result / "cells_instances.tif")], stack=False)
     assert asked == [".tif"] and isinstance(viewer.layers["cells instances"], Labels)
+
+
+def test_the_readme_line_that_places_the_image_ends_napari_unit_warnings(viewer, result, notes):
+    """README's console line for an image napari's reader opened without its pixel size: after
+    it, the image lies under its result and napari no longer warns, at each layer added, that the
+    layers' units differ (the result is in µm, the image was in pixels)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = re.search(r"in napari's console: `([^`]+)`", readme).group(1)
+    viewer.open(result / "cells.tif", plugin="napari")
+    viewer.open(result / "cells_instances.tif", plugin=PLUGIN)
+    exec(line.replace("<image>", "cells"), {"viewer": viewer})
+    notes.items.clear()
+    viewer.add_points([[1.0, 1.0]], scale=(0.5, 0.5), units="um")
+    assert tuple(viewer.layers["cells"].scale) == (0.5, 0.5)
+    assert not [m for m in notes.messages() if "units" in m.lower()], notes.messages()
