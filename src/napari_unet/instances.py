@@ -480,15 +480,8 @@ def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray,
         return (fresh if first_new_id is None
                 else np.where(fresh > 0, fresh.astype(dtype) + (int(first_new_id) - 1), 0)).astype(dtype)
     prev = np.maximum(prev, 0)
-    # Count pixels per id in a table indexed by the id itself, or, where ids run far above
-    # the pixel count (hand-numbered), by the id's rank: a table as long as 2**40 would not fit.
-    index = prev
-    if top > 4 * prev.size:
-        _, index = np.unique(prev, return_inverse=True)
-        index = index.reshape(prev.shape) + int(prev.min() > 0)  # 0 stays background
-    size = int(index.max()) + 1
-    damaged = np.bincount(index.ravel(), minlength=size) != np.bincount(index[fg], minlength=size)
-    damaged[0] = False  # an object with pixels erased (cut, trimmed or deleted in part)
+    index, damaged = _damaged_ids(fg, prev)  # objects with pixels erased (cut, trimmed or deleted in part)
+    size = damaged.size
     touched = np.zeros(n + 1, bool)
     touched[regions[fg & (prev == 0)]] = True  # pixels painted
     touched[regions[fg & damaged[index]]] = True
@@ -524,6 +517,27 @@ def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray,
     start = top + 1 if first_new_id is None else int(first_new_id)
     out[new] = new_ids.reshape(-1) + start
     return out
+
+
+def _damaged_ids(fg: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which objects of ``prev`` (ids >= 0) have pixels outside ``fg``: erased (cut, trimmed
+    or deleted in part).
+
+    Returns
+    -------
+    index : ndarray (same shape) int
+        Each pixel's row in ``damaged``: its id, or, where ids run far above the pixel count
+        (hand-numbered), the id's rank (a table as long as 2**40 would not fit).
+    damaged : ndarray (rows,) bool
+    """
+    index = prev
+    if int(prev.max(initial=0)) > 4 * prev.size:
+        _, index = np.unique(prev, return_inverse=True)
+        index = index.reshape(prev.shape) + int(prev.min() > 0)  # 0 stays background
+    size = int(index.max(initial=0)) + 1
+    damaged = np.bincount(index.ravel(), minlength=size) != np.bincount(index[fg], minlength=size)
+    damaged[0] = False
+    return index, damaged
 
 
 def ids_and_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
