@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_unet.instances import _keep_untouched, label_instances
 
@@ -53,12 +54,35 @@ def disc(shape: tuple[int, int], center: tuple[float, float], radius: float) -> 
     return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
 
 
+def touched_regions(fg: np.ndarray, previous: np.ndarray, *, fill_holes: bool = True) -> np.ndarray:
+    """The pixels of one block's mask ``fg`` in regions an edit touched, as ``relabel_edited``
+    labels them again: regions joined at corners, each with its holes (3D ones and a plane's), that
+    hold a painted pixel, a pixel of an earlier object that lost pixels, or a hole; all of ``fg``
+    when ``previous`` holds no object."""
+    if previous.max(initial=0) <= 0:
+        return fg.copy()
+    holes = ndi.binary_fill_holes(fg) & ~fg if fill_holes else np.zeros(fg.shape, bool)
+    if fill_holes and fg.ndim == 3:
+        holes |= np.stack([ndi.binary_fill_holes(plane) & ~plane for plane in fg])
+    regions, _ = ndi.label(fg | holes, np.ones((3,) * fg.ndim, bool))
+    damaged = np.isin(previous, np.unique(previous[~fg & (previous > 0)]))
+    touched = (fg & ((previous == 0) | damaged)) | holes
+    ids = set(np.unique(regions[touched]).tolist()) - {0}
+    return np.isin(regions, sorted(ids)) & fg
+
+
 def relabel_every_block(mask, previous, *, ndim, first_new_id=None, **kwargs):
-    """relabel_edited as it was before it skipped blocks: every block labelled afresh first."""
+    """relabel_edited as it was before it skipped blocks and labelled only the rows round an edit:
+    in every block, the regions the edit touched (:func:`touched_regions`) labelled afresh, alone,
+    in the whole block."""
     fg = mask != 0
-    fresh = label_instances(fg, ndim=ndim, **kwargs)
+    lead = fg.shape[: fg.ndim - ndim]
+    redo = np.zeros(fg.shape, bool)
+    for index in np.ndindex(*lead):
+        redo[index] = touched_regions(fg[index], previous[index], fill_holes=kwargs.get("fill_holes", True))
+    fresh = label_instances(redo, ndim=ndim, **kwargs)
     out = np.zeros(fg.shape, np.int64)
-    for index in np.ndindex(*fg.shape[: fg.ndim - ndim]):
+    for index in np.ndindex(*lead):
         out[index] = _keep_untouched(fg[index], previous[index].astype(np.int64), fresh[index],
                                                first_new_id, np.int64)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scenes import moving_nuclei, random_edit, relabel_every_block, sliver_and_ball
+from scipy import ndimage as ndi
 from skimage import measure
 
 from napari_unet import instances
@@ -619,7 +620,7 @@ def test_relabel_edited_labels_only_the_frames_an_edit_changed(monkeypatch):
     assert calls == []
     mask[4][_disc(mask.shape[1:], (10, 10), 4)] = True
     out = relabel_edited(mask, previous, **params)
-    assert calls == [mask.shape[1:]]
+    assert len(calls) == 1 and np.all(np.array(calls[0]) <= mask.shape[1:])  # in frame 4 (round the stroke)
     np.testing.assert_array_equal(out[:4], previous[:4])
     np.testing.assert_array_equal(out[5:], previous[5:])
     monkeypatch.setattr(instances, "label_instances", real)
@@ -747,3 +748,128 @@ def test_a_series_is_made_boolean_a_block_at_a_time():
     lengths = (50, 150)
     per_pixel = (peak(lengths[1]) - peak(lengths[0])) / ((lengths[1] - lengths[0]) * frame.size)
     assert per_pixel < 4.5, f"{per_pixel:.1f} bytes per pixel of the series"
+
+
+def _sample_labels() -> np.ndarray:
+    """The bundled sample's ground truth: 168 nuclei, many touching, hand-split (520 x 696)."""
+    from pathlib import Path
+
+    import tifffile
+
+    import napari_unet
+
+    return tifffile.imread(Path(napari_unet.__file__).parent / "data" / "nuclei_labels.tif").astype(np.int32)
+
+
+def _sample_stack(planes: int = 6) -> np.ndarray:
+    """The sample's labels as a z-stack: a crop shifted a little from plane to plane, so that each
+    nucleus is a slanted tube (``planes`` x 200 x 260)."""
+    truth = _sample_labels()
+    return np.stack([truth[100 + z : 300 + z, 150 + 2 * z : 410 + 2 * z] for z in range(planes)])
+
+
+def _brush(shape: tuple[int, ...], points: list[tuple[float, ...]], radius: float) -> np.ndarray:
+    """Pixels within ``radius`` of the segment through ``points`` (a brush stroke, in every plane
+    of a stack when the points are 2D)."""
+    grid = np.indices(shape[-2:]).reshape(2, -1).T.astype(float)
+    (y0, x0), (y1, x1) = points[0][-2:], points[-1][-2:]
+    d = np.array([y1 - y0, x1 - x0])
+    t = np.clip(((grid - [y0, x0]) @ d) / max(float(d @ d), 1e-9), 0, 1)
+    near = (np.hypot(*(grid - ([y0, x0] + t[:, None] * d)).T) <= radius).reshape(shape[-2:])
+    return np.broadcast_to(near, shape)
+
+
+def _edits(previous: np.ndarray) -> dict[str, np.ndarray]:
+    """Edited masks of ``previous``'s nuclei (2D, or a stack: every plane edited alike)."""
+    mask = previous > 0
+    plane = previous if previous.ndim == 2 else previous[previous.shape[0] // 2]
+    centres = {i: np.argwhere(plane == i).mean(axis=0) for i in np.unique(plane) if i}
+    ids = sorted(centres)
+    # Two nuclei near each other, apart: a stroke from one centre to the other joins them.
+    a, b = min(((i, j) for i in ids for j in ids if i < j),
+               key=lambda p: abs(np.hypot(*(centres[p[0]] - centres[p[1]])) - 25))
+    biggest = max(ids, key=lambda i: (plane == i).sum())
+    c = centres[biggest]
+    h, w = plane.shape
+    free = np.array(np.unravel_index(np.argmax(ndi.distance_transform_edt(plane == 0)), plane.shape), float)
+    edits = {
+        "join two": mask | _brush(mask.shape, [centres[a], centres[b]], 2),
+        "cut one": mask & ~(_brush(mask.shape, [c - (0, 60), c + (0, 60)], 1) & (previous == biggest)),
+        "new nucleus": mask | _brush(mask.shape, [free, free + 2], 6),
+        "at the border": mask | _brush(mask.shape, [(0, w // 2), (6, w // 2 + 20)], 3),
+        "deleted": mask & (previous != ids[len(ids) // 2]),
+    }
+    for name, edited in edits.items():
+        assert not np.array_equal(edited, mask), name
+    together = mask.copy()
+    for edited in list(edits.values()):
+        together = (together | (edited & ~mask)) & ~(mask & ~edited)
+    edits["all at once"] = together
+    return edits
+
+
+def _seeds_elevation(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds and a uint8 elevation as a three-class model gives them (interiors; low inside)."""
+    interior = np.stack([ndi.distance_transform_edt(p) for p in mask.reshape(-1, *mask.shape[-2:])])
+    interior = interior.reshape(mask.shape)
+    return interior > 3, np.round(255 * (1 - np.minimum(interior, 8) / 8)).astype(np.uint8)
+
+
+_LOCAL_CASES = {
+    "components": {"method": "components"},
+    "watershed": {"method": "watershed"},
+    "watershed, seeds": {"method": "watershed", "neck_ratio": 0.7},
+}
+
+
+@pytest.mark.parametrize("case", _LOCAL_CASES)
+@pytest.mark.parametrize("planes", [0, 6, 3], ids=["2D", "z-stack", "thin z-stack"])
+def test_relabel_edited_labels_round_the_touched_regions_as_in_the_whole_block(case, planes):
+    """Relabelling only round an edit gives, id for id, the touched regions labelled in the whole
+    block (on their own), on real nuclei: a stroke joining two, a cut, a new one, one at the border,
+    one deleted, all at once; with seeds, elevation and neck cuts too. With plain components, that
+    is the whole block labelled afresh (each component is labelled on its own)."""
+    params = {"min_size": 24, "fill_holes": True, **_LOCAL_CASES[case]}
+    if planes:
+        previous = label_instances(_sample_stack(planes) > 0, ndim=3, min_size_is_area=True, **params)
+        params.update(ndim=3, min_size_is_area=True)
+    else:
+        previous, params["ndim"] = _sample_labels(), 2
+    for name, mask in _edits(previous).items():
+        kwargs = dict(params)
+        if "neck_ratio" in params:
+            kwargs["seeds"], kwargs["elevation"] = _seeds_elevation(mask)
+        out = relabel_edited(mask, previous, **kwargs)
+        assert not np.array_equal(out, previous), name
+        np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **kwargs), err_msg=name)
+        if params["method"] == "components":
+            whole = instances._keep_untouched(mask, previous.astype(np.int64), label_instances(mask, **kwargs),
+                                              None, np.int64)
+            np.testing.assert_array_equal(out, whole, err_msg=name)
+
+
+@pytest.mark.parametrize("stack", [False, True], ids=["2D", "z-stack"])
+def test_relabel_edited_labels_only_round_a_small_stroke(monkeypatch, stack):
+    """A nucleus painted in a big image or a z-stack labelled in 3D is labelled in the rows round
+    it (and the nuclei it touches), not over the whole block."""
+    params = {"method": "watershed", "min_size": 24, "fill_holes": True}
+    if stack:
+        params.update(ndim=3, min_size_is_area=True)
+        previous = label_instances(_sample_stack() > 0, **params)
+    else:
+        previous, params["ndim"] = _sample_labels(), 2
+    mask = _edits(previous)["new nucleus"]
+    calls = []
+    real = instances.label_instances
+
+    def spy(foreground, **kwargs):
+        calls.append(np.asarray(foreground).shape)
+        return real(foreground, **kwargs)
+
+    monkeypatch.setattr(instances, "label_instances", spy)
+    out = relabel_edited(mask, previous, **params)
+    assert len(calls) == 1
+    assert np.prod(calls[0]) * 50 < previous.size, (calls, previous.shape)
+    monkeypatch.setattr(instances, "label_instances", real)
+    np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **params))
+    assert out.max() == previous.max() + 1  # the new nucleus, the rest kept

@@ -382,10 +382,12 @@ def relabel_edited(
     A connected region of ``mask`` that the edit did not touch (no pixel
     added, every object of ``previous`` in it still whole) keeps the ids
     ``previous`` gave it, so its split and its colours stay. The other
-    regions are labelled afresh by :func:`label_instances` (with ``kwargs``);
-    each of their objects takes the id of the earlier object it covers most
-    when that id is free (a trimmed nucleus keeps its id), the others new ids
-    after the largest of ``previous``. Ids are unique per labelled block but
+    regions are labelled afresh, on their own, by :func:`label_instances` (with
+    ``kwargs``), in the rows and columns round them only: a brush stroke in a
+    big image or a z-stack costs about the nuclei it touched. Each of their
+    objects takes the id of the earlier object it covers most when that id is
+    free (a trimmed nucleus keeps its id), the others new ids after the
+    largest of ``previous``. Ids are unique per labelled block but
     need not be consecutive. A block (time point) whose labels this would give
     back unchanged is not labelled at all: a brush stroke in one frame of a
     long series costs one frame.
@@ -432,11 +434,79 @@ def relabel_edited(
         if _unchanged_by_relabelling(fg[index], prev[index], min_size=min_size, fill_holes=fill_holes):
             out[index] = prev[index]
             continue
-        block_kwargs = {k: (np.asarray(v)[index] if k in ("seeds", "elevation") and v is not None else v)
-                        for k, v in kwargs.items()}
-        fresh = label_instances(fg[index], ndim=ndim, **block_kwargs)
-        out[index] = _keep_untouched(fg[index], prev[index].astype(np.int64), fresh, first_new_id, dtype)
+        block_prev = prev[index].astype(np.int64)
+        # Only the regions the edit touched are labelled again, and only the rows and columns round
+        # them: a brush stroke in a big image or a stack costs about its nuclei, not the whole block.
+        redo = _regions_to_relabel(fg[index], block_prev, fill_holes=fill_holes)
+        fresh = np.zeros(block_shape, np.int32)
+        if redo is None or redo.any():
+            near = (slice(None),) * ndim if redo is None else _rows_round(redo)
+            block_kwargs = {k: (np.asarray(v)[index][near] if k in ("seeds", "elevation") and v is not None
+                                else v) for k, v in kwargs.items()}
+            fresh[near] = label_instances((fg[index] if redo is None else redo)[near], ndim=ndim, **block_kwargs)
+        out[index] = _keep_untouched(fg[index], block_prev, fresh, first_new_id, dtype)
     return out
+
+
+def _regions_to_relabel(fg: np.ndarray, prev: np.ndarray, *, fill_holes: bool) -> np.ndarray | None:
+    """The pixels of the block ``fg`` whose labels :func:`_keep_untouched` takes from a fresh
+    labelling (with those of other regions it keeps ``prev``), or None to label the whole block.
+
+    Regions here are joined at corners too (as the watershed and the neck cuts join pixels),
+    each with the holes it encloses, which a fresh labelling fills from it (``fill_holes``):
+    those with a painted pixel (none in ``prev``), a pixel of an earlier object that lost
+    pixels, or a hole. Every other region keeps its earlier ids: it is untouched (its pixels
+    are kept), and no fresh object of it reaches outside it.
+
+    :func:`label_instances` labels each such region (with its holes) on its own: the distance
+    transform's nearest background, the flood, the seeds and their neck cuts, the holes and
+    the objects too small all lie within it. So these regions labelled alone in the rows and
+    columns round them (see :func:`_rows_round`) give the objects, and the order of their ids,
+    that labelling them alone in the whole block gives. (Labelling the whole block instead
+    gives the same objects, except where the watershed floods two basins to one level: which
+    reaches a pixel first, skimage decides from all the seeds of the block.)
+    """
+    if not fg.any() or prev.min(initial=0) < 0 or prev.max(initial=0) <= 0:
+        return None  # no earlier ids to keep (or ids below 0, background there): label it all
+    holes = _enclosed(fg) if fill_holes else np.zeros(fg.shape, bool)
+    regions, n = ndi.label(fg | holes, np.ones((3,) * fg.ndim, bool))
+    index, damaged = _damaged_ids(fg, prev)
+    redo = np.zeros(n + 1, bool)
+    redo[regions[fg & ((prev == 0) | damaged[index])]] = True
+    redo[regions[holes]] = True
+    redo[0] = False
+    return redo[regions] & fg
+
+
+def _rows_round(redo: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Indices (for ``np.ix_``-style indexing) of the rows, along each axis of a block, in which
+    :func:`label_instances` labels ``redo`` as it would in the whole block.
+
+    Those within one pixel of ``redo`` are kept, and of each run of the others (background
+    only) the first: the block with each run of empty rows shrunk to one. Each region keeps
+    its bounding box grown by one pixel, where its nearest background, its holes and their
+    nearest objects lie, and its neighbourhood; background joined across a run is joined
+    across its one row (no hole opens or closes), and the pixels keep their raster order (the
+    order of new ids). A volume keeps all planes (its depth sets the smallest volume kept),
+    and no axis is shorter than the block's thinnest side (a thin stack's nuclei are cut at
+    necks as balls sliced to its depth).
+    """
+    shape = redo.shape
+    sides = [n for n in shape if n > 1]
+    thinnest = min(sides) if len(sides) == 3 else 2
+    rows = []
+    for axis, n in enumerate(shape):
+        if len(shape) == 3 and axis == 0:
+            rows.append(np.arange(n))
+            continue
+        used = redo.any(axis=tuple(a for a in range(len(shape)) if a != axis))
+        near = used | np.r_[used[1:], False] | np.r_[False, used[:-1]]
+        keep = near | np.r_[True, near[:-1]]  # the first row of each run of empty ones
+        short = min(n, thinnest) - int(keep.sum())
+        if short > 0:  # more empty rows (runs grow longer)
+            keep[np.flatnonzero(~keep)[:short]] = True
+        rows.append(np.flatnonzero(keep))
+    return np.ix_(*rows)
 
 
 def _unchanged_by_relabelling(fg: np.ndarray, prev: np.ndarray, *, min_size: int, fill_holes: bool) -> bool:
