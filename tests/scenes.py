@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_unet.instances import _keep_untouched, label_instances
+from napari_unet.instances import _keep_untouched, label_instances, min_object_size
 
 #: Disc layouts (centre y, centre x, radius) inside 64 x 64 images.
 DISCS = [
@@ -54,10 +54,12 @@ def disc(shape: tuple[int, int], center: tuple[float, float], radius: float) -> 
     return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
 
 
-def touched_regions(fg: np.ndarray, previous: np.ndarray, *, fill_holes: bool = True) -> np.ndarray:
+def touched_regions(fg: np.ndarray, previous: np.ndarray, *, min_size: int = 0, fill_holes: bool = True
+                    ) -> np.ndarray:
     """The pixels of one block's mask ``fg`` in regions an edit touched, as ``relabel_edited``
     labels them again: regions joined at corners, each with its holes (3D ones and a plane's), that
-    hold a painted pixel, a pixel of an earlier object that lost pixels, or a hole; all of ``fg``
+    hold a painted pixel, a pixel of an earlier object that lost pixels, or a hole, less those
+    without an earlier object that are smaller than ``min_size`` (the block's); all of ``fg``
     when ``previous`` holds no object."""
     if previous.max(initial=0) <= 0:
         return fg.copy()
@@ -68,6 +70,8 @@ def touched_regions(fg: np.ndarray, previous: np.ndarray, *, fill_holes: bool = 
     damaged = np.isin(previous, np.unique(previous[~fg & (previous > 0)]))
     touched = (fg & ((previous == 0) | damaged)) | holes
     ids = set(np.unique(regions[touched]).tolist()) - {0}
+    sizes = np.bincount(regions.ravel())
+    ids = {i for i in ids if (previous[regions == i] > 0).any() or sizes[i] >= min_size}
     return np.isin(regions, sorted(ids)) & fg
 
 
@@ -78,8 +82,11 @@ def relabel_every_block(mask, previous, *, ndim, first_new_id=None, **kwargs):
     fg = mask != 0
     lead = fg.shape[: fg.ndim - ndim]
     redo = np.zeros(fg.shape, bool)
+    min_size = min_object_size(kwargs.get("min_size", 0), fg.shape[fg.ndim - ndim:],
+                               min_size_is_area=kwargs.get("min_size_is_area", False))
     for index in np.ndindex(*lead):
-        redo[index] = touched_regions(fg[index], previous[index], fill_holes=kwargs.get("fill_holes", True))
+        redo[index] = touched_regions(fg[index], previous[index], min_size=min_size,
+                                      fill_holes=kwargs.get("fill_holes", True))
     fresh = label_instances(redo, ndim=ndim, **kwargs)
     out = np.zeros(fg.shape, np.int64)
     for index in np.ndindex(*lead):

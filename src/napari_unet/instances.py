@@ -437,7 +437,7 @@ def relabel_edited(
         block_prev = prev[index].astype(np.int64)
         # Only the regions the edit touched are labelled again, and only the rows and columns round
         # them: a brush stroke in a big image or a stack costs about its nuclei, not the whole block.
-        redo = _regions_to_relabel(fg[index], block_prev, fill_holes=fill_holes)
+        redo = _regions_to_relabel(fg[index], block_prev, min_size=min_size, fill_holes=fill_holes)
         fresh = np.zeros(block_shape, np.int32)
         if redo is None or redo.any():
             near = (slice(None),) * ndim if redo is None else _rows_round(redo)
@@ -448,7 +448,8 @@ def relabel_edited(
     return out
 
 
-def _regions_to_relabel(fg: np.ndarray, prev: np.ndarray, *, fill_holes: bool) -> np.ndarray | None:
+def _regions_to_relabel(fg: np.ndarray, prev: np.ndarray, *, min_size: int, fill_holes: bool
+                        ) -> np.ndarray | None:
     """The pixels of the block ``fg`` whose labels :func:`_keep_untouched` takes from a fresh
     labelling (with those of other regions it keeps ``prev``), or None to label the whole block.
 
@@ -456,7 +457,10 @@ def _regions_to_relabel(fg: np.ndarray, prev: np.ndarray, *, fill_holes: bool) -
     each with the holes it encloses, which a fresh labelling fills from it (``fill_holes``):
     those with a painted pixel (none in ``prev``), a pixel of an earlier object that lost
     pixels, or a hole. Every other region keeps its earlier ids: it is untouched (its pixels
-    are kept), and no fresh object of it reaches outside it.
+    are kept), and no fresh object of it reaches outside it. Nor is a region labelled that
+    holds no earlier object and, holes and all, fewer pixels than ``min_size`` (the block's
+    :func:`min_object_size`): each of its objects would be removed again (the specks a mask
+    keeps where the labels dropped them would be labelled at every update).
 
     :func:`label_instances` labels each such region (with its holes) on its own: the distance
     transform's nearest background, the flood, the seeds and their neck cuts, the holes and
@@ -474,6 +478,9 @@ def _regions_to_relabel(fg: np.ndarray, prev: np.ndarray, *, fill_holes: bool) -
     redo = np.zeros(n + 1, bool)
     redo[regions[fg & ((prev == 0) | damaged[index])]] = True
     redo[regions[holes]] = True
+    labelled = np.zeros(n + 1, bool)
+    labelled[regions[fg & (prev > 0)]] = True
+    redo &= labelled | (np.bincount(regions.ravel(), minlength=n + 1) >= min_size)
     redo[0] = False
     return redo[regions] & fg
 
