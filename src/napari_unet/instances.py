@@ -383,8 +383,8 @@ def relabel_edited(
     added, every object of ``previous`` in it still whole) keeps the ids
     ``previous`` gave it, so its split and its colours stay. The other
     regions are labelled afresh, on their own, by :func:`label_instances` (with
-    ``kwargs``), in the rows and columns round them only: a brush stroke in a
-    big image or a z-stack costs about the nuclei it touched. Each of their
+    ``kwargs``); the watershed in the rows and columns round them only: a brush
+    stroke in a big image or a z-stack costs about the nuclei it touched. Each of their
     objects takes the id of the earlier object it covers most when that id is
     free (a trimmed nucleus keeps its id), the others new ids after the
     largest of ``previous``. Ids are unique per labelled block but
@@ -435,9 +435,12 @@ def relabel_edited(
             out[index] = prev[index]
             continue
         block_prev = prev[index].astype(np.int64)
-        # Only the regions the edit touched are labelled again, and only the rows and columns round
+        # Only the regions the edit touched are watershed again, and only the rows and columns round
         # them: a brush stroke in a big image or a stack costs about its nuclei, not the whole block.
-        redo = _regions_to_relabel(fg[index], block_prev, min_size=min_size, fill_holes=fill_holes)
+        # (Components of the whole block cost about what finding those regions does.)
+        redo = None
+        if kwargs.get("method", "components") == "watershed":
+            redo = _regions_to_relabel(fg[index], block_prev, min_size=min_size, fill_holes=fill_holes)
         fresh = np.zeros(block_shape, np.int32)
         if redo is None or redo.any():
             near = (slice(None),) * ndim if redo is None else _rows_round(redo)
