@@ -878,3 +878,25 @@ def test_relabel_edited_labels_only_round_a_small_stroke(monkeypatch, stack):
     monkeypatch.setattr(instances, "label_instances", real)
     np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **params))
     assert out.max() == previous.max() + 1  # the new nucleus, the rest kept
+
+
+def test_relabel_edited_round_a_stroke_at_the_border_of_a_thin_stack_keeps_its_depth():
+    """A nucleus painted against the image border of a stack of 7 planes, cut at necks, is labelled
+    as in the whole block. Round it lie only 6 rows (the border is no background: its inscribed
+    radius reaches 4 rows); with fewer rows than planes, the rows would be the thinnest side and
+    the neck cuts would take the nucleus for a ball sliced to 6 (thinner than the 7 planes), not a
+    whole one, and cut it in two (see split_seeds_at_necks)."""
+    zz, yy, xx = np.indices((7, 40, 60))
+
+    def lobe(cx, r):
+        return ((xx - cx) ** 2 + yy**2 <= r * r) & (yy < 4)
+
+    painted = lobe(15, 3.2) | lobe(21.3, 3.9) | ((yy < 2) & (xx >= 15) & (xx <= 21.3))
+    previous = np.zeros(painted.shape, np.int32)
+    previous[:, 30:36, 40:46] = 1  # an earlier nucleus, away from the stroke: kept
+    mask = painted | (previous > 0)
+    kwargs = {"method": "watershed", "ndim": 3, "neck_ratio": 0.85, "seeds": mask}
+    out = relabel_edited(mask, previous, **kwargs)
+    np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **kwargs))
+    assert np.unique(out[painted]).tolist() == [2]  # one nucleus, a new id
+    assert instances._rows_round(painted)[1].size == 7  # a row more than the 6 round it

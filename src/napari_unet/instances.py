@@ -513,7 +513,10 @@ def _rows_round(redo: np.ndarray) -> tuple[np.ndarray, ...]:
         near = used | np.r_[used[1:], False] | np.r_[False, used[:-1]]
         keep = near | np.r_[True, near[:-1]]  # the first row of each run of empty ones
         short = min(n, thinnest) - int(keep.sum())
-        if short > 0:  # more empty rows (runs grow longer)
+        # Fewer rows than the block's thinnest side would make them the thinnest: the neck cuts
+        # would take a nucleus against the border for a ball sliced thinner than the block's
+        # planes. More empty rows then (runs grow longer).
+        if short > 0:
             keep[np.flatnonzero(~keep)[:short]] = True
         rows.append(np.flatnonzero(keep))
     return np.ix_(*rows)
