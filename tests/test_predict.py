@@ -433,3 +433,17 @@ def test_the_predictor_keeps_the_tiling_the_grid_really_uses(models):
     assert (predictor.tile_size, predictor.overlap, predictor.halo) == (20, 8, 4)
     grid = predictor.grid((80, 80))
     assert (grid.tile, grid.overlap, grid.halo) == ((20, 20), 8, 4)
+
+
+def test_the_default_tile_of_a_deep_network_is_its_smallest(tmp_path):
+    """A 3D U-Net of depth 6 takes multiples of 64: its smallest tile (256) is above the 3D
+    default (128), which must not be refused (its message offered that same default)."""
+    from napari_unet.checkpoint import ModelConfig, save_model
+
+    config = ModelConfig(spatial_dims=3, base_width=2, depth=6, name="deep")
+    model = load_model(save_model(tmp_path / "deep", config.build(), config))
+    assert smallest_tile(model) == 256
+    predictor = Predictor(model, device="cpu")
+    assert predictor.tile_size == 256 and predictor.overlap == 64  # 32, rounded up to its multiple
+    with pytest.raises(SegmentationError, match="give at least 256 .*or None for the default 256"):
+        Predictor(model, device="cpu", tile_size=128)

@@ -105,8 +105,9 @@ class Predictor:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     tile_size : int or None
         Tile edge in pixels (rounded up to the network's multiple); None picks
-        1024 for 2D and 128 for 3D models. At least :func:`smallest_tile` (64 px
-        for the bundled model): smaller tiles change the results.
+        1024 for 2D and 128 for 3D models, or :func:`smallest_tile` where that is
+        larger. At least :func:`smallest_tile` (64 px for the bundled model):
+        smaller tiles change the results.
     overlap : int or None
         Pixels shared by neighbouring tiles; None picks 128 (2D) or 32 (3D),
         at most a quarter of the tile.
@@ -143,7 +144,10 @@ class Predictor:
         self.config = self.model.config
         self.device = resolve_device(device)
         dims = self.config.spatial_dims
-        tile = check_whole("tile_size", DEFAULT_TILE[dims] if tile_size is None else tile_size, 1)
+        smallest = smallest_tile(self.model)
+        # A deep network's smallest tile may exceed the default (256 px for a 3D U-Net of depth 6).
+        default = max(DEFAULT_TILE[dims], smallest)
+        tile = check_whole("tile_size", default if tile_size is None else tile_size, 1)
         # By default a small tile gets a proportionally small overlap, so that
         # neighbouring tiles never advance by only a few pixels.
         overlap = check_whole(
@@ -153,11 +157,10 @@ class Predictor:
         halo = check_whole("halo", overlap // 2 if halo is None else halo, 0)
         # Recorded as the grid uses them (a result's metadata says what ran, not what was asked).
         self.tile_size, self.overlap, self.halo = tiling_in_use(tile, overlap, halo, self.model.net.multiple)
-        smallest = smallest_tile(self.model)
         if tile < smallest:
             raise SegmentationError(
                 f"tile_size {tile} is too small for the model {self.model.name}: give at least {smallest} "
-                f"(pixels), or None for the default {DEFAULT_TILE[dims]}. Smaller tiles see too little "
+                f"(pixels), or None for the default {default}. Smaller tiles see too little "
                 "around their pixels, and the results change.")
         self.batch_size = check_whole("batch_size", batch_size, 1)
         net = self.model.net.eval()
