@@ -60,8 +60,8 @@ CASES = [
     ("2d mode, 3d model", np.ones((8, 16, 16)), "3d", {"mode": "2d"}, "plane by plane"),
     ("3d model, 2d image", np.ones((16, 16)), "3d", {}, "no Z axis"),
     # The test networks take multiples of 4, and tiles of 4 multiples at least.
-    ("tile too small", np.ones((32, 32)), "2d", {"tile_size": 8}, "tile_size 8 is too small for the model 2d: "
-     "give at least 16"),
+    ("tile too small", np.ones((32, 32)), "2d", {"tile_size": 8}, ("tile_size 8 is too small for the model 2d: "
+                                                                  "give at least 16")),
     ("scale zero", np.ones((16, 16)), "2d", {"scale": 0}, "between 0.1 and 10"),
     ("scale huge", np.ones((16, 16)), "2d", {"scale": 50}, "between 0.1 and 10"),
     ("scale not a number", np.ones((16, 16)), "2d", {"scale": "big"}, "must be a number or 'auto'"),

@@ -480,8 +480,8 @@ def test_segment_skips_what_is_not_an_image_among_several(models, tmp_path, caps
     assert main(["segment", *sorted(map(str, folder.iterdir())), *model]) == 0
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines() == [
-        "napari-unet: note: skipped 3 paths of the 5 given, not image files (BMP, JPEG, JPG, PNG, TIF, TIFF): "
-        "notes.txt, sub, table.csv"]
+        ("napari-unet: note: skipped 3 paths of the 5 given, not image files (BMP, JPEG, JPG, PNG, TIF, TIFF): "
+         "notes.txt, sub, table.csv")]
     assert [line.split(":")[0] for line in captured.out.splitlines()] == ["a.tif", "b.png"]
     assert sorted(p.name for p in out.iterdir()) == ["a_instances.tif", "a_semantic.tif",
                                                      "b_instances.tif", "b_semantic.tif"]
@@ -1210,7 +1210,7 @@ def test_train_says_when_masks_are_binary(tmp_path, capsys, train_data):
             "--device", "cpu", "--no-tune"]
     assert main(["train", "--images", str(ti), "--masks", str(tm), "-o", str(tmp_path / "labels"), *args]) == 0
     assert "binary" not in capsys.readouterr().err
-    first = sorted(tm.iterdir())[0]
+    first = min(tm.iterdir())
     tifffile.imwrite(first, (tifffile.imread(first) > 0).astype(np.uint8) * 255)
     assert main(["train", "--images", str(ti), "--masks", str(tm), "--val-images", str(vi), "--val-masks", str(vm),
                  "-o", str(tmp_path / "binary"), *args]) == 0

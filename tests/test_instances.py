@@ -790,7 +790,7 @@ def _edits(previous: np.ndarray) -> dict[str, np.ndarray]:
                key=lambda p: abs(np.hypot(*(centres[p[0]] - centres[p[1]])) - 25))
     biggest = max(ids, key=lambda i: (plane == i).sum())
     c = centres[biggest]
-    h, w = plane.shape
+    w = plane.shape[1]
     free = np.array(np.unravel_index(np.argmax(ndi.distance_transform_edt(plane == 0)), plane.shape), float)
     edits = {
         "join two": mask | _brush(mask.shape, [centres[a], centres[b]], 2),
@@ -886,7 +886,7 @@ def test_relabel_edited_round_a_stroke_at_the_border_of_a_thin_stack_keeps_its_d
     radius reaches 4 rows); with fewer rows than planes, the rows would be the thinnest side and
     the neck cuts would take the nucleus for a ball sliced to 6 (thinner than the 7 planes), not a
     whole one, and cut it in two (see split_seeds_at_necks)."""
-    zz, yy, xx = np.indices((7, 40, 60))
+    _, yy, xx = np.indices((7, 40, 60))
 
     def lobe(cx, r):
         return ((xx - cx) ** 2 + yy**2 <= r * r) & (yy < 4)

@@ -11,7 +11,14 @@ import torch
 from napari_unet.checkpoint import load_model
 from napari_unet.errors import SegmentationError
 from napari_unet.normalize import normalize
-from napari_unet.predict import MIN_SIZE, MIN_TILE_MULTIPLES, Predictor, iter_predict, predict, smallest_tile
+from napari_unet.predict import (
+    MIN_SIZE,
+    MIN_TILE_MULTIPLES,
+    Predictor,
+    iter_predict,
+    predict,
+    smallest_tile,
+)
 from napari_unet.progress import Progress, drain
 
 # --- shapes --------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scenes import disc
 
 from napari_unet.errors import SegmentationError
 from napari_unet.tracking import join_tracks, link_over_time, tracks_table
-from scenes import disc
 
 
 def _square(frame: np.ndarray, y: int, x: int, label: int, size: int = 6) -> None:

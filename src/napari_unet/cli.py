@@ -201,7 +201,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
     _check_percentiles(getattr(args, "percentiles", None))
     _check_device(args.device)
-    given = lambda name: getattr(args, name, None) is not None  # noqa: E731 - options differ by command
+
+    def given(name: str) -> bool:  # the options differ by command
+        return getattr(args, name, None) is not None
+
     if given("channel") and args.channel < 0:
         _refuse_option("--channel", args.channel, "the index of a channel, 0 or more (0 is the first)")
     if given("threshold") and not 0 < args.threshold < 1:

@@ -198,10 +198,10 @@ class DatasetScores:
         n_true = self.totals[0].n_true if self.totals else 0
         n_pred = self.totals[0].n_pred if self.totals else 0
         lines = [
-            f"{plural(self.n_images, 'image')}, {plural(n_true, 'true object')}, "
-            f"{plural(n_pred, 'predicted object')}",
-            f"{'IoU':>5} {'AP':>6} {'F1':>6} {'prec':>6} {'recall':>6} "
-            f"{'TP':>7} {'FP':>7} {'FN':>7} {'img AP':>7}",
+            (f"{plural(self.n_images, 'image')}, {plural(n_true, 'true object')}, "
+             f"{plural(n_pred, 'predicted object')}"),
+            (f"{'IoU':>5} {'AP':>6} {'F1':>6} {'prec':>6} {'recall':>6} "
+             f"{'TP':>7} {'FP':>7} {'FN':>7} {'img AP':>7}"),
         ]
         for s, m_ap in zip(self.totals, self.mean_image_ap):
             lines.append(

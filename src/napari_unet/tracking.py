@@ -14,6 +14,7 @@ the track a new one divided from, as napari's Tracks layer shows them.
 from __future__ import annotations
 
 import numbers
+
 import numpy as np
 
 from .errors import SegmentationError, check_whole

@@ -151,7 +151,7 @@ def test_the_readme_line_that_places_the_image_ends_napari_unit_warnings(viewer,
     line = re.search(r"in napari's console: `([^`]+)`", readme).group(1)
     viewer.open(result / "cells.tif", plugin="napari")
     viewer.open(result / "cells_instances.tif", plugin=PLUGIN)
-    exec(line.replace("<image>", "cells"), {"viewer": viewer})
+    exec(line.replace("<image>", "cells"), {"viewer": viewer})  # noqa: S102 - the README's own line
     notes.items.clear()
     viewer.add_points([[1.0, 1.0]], scale=(0.5, 0.5), units="um")
     assert tuple(viewer.layers["cells"].scale) == (0.5, 0.5)

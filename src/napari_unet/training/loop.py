@@ -40,10 +40,10 @@ from ..checkpoint import (
 )
 from ..device import resolve_device
 from ..errors import SegmentationError, check_real, check_whole
-from ..wording import plural
 from ..io import durable_replace
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW
 from ..progress import Progress, drain
+from ..wording import plural
 from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
 from .snapshots import SNAPSHOTS, snapshot_path
