@@ -669,7 +669,7 @@ def _bad_cases(tmp_path: Path, model: Path):
                             "given twice"),
         "missing model": ([str(good)], ["-m", str(tmp_path / "no-model")], out, "not found"),
         "channel out of range": ([str(colour)], ["-m", str(model), "--channel", "3"], out,
-                                 "3 channel(s): give one from 0 to 2 (--channel N"),
+                                 "3 channels: give one from 0 to 2 (--channel N"),
         "NaN in a float image": ([str(with_nan)], ["-m", str(model)], out, "Process > Math > Remove NaNs"),
         "two stains without --channel": ([str(two_stains)], ["-m", str(model), "--axes", "YXC"], out,
                                          "--channel N"),

@@ -1489,7 +1489,7 @@ def test_load_pairs_without_a_mask_names_the_masks_that_fit_no_image(tmp_path):
     tifffile.imwrite(tmp_path / "m" / "c.tif", labels)
     for name in ("mask_a.tif", "mask_b.png"):
         tifffile.imwrite(tmp_path / "m" / name, labels)
-    with pytest.raises(SegmentationError, match=r"No mask for a\.tif in .* \(1 other image\(s\) have none either\)"
+    with pytest.raises(SegmentationError, match=r"No mask for a\.tif in .* \(1 other image has none either\)"
                                                 r".*fit no image's name: mask_a\.tif, mask_b\.png: rename each"):
         load_pairs(tmp_path / "i", tmp_path / "m")
     # Only the images asked for need masks; the spare masks are still those no image of the folder takes.

@@ -25,6 +25,7 @@ from .model import DoubleConv, UNet
 from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, luminance, percentile_range
 from .progress import Progress, drain
 from .tiling import TileGrid, pad_to_multiple, tiling_in_use
+from .wording import plural
 
 __all__ = [
     "MIN_SIZE", "MIN_TILE_MULTIPLES", "NORMALIZE_PER", "Predictor", "Progress", "check_scale", "iter_predict", "predict",
@@ -409,7 +410,7 @@ def prepare_input(
                     # (not for a 3D model when the example has no Z: it would refuse it too)
                     and ("Z" in other or config.spatial_dims == 2) else "")
             raise SegmentationError(
-                f"The image is too small: axis {plan.axes[i]} has {shape[i]} pixel(s), "
+                f"The image is too small: axis {plan.axes[i]} has {plural(shape[i], 'pixel')}, "
                 f"and segmentation needs at least {MIN_SIZE} (shape {shape}, axes {plan.axes!r}).{hint}"
             )
     n_ch = 1 if plan.channel_axis is None else shape[plan.channel_axis]
@@ -429,7 +430,7 @@ def prepare_input(
                 "channels first, 'YXC' for channels last; --axes on the command line).")
         if not 0 <= channel < n_ch:
             raise SegmentationError(
-                f"channel={channel} but the image has {n_ch} channel(s): give one from 0 to {n_ch - 1} "
+                f"channel={channel} but the image has {plural(n_ch, 'channel')}: give one from 0 to {n_ch - 1} "
                 "(--channel N on the command line), the one that shows the nuclei.")
         if want != 1:
             raise SegmentationError(

@@ -23,6 +23,7 @@ from ..errors import SegmentationError
 from ..io import IMAGE_SUFFIXES, image_files, read_image_file, read_labels
 from ..normalize import DEFAULT_HIGH, DEFAULT_LOW, luminance, normalize
 from ..predict import MIN_SIZE
+from ..wording import plural
 
 __all__ = [
     "MASK_SUFFIXES",
@@ -190,7 +191,7 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
         x = np.moveaxis(normalize(image, low=low, high=high, channel_axis=-1), -1, 0)
     if x.shape[0] != in_channels:
         raise SegmentationError(
-            f"{name}: the image has {x.shape[0]} channel(s) and the model takes {in_channels}: "
+            f"{name}: the image has {plural(x.shape[0], 'channel')} and the model takes {in_channels}: "
             + ("save the channel that shows the nuclei on its own and train on that."
                if in_channels == 1 else f"give images with {in_channels} channels."))
     if x.shape[1:] != labels.shape:
@@ -556,7 +557,8 @@ def mask_for(image: Path, masks_by_stem: dict[str, list[Path]], mask_dir: Path, 
     stem = file_stem(image)
     found = _masks_named_for(image, masks_by_stem)
     if not found:
-        also = f" ({others_lacking} other image(s) have none either)" if others_lacking else ""
+        also = (f" ({plural(others_lacking, 'other image')} {'has' if others_lacking == 1 else 'have'} "
+                "none either)" if others_lacking else "")
         if spare:
             hint = (f" The masks there that fit no image's name: {', '.join(spare[:3])}"
                     f"{f' and {len(spare) - 3} more' if len(spare) > 3 else ''}: rename each as its image.")

@@ -146,7 +146,7 @@ def _check_samples(samples: Sequence[Sample], in_channels: int) -> None:
                 "with napari_unet.training.data.plane_samples (load_pairs does this for files).")
         if s.image.shape[0] != in_channels:
             raise SegmentationError(
-                f"The model takes {in_channels} channel(s); {s.name} has {s.image.shape[0]}.")
+                f"The model takes {plural(in_channels, 'channel')}; {s.name} has {s.image.shape[0]}.")
 
 
 def _sample_list(samples: Iterable[Sample | None] | Sample, arg: str) -> list[Sample]:

@@ -32,6 +32,7 @@ from ..postprocess import (
 )
 from ..predict import Predictor, prepare_input
 from ..progress import drain
+from ..wording import plural
 
 __all__ = ["AUTO_SCALE_AREAS", "DEFAULT_GRID", "TUNED", "NORMALIZATION_GRID", "matched_any", "tune_auto_scale",
            "tune_normalization", "tune_postprocess"]
@@ -185,7 +186,7 @@ def tune_postprocess(
             else dict(loaded.config.postprocess))
     if save:
         provenance = {**loaded.config.provenance,
-                      TUNED: f"{len(cached)} image(s), AP@0.5 {table[0][1]:.4f}"
+                      TUNED: f"{plural(len(cached), 'image')}, AP@0.5 {table[0][1]:.4f}"
                       + ("" if found else " everywhere: the model's settings were kept")}
         config = dataclasses.replace(loaded.config, postprocess=best, provenance=provenance)
         _save_tuned(loaded, config, output)
