@@ -445,7 +445,8 @@ def test_segment_job_reports_running_out_of_memory_while_hashing(monkeypatch, ti
 def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done, fake_net, notes,
                                                       monkeypatch, tmp_path, on_gui_thread):
     """'Measure objects' measures the instances as they are now (an erased object is gone), in
-    the worker; the values show on hover (features) and go to the CSV the user chooses."""
+    the worker, without asking anything; the values show on hover (features), and 'Save table…'
+    writes them to the CSV the user chooses."""
     import csv
 
     from scenes import disc_scene
@@ -467,9 +468,14 @@ def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done
     from napari_unet import measure as measure_module
 
     calls = on_gui_thread(measure_module, "measure_objects")
-    widget.measure()
+    assert not widget.save_button.enabled  # no table yet
+    widget.measure_button.clicked()
     wait_done(widget)
     assert calls == [False]
+    assert asked == []  # measuring asks nothing
+    assert widget.status.value.startswith(f"{len(ids) - 1} objects measured in img instances")
+    assert widget.save_button.enabled
+    widget.save_button.clicked()
     assert asked == ["img_objects.csv"]
     with open(tmp_path / "table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -482,14 +488,12 @@ def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done
     assert inst.features["index"].tolist() == ids[1:]
     assert inst.features["area"].tolist() == [int(r["area"]) for r in rows]
     np.testing.assert_allclose(inst.features["area_um2"], inst.features["area"] * 0.125)
-    assert "table saved to" in widget.status.value
-    # Cancelling the dialog still leaves the values on the layer; nothing is written.
+    assert widget.status.value == f"Table of {len(ids) - 1} objects in img instances saved to {tmp_path / 'table.csv'}."
+    # Cancelling the dialog writes nothing.
     (tmp_path / "table.csv").unlink()
     monkeypatch.setattr(type(widget), "_ask_table_path", lambda self, name: None)
-    widget.measure()
-    wait_done(widget)
+    widget.save_button.clicked()
     assert not (tmp_path / "table.csv").exists()
-    assert "hover" in widget.status.value
     # The edit undone, a new run replaces the instances in place: their old values go with them.
     inst.data = original
     widget.measure()
@@ -498,6 +502,44 @@ def test_measure_objects_measures_the_edited_instances(viewer, widget, wait_done
     widget.run()
     wait_done(widget)
     assert viewer.layers["img instances"] is inst and inst.features.shape[1] == 0
+    assert not notes.messages("error")
+
+
+def test_save_table_refuses_a_table_the_labels_no_longer_match(viewer, widget, wait_done, segmented, notes,
+                                                               monkeypatch, tmp_path):
+    """'Save table…' writes the last measurements only while the labels are as they were measured:
+    after a brush stroke it says the table is out of date and asks nothing; measured again, it
+    saves (the new object included). With the measured layer removed the button is greyed out."""
+    import csv
+
+    asked = []
+    monkeypatch.setattr(type(widget), "_ask_table_path",
+                        lambda self, name: asked.append(name) or str(tmp_path / "t.csv"))
+    inst = viewer.layers["img instances"]
+    widget.measure_button.clicked()
+    wait_done(widget)
+    assert widget.save_button.enabled
+    new_id = int(inst.data.max()) + 1
+    inst.brush_size = 3
+    inst.paint((4, 4), new_id)  # the user adds an object after measuring
+    widget.save_button.clicked()
+    assert asked == [] and not (tmp_path / "t.csv").exists()
+    (warning,) = notes.messages("warning")
+    assert "'img instances' changed since it was measured" in warning
+    assert "press 'Measure objects' again, then 'Save table…'" in warning
+    assert widget.status.value == "Not saved: the table is out of date (measure again)."
+    widget.measure_button.clicked()
+    wait_done(widget)
+    widget.save_button.clicked()
+    assert asked == ["img_objects.csv"]
+    with open(tmp_path / "t.csv", newline="") as f:
+        labels = [int(r["label"]) for r in csv.DictReader(f)]
+    assert labels == [int(i) for i in np.unique(inst.data) if i] and new_id in labels
+    viewer.layers.remove(inst)
+    assert not widget.save_button.enabled
+    widget.save_table()
+    assert asked == ["img_objects.csv"]
+    assert "There is no table to save: press 'Measure objects' first." in notes.messages("info")
     assert not notes.messages("error")
 
 
@@ -690,8 +732,9 @@ def test_update_and_measure_work_on_the_selected_layer_of_another_image(viewer, 
     viewer.layers.selection.active = viewer.layers["A instances"]
     widget.measure()
     wait_done(widget)
-    assert asked == ["A_objects.csv"]
     assert widget.status.value.startswith("4 objects measured in A instances")
+    widget.save_table()
+    assert asked == ["A_objects.csv"]
     # Image A removed, its mask still selected: said, and B's pair is not updated or measured instead.
     viewer.layers.remove(a)
     viewer.layers.selection.active = sem

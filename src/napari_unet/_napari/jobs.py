@@ -182,10 +182,13 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
 @dataclass(frozen=True)
 class Measured:
     """The measurements of instance labels (:func:`~napari_unet.measure.measure_objects`) and,
-    for a series linked over time, its tracks (:func:`~napari_unet.tracking.tracks_table`)."""
+    for a series linked over time, its tracks (:func:`~napari_unet.tracking.tracks_table`).
+    ``digest`` is the labels' :func:`~.outputs.fingerprint`, to tell later whether the table
+    still describes the layer (made in the worker, off the GUI thread)."""
 
     table: dict[str, np.ndarray]
     tracks: dict[str, np.ndarray] | None = None
+    digest: str | None = None
 
 
 def measure_job(labels: np.ndarray, axes: str, image: Any, image_axes: str, *,
@@ -193,11 +196,13 @@ def measure_job(labels: np.ndarray, axes: str, image: Any, image_axes: str, *,
                 ) -> Measured | JobFailed:
     """Measure ``labels`` in a thread worker, and with ``tracks`` make their tracks (never raises)."""
     from ..measure import measure_objects
+    from .outputs import fingerprint
 
     try:
         table = measure_objects(labels, axes=axes, image=image, image_axes=image_axes,
                                 spacing=spacing, unit=unit)
-        return Measured(table, tracks_table(labels, axes=axes, table=table) if tracks else None)
+        return Measured(table, tracks_table(labels, axes=axes, table=table) if tracks else None,
+                        fingerprint(labels))
     except SegmentationError as exc:
         return JobFailed(str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message

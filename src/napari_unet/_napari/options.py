@@ -152,12 +152,18 @@ TOOLTIPS = {
         "(pixels, and in the layer's units, e.g. area_um2, when it has a scale), centroid,\n"
         "whether it touches the image border, its length, width and eccentricity (2D), and the\n"
         "image's mean and summed intensity in it (each channel). Hover a nucleus to see its\n"
-        "values (images without a time axis); then choose where to save the table (CSV), or cancel.\n"
+        "values (images without a time axis); 'Save table…' then writes the table (CSV).\n"
         "A time series linked over time also shows each nucleus' path in '<image> tracks'\n"
         "(updated when you measure again).\n"
         "With several result pairs, the selected layer's pair is measured (else the newest).\n"
         "Painting drops the hover values (they describe the objects as they were); after an\n"
         "undo, measure again."
+    ),
+    "save_table": (
+        "Save the table of the last 'Measure objects' as CSV (one row per object, the columns\n"
+        "the command line's --measure writes). Greyed out until objects are measured. If the\n"
+        "labels changed since (painted, updated, run again), measure again first: the table\n"
+        "would describe objects that are no longer there, so it is not saved."
     ),
     "update": (
         "Recompute '<image> instances' from '<image> semantic' after you corrected the mask\n"

@@ -32,6 +32,7 @@ from ..axes import labelled_last
 from ..device import available_devices
 from ..errors import SegmentationError
 from ..instances import min_object_size
+from ..wording import plural
 from .engine_widget import EngineWidget, Run, row
 from .jobs import JobDone, JobFailed, Measured, Relabelled, measure_job, relabel_job, segment_job
 from .layers import (
@@ -59,7 +60,7 @@ from .options import (
     link_time_tooltip,
     resolve_axes,
 )
-from .outputs import OutputTracker, RunRecord
+from .outputs import OutputTracker, RunRecord, fingerprint
 from .reader import OPENED_FROM
 from .session import REGISTRY
 from .spinbox import DecimalSpinBox
@@ -88,6 +89,16 @@ class _Run(Run):
     source_data: Any = None  # the array being segmented (the layer's own object, not a copy)
 
 
+@dataclass
+class _Table:
+    """The last measurements, which 'Save table…' writes: of which layer, and of which labels."""
+
+    table: dict[str, np.ndarray]
+    layer: weakref.ref  # the instances layer measured (held weakly)
+    digest: str | None  # the fingerprint of its labels as measured
+    source_name: str  # the image's name, for the file's default name
+
+
 class SegmentWidget(EngineWidget):
     """Segment nuclei (or cells) in an image layer with a U-Net.
 
@@ -106,6 +117,7 @@ class SegmentWidget(EngineWidget):
         self._run = None
         self._one_channel_model = True  # a channel is picked only for a 1-channel model
         self._applied: object = None  # the session model whose tuned values the options hold
+        self._table: _Table | None = None  # the last measurements ('Save table…')
         self._build()
         self._connect()
         default = self._catalog.default_key()
@@ -157,10 +169,12 @@ class SegmentWidget(EngineWidget):
         buttons = self._job_controls(self.run_button, cancel_tooltip=tip["cancel"])
         self.update_button = PushButton(text="Update instances", tooltip=tip["update"])
         self.measure_button = PushButton(text="Measure objects", tooltip=tip["measure"])
+        self.save_button = PushButton(text="Save table…", enabled=False, tooltip=tip["save_table"])
         self.extend([self.image, model_row, self.axes, self.channel, self.mode, self.device, scale_row, self.tile_size,
                      percentile_row, self.threshold, self.instance_method, self.seed_threshold, self.min_size, self.link_time,
                      buttons,
-                     row(self.update_button, self.measure_button), self.progress_bar, self.status])
+                     row(self.update_button, self.measure_button, self.save_button), self.progress_bar,
+                     self.status])
 
     def _connect(self) -> None:
         self.image.changed.connect(self._on_image_changed)
@@ -174,6 +188,7 @@ class SegmentWidget(EngineWidget):
         self.cancel_button.changed.connect(self.cancel)
         self.update_button.changed.connect(self.update_instances)
         self.measure_button.changed.connect(self.measure)
+        self.save_button.changed.connect(self.save_table)
         self._listen()
 
     # ----------------------------------------------------------------- choices
@@ -374,11 +389,15 @@ class SegmentWidget(EngineWidget):
         self.run_button.enabled = not busy
         self.update_button.enabled = not busy
         self.measure_button.enabled = not busy
+        self.save_button.enabled = not busy and self._table_layer() is not None
         self.cancel_button.enabled = busy and cancellable
         if busy:
             self.progress_bar.max, self.progress_bar.value = 1, 0
 
     def _on_layer_removed(self, event: Any) -> None:
+        if self._table is not None and self._table.layer() is event.value:
+            self._table = None  # its labels are gone: nothing left that the table describes
+            self.save_button.enabled = False
         run = self._run
         if run is not None and event.value is run.source:
             run.source_removed = True
@@ -659,31 +678,58 @@ class SegmentWidget(EngineWidget):
         self._show_done()
         result = measured_result.table
         count = len(result["label"])
+        if layer in self._viewer.layers:  # 'Save table…' writes it (the button is enabled when the job ends)
+            self._table = _Table(result, weakref.ref(layer), measured_result.digest, run.source_name)
         hover = "T" not in axes and layer in self._viewer.layers  # ids repeat over time points
         changed = hover and not np.array_equal(layer.data, measured)  # edited while it was measured
         if hover and not changed:
             layer.features = {"index": result["label"], **{k: v for k, v in result.items() if k != "label"}}
             _forget_features_on_edit(layer)
-        self.status.value = (f"{count} objects measured in {layer.name}"
+        self.status.value = (f"{plural(count, 'object')} measured in {layer.name}"
                              + ("; hover one to see its values." if hover and not changed else
                                 " (as it was when you pressed the button: it changed since, measure again "
                                 "to see the values on hover)." if changed else "."))
-        note = ""
         if linked and layer in self._viewer.layers:
-            note = " " + self._show_tracks(measured_result.tracks, layer, axes, keep, run.source_name)
-            self.status.value += note
-        path = self._ask_table_path(f"{run.source_name}_objects.csv")
+            self.status.value += " " + self._show_tracks(measured_result.tracks, layer, axes, keep,
+                                                         run.source_name)
+
+    def _table_layer(self) -> Labels | None:
+        """The instances layer the last measurements describe, while it is in the viewer."""
+        layer = self._table.layer() if self._table is not None else None
+        return layer if layer is not None and layer in self._viewer.layers else None
+
+    def save_table(self) -> None:
+        """Write the table of the last 'Measure objects' to a CSV file the user chooses (the
+        columns of :func:`~napari_unet.measure.write_csv`).
+
+        A table whose labels changed since they were measured (painted, updated, run again) is
+        not saved: the user is told to measure again, so a file never describes objects that
+        are no longer there.
+        """
+        if self._run is not None:
+            show_info("Wait for the running job to finish (or cancel it) first.")
+            return
+        saved, layer = self._table, self._table_layer()
+        if saved is None or layer is None:
+            show_info("There is no table to save: press 'Measure objects' first.")
+            return
+        if saved.digest is None or fingerprint(np.asarray(layer.data)) != saved.digest:
+            show_warning(f"'{layer.name}' changed since it was measured, so the table no longer describes "
+                         "its objects: press 'Measure objects' again, then 'Save table…'.")
+            self.status.value = "Not saved: the table is out of date (measure again)."
+            return
+        path = self._ask_table_path(f"{saved.source_name}_objects.csv")
         if not path:
             return
         from ..measure import write_csv
 
         try:
-            write_csv(result, path)
+            write_csv(saved.table, path)
         except OSError as exc:
             show_error(f"Cannot write {path} ({exc.strerror or exc}): choose another folder.")
             return
-        saved = f"{count} objects measured in {layer.name}; table saved to {path}"
-        self.status.value = saved + (f".{note}" if note else "")
+        self.status.value = (f"Table of {plural(len(saved.table['label']), 'object')} in {layer.name} "
+                             f"saved to {path}.")
 
     def _show_tracks(self, tracks: dict[str, np.ndarray] | None, layer: Labels, axes: str, keep: int | None,
                      source_name: str) -> str:
