@@ -62,6 +62,50 @@ def test_rerun_replaces_untouched_outputs_and_keeps_painted_ones(viewer, widget,
     np.testing.assert_array_equal(sem.data, painted)
 
 
+def test_a_renamed_output_is_kept_as_the_users(viewer, widget, wait_done, segmented, notes):
+    """A result the user renamed was named to keep it: the next run leaves the pair alone, goes to
+    a new pair and says why, even after Update instances refreshed the renamed layer; Update
+    instances and Measure objects go on working on the renamed pair when it is selected."""
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    inst.name = "my cells"
+    viewer.layers.selection.active = sem
+    widget.min_size.value = 3
+    widget.update_instances()  # the mask is unedited: the renamed instances are updated in place
+    wait_done(widget)
+    assert "'img semantic' -> 'my cells'" in widget.status.value
+    assert viewer.layers["my cells"] is inst and inst.metadata["min_size"] == 3
+    sem.name = "my mask"
+    kept = sem.data.copy(), inst.data.copy()
+    widget.threshold.value = 0.9
+    widget.run()
+    wait_done(widget)
+    assert names(viewer) == ["img", "my mask", "my cells", "img semantic", "img instances"]
+    assert viewer.layers["my mask"] is sem and viewer.layers["my cells"] is inst
+    np.testing.assert_array_equal(sem.data, kept[0])
+    np.testing.assert_array_equal(inst.data, kept[1])
+    assert sem.metadata["threshold"] == pytest.approx(0.5)
+    assert viewer.layers["img semantic"].metadata["threshold"] == pytest.approx(0.9)
+    why = ("'my mask' and 'my cells' were renamed by you, so they are kept as yours: the new results "
+           "are in 'img semantic' and 'img instances'.")
+    assert why in notes.messages("info")
+    assert widget.status.value.endswith(why)
+    # The renamed pair, selected, is the one updated (in place) and measured.
+    _paint_touching_discs(sem)
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    assert "'my mask' -> 'my cells'" in widget.status.value
+    assert viewer.layers["my cells"] is inst
+    np.testing.assert_array_equal(inst.data > 0, sem.data > 0)  # the painted discs, nothing else
+    viewer.layers.selection.active = inst
+    widget.measure()
+    wait_done(widget)
+    n = len(np.unique(inst.data)) - 1
+    assert widget.status.value.startswith(f"{n} object{'s' if n != 1 else ''} measured in my cells")
+    assert names(viewer) == ["img", "my mask", "my cells", "img semantic", "img instances"]
+    assert not notes.messages("error")
+
+
 def test_replacing_outputs_in_place_sets_only_the_placement_that_changed(viewer, widget, wait_done,
                                                                        segmented):
     """Each placement setter makes napari render a shown layer's whole slice again on the GUI
@@ -831,12 +875,14 @@ def test_outputs_in_a_numbered_pair_follow_a_renamed_image(viewer, widget, wait_
     wait_done(widget)
     assert names(viewer) == ["cells", "img semantic", "img instances", "cells semantic", "cells instances"]
     assert (viewer.layers["cells semantic"], viewer.layers["cells instances"]) == new
-    # A layer the user renamed keeps the user's name.
+    # A layer the user renamed is the user's: it keeps its name and data, and the run goes to a new pair.
     new[0].name = "my mask"
     segmented.name = "nuclei"
     widget.run()
     wait_done(widget)
-    assert names(viewer) == ["nuclei", "img semantic", "img instances", "my mask", "nuclei instances"]
+    assert names(viewer) == ["nuclei", "img semantic", "img instances", "my mask", "cells instances",
+                             "nuclei semantic", "nuclei instances"]
+    assert (viewer.layers["my mask"], viewer.layers["cells instances"]) == new
 
 
 def test_progress_bar_shows_update_and_measure_working_then_done(viewer, widget, wait_done, segmented,

@@ -11,9 +11,11 @@ new data assigned) is left alone and the result goes to a new layer named
 A run's outputs stay a pair: when either of them holds the user's work (an
 edit, or instances that "Update instances" made from an edited mask), a new
 run puts both of its outputs in new layers, so the edited mask is never left
-beside instances it did not make. Every pair of an image is remembered (the
-newest last), so an earlier pair the user goes on correcting can still be
-updated.
+beside instances it did not make. An output the user renamed counts as their
+work too (they named it to keep it): a new run leaves the pair alone, as it
+leaves an edited one. Every pair of an image is remembered (the newest last),
+so an earlier pair the user goes on correcting or renamed can still be updated
+and measured.
 """
 
 from __future__ import annotations
@@ -142,10 +144,13 @@ class Published:
     kept : list of str
         Names of earlier outputs that held the user's work, left alone, which
         is why this run went to new layers (empty otherwise).
+    renamed : list of str
+        Those of ``kept`` that the user renamed (whether edited or not).
     """
 
     layers: dict[str, Labels]
     kept: list[str]
+    renamed: list[str] = field(default_factory=list)
 
 
 _TRACKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # viewer -> its OutputTracker
@@ -232,8 +237,9 @@ class OutputTracker:
         """Show ``tuples`` (role -> layer data) as the outputs of ``source``.
 
         A new run (``from_edits=False``) goes to new layers, all of them, when
-        any output of the last one holds the user's work. ``from_edits=True``
-        (an update) replaces only untouched layers. ``holds_edits`` says whether
+        any output of the last one holds the user's work: edited, or renamed (no
+        longer the name it was given). ``from_edits=True`` (an update, which the
+        user asked for on that pair) replaces only unedited layers, renamed ones too. ``holds_edits`` says whether
         the new layers hold the user's work, so that a new run keeps them (default:
         ``from_edits``; an update of an unedited mask holds none).
         ``digests`` (role -> :func:`fingerprint` of the data, computed off the
@@ -248,14 +254,17 @@ class OutputTracker:
             rec = RunRecord()
             records.append(rec)
         # Each earlier output is hashed once: shown and untouched, or holding the user's work.
-        untouched, work = set(), []
+        untouched, work, renamed = set(), [], []
         for role, out in rec.outputs.items():
             layer = out.layer()
             if layer is None or layer not in self._viewer.layers:
                 continue
             if from_edits and role not in tuples:
                 continue  # an update replaces only its own roles, whatever the others hold
-            if self.is_edited(layer, out.digest):
+            if not from_edits and layer.name != out.given_name:
+                renamed.append(layer.name)  # named by the user to keep it: a new run leaves it alone
+                work.append(layer.name)
+            elif self.is_edited(layer, out.digest):
                 work.append(layer.name)
             else:
                 untouched.add(role)
@@ -278,7 +287,7 @@ class OutputTracker:
         if "instances" in tuples:
             semantic = rec.outputs.get("semantic")
             rec.instances_mask = mask_digest if from_edits else (semantic.digest if semantic else None)
-        return Published(layers, work if fresh else [])
+        return Published(layers, work if fresh else [], renamed if fresh else [])
 
     def adopt(self, source: Image, layers: dict[str, Labels], *, metadata: dict[str, Any]) -> RunRecord:
         """Take ``layers`` (role -> Labels layer), a result opened from files, as a pair of ``source``.
@@ -330,8 +339,11 @@ class OutputTracker:
         data, kwargs, _ = data_tuple
         previous = rec.outputs.get(role)
         layers = self._viewer.layers
+        given = None  # the name the widget gives it (None: the name it ends up with)
         if replace:
             old = previous.layer()
+            if old.name != previous.given_name:
+                given = previous.given_name  # renamed by the user (an update keeps their name): still theirs
             if old.ndim == np.ndim(data):
                 layer = self._update(old, data, kwargs, previous)
             else:  # another axes choice: swap the untouched layer for a new one
@@ -345,7 +357,7 @@ class OutputTracker:
             self._viewer.add_layer(layer)
         if digest is None or layer.data is not data:
             digest = fingerprint(layer.data)
-        rec.outputs[role] = _Output(weakref.ref(layer), digest, kwargs["name"], from_edits, layer.name)
+        rec.outputs[role] = _Output(weakref.ref(layer), digest, kwargs["name"], from_edits, given or layer.name)
         if not any(ref() is layer for _, ref in rec.made):
             rec.made.append((role, weakref.ref(layer)))
         return layer

@@ -442,15 +442,14 @@ class SegmentWidget(EngineWidget):
         self._remember_instances(run.source, result.instances_copy, {
             "method": meta["instance_method"], "min_size": int(meta["min_size"]),
             "fill_holes": bool(meta["fill_holes"]), "linked": bool(meta["linked_over_time"])})
-        if published.kept:
-            show_info("Your work in " + ", ".join(f"'{name}'" for name in published.kept) + " was kept: "
-                      "the new results are in "
-                      + " and ".join(f"'{layer.name}'" for layer in published.layers.values()) + ".")
+        kept = _kept_note(published.kept, published.renamed, list(published.layers.values()))
+        if kept:
+            show_info(kept)
         count = seg.metadata["n_objects"]
         times = seg.instances.shape[seg.axes.index("T")] if "T" in seg.axes else 1
         where = f" over {times} time points" if times > 1 else ""
         self.status.value = (f"{count} objects in {run.source.name}{where} "
-                             f"({time.perf_counter() - run.started:.1f} s)")
+                             f"({time.perf_counter() - run.started:.1f} s)" + (f". {kept}" if kept else ""))
 
     def _on_aborted(self) -> None:
         run = self._run
@@ -780,6 +779,26 @@ class SegmentWidget(EngineWidget):
         if record is not None:
             record.instances = instances
             record.instance_params = dict(params)
+
+
+def _kept_note(kept: list[str], renamed: list[str], layers: list[Labels]) -> str:
+    """Why a run went to new ``layers``: the earlier outputs ``kept`` hold the user's work (those
+    ``renamed`` were named by the user); empty when nothing was kept."""
+    if not kept:
+        return ""
+
+    def names(found: list[str]) -> str:
+        return " and ".join(f"'{name}'" for name in found)
+
+    edited = [name for name in kept if name not in renamed]
+    why = []
+    if edited:
+        why.append(f"your work in {names(edited)} was kept")
+    if renamed:
+        why.append(f"{names(renamed)} {'was' if len(renamed) == 1 else 'were'} renamed by you, so "
+                   f"{'it is' if len(renamed) == 1 else 'they are'} kept as yours")
+    text = "; ".join(why)
+    return f"{text[0].upper()}{text[1:]}: the new results are in {names([layer.name for layer in layers])}."
 
 
 _FORGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> its (forget, refreshed) handlers
