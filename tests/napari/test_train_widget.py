@@ -376,7 +376,9 @@ def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_pat
     lab.data = discs()[1]
     viewer.layers.remove(lab)
     assert trainer.pair_layers == []
-    assert "removed" in notes.messages("info")[0]
+    qtbot.waitUntil(lambda: bool(notes.messages("info")), timeout=2_000)
+    assert notes.messages("info") == ["'lab' was removed from the viewer: 1 training pair using it was removed "
+                                      "from the list."]
     for note in notes.items:
         assert "Traceback" not in note.message
     assert not list((tmp_path / "models").glob("*"))
@@ -390,6 +392,32 @@ def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_pat
     trainer.add_pair(img, lab2)
     trainer.clear_button.clicked()
     assert trainer.pairs.choices == ()
+
+
+def test_removing_a_pair_layer_while_training_says_the_run_goes_on(viewer, trainer, qtbot, notes):
+    """Removing a pair's layer takes the pair out of the list, but the training in progress holds
+    its data and goes on: the message says so, and how to stop it."""
+    image, labels = discs()
+    img, lab = viewer.add_image(image, name="cells"), viewer.add_labels(labels, name="cells instances")
+    assert trainer.add_pair(img, lab)
+    trainer.epochs.value, trainer.steps.value = 50, 100
+    trainer.train()
+    records = []
+    trainer._run.worker.yielded.connect(records.append)
+    qtbot.waitUntil(lambda: any(r.stage == "train" for r in records), timeout=30_000)
+    notes.items.clear()
+    viewer.layers.remove(lab)
+    assert trainer.pair_layers == []
+    qtbot.waitUntil(lambda: bool(notes.messages("info")), timeout=2_000)
+    assert notes.messages("info") == [
+        "'cells instances' was removed from the viewer: 1 training pair using it was removed from the list; "
+        "the training in progress goes on with the data it already took from it (press Cancel to stop it)."]
+    seen = len(records)
+    qtbot.waitUntil(lambda: len(records) >= seen + 3, timeout=30_000)  # it does go on
+    assert trainer.running
+    trainer.cancel()
+    wait_trained(qtbot, trainer)
+    assert not notes.messages("error")
 
 
 def test_train_reads_the_labels_in_the_worker_not_the_gui_thread(viewer, trainer, qtbot, notes, tiny_model,

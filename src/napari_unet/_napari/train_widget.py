@@ -48,6 +48,7 @@ from ..normalize import check_dtype
 from ..progress import Progress
 from ..training.data import is_binary_mask
 from ..training.loop import LR_FINE_TUNE, LR_NEW
+from ..wording import plural
 from .engine_widget import EngineWidget, Run, row, stage_name
 from .jobs import JobFailed
 from .model_choices import SESSION, ModelCatalog, default_models_dir
@@ -382,6 +383,7 @@ class _Run(Run):
     name: str
     folder: Path
     timing_key: tuple[Any, ...] = ()  # what the speed of its steps is stored under (see _RATES)
+    layers: tuple[Any, ...] = ()  # the image and labels layers it trains on (it holds their data)
     first_step: tuple[float, int] | None = None  # (time, step) of the first and last training records
     last_step: tuple[float, int] | None = None
 
@@ -493,8 +495,13 @@ class TrainWidget(EngineWidget):
             dropped = len(self._pairs) - len(kept)
             self._pairs = kept
             self.pairs.reset_choices()
-            show_info(f"'{gone.name}' was removed from the viewer: {dropped} training pair(s) "
-                      "using it were removed from the list.")
+            run = self._run
+            # The worker holds the data it was given: taking the pair out of the list stops nothing.
+            going_on = ("; the training in progress goes on with the data it already took from it "
+                        "(press Cancel to stop it)"
+                        if run is not None and any(gone is layer for layer in run.layers) else "")
+            show_info(f"'{gone.name}' was removed from the viewer: {plural(dropped, 'training pair')} "
+                      f"using it {'was' if dropped == 1 else 'were'} removed from the list{going_on}.")
 
     def _on_image_changed(self, _value: Any = None) -> None:
         self._match_labels(prefer_named=True)
@@ -623,13 +630,15 @@ class TrainWidget(EngineWidget):
             self.status.value = "Not started: see the notification."
             return
         options.update(name=name, folder=folder)
+        used = tuple(layer for p in self._pairs for layer in (p.image, p.labels)) or \
+            (unwrap(self.image.value), unwrap(self.labels_layer.value))
         worker = create_worker(train_job, pairs, options, _start_thread=False, _ignore_errors=True)
         total = options["epochs"] * options["steps"]
         self._set_busy(True)
         self.status.value = f"Preparing {len(pairs)} pair(s) for '{name}'…"
         self._start(_Run(worker=worker, name=name, folder=folder,
                          pbar=progress(total=total, desc=f"Training {name}"),
-                         timing_key=self._timing_key(),
+                         timing_key=self._timing_key(), layers=used,
                          on_orphaned=partial(_remove_if_no_model, folder)),
                     self._on_returned)
 
