@@ -420,6 +420,17 @@ def test_removing_a_pair_layer_while_training_says_the_run_goes_on(viewer, train
     assert not notes.messages("error")
 
 
+def test_closing_the_viewer_says_nothing_of_the_pairs(viewer, trainer, qtbot, notes):
+    """viewer.close() removes every layer before it closes the window: the pairs' layers go, but
+    nobody removed them, so nothing says '1 training pair using it was removed from the list'."""
+    image, labels = discs()
+    img, lab = viewer.add_image(image, name="cells"), viewer.add_labels(labels, name="cells instances [2]")
+    assert trainer.add_pair(img, lab)
+    viewer.close()
+    qtbot.wait(100)
+    assert not [m for m in notes.messages() if "removed" in m], notes.messages()
+
+
 def test_train_reads_the_labels_in_the_worker_not_the_gui_thread(viewer, trainer, qtbot, notes, tiny_model,
                                                                   on_gui_thread):
     """A big labels stack must not freeze napari when Train is pressed: only its shape is checked there."""

@@ -506,6 +506,21 @@ def test_closing_the_dock_stops_the_job_and_its_progress_bar(viewer, qtbot, tiny
     assert "big instances" not in [layer.name for layer in viewer.layers]
 
 
+def test_closing_the_viewer_during_a_run_stops_it_quietly(viewer, widget, qtbot, notes, start_run):
+    """viewer.close() removes every layer before it closes the window: the run stops, and nothing
+    says 'C was removed from the viewer: its segmentation was stopped' (nobody removed it), nor
+    raises. Removing the image by hand still says so (test_removing_the_source_discards_the_result)."""
+    img = viewer.add_image(np.random.default_rng(3).random((1024, 1024), np.float32), name="C")
+    records = start_run(widget, img, tile_size=128)
+    worker = widget._run.worker
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    qtbot.wait(100)
+    assert records[-1].done < records[-1].total, "stopped, not run to the end"
+    assert not [m for m in notes.messages() if "removed" in m], notes.messages()
+    assert not notes.messages("error") and not notes.messages("warning")
+
+
 def test_progress_reads_in_words_in_the_status(viewer, widget, qtbot):
     """The status names the stage for a biologist ("Network: tile 1/...", capitalised), not by
     the engine's code name ("predict: ...")."""

@@ -500,8 +500,8 @@ class TrainWidget(EngineWidget):
             going_on = ("; the training in progress goes on with the data it already took from it "
                         "(press Cancel to stop it)"
                         if run is not None and any(gone is layer for layer in run.layers) else "")
-            show_info(f"'{gone.name}' was removed from the viewer: {plural(dropped, 'training pair')} "
-                      f"using it {'was' if dropped == 1 else 'were'} removed from the list{going_on}.")
+            self._say_removed(f"'{gone.name}' was removed from the viewer: {plural(dropped, 'training pair')} "
+                              f"using it {'was' if dropped == 1 else 'were'} removed from the list{going_on}.")
 
     def _on_image_changed(self, _value: Any = None) -> None:
         self._match_labels(prefer_named=True)

@@ -404,8 +404,8 @@ class SegmentWidget(EngineWidget):
             run.answered = True  # progress records still queued must not rewrite the status
             run.worker.quit()
             what = {"segment": "segmentation", "update": "instance update"}.get(run.kind, "measurement")
-            show_info(f"'{run.source_name}' was removed from the viewer: its {what} "
-                      "was stopped and nothing was added.")
+            self._say_removed(f"'{run.source_name}' was removed from the viewer: its {what} "
+                              "was stopped and nothing was added.")
             self.status.value = f"Stopped: '{run.source_name}' was removed."
             self.progress_bar.value = 0
 
