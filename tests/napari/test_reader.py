@@ -156,3 +156,33 @@ def test_the_readme_line_that_places_the_image_ends_napari_unit_warnings(viewer,
     viewer.add_points([[1.0, 1.0]], scale=(0.5, 0.5), units="um")
     assert tuple(viewer.layers["cells"].scale) == (0.5, 0.5)
     assert not [m for m in notes.messages() if "units" in m.lower()], notes.messages()
+
+
+def test_an_opened_result_that_does_not_record_its_options_keeps_ids_at_an_update(viewer, widget, result,
+                                                                                   wait_done, notes, tmp_path):
+    """A result whose metadata lacks the instance method and min size counts as made with the
+    widget's options: an update with them keeps the ids of the nuclei the edit left alone."""
+    from napari_unet.io import read_tiff_metadata
+
+    tifffile.imwrite(tmp_path / "cells.tif", tifffile.imread(result / "cells.tif"))
+    for role in ("semantic", "instances"):
+        meta = read_tiff_metadata(result / f"cells_{role}.tif")
+        for key in ("instance_method", "min_size"):
+            del meta[key]
+        write_labels(tmp_path / f"cells_{role}.tif", tifffile.imread(result / f"cells_{role}.tif"),
+                     axes=meta.pop("axes"), pixel_size_um=meta.pop("pixel_size_um", None), metadata=meta)
+    viewer.open(tmp_path / "cells.tif")
+    sem, = viewer.open(tmp_path / "cells_semantic.tif", plugin=PLUGIN)
+    inst, = viewer.open(tmp_path / "cells_instances.tif", plugin=PLUGIN)
+    assert "instance_method" not in inst.metadata and "min_size" not in inst.metadata
+    opened = inst.data.copy()
+    ids = np.unique(opened)[1:]
+    sem.data[opened == ids[0]] = 0
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    assert not notes.messages("error")
+    updated = viewer.layers["cells instances [2]"]
+    assert not np.any(updated.data[opened == ids[0]])
+    kept = np.isin(opened, ids[1:])
+    np.testing.assert_array_equal(updated.data[kept], opened[kept])

@@ -289,13 +289,17 @@ class OutputTracker:
             rec.instances_mask = mask_digest if from_edits else (semantic.digest if semantic else None)
         return Published(layers, work if fresh else [], renamed if fresh else [])
 
-    def adopt(self, source: Image, layers: dict[str, Labels], *, metadata: dict[str, Any]) -> RunRecord:
+    def adopt(self, source: Image, layers: dict[str, Labels], *, metadata: dict[str, Any],
+              defaults: dict[str, Any] | None = None) -> RunRecord:
         """Take ``layers`` (role -> Labels layer), a result opened from files, as a pair of ``source``.
 
         Nothing says what the files hold since they were made (the user may have corrected
         them), so their data count as the user's work: a new run goes to new layers, and
         "Update instances" puts its instances in a new layer. The instances as opened, made
         with the options ``metadata`` records, are those whose ids an update keeps.
+        ``defaults`` (``method``, ``min_size``: the widget's options) stand for those the
+        metadata lacks: instances whose making is not recorded count as made with them, so an
+        update with unchanged options keeps the ids of the objects the edits left alone.
         """
         axes = str(metadata.get("axes") or "").upper().replace("C", "")
         rec = RunRecord(label_ndim=sum(a in "ZYX" for a in axes) or 2, metadata=dict(metadata))
@@ -305,7 +309,8 @@ class OutputTracker:
         instances = layers.get("instances")
         if instances is not None:
             rec.instances = np.array(instances.data, copy=True)
-            rec.instance_params = {"method": metadata.get("instance_method"), "min_size": metadata.get("min_size"),
+            recorded = {"method": metadata.get("instance_method"), "min_size": metadata.get("min_size")}
+            rec.instance_params = {**{k: (defaults or {}).get(k) if v is None else v for k, v in recorded.items()},
                                    "fill_holes": metadata.get("fill_holes", True),
                                    "linked": bool(metadata.get("linked_over_time", False))}
         self._records.setdefault(source, []).append(rec)

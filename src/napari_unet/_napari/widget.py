@@ -493,7 +493,8 @@ class SegmentWidget(EngineWidget):
             if source is not None:
                 meta = {k: v for k, v in next(iter(layers.values())).metadata.items()
                         if k not in ("output", OPENED_FROM)}
-                self._tracker.adopt(source, layers, metadata=meta)
+                self._tracker.adopt(source, layers, metadata=meta, defaults={
+                    "method": self.instance_method.value, "min_size": int(self.min_size.value)})
                 continue
             active = self._viewer.layers.selection.active
             if any(layer is active for layer in layers.values()):
