@@ -40,6 +40,13 @@ def test_infer_axes_refuses_other_dimensions(shape):
         infer_axes(shape)
 
 
+def test_axes_refusals_count_in_the_right_number():
+    with pytest.raises(SegmentationError, match=r"an array with 1 dimension \(shape"):
+        infer_axes((7,))
+    with pytest.raises(SegmentationError, match=r"has 1 letter but the image has 2 dimensions \(shape"):
+        plan_axes((20, 30), "X", spatial_dims=2, mode="auto")
+
+
 @pytest.mark.parametrize(
     ("shape", "axes", "dims", "mode", "loop", "net", "channel", "label", "out"),
     [

@@ -53,7 +53,13 @@ def test_cuda_index_that_does_not_exist():
     with pytest.raises(SegmentationError, match="not available") as info:
         resolve_device(f"cuda:{count}")
     message = str(info.value)
-    assert f"{count} CUDA GPU(s)" in message and "'cpu'" in message
+    assert f"{count} CUDA GPU{'' if count == 1 else 's'} usable" in message and "'cpu'" in message
+
+
+def test_a_missing_cuda_index_counts_one_gpu_in_the_singular(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(SegmentationError, match="this machine has 1 CUDA GPU usable by torch"):
+        resolve_device("cuda:1")
 
 
 @pytest.mark.parametrize("name", ["cuda", "cuda:0", "cuda:3", "CUDA:1"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import SegmentationError
+from .wording import plural
 
 __all__ = ["AxesPlan", "infer_axes", "labelled_last", "plan_axes", "LETTERS"]
 
@@ -41,7 +42,7 @@ def infer_axes(shape: tuple[int, ...], *, in_channels: int = 1, spatial_dims: in
     if ndim == 5:
         return "TZYXC"
     raise SegmentationError(
-        f"Cannot segment an array with {ndim} dimension(s) (shape {shape}): "
+        f"Cannot segment an array with {plural(ndim, 'dimension')} (shape {shape}): "
         "give a 2D image (YX), RGB/multichannel (YXC), a z-stack (ZYX), a time series "
         "(TYX) or TZYX, with at most 5 dimensions."
     )
@@ -125,8 +126,8 @@ def plan_axes(
     axes = axes.upper()
     if len(axes) != len(shape):
         raise SegmentationError(
-            f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} "
-            f"dimensions (shape {tuple(shape)}): give one letter per dimension, e.g. "
+            f"axes {axes!r} has {plural(len(axes), 'letter')} but the image has "
+            f"{plural(len(shape), 'dimension')} (shape {tuple(shape)}): give one letter per dimension, e.g. "
             f"{infer_axes(tuple(shape), in_channels=in_channels, spatial_dims=spatial_dims)!r}."
         )
     bad = sorted(set(axes) - set(LETTERS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .errors import SegmentationError
+from .wording import plural
 
 __all__ = ["resolve_device", "available_devices"]
 
@@ -51,7 +52,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if index >= count:
             raise SegmentationError(
                 f"Device {device!r} is not available: this machine has "
-                f"{count} CUDA GPU(s) usable by torch. Use device='auto' or 'cpu'."
+                f"{plural(count, 'CUDA GPU')} usable by torch. Use device='auto' or 'cpu'."
             )
     elif dev.type == "mps":
         if not _mps_available():

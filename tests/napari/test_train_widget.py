@@ -240,6 +240,7 @@ def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, 
     assert "read as a mask" in trainer.status.value
     seen = []
     trainer.train()
+    assert trainer.status.value == "Preparing 1 training pair for 'tuned_stack'…"
     trainer._run.worker.yielded.connect(seen.append)
     wait_trained(qtbot, trainer)
     assert not notes.messages("error")
@@ -247,7 +248,7 @@ def test_fine_tunes_a_stack_with_a_semantic_mask(viewer, trainer, qtbot, notes, 
     assert model.config.base_width == 4 and model.config.depth == 2  # the tiny model's
     assert model.config.core_fraction == 0.25
     (info,) = [m for m in notes.messages("info") if "trained" in m]
-    assert "on 2 image(s) (1 empty plane(s) skipped)" in info
+    assert "on 2 images (1 empty plane skipped)" in info
     assert model.config.provenance["trained_on"] == ["stack_z000", "stack_z002"]
     assert model.config.provenance["crop_size"] == 32
     # The starting model was copied, not trained in place.
@@ -544,7 +545,7 @@ def test_a_one_channel_image_with_a_channel_axis_is_one_image(viewer, trainer, q
     wait_trained(qtbot, trainer)
     assert not notes.messages("error")
     (info,) = [m for m in notes.messages("info") if "trained" in m]
-    assert "on 2 image(s)" in info and "skipped" not in info
+    assert "on 2 images" in info and "skipped" not in info
     assert session_models()["test-net"].config.provenance["trained_on"] == ["one", "one"]
 
 

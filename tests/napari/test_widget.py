@@ -1002,3 +1002,34 @@ def test_outputs_of_a_channel_axis_after_others_line_up_with_the_image(viewer, w
     assert not notes.messages("error")
     assert len(inst.features) == 4 and "area_um3" in inst.features  # 3 discs and the painted one, in µm³
     np.testing.assert_allclose(inst.features["area_um3"] / inst.features["area"], 2.0 * 0.5 * 0.5)
+
+
+def test_counts_of_one_read_in_the_singular(viewer, widget, wait_done, fake_net, notes):
+    """One nucleus: '1 object in ...', '1 object after the update ...', '1 object measured ...';
+    one nucleus over time: '1 track in ...'."""
+    one = viewer.add_image(disc_scene([(32, 32, 8)])[0], name="one")
+    widget.image.value = one
+    widget.min_size.value = 0
+    widget.run()
+    wait_done(widget)
+    assert widget.status.value.startswith("1 object in one ("), widget.status.value
+    sem, inst = outputs(viewer, "one")
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    assert widget.status.value.startswith("1 object after the update of one"), widget.status.value
+    viewer.layers.selection.active = inst
+    widget.measure()
+    wait_done(widget)
+    assert widget.status.value.startswith("1 object measured in one instances"), widget.status.value
+    movie = viewer.add_image(np.stack([disc_scene([(32, 30 + t, 8)])[0] for t in range(3)]), name="movie")
+    widget.image.value = movie
+    widget.axes.value = "TYX"
+    widget.link_time.value = True
+    widget.run()
+    wait_done(widget)
+    viewer.layers.selection.active = viewer.layers["movie instances"]
+    widget.measure()
+    wait_done(widget)
+    assert "1 track in 'movie tracks'." in widget.status.value, widget.status.value
+    assert not notes.messages("error")

@@ -557,7 +557,7 @@ class TrainWidget(EngineWidget):
             return
         steps = int(self.epochs.value) * int(self.steps.value)
         self.estimate.value = (f"Estimated training time: about {_format_eta(per_step * steps)} for "
-                               f"{steps} steps ({per_step:.2g} s per step, measured with these settings "
+                               f"{plural(steps, 'step')} ({per_step:.2g} s per step, measured with these settings "
                                "in this session; validation adds to it)")
 
     def _on_progress(self, record: Progress) -> None:
@@ -635,7 +635,7 @@ class TrainWidget(EngineWidget):
         worker = create_worker(train_job, pairs, options, _start_thread=False, _ignore_errors=True)
         total = options["epochs"] * options["steps"]
         self._set_busy(True)
-        self.status.value = f"Preparing {len(pairs)} pair(s) for '{name}'…"
+        self.status.value = f"Preparing {plural(len(pairs), 'training pair')} for '{name}'…"
         self._start(_Run(worker=worker, name=name, folder=folder,
                          pbar=progress(total=total, desc=f"Training {name}"),
                          timing_key=self._timing_key(), layers=used,
@@ -748,10 +748,10 @@ class TrainWidget(EngineWidget):
         register_session_model(run.name, result.model)
         self.last_folder = result.folder
         took = _format_eta(time.perf_counter() - run.started)  # "6 s", "2 min 05 s", not "0.1 min"
-        skipped = f" ({result.n_skipped} empty plane(s) skipped)" if result.n_skipped else ""
+        skipped = f" ({plural(result.n_skipped, 'empty plane')} skipped)" if result.n_skipped else ""
         loss = f", final loss {result.final_loss:.3f}" if math.isfinite(result.final_loss) else ""
         show_info(
-            f"Model '{run.name}' trained on {result.n_samples} image(s){skipped}{loss}. "
+            f"Model '{run.name}' trained on {plural(result.n_samples, 'image')}{skipped}{loss}. "
             f"Saved in {result.folder}. {self._offer_to_segment(run.name)} {_later_note(result.folder)}"
         )
         self.status.value = f"'{run.name}' saved in {result.folder} ({took}). {self._continue_from(run.name)}".rstrip()

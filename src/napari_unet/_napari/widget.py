@@ -448,7 +448,7 @@ class SegmentWidget(EngineWidget):
         count = seg.metadata["n_objects"]
         times = seg.instances.shape[seg.axes.index("T")] if "T" in seg.axes else 1
         where = f" over {times} time points" if times > 1 else ""
-        self.status.value = (f"{count} objects in {run.source.name}{where} "
+        self.status.value = (f"{plural(count, 'object')} in {run.source.name}{where} "
                              f"({time.perf_counter() - run.started:.1f} s)" + (f". {kept}" if kept else ""))
 
     def _on_aborted(self) -> None:
@@ -603,7 +603,7 @@ class SegmentWidget(EngineWidget):
         record.instances = result.labels_copy
         record.instance_params = dict(made)
         self._show_done()
-        self.status.value = (f"{result.count} objects after the update of {run.source.name} "
+        self.status.value = (f"{plural(result.count, 'object')} after the update of {run.source.name} "
                              f"('{semantic.name}' -> '{published.layers['instances'].name}')")
 
     def _shown_run(self, result: Any) -> _Run | None:
@@ -763,7 +763,7 @@ class SegmentWidget(EngineWidget):
             shown.metadata = dict(kwargs["metadata"])
             shown.tail_length = max(shown.tail_length, kwargs["tail_length"])
         divisions = len(kwargs["graph"])
-        return (f"{len(np.unique(data[:, 0]))} tracks in '{shown.name}'"
+        return (f"{plural(len(np.unique(data[:, 0])), 'track')} in '{shown.name}'"
                 + (f" ({divisions} from a division)." if divisions else "."))
 
     def _ask_table_path(self, default_name: str) -> str | None:
