@@ -378,8 +378,8 @@ def test_bad_input_becomes_a_notification(viewer, trainer, qtbot, notes, tmp_pat
     viewer.layers.remove(lab)
     assert trainer.pair_layers == []
     qtbot.waitUntil(lambda: bool(notes.messages("info")), timeout=2_000)
-    assert notes.messages("info") == ["'lab' was removed from the viewer: 1 training pair using it was removed "
-                                      "from the list."]
+    assert notes.messages("info") == [("'lab' was removed from the viewer: 1 training pair using it was removed "
+                                       "from the list.")]
     for note in notes.items:
         assert "Traceback" not in note.message
     assert not list((tmp_path / "models").glob("*"))
@@ -410,9 +410,9 @@ def test_removing_a_pair_layer_while_training_says_the_run_goes_on(viewer, train
     viewer.layers.remove(lab)
     assert trainer.pair_layers == []
     qtbot.waitUntil(lambda: bool(notes.messages("info")), timeout=2_000)
-    assert notes.messages("info") == [
+    assert notes.messages("info") == [(
         "'cells instances' was removed from the viewer: 1 training pair using it was removed from the list; "
-        "the training in progress goes on with the data it already took from it (press Cancel to stop it)."]
+        "the training in progress goes on with the data it already took from it (press Cancel to stop it).")]
     seen = len(records)
     qtbot.waitUntil(lambda: len(records) >= seen + 3, timeout=30_000)  # it does go on
     assert trainer.running

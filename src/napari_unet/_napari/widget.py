@@ -34,7 +34,15 @@ from ..errors import SegmentationError
 from ..instances import min_object_size
 from ..wording import plural
 from .engine_widget import EngineWidget, Run, row
-from .jobs import JobDone, JobFailed, Measured, Relabelled, measure_job, relabel_job, segment_job
+from .jobs import (
+    JobDone,
+    JobFailed,
+    Measured,
+    Relabelled,
+    measure_job,
+    relabel_job,
+    segment_job,
+)
 from .layers import (
     ROLES,
     channel_data_axis,
