@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from napari.layers import Image
+from napari.layers import Image, Labels
 
 from napari_unet._napari.layers import (
     channel_data_axis,
@@ -104,6 +104,24 @@ def test_tracks_layer_data_rows_graph_placement_and_a_channel_placeholder():
     assert tracks_layer_data(empty, axes="TYX", source_name="cells", spatial=spatial) is None
     with pytest.raises(ValueError, match="time first"):
         tracks_layer_data(tracks, axes="YTX", source_name="cells", spatial=spatial)
+
+
+def test_tracks_of_a_layer_with_its_one_plane_channel_axis_first_keep_time_first():
+    """A one-plane channel axis before T (CTYX) is left out of the tracks and of their placement:
+    napari takes the first coordinate as time and lines the tracks up with the instances' last
+    dimensions, so each centroid lands at its time point, where the instances layer has it."""
+    tracks = {"track_id": np.array([1, 1, 2]), "t": np.array([0, 1, 1]), "centroid_y": np.array([2.0, 3.0, 5.0]),
+              "centroid_x": np.array([4.0, 4.5, 6.0]), "parent_id": np.array([0, 0, 1])}
+    instances = Labels(np.zeros((1, 2, 8, 9), np.int32), scale=(4, 3, 0.5, 0.25), translate=(7, 1, 2, 3),
+                       axis_labels=("c", "t", "y", "x"))
+    spatial, _ = spatial_kwargs(instances)
+    layer = create_layer(tracks_layer_data(tracks, axes="TYX", source_name="cells", spatial=spatial,
+                                           placeholder=0))
+    assert layer.ndim == 3 and layer.axis_labels == ("t", "y", "x")
+    np.testing.assert_array_equal(layer.data, [[1, 0, 2, 4], [1, 1, 3, 4.5], [2, 1, 5, 6]])
+    for row in layer.data:
+        world = instances.data_to_world((0, *row[1:]))
+        np.testing.assert_allclose(layer.data_to_world(row[1:]), world[1:])
 
 
 def test_axes_choices_and_resolution():

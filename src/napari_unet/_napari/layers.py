@@ -236,6 +236,22 @@ def label_layer_data(
     return (data, kwargs, "labels")
 
 
+def _without_axis(spatial: dict[str, Any], axis: int) -> dict[str, Any]:
+    """``spatial`` (from :func:`spatial_kwargs`) less the layer dimension ``axis``."""
+    ndim = len(spatial["scale"])
+    keep = [i for i in range(ndim) if i != axis]
+    out = dict(spatial)
+    for name in ("scale", "translate", "units", "axis_labels"):
+        if name in out:
+            out[name] = tuple(out[name][i] for i in keep)
+    for name in ("rotate", "shear", "affine"):
+        if name in out:
+            matrix = _shear_matrix(out[name], ndim) if name == "shear" else np.asarray(out[name], float)
+            sub = [*keep, ndim] if name == "affine" else keep
+            out[name] = matrix[np.ix_(sub, sub)]
+    return out
+
+
 def tracks_layer_data(
     tracks: dict[str, np.ndarray],
     *,
@@ -258,15 +274,18 @@ def tracks_layer_data(
     spatial : dict
         The instances layer's placement (:func:`spatial_kwargs`).
     placeholder : int or None
-        A one-plane channel axis the instances layer has and ``axes`` lack: the
-        tracks get coordinate 0 along it.
+        A one-plane channel axis the instances layer has and ``axes`` lack.
+        After T, the tracks get coordinate 0 along it. First (before T), the
+        tracks leave it out, and its entries are removed from ``spatial``:
+        napari lines the tracks up with the instances' last dimensions, and
+        takes the first coordinate after the track id as time.
 
     Returns
     -------
     (data (N, 1 + ndim) float, kwargs, "tracks"), or None without rows
         Each row ``track id, t, [z,] y, x`` (the centroids, in the instances
-        layer's data coordinates); ``graph`` maps a track to the one it
-        divided from.
+        layer's data coordinates, a placeholder after T included);
+        ``graph`` maps a track to the one it divided from.
     """
     if not axes.startswith("T"):
         raise ValueError(f"napari's Tracks layer takes time first; these axes are {axes!r}.")
@@ -274,7 +293,9 @@ def tracks_layer_data(
     if not n:
         return None
     columns = [np.asarray(tracks["t" if a == "T" else f"centroid_{a.lower()}"], float) for a in axes]
-    if placeholder is not None:
+    if placeholder == 0:
+        spatial = _without_axis(spatial, 0)
+    elif placeholder is not None:
         columns.insert(placeholder, np.zeros(n))
     data = np.column_stack([np.asarray(tracks["track_id"], float), *columns])
     graph = {int(c): [int(p)] for c, p in zip(tracks["track_id"], tracks["parent_id"]) if p}
