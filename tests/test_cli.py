@@ -495,6 +495,41 @@ def test_segment_skips_what_is_not_an_image_among_several(models, tmp_path, caps
     assert "1 of 3 images failed: broken.tif" in err
 
 
+def test_segment_skips_its_own_results_among_several_and_refuses_one_given_alone(models, tmp_path, capsys,
+                                                                                 fake_net):
+    """``segment folder/* -o folder`` run again gets the first run's results among the images:
+    they are skipped with one note (with the paths that are no image), not segmented as images;
+    a file only named like a result is still an image. A result given alone is refused."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a.tif", disc_scene(DISCS[0])[0])
+    tifffile.imwrite(folder / "b_semantic.tif", disc_scene(DISCS[1])[0])  # a user's image, so named
+    model = ["-o", str(folder), "-m", str(models["2d"]), "--device", "cpu", "--measure"]
+    assert main(["segment", *sorted(map(str, folder.iterdir())), *model]) == 0
+    capsys.readouterr()
+    given = sorted(map(str, folder.iterdir()))
+    assert len(given) == 8  # a, b_semantic, and the two results and the table of each
+    assert main(["segment", *given, *model, "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [(
+        "napari-unet: note: skipped 6 paths of the 8 given, 2 not image files (BMP, JPEG, JPG, PNG, TIF, TIFF): "
+        "a_objects.csv, b_semantic_objects.csv; 4 napari-unet results (of an earlier run): a_instances.tif, "
+        "a_semantic.tif, b_semantic_instances.tif, ...")]
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == ["a.tif", "b_semantic.tif"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(Path(p).name for p in given)
+    without_tables = [p for p in given if not p.endswith(".csv")]
+    assert main(["segment", *without_tables, *model[:-1], "--overwrite"]) == 0
+    assert capsys.readouterr().err.strip() == (
+        "napari-unet: note: skipped 4 paths of the 6 given, napari-unet results (of an earlier run): "
+        "a_instances.tif, a_semantic.tif, b_semantic_instances.tif, ...")
+    assert main(["segment", str(folder / "a_semantic.tif"), *model]) == 2
+    assert _assert_one_error_line(capsys.readouterr().err) == (
+        "napari-unet: error: a_semantic.tif is a napari-unet result, not an image: give the image it was made from.")
+    assert main(["segment", str(folder / "a_instances.tif"), str(folder / "a_semantic.tif"), *model]) == 2
+    assert _assert_one_error_line(capsys.readouterr().err).endswith(
+        "a_instances.tif, a_semantic.tif are napari-unet results, not images: give the images they were made from.")
+
+
 def test_segment_and_evaluate_count_one_thing_in_the_singular(models, tmp_path, capsys, fake_net):
     """One object, one image, one failure: "1 object", not "1 objects"."""
     images, masks = _write_set(tmp_path, [DISCS[0][:1]])  # one image of one disc

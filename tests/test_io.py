@@ -15,11 +15,13 @@ from napari_unet.errors import SegmentationError
 from napari_unet.io import (
     TiffPlanes,
     check_image_path,
+    is_result_file,
     read_image,
     read_image_axes,
     read_image_file,
     read_labels,
     read_tiff_metadata,
+    result_role,
     write_labels,
 )
 
@@ -474,3 +476,20 @@ def test_label_ids_are_converted_for_imagej_a_plane_at_a_time(tmp_path):
     one = ids[0] + 1  # a single plane: compressed, converted too
     write_labels(tmp_path / "one.tif", one, axes="YX")
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "one.tif"), one)
+
+
+def test_a_result_is_told_by_its_name_and_metadata(tmp_path):
+    """A result is named ``<image>_semantic|instances.tif`` (any case) and holds this package's
+    metadata; a file with only one of the two, or none, or no file, is not one."""
+    labels = np.zeros((8, 8), np.uint8)
+    ours = {"napari_unet_version": "0.1.0"}
+    write_labels(tmp_path / "cells_semantic.TIF", labels, axes="YX", metadata=ours)
+    write_labels(tmp_path / "cells_instances.tiff", labels, axes="YX", metadata=ours)
+    write_labels(tmp_path / "cells.tif", labels, axes="YX", metadata=ours)
+    tifffile.imwrite(tmp_path / "plain_semantic.tif", labels)
+    (tmp_path / "broken_instances.tif").write_bytes(b"not a tiff")
+    assert result_role(tmp_path / "cells_semantic.TIF") == ("cells", "semantic")
+    assert result_role(tmp_path / "_semantic.tif") is None and result_role(tmp_path / "a_semantic.png") is None
+    assert is_result_file(tmp_path / "cells_semantic.TIF") and is_result_file(str(tmp_path / "cells_instances.tiff"))
+    for name in ("cells.tif", "plain_semantic.tif", "broken_instances.tif", "missing_semantic.tif"):
+        assert not is_result_file(tmp_path / name), name

@@ -148,22 +148,39 @@ def _check_percentiles(percentiles: list[float] | None) -> None:
 
 
 def _image_paths(paths: Sequence[str]) -> list[str]:
-    """The paths of ``paths`` with an image suffix, when there are several and some have none.
+    """The paths of ``paths`` that are images, when there are several and some are not.
 
-    ``segment folder/*`` also gets the notes, tables and sub-folders beside the images: they are
-    skipped with a note on stderr (as evaluate and train skip them) instead of refusing the batch.
-    A path given alone, or a batch of no images at all, is left for the plan to refuse.
+    ``segment folder/*`` also gets the notes, tables and sub-folders beside the images, and,
+    run again with ``-o folder``, the results of the first run: they are skipped with one note
+    on stderr (as evaluate and train skip what is not an image) instead of refusing the batch
+    or segmenting a result. A result is refused when there is nothing else to segment; a path
+    that is no image given alone, or a batch of no images at all, is left for the plan to refuse.
     """
-    from .io import IMAGE_SUFFIXES
+    from .io import IMAGE_SUFFIXES, is_result_file
+
+    def names(group: list[str]) -> str:
+        return ", ".join(Path(p).name for p in group[:3]) + (", ..." if len(group) > 3 else "")
 
     others = [p for p in paths if Path(p).suffix.lower() not in IMAGE_SUFFIXES]
-    if len(paths) < 2 or not others or len(others) == len(paths):
+    results = [p for p in paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and is_result_file(p)]
+    one = len(results) == 1
+    if results and len(results) + len(others) == len(paths):
+        raise SegmentationError(
+            f"{names(results)} {'is a napari-unet result' if one else 'are napari-unet results'}, not "
+            f"{'an image' if one else 'images'}: give the image{'' if one else 's'} "
+            f"{'it was' if one else 'they were'} made from.")
+    if len(paths) < 2 or not (others or results) or len(others) == len(paths):
         return list(paths)
     kinds = ", ".join(sorted(s.lstrip(".").upper() for s in IMAGE_SUFFIXES))
-    shown = ", ".join(Path(p).name for p in others[:3]) + (", ..." if len(others) > 3 else "")
-    print(f"napari-unet: note: skipped {plural(len(others), 'path')} of the {len(paths)} given, not "
-          f"{'an image file' if len(others) == 1 else 'image files'} ({kinds}): {shown}", file=sys.stderr)
-    return [p for p in paths if p not in others]
+    what = {"others": f"not {'an image file' if len(others) == 1 else 'image files'} ({kinds})",
+            "results": f"{'a napari-unet result' if one else 'napari-unet results'} (of an earlier run)"}
+    both = bool(others and results)
+    parts = [f"{f'{len(group)} ' if both else ''}{what[kind]}: {names(group)}"
+             for kind, group in (("others", others), ("results", results)) if group]
+    print(f"napari-unet: note: skipped {plural(len(others) + len(results), 'path')} of the {len(paths)} "
+          f"given, {'; '.join(parts)}", file=sys.stderr)
+    left_out = {*others, *results}
+    return [p for p in paths if p not in left_out]
 
 
 def _refuse_option(flag: str, value: object, what: str) -> None:

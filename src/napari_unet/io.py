@@ -19,11 +19,15 @@ import numpy as np
 
 from .errors import SegmentationError, describe
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFile", "TiffPlanes", "check_image_path", "durable_replace", "image_files", "new_temp_file", "read_image",
-           "read_image_axes", "read_image_file", "read_labels", "read_tiff_metadata", "write_labels"]
+__all__ = ["IMAGE_SUFFIXES", "RESULT_ROLES", "ImageFile", "TiffPlanes", "check_image_path", "durable_replace", "image_files",
+           "is_result_file", "new_temp_file", "read_image", "read_image_axes", "read_image_file", "read_labels",
+           "read_tiff_metadata", "result_role", "write_labels"]
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 _TIFF = (".tif", ".tiff")
+RESULT_ROLES = ("semantic", "instances")
+"""The results a segmentation writes, as ``<image>_<role>.tif``."""
+_RESULT_MARK = "napari_unet_version"  # in every result's metadata (see napari_unet.api)
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -518,3 +522,32 @@ def read_tiff_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, ValueError, TypeError, tifffile.TiffFileError):
         return {}  # not a TIFF, or an Info that is not this package's JSON
     return dict(found) if isinstance(found, dict) else {}
+
+
+def result_role(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(image name, role)`` of a file named as a result, ``<image>_<role>.tif``, else None.
+
+    By its name only (any case of the suffix); see :func:`is_result_file`.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in _TIFF:
+        return None
+    for role in RESULT_ROLES:
+        suffix = f"_{role}"
+        if path.stem.endswith(suffix) and len(path.stem) > len(suffix):
+            return path.stem[: -len(suffix)], role
+    return None
+
+
+def is_result_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a result this package wrote (see :func:`write_labels`), not an image.
+
+    True when it is named ``<image>_semantic.tif`` or ``<image>_instances.tif``
+    and holds this package's metadata (with the result's axes); only the
+    file's tags are read, not its pixels. A missing or unreadable file is not
+    a result.
+    """
+    if result_role(path) is None:
+        return False
+    meta = read_tiff_metadata(path)
+    return _RESULT_MARK in meta and isinstance(meta.get("axes"), str)

@@ -14,6 +14,7 @@ import numpy as np
 from napari.layers import Image, Layer
 
 from ..api import Segmentation
+from ..io import RESULT_ROLES
 
 __all__ = [
     "ROLES",
@@ -28,7 +29,7 @@ __all__ = [
     "create_layer",
 ]
 
-ROLES = ("semantic", "instances")
+ROLES = RESULT_ROLES
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 
 _STYLE = {

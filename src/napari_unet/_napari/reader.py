@@ -17,28 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ..io import read_image_file, read_tiff_metadata
-from .layers import ROLES, LayerDataTuple, output_name
+from ..io import is_result_file, read_image_file, read_tiff_metadata, result_role
+from .layers import LayerDataTuple, output_name
 
 __all__ = ["OPENED_FROM", "get_reader", "read_result", "result_role"]
 
 OPENED_FROM = "opened_from"
 """Metadata key of a layer this reader made: the file it was read from."""
 
-_MARK = "napari_unet_version"  # in every result's metadata (see napari_unet.api)
 _OPACITY = {"semantic": 0.5, "instances": 0.6}  # as the Segment widget's outputs
-
-
-def result_role(path: str | Path) -> tuple[str, str] | None:
-    """``(image name, role)`` of a result file named ``<image>_<role>.tif``, else None."""
-    path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    for role in ROLES:
-        suffix = f"_{role}"
-        if path.stem.endswith(suffix) and len(path.stem) > len(suffix):
-            return path.stem[: -len(suffix)], role
-    return None
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
@@ -48,10 +35,7 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] |
     ``<image>_instances.tif`` and holds the metadata napari-unet writes;
     only the file's tags are read here. Lists of files (stacks) are not results.
     """
-    if not isinstance(path, str) or result_role(path) is None:
-        return None
-    meta = read_tiff_metadata(path)
-    if _MARK not in meta or not isinstance(meta.get("axes"), str):
+    if not isinstance(path, str) or not is_result_file(path):
         return None
     return read_result
 
