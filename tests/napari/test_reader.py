@@ -73,6 +73,22 @@ def test_other_tiffs_are_left_to_napari(viewer, tmp_path):
     assert isinstance(layer, Image)
 
 
+def test_a_result_with_an_upper_case_suffix_is_offered_to_the_reader(viewer, result, tmp_path):
+    """``cells_semantic.TIF`` (as some systems and tools name files) is a result as ``.tif`` is:
+    npe2 matches the manifest's patterns with the suffix in lower case, so the lower-case
+    patterns cover it, and the reader takes it."""
+    import shutil
+
+    from napari.plugins._npe2 import get_readers
+
+    for name, suffix in (("cells_semantic", ".TIF"), ("cells_instances", ".TIFF")):
+        path = shutil.copy(result / f"{name}.tif", tmp_path / f"{name}{suffix}")
+        assert PLUGIN in get_readers(path), suffix
+        assert get_reader(str(path)) is not None, suffix
+        layer, = viewer.open(path, plugin=PLUGIN)
+        assert isinstance(layer, Labels) and layer.name == name.replace("_", " ")
+
+
 def test_measure_and_update_go_on_with_an_opened_result(viewer, widget, result, wait_done, notes, monkeypatch):
     image, = viewer.open(result / "cells.tif")
     sem, = viewer.open(result / "cells_semantic.tif", plugin=PLUGIN)
