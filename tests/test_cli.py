@@ -1221,7 +1221,20 @@ def test_train_keeps_the_settings_when_tuning_finds_nothing(tmp_path, capsys, tr
     assert "choosing it now" not in capsys.readouterr().out
 
 
-def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data):
+def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data, monkeypatch):
+    """(And the model given with --init-model is read from its folder once.)"""
+    import napari_unet.checkpoint
+    import napari_unet.training.loop
+
+    read: list[str] = []
+
+    def counted(model):
+        if not isinstance(model, napari_unet.checkpoint.LoadedModel):
+            read.append(Path(model).name)
+        return load_model(model)
+
+    for module in (napari_unet.checkpoint, napari_unet.training.loop):
+        monkeypatch.setattr(module, "load_model", counted)
     ti, tm, _, _ = train_data
     common = ["--images", str(ti), "--masks", str(tm), "--epochs", "1", "--steps-per-epoch", "1",
               "--batch-size", "2", "--crop-size", "32", "--device", "cpu"]
@@ -1231,15 +1244,29 @@ def test_train_core_fraction_fresh_and_inherited(tmp_path, capsys, train_data):
     assert load_model(cores).config.provenance["learning_rate"] == pytest.approx(2e-3)  # a new network's
     # Fine-tuning without --core-fraction teaches the starting model's targets, at a gentler rate.
     tuned = tmp_path / "tuned"
+    read.clear()
     assert main(["train", *common, "-o", str(tuned), "--init-model", str(cores)]) == 0
+    assert read.count("cores") == 1, read
     assert load_model(tuned).config.core_fraction == pytest.approx(0.3)
     assert load_model(tuned).config.provenance["learning_rate"] == pytest.approx(5e-4)
     capsys.readouterr()
 
 
-def test_train_says_when_masks_are_binary(tmp_path, capsys, train_data):
+def test_train_says_when_masks_are_binary(tmp_path, capsys, train_data, monkeypatch):
     """0/255 masks (a mask exported rather than labels) train, as documented, but the run says how
-    many there are and that touching nuclei are then taught as one; instance labels get no note."""
+    many there are and that touching nuclei are then taught as one; instance labels get no note.
+    The note is made from the masks as training read them: each mask file is read once."""
+    import napari_unet.io
+    import napari_unet.training.data
+
+    read: list[str] = []
+
+    def counted(path):
+        read.append(Path(path).name)
+        return napari_unet.io.read_image(path)
+
+    for module in (napari_unet.io, napari_unet.training.data):
+        monkeypatch.setattr(module, "read_labels", counted)
     ti, tm, vi, vm = train_data
     args = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--crop-size", "32",
             "--device", "cpu", "--no-tune"]
@@ -1250,6 +1277,7 @@ def test_train_says_when_masks_are_binary(tmp_path, capsys, train_data):
     assert main(["train", "--images", str(ti), "--masks", str(tm), "--val-images", str(vi), "--val-masks", str(vm),
                  "-o", str(tmp_path / "binary"), *args]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "binary" in line]
+    assert sorted(read) == sorted(p.name for p in [*tm.iterdir(), *tm.iterdir(), *vm.iterdir()])  # both runs
     assert len(notes) == 1, notes
     assert notes[0].startswith(f"napari-unet: note: 1 of the 3 masks in {tm} is binary")
     assert "touching nuclei are taught as one" in notes[0]

@@ -47,6 +47,7 @@ from napari_unet.training.loop import (
     TrainProgress,
     _autocast_dtype,
     _validate,
+    crop_size_misfit,
     fit_crop_size,
     iter_train,
     train,
@@ -1108,6 +1109,10 @@ def test_crop_size_must_fit_the_network_depth(tmp_path, helpers):
               **{**TINY, "crop_size": 8})
     tuned = train(_samples([0]), tmp_path / "tuned", init_model=deep, epochs=1, steps_per_epoch=1, **TINY)
     assert tuned.config.depth == 3
+    # One rule, which the command line words in its own spelling: what fits, and the nearest that does.
+    assert crop_size_misfit(32, 4) is None and crop_size_misfit(96, 4) is None
+    assert crop_size_misfit(100, 4) == ("a multiple of 16 of at least 32", 96)
+    assert crop_size_misfit(5, 2) == ("a multiple of 4 of at least 8", 8)
     # The Train widget fits its crop size to the images and the network with the same rule.
     assert fit_crop_size(16, 64, depth=4) == 32
     assert fit_crop_size(256, 100, depth=4) == 96

@@ -587,28 +587,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .training.data import load_pairs
-    from .training.loop import (COMPLETE, DEPTH, LR_FINE_TUNE, LR_NEW, REPAIRED, data_digest, iter_train,
-                                min_crop_size, saved_run_args)
+    from .training.loop import (COMPLETE, DEPTH, LR_FINE_TUNE, LR_NEW, REPAIRED, crop_size_misfit, data_digest,
+                                iter_train, saved_run_args)
     from .training.tune import TUNED
 
     if bool(args.val_images) != bool(args.val_masks):
         raise SegmentationError("Give both --val-images and --val-masks, or neither.")
     _check_options(args)
-    base = load_model(args.init_model) if args.init_model else None
+    base = load_model(args.init_model) if args.init_model else None  # loaded once: iter_train takes it
     depth = base.config.depth if base else DEPTH
-    if args.crop_size < min_crop_size(depth) or args.crop_size % 2**depth:
-        fits = max(min_crop_size(depth), args.crop_size // 2**depth * 2**depth)
+    misfit = crop_size_misfit(args.crop_size, depth)
+    if misfit:
         _refuse_option("--crop-size", args.crop_size,
-                       f"a multiple of {2**depth} of at least {min_crop_size(depth)} for "
-                       f"{'the model ' + base.name if base else 'a new network'}, of depth {depth} (e.g. {fits})")
+                       f"{misfit[0]} for {'the model ' + base.name if base else 'a new network'}, of depth "
+                       f"{depth} (e.g. {misfit[1]})")
     core = args.core_fraction
     if core is None:
         core = base.config.core_fraction if base else 0.0
-    train_s = load_pairs(args.images, args.masks, core_fraction=core)
-    val_s = load_pairs(args.val_images, args.val_masks, core_fraction=core) if args.val_images else []
-    for images, masks in ((args.images, args.masks), (args.val_images, args.val_masks)):
-        if images:
-            _note_binary_masks(images, masks)
+    binary: dict[str, list[bool]] = {"train": [], "val": []}  # per mask read: binary, of several regions
+    train_s = load_pairs(args.images, args.masks, core_fraction=core,
+                         on_mask=lambda _, mask: binary["train"].append(_binary_of_regions(mask)))
+    val_s = load_pairs(args.val_images, args.val_masks, core_fraction=core,
+                       on_mask=lambda _, mask: binary["val"].append(_binary_of_regions(mask))) if args.val_images else []
+    _note_binary_masks(binary["train"], args.masks)
+    _note_binary_masks(binary["val"], args.val_masks)
     shared = _shared_samples(train_s, val_s)
     if shared:
         print(f"napari-unet: note: {shared} of the {plural(len(val_s), 'validation image')} (planes of stacks "
@@ -624,7 +626,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train_s, args.output, val_samples=val_s, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         crop_size=args.crop_size, learning_rate=args.lr if args.lr is not None else (
-            LR_FINE_TUNE if args.init_model else LR_NEW), init_model=args.init_model,
+            LR_FINE_TUNE if base else LR_NEW), init_model=base,
         seed=args.seed, device=args.device, name=Path(os.path.abspath(args.output)).name, core_fraction=core,
         sampling=args.sampling,
     )
@@ -661,26 +663,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_binary_masks(images: str, masks: str) -> None:
+def _binary_of_regions(mask: Any) -> bool:
+    """Whether a training mask is binary (one value, e.g. 0/255) with several connected regions."""
+    from skimage.measure import label
+
+    from .training.data import is_binary_mask
+
+    return is_binary_mask(mask) and int(label(mask != 0).max()) > 1
+
+
+def _note_binary_masks(binary: Sequence[bool], masks: str | None) -> None:
     """Say, on stderr, how many masks of a training folder pair are binary masks of several regions.
 
+    ``binary`` holds :func:`_binary_of_regions` of each mask in ``masks``, as training read them.
     Such a mask (0/1, 0/255) is taught as its connected regions, as documented, but touching
     nuclei are then one region: the model is taught not to split them, which a user who
     exported a mask rather than labels should hear before hours of training.
     """
-    from skimage.measure import label
-
-    from .io import read_labels
-    from .training.data import is_binary_mask, pair_files
-
-    pairs = pair_files(images, masks)
-    binary = 0
-    for _, path in pairs:
-        mask = read_labels(path)
-        binary += is_binary_mask(mask) and int(label(mask != 0).max()) > 1
-    if binary:
-        print(f"napari-unet: note: {binary} of the {plural(len(pairs), 'mask')} in {masks} "
-              f"{'is' if binary == 1 else 'are'} binary (one value, e.g. "
+    count = sum(binary)
+    if count:
+        print(f"napari-unet: note: {count} of the {plural(len(binary), 'mask')} in {masks} "
+              f"{'is' if count == 1 else 'are'} binary (one value, e.g. "
               "0/255): each connected region is taught as one object, so touching nuclei are taught as one. "
               "Give instance labels (one id per nucleus) to teach the model to split them.", file=sys.stderr)
 

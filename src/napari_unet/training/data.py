@@ -9,7 +9,7 @@ each object), so touching nuclei stay apart.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,9 @@ def plane_samples(image: Any, labels: Any, *, name: str = "", in_channels: int =
         See :func:`pair_planes`.
     in_channels, contacts, core_fraction
         Passed to :func:`prepare_sample`.
+    on_mask : callable, optional
+        Called with each mask file and its labels (shape of its image, less any channel axis)
+        as read, to look at them (e.g. for a note) without reading the files again.
 
     Yields
     ------
@@ -437,7 +440,8 @@ def check_pair_folders(images: Path, masks: Path) -> None:
 
 def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
                names: Sequence[str] | None = None, in_channels: int = 1,
-               contacts: bool = False, core_fraction: float = 0.0) -> list[Sample]:
+               contacts: bool = False, core_fraction: float = 0.0,
+               on_mask: Callable[[Path, np.ndarray], object] | None = None) -> list[Sample]:
     """Read image/mask pairs with the same file stem from two folders.
 
     Parameters
@@ -449,6 +453,9 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
         File stems to read (default: every image).
     in_channels, contacts, core_fraction
         Passed to :func:`prepare_sample`.
+    on_mask : callable, optional
+        Called with each mask file and its labels (shape of its image, less any channel axis)
+        as read, to look at them (e.g. for a note) without reading the files again.
 
     Returns
     -------
@@ -463,6 +470,8 @@ def load_pairs(images: str | os.PathLike, masks: str | os.PathLike, *,
     samples = []
     for path, mask in pair_files(images, masks, names=names):
         labels = read_labels(mask)
+        if on_mask is not None:
+            on_mask(mask, labels)
         image = _channels_last(read_image_file(path), path, in_channels)
         planes = plane_samples(image, labels, name=path.stem, in_channels=in_channels,
                                contacts=contacts, core_fraction=core_fraction,

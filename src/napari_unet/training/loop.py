@@ -48,8 +48,8 @@ from .augment import augment_batch, collate_crops
 from .data import CONTACT, Sample, random_crops, sampling_weights
 from .snapshots import SNAPSHOTS, snapshot_path
 
-__all__ = ["CLASS_WEIGHTS", "COMPLETE", "DEPTH", "LR_FINE_TUNE", "LR_NEW", "REPAIRED", "TrainProgress", "data_digest", "fit_crop_size", "iter_train",
-           "min_crop_size", "saved_run_args", "train"]
+__all__ = ["CLASS_WEIGHTS", "COMPLETE", "DEPTH", "LR_FINE_TUNE", "LR_NEW", "REPAIRED", "TrainProgress", "crop_size_misfit", "data_digest", "fit_crop_size",
+           "iter_train", "min_crop_size", "saved_run_args", "train"]
 
 STATE = "train_state.pt"
 LOG = "train_log.jsonl"
@@ -128,12 +128,27 @@ def fit_crop_size(crop_size: int, smallest: int, *, depth: int) -> int:
     return max(min_crop_size(depth), min(int(crop_size), int(smallest)) // multiple * multiple)
 
 
-def _check_crop_size(crop_size: int, depth: int) -> None:
+def crop_size_misfit(crop_size: int, depth: int) -> tuple[str, int] | None:
+    """How ``crop_size`` misses the crops a U-Net of ``depth`` trains on, or None when it fits.
+
+    Returns
+    -------
+    (rule, example) or None
+        ``rule`` is what a crop size must be (``"a multiple of 16 of at least 32"``);
+        ``example`` the one that fits nearest below ``crop_size`` (the smallest, above it).
+    """
     multiple, smallest = 2**depth, min_crop_size(depth)
-    if crop_size < smallest or crop_size % multiple:
+    if crop_size >= smallest and not crop_size % multiple:
+        return None
+    return f"a multiple of {multiple} of at least {smallest}", max(smallest, crop_size // multiple * multiple)
+
+
+def _check_crop_size(crop_size: int, depth: int) -> None:
+    misfit = crop_size_misfit(crop_size, depth)
+    if misfit:
+        rule, example = misfit
         raise SegmentationError(
-            f"crop_size {crop_size} does not fit a U-Net of depth {depth}: use a multiple of "
-            f"{multiple} of at least {smallest} (e.g. {max(smallest, crop_size // multiple * multiple)}).")
+            f"crop_size {crop_size} does not fit a U-Net of depth {depth}: use {rule} (e.g. {example}).")
 
 
 def _check_samples(samples: Sequence[Sample], in_channels: int) -> None:
