@@ -239,10 +239,35 @@ def test_segment_maps_an_uncompressed_series_instead_of_reading_it(models, tmp_p
                  "-m", str(models["2d"]), "--device", "cpu", "--measure"]) == 0
     capsys.readouterr()
     assert [type(image) for image in seen] == [np.memmap, TiffPlanes]  # the compressed one page by page
+    with pytest.raises(ValueError, match="closed"):  # its file closed once segmented, not when collected
+        seen[1][0]
     for kind in ("semantic", "instances"):
         np.testing.assert_array_equal(tifffile.imread(out / f"raw_{kind}.tif"),
                                       tifffile.imread(out / f"packed_{kind}.tif"))
     assert (out / "raw_objects.csv").read_text() == (out / "packed_objects.csv").read_text()
+
+
+def test_segment_closes_a_stack_read_page_by_page_when_it_fails(models, tmp_path, capsys, monkeypatch):
+    """An image that fails (NaN pixels here) has its file closed too, before the batch goes on."""
+    import napari_unet.api
+
+    seen = []
+    real = napari_unet.api.iter_segment
+
+    def spy(image, **kwargs):
+        seen.append(image)
+        return (yield from real(image, **kwargs))
+
+    monkeypatch.setattr(napari_unet.api, "iter_segment", spy)
+    stack = np.stack([disc_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)]).astype(np.float32)
+    stack[1, 3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "bad.tif", stack, imagej=True, metadata={"axes": "TYX"}, compression="zlib")
+    assert main(["segment", str(tmp_path / "bad.tif"), "-o", str(tmp_path / "out"), "-m", str(models["2d"]),
+                 "--device", "cpu"]) == 2
+    assert "NaN" in _assert_one_error_line(capsys.readouterr().err)
+    assert [type(image) for image in seen] == [TiffPlanes]
+    with pytest.raises(ValueError, match="closed"):
+        seen[0][0]
 
 
 def _peak_numpy_bytes(fn) -> int:

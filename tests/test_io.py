@@ -448,6 +448,9 @@ def test_compressed_stack_is_read_a_page_at_a_time_when_asked(tmp_path, monkeypa
         covered = np.arange(np.prod(lead)).reshape(lead)[(key if isinstance(key, tuple) else (key,))[:len(lead)]]
         assert reads == list(np.ravel(covered)), key  # each page it covers, once
     np.testing.assert_array_equal(np.asarray(image, dtype=np.float32), data.astype(np.float32))
+    np.testing.assert_array_equal(np.array(image, copy=True), data)
+    with pytest.raises(ValueError, match="without a copy"):  # NumPy 2's protocol: pages are read, never viewed
+        np.asarray(image, copy=False)
     with pytest.raises(IndexError):
         image[len(data)]
     with pytest.raises(IndexError, match="integers and slices"):

@@ -313,13 +313,25 @@ def _unexpected(exc: BaseException) -> str:
 
 def _segment_one(args: argparse.Namespace, model: Any, path: Path, sem: Path, inst: Path, *table: Path) -> None:
     """Segment one image of a ``segment`` batch and write its results (SegmentationError if it cannot)."""
+    from .io import TiffPlanes, read_image_file
+
+    read = read_image_file(path, memmap=True)  # a stack is read a plane at a time (mapped, or page by page)
+    try:
+        _segment_read(args, model, path, read, sem, inst, *table)
+    finally:  # a stack read page by page holds its file open: closed now, not when collected
+        if isinstance(read.image, TiffPlanes):
+            read.image.close()
+
+
+def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, sem: Path, inst: Path,
+                  *table: Path) -> None:
+    """:func:`_segment_one` with the image ``read`` (an :class:`~napari_unet.io.ImageFile`) from ``path``."""
     from .api import iter_segment
     from .axes import plan_axes
-    from .io import read_image_file, write_labels
+    from .io import write_labels
     from .measure import measure_objects, write_csv
 
     out = sem.parent
-    read = read_image_file(path, memmap=True)  # a stack is read a plane at a time (mapped, or page by page)
     image, file_axes = read.image, read.axes
     _check_declared_channels(read, path.name, args.channel, model, args.axes)
     spacing = None

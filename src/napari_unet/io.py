@@ -203,7 +203,15 @@ class TiffPlanes:
         """Close the file; the pages cannot be read any more."""
         self._close()
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """All the pages as one new array (NumPy's protocol).
+
+        ``copy=False`` asks for the data without a copy, which pages read from a file
+        cannot give: it raises ValueError, as NumPy 2 expects.
+        """
+        if copy is False:
+            raise ValueError("A TIFF read page by page cannot be an array without a copy: read its "
+                             "pages into one (numpy.asarray without copy=False).")
         whole = self[()]
         return whole if dtype is None else whole.astype(dtype, copy=False)
 
