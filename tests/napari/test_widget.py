@@ -55,7 +55,8 @@ def test_run_2d_places_outputs_like_the_source(viewer, widget, wait_done, make_b
     assert meta["scale"] == 1.5
     assert sem.metadata["output"] == "semantic"
     assert not widget.running and widget.run_button.enabled and not widget.cancel_button.enabled
-    assert "objects in cells" in widget.status.value
+    n = len(np.unique(inst.data)) - int((inst.data == 0).any())
+    assert widget.status.value.startswith(f"{n} object{'' if n == 1 else 's'} in cells")
     assert not [p for p in progress._all_instances if "cells" in p.desc]  # bar closed
 
 
