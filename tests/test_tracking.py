@@ -295,6 +295,23 @@ def test_tracks_table_takes_the_measure_table_and_any_axis_order(monkeypatch):
         np.testing.assert_allclose(got[name], column, err_msg=name)
 
 
+def test_tracks_table_carries_measurements_as_features_in_its_row_order():
+    """``features`` names measure-table columns given for each row too, reordered like the rows
+    (the measure table is sorted by time, the tracks by track): each value is its own object's."""
+    from napari_unet.measure import measure_objects
+
+    movie = _movie([[(1, 12, 10, 5), (2, 40, 40, 7)], [(1, 12, 13, 5), (2, 40, 40, 6)]])
+    image = movie.astype(np.float32) * 10  # track 1 reads 10, track 2 reads 20
+    table = measure_objects(movie, axes="TYX", image=image, image_axes="TYX")
+    got = tracks_table(movie, axes="TYX", table=table, features=["area", "mean_intensity"])
+    assert list(got)[-3:] == ["parent_id", "area", "mean_intensity"]
+    for i, t, area, mean in zip(got["track_id"], got["t"], got["area"], got["mean_intensity"]):
+        assert area == np.count_nonzero(movie[t] == i) and mean == pytest.approx(10 * i)
+    assert got["track_id"].tolist() == [1, 1, 2, 2] and got["area"][2] > got["area"][3]
+    with pytest.raises(SegmentationError, match="lacks the columns mean_intensity.*image="):
+        tracks_table(movie, axes="TYX", features=["mean_intensity"])
+
+
 @pytest.mark.parametrize("labels, axes, table, words", [
     (np.zeros((2, 8, 8), np.int32), "ZYX", None, "need a time axis"),
     (np.zeros((2, 8, 8), np.int32), "TY", None, "one axis per letter"),

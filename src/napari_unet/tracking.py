@@ -14,6 +14,7 @@ the track a new one divided from, as napari's Tracks layer shows them.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -194,7 +195,8 @@ def join_tracks(labels: np.ndarray, *, time_axis: int = 0, min_iou: float = 0.3,
 
 
 def tracks_table(instances: np.ndarray, *, axes: str,
-                 table: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                 table: dict[str, np.ndarray] | None = None,
+                 features: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The tracks of linked instance labels: one row per track and time point, with its parent.
 
     Parameters
@@ -208,6 +210,10 @@ def tracks_table(instances: np.ndarray, *, axes: str,
         :func:`~napari_unet.measure.measure_objects` of ``instances`` when it
         is already made: its ``label``, ``t`` and centroid columns are taken
         as they are. None measures them.
+    features : sequence of str
+        Other columns of ``table`` to give for each row too (e.g. ``"area"``,
+        ``"mean_intensity"``), after ``parent_id``, so that tracks can be
+        coloured by them.
 
     Returns
     -------
@@ -222,7 +228,8 @@ def tracks_table(instances: np.ndarray, *, axes: str,
         (both daughters took new ids). Linking does not record divisions, so
         this is read from the labels: a nucleus that comes into view (or into
         focus) beside another reads as a division too. Rows are sorted by
-        ``track_id``, then ``t``, as napari's Tracks layer takes them.
+        ``track_id``, then ``t``, as napari's Tracks layer takes them. Then
+        the ``features`` columns, in the same row order.
     """
     axes = str(axes).upper()
     if "T" not in axes:
@@ -237,11 +244,12 @@ def tracks_table(instances: np.ndarray, *, axes: str,
     if table is None:
         table = measure_objects(labels, axes=axes)
     centroids = [f"centroid_{a.lower()}" for a in axes if a != "T"]
-    missing = [name for name in ("label", "t", *centroids) if name not in table]
+    missing = [name for name in ("label", "t", *centroids, *features) if name not in table]
     if missing:
         raise SegmentationError(
             f"The table lacks the columns {', '.join(missing)}: give measure_objects(instances, "
-            f"axes={axes!r}) of these labels, or no table.")
+            f"axes={axes!r}) of these labels" + (" (with image= for intensities)." if features
+                                                 else ", or no table."))
     ids, times = np.asarray(table["label"]), np.asarray(table["t"])
     order = np.lexsort((times, ids))
     parents = _parents(np.moveaxis(labels, axes.index("T"), 0))
@@ -249,6 +257,7 @@ def tracks_table(instances: np.ndarray, *, axes: str,
     out: dict[str, np.ndarray] = {"track_id": track_ids, "t": times[order]}
     out.update((name, np.asarray(table[name])[order]) for name in centroids)
     out["parent_id"] = np.array([parents.get(int(i), 0) for i in track_ids], dtype=ids.dtype)
+    out.update((name, np.asarray(table[name])[order]) for name in features)
     return out
 
 
