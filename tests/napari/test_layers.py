@@ -88,9 +88,11 @@ def test_layer_data_names_and_metadata():
 
 def test_tracks_layer_data_rows_graph_placement_and_a_channel_placeholder():
     """Tracks rows are (track id, t, [z,] y, x) in the instances layer's dimensions, a one-plane
-    channel axis among them at 0; the graph maps a daughter to its mother."""
+    channel axis among them at 0; the graph maps a daughter to its mother; the measurements after
+    ``parent_id`` are the layer's features, to colour the tracks by."""
     tracks = {"track_id": np.array([1, 1, 2]), "t": np.array([0, 1, 1]), "centroid_y": np.array([2.0, 3.0, 5.0]),
-              "centroid_x": np.array([4.0, 4.5, 6.0]), "parent_id": np.array([0, 0, 1])}
+              "centroid_x": np.array([4.0, 4.5, 6.0]), "parent_id": np.array([0, 0, 1]),
+              "area": np.array([30, 32, 12]), "mean_intensity": np.array([0.5, 0.25, 1.0])}
     instances = Image(np.zeros((2, 1, 8, 9)), scale=(1, 3, 0.5, 0.25), translate=(0, 0, 2, 3))
     spatial, _ = spatial_kwargs(instances)
     data, kwargs, kind = tracks_layer_data(tracks, axes="TYX", source_name="cells", spatial=spatial, placeholder=1)
@@ -100,6 +102,9 @@ def test_tracks_layer_data_rows_graph_placement_and_a_channel_placeholder():
     assert kwargs["scale"] == (1, 3, 0.5, 0.25) and kwargs["translate"] == (0, 0, 2, 3)
     layer = create_layer((data, kwargs, kind))
     assert layer.ndim == 4 and layer.graph == {2: [1]} and layer.metadata["output"] == "tracks"
+    assert list(kwargs["features"]) == ["area", "mean_intensity"]
+    assert layer.features["area"].tolist() == [30, 32, 12]
+    layer.color_by = "mean_intensity"
     empty = {name: column[:0] for name, column in tracks.items()}
     assert tracks_layer_data(empty, axes="TYX", source_name="cells", spatial=spatial) is None
     with pytest.raises(ValueError, match="time first"):

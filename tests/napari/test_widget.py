@@ -289,8 +289,9 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
 def test_measure_shows_the_tracks_of_a_linked_series(viewer, widget, wait_done, fake_net, notes, monkeypatch):
     """'Measure objects' on a series segmented with 'Link time points' shows each nucleus' path in
     '<image> tracks', placed like the image: a row per nucleus and time point at its centroid, and
-    the daughter of a division linked to its mother. Measuring again updates that layer; a series
-    segmented without the link gets none."""
+    the daughter of a division linked to its mother, each point with its nucleus' measurements.
+    Measuring again updates that layer, coloured as the user chose; a series segmented without the
+    link gets none."""
     from napari.layers import Tracks
 
     monkeypatch.setattr(SegmentWidget, "_ask_table_path", lambda self, name: None)
@@ -327,6 +328,14 @@ def test_measure_shows_the_tracks_of_a_linked_series(viewer, widget, wait_done, 
     assert len({top, mother, daughter}) == 3 and labels[3, 44, 38] == mother
     assert tracks.graph == {int(daughter): [int(mother)]}
     assert "3 tracks in 'movie tracks' (1 from a division)." in widget.status.value
+
+    def check_features(layer, labels):  # each point's measurements, to colour the tracks by
+        for (i, t, _, _), area, mean in zip(layer.data, layer.features["area"], layer.features["mean_intensity"]):
+            nucleus = labels[int(t)] == i
+            assert area == np.count_nonzero(nucleus) and mean == pytest.approx(movie.data[int(t)][nucleus].mean())
+
+    check_features(tracks, labels)
+    tracks.color_by = "area"
     # The user erases the top nucleus in the last frame and renames the layer: measured again, the
     # same layer shows the tracks as they are now.
     inst.data = np.where((np.arange(4)[:, None, None] == 3) & (labels == top), 0, labels).astype(labels.dtype)
@@ -337,6 +346,8 @@ def test_measure_shows_the_tracks_of_a_linked_series(viewer, widget, wait_done, 
     assert (int(top), 3) not in {(int(i), int(t)) for i, t, *_ in tracks.data}
     check_rows(tracks, inst.data)
     assert tracks.graph == {int(daughter): [int(mother)]}
+    check_features(tracks, inst.data)
+    assert tracks.color_by == "area"  # as the user chose, by the new values
     # Without 'Link time points' ids are per time point: no tracks.
     plain = viewer.add_image(np.stack(frames).astype(np.float32), name="plain")
     widget.image.value = plain

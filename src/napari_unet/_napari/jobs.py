@@ -194,15 +194,18 @@ class Measured:
 def measure_job(labels: np.ndarray, axes: str, image: Any, image_axes: str, *,
                 spacing: Sequence[float] | None = None, unit: str = "um", tracks: bool = False,
                 ) -> Measured | JobFailed:
-    """Measure ``labels`` in a thread worker, and with ``tracks`` make their tracks (never raises)."""
+    """Measure ``labels`` in a thread worker, and with ``tracks`` make their tracks, each row with
+    its object's numeric measurements (area, intensities...) to colour it by (never raises)."""
     from ..measure import measure_objects
     from .outputs import fingerprint
 
     try:
         table = measure_objects(labels, axes=axes, image=image, image_axes=image_axes,
                                 spacing=spacing, unit=unit)
-        return Measured(table, tracks_table(labels, axes=axes, table=table) if tracks else None,
-                        fingerprint(labels))
+        features = [name for name, column in table.items() if name not in ("label", "t")
+                    and not name.startswith("centroid_") and column.dtype.kind in "iuf"]
+        return Measured(table, tracks_table(labels, axes=axes, table=table, features=features)
+                        if tracks else None, fingerprint(labels))
     except SegmentationError as exc:
         return JobFailed(str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message

@@ -266,7 +266,9 @@ def tracks_layer_data(
     Parameters
     ----------
     tracks : dict of str -> ndarray (N,)
-        :func:`~napari_unet.tracking.tracks_table` of the instances.
+        :func:`~napari_unet.tracking.tracks_table` of the instances; its
+        ``features`` columns (measurements) become the layer's features, to
+        colour the tracks by.
     axes : str
         The instances' axes (``TZYX`` letters, no C); napari's Tracks layer
         takes time as its first dimension, so T must be first.
@@ -286,7 +288,8 @@ def tracks_layer_data(
     (data (N, 1 + ndim) float, kwargs, "tracks"), or None without rows
         Each row ``track id, t, [z,] y, x`` (the centroids, in the instances
         layer's data coordinates, a placeholder after T included);
-        ``graph`` maps a track to the one it divided from.
+        ``graph`` maps a track to the one it divided from; ``features`` holds
+        the columns after ``track_id``, ``t``, the centroids and ``parent_id``.
     """
     if not axes.startswith("T"):
         raise ValueError(f"napari's Tracks layer takes time first; these axes are {axes!r}.")
@@ -302,8 +305,10 @@ def tracks_layer_data(
     graph = {int(c): [int(p)] for c, p in zip(tracks["track_id"], tracks["parent_id"]) if p}
     # The whole path so far shows (napari's default is the last 30 time points).
     tail = int(np.max(tracks["t"])) + 1
+    known = {"track_id", "t", "parent_id", *(f"centroid_{a.lower()}" for a in axes)}
+    features = {name: np.asarray(column) for name, column in tracks.items() if name not in known}
     kwargs = {"name": output_name(source_name, "tracks"), "graph": graph, "tail_length": tail,
-              "metadata": {"output": "tracks", "source_layer": source_name}, **spatial}
+              "features": features, "metadata": {"output": "tracks", "source_layer": source_name}, **spatial}
     return (data, kwargs, "tracks")
 
 

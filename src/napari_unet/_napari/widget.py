@@ -766,8 +766,13 @@ class SegmentWidget(EngineWidget):
                          "affine": kwargs.get("affine", np.eye(ndim + 1))}
             for key, value in placement.items():
                 setattr(shown, key, value)
+            color_by = shown.color_by
+            shown.color_by = "track_id"  # new data drop the features (napari would warn of the colouring)
             shown.data = data  # drops the graph (its ids may be gone): set it again
             shown.graph = kwargs["graph"]
+            shown.features = kwargs["features"]
+            if color_by in shown.features.columns:
+                shown.color_by = color_by  # coloured by a measurement: by its new values
             shown.metadata = dict(kwargs["metadata"])
             shown.tail_length = max(shown.tail_length, kwargs["tail_length"])
         divisions = len(kwargs["graph"])
