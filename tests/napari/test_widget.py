@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 
 import dask.array as da
@@ -360,6 +361,76 @@ def test_measure_shows_the_tracks_of_a_linked_series(viewer, widget, wait_done, 
     assert widget.status.value.startswith("10 objects measured in plain instances")
     assert [layer.name for layer in viewer.layers if isinstance(layer, Tracks)] == ["my paths"]
     assert not notes.messages("error")
+
+
+def test_tracks_go_out_of_date_when_their_instances_change(viewer, widget, wait_done, fake_net, notes,
+                                                           monkeypatch):
+    """Tracks show the labels they were measured from, no others: a run that replaces the instances,
+    an update (one that turns the link off too) or a brush stroke hides them and says so in their
+    name and a notification; 'Measure objects' of linked labels shows the same layer again, current."""
+    frames = [disc_scene([(16, 12 + 3 * t, 6), (44, 40, 7), (52, 12, 2)])[0] for t in range(3)]
+    movie = viewer.add_image(np.stack(frames).astype(np.float32), name="movie")
+    widget.image.value = movie
+    widget.axes.value = "TYX"
+    widget.min_size.value = 0
+    widget.link_time.value = True
+    widget.run()
+    wait_done(widget)
+    _, inst = outputs(viewer, "movie")
+    widget.measure()
+    wait_done(widget)
+    tracks = viewer.layers["movie tracks"]
+    assert len(np.unique(tracks.data[:, 0])) == 3
+
+    def out_of_date() -> bool:
+        return (tracks in viewer.layers and not tracks.visible and tracks.name == "movie tracks (out of date)"
+                and tracks.metadata.get("out_of_date") is True)
+
+    def measured_again(count: int) -> None:
+        widget.measure()
+        wait_done(widget)
+        assert viewer.layers["movie tracks"] is tracks and tracks.visible and not out_of_date()
+        assert len(np.unique(tracks.data[:, 0])) == count
+        assert tracks.features["area"].tolist() == [np.count_nonzero(inst.data[int(t)] == i)
+                                                   for i, t, *_ in tracks.data]
+
+    # A run with a larger least size replaces the (untouched) pair in place, the small nucleus gone.
+    widget.min_size.value = 30
+    widget.run()
+    wait_done(widget)
+    assert outputs(viewer, "movie")[1] is inst and len(np.unique(inst.data)) == 3
+    assert out_of_date()
+    assert any("'movie tracks (out of date)'" in m and "press 'Measure objects'" in m
+               for m in notes.messages("info"))
+    measured_again(2)
+    # An update that turns the link off: the tracks stay out of date, measured or not.
+    widget.link_time.value = False
+    widget.update_instances()
+    wait_done(widget)
+    assert outputs(viewer, "movie")[1] is inst and not inst.metadata["linked_over_time"]
+    assert out_of_date() and "no longer linked over time" in notes.messages("info")[-1]
+    widget.measure()
+    wait_done(widget)
+    assert out_of_date()
+    # Linked again and measured, they are current until a brush stroke changes the labels.
+    widget.link_time.value = True
+    widget.update_instances()
+    wait_done(widget)
+    measured_again(2)
+    inst.brush_size = 3
+    inst.paint((2, 16, 18), 0)
+    assert out_of_date()
+    # Painted while it is measured: the tracks, of the labels as they were, are out of date at once.
+    from napari_unet._napari import widget as widget_module
+
+    gate, measure_job = threading.Event(), widget_module.measure_job
+    monkeypatch.setattr(widget_module, "measure_job", lambda *a, **k: gate.wait(10) and measure_job(*a, **k))
+    widget.measure()
+    inst.paint((2, 44, 40), 0)
+    gate.set()
+    wait_done(widget)
+    assert out_of_date() and len(np.unique(tracks.data[:, 0])) == 2
+    assert not notes.messages("error") and not notes.messages("warning")
 
 
 def test_update_of_a_time_series_result_keeps_its_link_while_the_box_is_greyed(viewer, widget, wait_done,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -699,7 +700,8 @@ class SegmentWidget(EngineWidget):
                                 "to see the values on hover)." if changed else "."))
         if linked and layer in self._viewer.layers:
             self.status.value += " " + self._show_tracks(measured_result.tracks, layer, axes, keep,
-                                                         run.source_name)
+                                                         run.source_name,
+                                                         edited=not np.array_equal(layer.data, measured))
 
     def _table_layer(self) -> Labels | None:
         """The instances layer the last measurements describe, while it is in the viewer."""
@@ -740,9 +742,15 @@ class SegmentWidget(EngineWidget):
                              f"saved to {path}.")
 
     def _show_tracks(self, tracks: dict[str, np.ndarray] | None, layer: Labels, axes: str, keep: int | None,
-                     source_name: str) -> str:
+                     source_name: str, *, edited: bool = False) -> str:
         """Show ``tracks`` (of ``layer``'s instances) in a Tracks layer placed like ``layer``: the one
-        made from it before, updated in place, else a new '<image> tracks'. Says what it did."""
+        made from it before, updated in place (shown again if it was out of date), else a new
+        '<image> tracks'. Says what it did.
+
+        The tracks are marked out of date (:func:`_mark_out_of_date`) at the next change of
+        ``layer``'s labels (a run or update that replaces them, a brush stroke, undo), or at once
+        when ``edited`` (they changed while they were measured).
+        """
         if tracks is None:
             return (f"Its tracks are not shown: napari shows tracks with time as the first axis, and "
                     f"'{layer.name}' has the axes {axes}.")
@@ -773,8 +781,23 @@ class SegmentWidget(EngineWidget):
             shown.features = kwargs["features"]
             if color_by in shown.features.columns:
                 shown.color_by = color_by  # coloured by a measurement: by its new values
+            if shown.metadata.get("out_of_date"):  # current again: shown, under the name it had
+                shown.visible = True
+                if shown.name.endswith(_OUT_OF_DATE):
+                    shown.name = shown.name[:-len(_OUT_OF_DATE)]
             shown.metadata = dict(kwargs["metadata"])
             shown.tail_length = max(shown.tail_length, kwargs["tail_length"])
+        if edited:
+            _mark_out_of_date(shown, layer)
+        else:
+            tracks_ref, layers = weakref.ref(shown), weakref.ref(self._viewer.layers)
+
+            def outdate(instances: Labels) -> None:
+                target, shown_in = tracks_ref(), layers()
+                if target is not None and shown_in is not None and target in shown_in:
+                    _mark_out_of_date(target, instances)
+
+            _on_next_edit(layer, _OUTDATE, outdate)
         divisions = len(kwargs["graph"])
         return (f"{plural(len(np.unique(data[:, 0])), 'track')} in '{shown.name}'"
                 + (f" ({divisions} from a division)." if divisions else "."))
@@ -817,6 +840,8 @@ def _kept_note(kept: list[str], renamed: list[str], layers: list[Labels]) -> str
 
 _FORGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> its (forget, refreshed) handlers
 _TRACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # instances layer -> ref to its Tracks layer
+_OUTDATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # instances layer -> its (outdate, refreshed)
+_OUT_OF_DATE = " (out of date)"  # ends the name of tracks whose instances changed since they were measured
 
 
 def _history(layer: Labels) -> tuple[int, int]:
@@ -825,36 +850,60 @@ def _history(layer: Labels) -> tuple[int, int]:
     return len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ()))
 
 
-def _forget_features_on_edit(layer: Labels) -> None:
-    """Drop ``layer``'s measurements at its next edit (brush, fill, eraser, undo, redo, new data):
-    they describe the objects as they were, and hovering must not show stale values."""
-    ref = weakref.ref(layer)  # the handler is kept in _FORGET: it must not keep the layer alive
+def _on_next_edit(layer: Labels, registry: weakref.WeakKeyDictionary,
+                  action: Callable[[Labels], None]) -> None:
+    """Call ``action(layer)`` once, at ``layer``'s next edit (brush, fill, eraser, undo, redo, new
+    data: a run or an update that replaces them). ``registry`` keeps one such action per layer:
+    a new one replaces the one before."""
+    ref = weakref.ref(layer)  # the handler is kept in the registry: it must not keep the layer alive
     history = _history(layer)
 
-    def forget(_event: Any = None) -> None:
+    def edited(_event: Any = None) -> None:
         target = ref()
         if target is None:
             return
-        target.events.paint.disconnect(forget)
-        target.events.data.disconnect(forget)
+        target.events.paint.disconnect(edited)
+        target.events.data.disconnect(edited)
         target.events.set_data.disconnect(refreshed)
-        _FORGET.pop(target, None)
-        target.features = {}
+        registry.pop(target, None)
+        action(target)
 
     def refreshed(_event: Any = None) -> None:  # also at every slice change: cheap unless undone
         target = ref()
         if target is not None and _history(target) != history:
-            forget()
+            edited()
 
-    old = _FORGET.pop(layer, None)
+    old = registry.pop(layer, None)
     for emitter in (layer.events.paint, layer.events.data):
         if old is not None:
             emitter.disconnect(old[0])  # measured again: one handler
-        emitter.connect(forget)
+        emitter.connect(edited)
     if old is not None:
         layer.events.set_data.disconnect(old[1])
     layer.events.set_data.connect(refreshed)
-    _FORGET[layer] = (forget, refreshed)
+    registry[layer] = (edited, refreshed)
+
+
+def _forget_features_on_edit(layer: Labels) -> None:
+    """Drop ``layer``'s measurements at its next edit (brush, fill, eraser, undo, redo, new data):
+    they describe the objects as they were, and hovering must not show stale values."""
+    _on_next_edit(layer, _FORGET, lambda target: setattr(target, "features", {}))
+
+
+def _mark_out_of_date(tracks: Layer, instances: Labels) -> None:
+    """Hide ``tracks``, made from ``instances`` before their labels changed, and say so in its name
+    and in a notification: the paths no longer match the labels. 'Measure objects' shows them again."""
+    if tracks.metadata.get("out_of_date"):
+        return
+    tracks.metadata = {**tracks.metadata, "out_of_date": True}
+    tracks.visible = False
+    tracks.name = f"{tracks.name}{_OUT_OF_DATE}"
+    meta = instances.metadata if isinstance(instances.metadata, dict) else {}
+    todo = ("press 'Measure objects' to draw them again" if meta.get("linked_over_time", False) else
+            "its ids are no longer linked over time: press 'Update instances' with 'Link time points' "
+            "on, then 'Measure objects'")
+    show_info(f"'{instances.name}' changed since its tracks were measured, so they are hidden as "
+              f"'{tracks.name}': {todo}.")
 
 
 _SHORT_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "meter": "m"}
