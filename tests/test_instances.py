@@ -900,3 +900,130 @@ def test_relabel_edited_round_a_stroke_at_the_border_of_a_thin_stack_keeps_its_d
     np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **kwargs))
     assert np.unique(out[painted]).tolist() == [2]  # one nucleus, a new id
     assert instances._rows_round(painted)[1].size == 7  # a row more than the 6 round it
+
+
+# --- the five corrections a biologist makes --------------------------------------------------
+
+#: The options "Update instances" relabels a 2D result of the bundled model with.
+_UPDATE = {"method": "watershed", "min_size": 24, "fill_holes": True, "ndim": 2, "min_size_is_area": True}
+
+
+@pytest.fixture(scope="module")
+def sample_result():
+    """The bundled sample, segmented with the bundled model, and its annotated nuclei."""
+    from pathlib import Path
+
+    import tifffile
+
+    import napari_unet
+
+    data = Path(napari_unet.__file__).parent / "data"
+    result = napari_unet.segment(tifffile.imread(data / "nuclei.tif"), device="cpu", keep_probabilities=False)
+    instances = result.instances.astype(np.uint16)  # as the widget shows them
+    return result.semantic, instances, tifffile.imread(data / "nuclei_labels.tif").astype(np.int32)
+
+
+def _covering(labels: np.ndarray, region: np.ndarray) -> list[int]:
+    """The ids of ``labels`` that each cover over a fifth of ``region``."""
+    ids, counts = np.unique(labels[region], return_counts=True)
+    return [int(i) for i, n in zip(ids, counts) if i and n > 0.2 * region.sum()]
+
+
+def _others_kept(out: np.ndarray, previous: np.ndarray, edited: list[int]) -> bool:
+    others = (previous > 0) & ~np.isin(previous, edited)
+    return bool(np.array_equal(out[others], previous[others]))
+
+
+def test_the_five_corrections_of_the_bundled_sample(sample_result):
+    """Each correction a biologist makes to the bundled model's result on the bundled sample,
+    updated as the widget's "Update instances" does: every other nucleus keeps its id."""
+    semantic, previous, truth = sample_result
+    # 1. A nucleus cut in two: one fragment filled with the other's id on the instances.
+    (nucleus,) = [g for g in range(1, truth.max() + 1) if len(_covering(previous, truth == g)) == 2]
+    a, b = _covering(previous, truth == nucleus)
+    assert ndi.binary_dilation(previous == a)[previous == b].any()  # touching: the mask cannot join them
+    edited, mask = np.where(previous == b, a, previous), semantic.copy()
+    assert instances.take_hand_edits(mask, previous, edited)[0].size == 0  # the mask is right already
+    out = relabel_edited(mask, edited, **_UPDATE)
+    assert set(np.unique(out[(previous == a) | (previous == b)])) == {a}
+    assert _others_kept(out, previous, [a, b])
+    # 2. Two nuclei as one: a line erased on the mask between them makes two, one keeping the id.
+    merged = [(p, _covering(truth, previous == p)) for p in range(1, previous.max() + 1)]
+    merged = [(p, pair) for p, pair in merged if len(pair) == 2]
+    assert merged
+    for p, (g1, g2) in merged:
+        mask = semantic.copy()
+        mask[ndi.binary_dilation(truth == g1) & ndi.binary_dilation(truth == g2) & (previous == p)] = 0
+        out = relabel_edited(mask, previous, **_UPDATE)
+        ids = _objects(out[previous == p])
+        assert len(ids) == 2 and p in ids and max(ids) > previous.max(), (p, ids)
+        assert _objects(out[truth == g1]) != _objects(out[truth == g2])
+        assert _others_kept(out, previous, [p])
+    # 3. A false positive (no annotated nucleus under it) erased on the mask: gone.
+    (false,) = [p for p in range(1, previous.max() + 1) if (previous == p).any() and not truth[previous == p].any()]
+    mask = semantic.copy()
+    mask[ndi.binary_dilation(previous == false, iterations=2)] = 0
+    out = relabel_edited(mask, previous, **_UPDATE)
+    assert not (out == false).any() and not out[previous == false].any()
+    assert _others_kept(out, previous, [false])
+    # 4. A missed nucleus painted on the mask (here in the widest empty spot): a new id.
+    far = ndi.distance_transform_edt(semantic == 0)
+    missed = _disc(semantic.shape, np.unravel_index(far.argmax(), far.shape), 7)
+    mask = semantic.copy()
+    mask[missed] = 1
+    out = relabel_edited(mask, previous, **_UPDATE)
+    assert _objects(out[missed]) == {int(previous.max()) + 1} and np.all(out[missed] > 0)
+    assert _others_kept(out, previous, [])
+    # 5. Wrong outlines: a nucleus apart grown by its rim, or trimmed: it keeps its id.
+    alone = next(p for p in range(1, previous.max() + 1) if (previous == p).sum() > 100
+                 and not (ndi.binary_dilation(previous == p, iterations=4) & (previous != p) & (semantic > 0)).any())
+    rim = ndi.binary_dilation(previous == alone, iterations=2) & (previous != alone)
+    mask = semantic.copy()
+    mask[rim] = 1
+    out = relabel_edited(mask, previous, **_UPDATE)
+    assert _objects(out[(previous == alone) | rim]) == {alone} and np.all(out[rim] == alone)
+    assert _others_kept(out, previous, [alone])
+    mask = semantic.copy()
+    mask[(previous == alone) & ~ndi.binary_erosion(previous == alone, iterations=2)] = 0
+    out = relabel_edited(mask, previous, **_UPDATE)
+    assert _objects(out[previous == alone]) == {alone} and _others_kept(out, previous, [alone])
+
+
+def test_fragments_joined_on_the_mask_may_be_split_again_joined_on_the_labels_they_stay_one():
+    """A nucleus the run cut in two at a neck: a bridge painted on the mask leaves a neck the
+    watershed of the distance transform cuts again. One fragment filled with the other's id on
+    the labels is taken as it is (the mask is right already, so nothing is split again)."""
+    previous = np.zeros((40, 60), np.uint16)
+    previous[_disc(previous.shape, (20, 18), 9)] = 3
+    previous[_disc(previous.shape, (20, 40), 9)] = 4
+    previous[_disc(previous.shape, (20, 29), 3) & (previous == 0)] = 4  # a thin join
+    bridged = previous > 0
+    bridged[18:23, 24:35] = True
+    assert _objects(relabel_edited(bridged, previous, **_UPDATE)) == {3, 4}
+    edited = np.where(previous == 4, 3, previous)
+    mask = (previous > 0).astype(np.uint8)
+    where = instances.take_hand_edits(mask, previous, edited)
+    assert where[0].size == 0
+    np.testing.assert_array_equal(relabel_edited(mask, edited, **_UPDATE), edited)
+
+
+def test_take_hand_edits_brings_painted_and_erased_ids_into_the_mask():
+    previous = _squares_scene().astype(np.uint16)
+    edited = previous.copy()
+    edited[previous == 3] = 0  # a false positive erased on the labels
+    edited[25:33, 5:13] = 7  # a missed nucleus painted on the labels, with an id of its own
+    edited[previous == 2] = 1  # a split nucleus joined
+    mask = (previous > 0).astype(np.uint8)
+    mask[0:3, 50:53] = 1  # a nucleus painted on the mask: stays
+    before = mask.copy()
+    where = instances.take_hand_edits(mask, previous, edited)
+    expected = before.copy()
+    expected[previous == 3] = 0
+    expected[edited == 7] = 1
+    np.testing.assert_array_equal(mask, expected)
+    assert set(zip(*where)) == set(zip(*np.nonzero(before != mask)))
+    out = relabel_edited(mask, edited, **{**_UPDATE, "min_size": 0})
+    np.testing.assert_array_equal(out[edited > 0], edited[edited > 0])
+    assert _objects(out) == {1, 7, 8}  # the nucleus painted on the mask: a new id after them
+    with pytest.raises(SegmentationError, match="do not match"):
+        instances.take_hand_edits(mask, previous, edited[:-1])

@@ -21,7 +21,7 @@ from skimage import measure, morphology, segmentation
 from .errors import SegmentationError
 
 __all__ = ["ball_volume_of_disc", "label_instances", "min_object_size", "relabel_edited", "split_touching",
-           "split_seeds_at_necks", "count_objects", "ids_and_ranks", "METHODS"]
+           "take_hand_edits", "split_seeds_at_necks", "count_objects", "ids_and_ranks", "METHODS"]
 
 METHODS = ("components", "watershed")
 
@@ -449,6 +449,42 @@ def relabel_edited(
             fresh[near] = label_instances((fg[index] if redo is None else redo)[near], ndim=ndim, **block_kwargs)
         out[index] = _keep_untouched(fg[index], block_prev, fresh, first_new_id, dtype)
     return out
+
+
+def take_hand_edits(mask: np.ndarray, previous: np.ndarray, edited: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Bring the edits a user made on the instance labels into the mask, in place.
+
+    ``edited`` holds the labels as the user left them (ids painted, filled or erased by
+    hand), ``previous`` as they were made. Where the two differ, ``mask`` follows
+    ``edited``: 1 where it holds an id, 0 where it was erased. Then
+    ``relabel_edited(mask, edited, ...)`` keeps every hand-edited object as the user made it
+    (two fragments filled with one id stay one object, which the watershed of a painted
+    bridge may split again), unless the mask was also edited round it: a region of the
+    mask the user painted or erased is split again, as always.
+
+    Parameters
+    ----------
+    mask : ndarray (..., *spatial)
+        The (edited) foreground, changed in place.
+    previous : ndarray (same shape) int
+        The instance labels as they were made (or last updated).
+    edited : ndarray (same shape) int
+        The same labels after the user's edits.
+
+    Returns
+    -------
+    tuple of ndarray
+        The indices (``np.nonzero``) of the pixels of ``mask`` changed.
+    """
+    mask, previous, edited = np.asarray(mask), np.asarray(previous), np.asarray(edited)
+    if not mask.shape == previous.shape == edited.shape:
+        raise SegmentationError(
+            f"The edited labels ({edited.shape}) do not match the mask ({mask.shape}) or the labels "
+            f"it was made with ({previous.shape}): segment the image again.")
+    wanted = edited != 0
+    where = np.nonzero((edited != previous) & (wanted != (mask != 0)))
+    mask[where] = wanted[where]
+    return where
 
 
 def _regions_to_relabel(fg: np.ndarray, prev: np.ndarray, *, min_size: int, fill_holes: bool
