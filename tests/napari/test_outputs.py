@@ -224,7 +224,9 @@ def test_update_instances_counts_and_copies_in_the_worker(viewer, widget, wait_d
     assert not np.shares_memory(kept, viewer.layers["img instances"].data)  # painting cannot change it
 
 
-def test_update_instances_keeps_edited_instances(viewer, widget, wait_done, segmented):
+def test_update_instances_keeps_edited_instances(viewer, widget, wait_done, segmented, notes):
+    """Edited by hand, then updated with other options: the edited layer stays, and a note says
+    that the new split (in a new layer) lacks its edits."""
     sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
     inst.brush_size = 3
     inst.paint((5, 5), 9)
@@ -235,6 +237,7 @@ def test_update_instances_keeps_edited_instances(viewer, widget, wait_done, segm
     wait_done(widget)
     np.testing.assert_array_equal(inst.data, edited)
     assert viewer.layers["img instances [2]"].data.max() == 2
+    assert any("'img instances' keeps your edits" in m for m in notes.messages("info"))
 
 
 def test_update_instances_of_a_time_series_labels_each_frame(viewer, widget, wait_done, notes,
@@ -304,6 +307,81 @@ def test_update_keeps_what_the_edit_left_alone_and_rerun_keeps_the_corrections(
     wait_done(widget)
     assert viewer.layers["cells instances [2]"].metadata["updated_from"] == "cells semantic [2]"
     np.testing.assert_array_equal(inst.data, corrected)
+
+
+def test_the_five_corrections_of_the_bundled_sample_in_napari(viewer, widget, wait_done):
+    """The corrections a biologist makes to the bundled model's result on the bundled sample,
+    with napari's own tools, then "Update instances": a nucleus cut in two joined by filling one
+    fragment with the other's id on the instances, a false positive erased there, two nuclei
+    made one cut apart on the mask, a missed one painted and an outline grown on it. The edited
+    instances layer stays as it was; the update, edits and all, goes to a new layer."""
+    from pathlib import Path
+
+    import tifffile
+    from scipy import ndimage as ndi
+
+    import napari_unet
+    from napari_unet._napari.sample_data import nuclei_sample
+
+    (data, _, _), _ = nuclei_sample()
+    truth = tifffile.imread(Path(napari_unet.__file__).parent / "data" / "nuclei_labels.tif").astype(np.int32)
+    img = viewer.add_image(data, name="nuclei")
+    widget.model.value = widget._catalog.default_key()  # the bundled model
+    widget.image.value = img
+    widget.run()
+    wait_done(widget)
+    sem, inst = viewer.layers["nuclei semantic"], viewer.layers["nuclei instances"]
+    sem.visible = True  # shown to be corrected (napari cannot paint a hidden Labels layer)
+    ran, mask = inst.data.copy(), sem.data.copy()
+
+    def covering(labels, region):
+        ids, counts = np.unique(labels[region], return_counts=True)
+        return [int(i) for i, n in zip(ids, counts) if i and n > 0.2 * region.sum()]
+
+    objects = range(1, int(ran.max()) + 1)
+    ((a, b),) = [covering(ran, truth == g) for g in range(1, truth.max() + 1) if len(covering(ran, truth == g)) == 2]
+    (false,) = [p for p in objects if (ran == p).any() and not truth[ran == p].any()]
+    merged, (g1, g2) = next((p, covering(truth, ran == p)) for p in objects if len(covering(truth, ran == p)) == 2)
+    inside = np.zeros(ran.shape, bool)
+    inside[10:-10, 10:-10] = True
+    alone = next(p for p in objects if (ran == p).sum() > 100 and p not in (a, b, false, merged) and not
+                 (ndi.binary_dilation(ran == p, iterations=6) & ((ran != p) & (mask > 0) | ~inside)).any())
+    far = ndi.distance_transform_edt(mask == 0)
+    spot = np.unravel_index(far.argmax(), far.shape)
+    # On the instances: fragment b filled with a's id; the false positive filled with 0.
+    inst.fill(tuple(np.argwhere(ran == b)[0]), a)
+    inst.fill(tuple(np.argwhere(ran == false)[0]), 0)
+    hand = inst.data.copy()
+    # On the mask: a line erased between the two nuclei, one painted, an outline grown.
+    sem.brush_size = 1
+    for y, x in np.argwhere(ndi.binary_dilation(truth == g1) & ndi.binary_dilation(truth == g2) & (ran == merged)):
+        sem.paint((y, x), 0)
+    sem.brush_size = 11
+    sem.paint(spot, 1)
+    ys, xs = np.nonzero(ran == alone)
+    sem.brush_size = 3
+    sem.paint((ys.min() - 1, int(xs[ys == ys.min()].mean())), 1)  # just above its top
+    grown = (sem.data > 0) & (mask == 0) & (ndi.distance_transform_edt(ran != alone) <= 3)
+    assert grown.any()
+    widget.update_button.clicked()
+    wait_done(widget)
+    np.testing.assert_array_equal(inst.data, hand)  # the user's layer, as they left it
+    out = viewer.layers["nuclei instances [2]"].data
+    assert set(np.unique(out[(ran == a) | (ran == b)])) == {a}  # 1. joined, and not split again
+    assert "with your edits of 'nuclei instances'" in widget.status.value
+    assert not out[ran == false].any() and not sem.data[ran == false].any()  # 3. gone, from the mask too
+    pieces = [set(np.unique(out[(ran == merged) & (truth == g)])) - {0} for g in (g1, g2)]
+    assert len(pieces[0] | pieces[1]) == 2 and merged in pieces[0] | pieces[1]  # 2. two, one keeps its id
+    assert pieces[0] != pieces[1]
+    assert out[spot] > ran.max()  # 4. a new id
+    assert np.all(out[(ran == alone) | grown] == alone)  # 5. the same id, grown
+    untouched = (ran > 0) & ~np.isin(ran, [a, b, false, merged, alone])
+    np.testing.assert_array_equal(out[untouched], ran[untouched])
+    # Another update changes nothing: the false positive stays gone, the join stays.
+    widget.update_button.clicked()
+    wait_done(widget)
+    np.testing.assert_array_equal(viewer.layers["nuclei instances [2]"].data, out)
+    assert names(viewer) == ["nuclei", "nuclei semantic", "nuclei instances", "nuclei instances [2]"]
 
 
 def test_fingerprint_sees_any_change():

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..api import Segmentation, iter_segment
 from ..errors import SegmentationError, describe
-from ..instances import count_objects, label_instances, relabel_edited
+from ..instances import count_objects, label_instances, relabel_edited, take_hand_edits
 from ..tracking import join_tracks, link_over_time, tracks_table
 from ..progress import Progress
 
@@ -54,7 +54,10 @@ class Relabelled:
     which the next "Update instances" starts from), ``digest`` (the
     labels' fingerprint) and ``mask_digest`` (the mask's, to tell whether it
     was edited) are made in the worker, so that the GUI thread need not
-    count, copy or hash big stacks.
+    count, copy or hash big stacks. ``mask_synced`` holds the indices of the
+    mask pixels that follow the edits made on the instance labels (see
+    :func:`~napari_unet.instances.take_hand_edits`), with their new values; None
+    when no edit of the labels was taken.
     """
 
     labels: np.ndarray
@@ -62,6 +65,7 @@ class Relabelled:
     labels_copy: np.ndarray
     digest: str | None = None
     mask_digest: str | None = None
+    mask_synced: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,12 +136,15 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
 
 
 def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarray | None = None,
-                order: Sequence[int] | None = None, time_axis: int | None = None
-                ) -> Relabelled | JobFailed:
+                order: Sequence[int] | None = None, time_axis: int | None = None,
+                edited: np.ndarray | None = None) -> Relabelled | JobFailed:
     """Instance labels from an edited mask (runs in a thread worker; never raises).
 
     With ``previous`` (the labels the mask was made from), objects the edit
     left alone keep their ids (:func:`~napari_unet.instances.relabel_edited`).
+    With ``edited`` too (those labels as the user left them), their hand
+    edits, if any, are taken as they are and the mask (a private copy, changed in place)
+    follows them (:func:`~napari_unet.instances.take_hand_edits`).
     ``order`` puts the axes labelled together last (e.g. ZTYX -> TZYX); the
     result comes back in the mask's order. With ``time_axis`` the ids are
     linked over that axis (see :func:`~napari_unet.tracking.link_over_time`).
@@ -150,6 +157,10 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     from .outputs import fingerprint
 
     try:
+        synced = None
+        if previous is not None and edited is not None and not np.array_equal(edited, previous):
+            where = take_hand_edits(mask, previous, edited)
+            previous, synced = edited, (where, mask[where])
         mask_digest = fingerprint(mask)
         order = list(order) if order is not None else list(range(mask.ndim))
         mask = np.transpose(mask, order)
@@ -172,7 +183,8 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
                                  time_axis=time_axis, linked_up_to=linked_up_to)
         labels = display_labels(labels)
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
-        return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels), mask_digest)
+        return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels), mask_digest,
+                          synced)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

@@ -169,6 +169,8 @@ TOOLTIPS = {
         "Recompute '<image> instances' from '<image> semantic' after you corrected the mask\n"
         "with the brush or eraser (uses the object options above; does not run the network).\n"
         "Regions you did not touch keep their objects and ids; edited ones are split again.\n"
+        "Ids you paint, fill or erase on '<image> instances' are kept as they are (fill one\n"
+        "piece of a nucleus cut in two with the other's id to join them); the mask follows.\n"
         "With several result pairs, the selected layer's pair is updated (else the newest)."
     ),
 }

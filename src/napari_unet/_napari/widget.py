@@ -571,19 +571,34 @@ class SegmentWidget(EngineWidget):
         # Objects the edit left alone keep their ids and split, unless the options changed.
         same = (record.instances is not None and record.instances.shape == mask.shape
                 and record.instance_params == made)
+        # Ids the user painted, filled or erased on the instances layer are taken as they are (the
+        # worker compares: hashing it here would stall the GUI as long as a copy does).
+        edited = self._instances_as_shown(record, mask.shape) if same else None
         order = _label_axes_last(out_axes, params["ndim"], mask.ndim)
         block = tuple(mask.shape[i] for i in order[mask.ndim - params["ndim"]:])
         min_volume = (min_object_size(params["min_size"], block, min_size_is_area=params["min_size_is_area"])
                       if params["ndim"] == 3 else None)
         worker = create_worker(relabel_job, mask, params, previous=record.instances if same else None,
                                order=order, time_axis=out_axes.index("T") if linked else None,
-                               _start_thread=False, _ignore_errors=True)
+                               edited=edited, _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
         self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
                     lambda result: self._on_relabelled(result, semantic, params, made, record, keep,
                                                        min_volume=min_volume),
                     progress_records=False)
+
+    def _instances_as_shown(self, record: RunRecord, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A copy of ``record``'s instances layer, the user's edits included (as the labels "Update
+        instances" works on, of ``shape``); None when it is no longer in the viewer."""
+        layer = record.layer("instances")
+        if layer is None or layer not in self._viewer.layers:
+            return None
+        edited = np.array(layer.data, copy=True)
+        keep = placeholder_axis(layer)
+        if keep is not None:
+            edited = np.squeeze(edited, axis=keep)
+        return edited if edited.shape == shape else None
 
     def _on_relabelled(self, result: Relabelled | JobFailed, semantic: Labels, params: dict,
                        made: dict[str, Any], record: RunRecord, keep: int | None = None, *,
@@ -594,6 +609,16 @@ class SegmentWidget(EngineWidget):
         run = self._shown_run(result)
         if run is None:
             return
+        earlier = record.layer("instances")
+        hand_edited = earlier if result.mask_synced is not None else None
+        if result.mask_synced is not None and result.mask_synced[1].size and semantic in self._viewer.layers:
+            # The mask follows the ids painted or erased on the instances layer. (Labels.data_setitem,
+            # which would make it one undoable step, fails on a hidden layer.)
+            where, values = result.mask_synced
+            if keep is not None:
+                where = (*where[:keep], np.zeros_like(where[0]), *where[keep:])
+            semantic.data[where] = values
+            semantic.refresh()
         spatial, _ = spatial_kwargs(semantic)
         meta = {**record.metadata, "source_layer": run.source.name,
                 "instance_method": params["method"], "min_size": params["min_size"], "min_volume": min_volume,
@@ -605,15 +630,22 @@ class SegmentWidget(EngineWidget):
                                       spatial=spatial, metadata=meta)
         # Made from the network's mask as it came (other options only): a new run may replace it.
         mask_out = record.outputs.get("semantic")
-        edited = mask_out is None or result.mask_digest is None or result.mask_digest != mask_out.digest
+        edited = (mask_out is None or result.mask_digest is None or result.mask_digest != mask_out.digest
+                  or hand_edited is not None)
         published = self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
                                           holds_edits=edited, digests={"instances": result.digest},
                                           record=record, mask_digest=result.mask_digest)
         record.instances = result.labels_copy
         record.instance_params = dict(made)
         self._show_done()
+        taken = f", with your edits of '{hand_edited.name}'" if hand_edited is not None else ""
+        if hand_edited is None and earlier is not None and earlier in self._viewer.layers \
+                and published.layers["instances"] is not earlier:
+            # Edited by hand, then the object options changed: every object is split again.
+            show_info(f"'{earlier.name}' keeps your edits as you made them: the object options changed, "
+                      f"so '{published.layers['instances'].name}' splits the mask again without them.")
         self.status.value = (f"{plural(result.count, 'object')} after the update of {run.source.name} "
-                             f"('{semantic.name}' -> '{published.layers['instances'].name}')")
+                             f"('{semantic.name}' -> '{published.layers['instances'].name}'{taken})")
 
     def _shown_run(self, result: Any) -> _Run | None:
         """The run whose ``result`` is to be shown; None (the failure said) when there is nothing to show."""
