@@ -119,6 +119,8 @@ def test_measure_and_update_go_on_with_an_opened_result(viewer, widget, result, 
     kept = np.isin(opened, ids[1:])
     np.testing.assert_array_equal(updated.data[kept], opened[kept])
     assert widget._tracker.source_of(updated) is image
+    # The options were those of the file: no note says they changed.
+    assert not [m for m in notes.messages("info") if "options changed" in m]
     # A new run leaves the files' layers (maybe corrected on another day) alone.
     mask = sem.data.copy()
     widget.image.value = image

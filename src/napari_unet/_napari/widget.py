@@ -611,6 +611,7 @@ class SegmentWidget(EngineWidget):
             return
         earlier = record.layer("instances")
         hand_edited = earlier if result.mask_synced is not None else None
+        options_changed = record.instance_params != made
         if result.mask_synced is not None and result.mask_synced[1].size and semantic in self._viewer.layers:
             # The mask follows the ids painted or erased on the instances layer. (Labels.data_setitem,
             # which would make it one undoable step, fails on a hidden layer.)
@@ -639,7 +640,7 @@ class SegmentWidget(EngineWidget):
         record.instance_params = dict(made)
         self._show_done()
         taken = f", with your edits of '{hand_edited.name}'" if hand_edited is not None else ""
-        if hand_edited is None and earlier is not None and earlier in self._viewer.layers \
+        if options_changed and hand_edited is None and earlier is not None and earlier in self._viewer.layers \
                 and published.layers["instances"] is not earlier:
             # Edited by hand, then the object options changed: every object is split again.
             show_info(f"'{earlier.name}' keeps your edits as you made them: the object options changed, "
