@@ -142,9 +142,9 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
 
     With ``previous`` (the labels the mask was made from), objects the edit
     left alone keep their ids (:func:`~napari_unet.instances.relabel_edited`).
-    With ``edited`` too (those labels as the user left them), their hand
-    edits, if any, are taken as they are and the mask (a private copy, changed in place)
-    follows them (:func:`~napari_unet.instances.take_hand_edits`).
+    With ``edited`` too (those labels as the user left them: the layer's own array, copied
+    here, off the GUI thread), their hand edits, if any, are taken as they are and the mask
+    (a private copy, changed in place) follows them (:func:`~napari_unet.instances.take_hand_edits`).
     ``order`` puts the axes labelled together last (e.g. ZTYX -> TZYX); the
     result comes back in the mask's order. With ``time_axis`` the ids are
     linked over that axis (see :func:`~napari_unet.tracking.link_over_time`).
@@ -158,6 +158,8 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
 
     try:
         synced = None
+        if edited is not None:
+            edited = np.array(edited, copy=True)  # the user may paint the layer while this runs
         if previous is not None and edited is not None and not np.array_equal(edited, previous):
             where = take_hand_edits(mask, previous, edited)
             previous, synced = edited, (where, mask[where])

@@ -572,7 +572,7 @@ class SegmentWidget(EngineWidget):
         same = (record.instances is not None and record.instances.shape == mask.shape
                 and record.instance_params == made)
         # Ids the user painted, filled or erased on the instances layer are taken as they are (the
-        # worker compares: hashing it here would stall the GUI as long as a copy does).
+        # worker copies and compares: a copy of a big stack here would stall the GUI).
         edited = self._instances_as_shown(record, mask.shape) if same else None
         order = _label_axes_last(out_axes, params["ndim"], mask.ndim)
         block = tuple(mask.shape[i] for i in order[mask.ndim - params["ndim"]:])
@@ -589,12 +589,13 @@ class SegmentWidget(EngineWidget):
                     progress_records=False)
 
     def _instances_as_shown(self, record: RunRecord, shape: tuple[int, ...]) -> np.ndarray | None:
-        """A copy of ``record``'s instances layer, the user's edits included (as the labels "Update
-        instances" works on, of ``shape``); None when it is no longer in the viewer."""
+        """``record``'s instances layer's data, the user's edits included (a view, not a copy: the
+        worker copies it; of ``shape``, as the labels "Update instances" works on); None when it
+        is no longer in the viewer, or not a numpy array."""
         layer = record.layer("instances")
-        if layer is None or layer not in self._viewer.layers:
+        if layer is None or layer not in self._viewer.layers or not isinstance(layer.data, np.ndarray):
             return None
-        edited = np.array(layer.data, copy=True)
+        edited = layer.data
         keep = placeholder_axis(layer)
         if keep is not None:
             edited = np.squeeze(edited, axis=keep)
