@@ -204,3 +204,25 @@ def test_an_opened_result_that_does_not_record_its_options_keeps_ids_at_an_updat
     assert not np.any(updated.data[opened == ids[0]])
     kept = np.isin(opened, ids[1:])
     np.testing.assert_array_equal(updated.data[kept], opened[kept])
+
+
+def test_edits_on_an_opened_instances_layer_are_taken_at_the_first_update(viewer, widget, result, wait_done,
+                                                                          notes):
+    """A nucleus erased on the instances of an opened result, before the widget ever saw them, is
+    an edit like any other: 'Update instances' takes it (the mask follows), it does not come back."""
+    viewer.open(result / "cells.tif")
+    sem, = viewer.open(result / "cells_semantic.tif", plugin=PLUGIN)
+    inst, = viewer.open(result / "cells_instances.tif", plugin=PLUGIN)
+    widget.instance_method.value = inst.metadata["instance_method"]
+    widget.min_size.value = inst.metadata["min_size"]
+    opened = inst.data.copy()
+    gone = np.unique(opened)[1]
+    inst.fill(tuple(np.argwhere(opened == gone)[0]), 0)
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    assert not notes.messages("error")
+    updated = viewer.layers["cells instances [2]"]
+    assert not np.any(updated.data[opened == gone])
+    assert not np.any(sem.data[opened == gone])
+    assert "with your edits of 'cells instances'" in widget.status.value

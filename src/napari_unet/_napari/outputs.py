@@ -290,7 +290,7 @@ class OutputTracker:
         return Published(layers, work if fresh else [], renamed if fresh else [])
 
     def adopt(self, source: Image, layers: dict[str, Labels], *, metadata: dict[str, Any],
-              defaults: dict[str, Any] | None = None) -> RunRecord:
+              defaults: dict[str, Any] | None = None, opened: np.ndarray | None = None) -> RunRecord:
         """Take ``layers`` (role -> Labels layer), a result opened from files, as a pair of ``source``.
 
         Nothing says what the files hold since they were made (the user may have corrected
@@ -300,6 +300,9 @@ class OutputTracker:
         ``defaults`` (``method``, ``min_size``: the widget's options) stand for those the
         metadata lacks: instances whose making is not recorded count as made with them, so an
         update with unchanged options keeps the ids of the objects the edits left alone.
+        ``opened`` (a copy of the instances as they were opened, taken when their layer was added)
+        stands for those made: the edits made on the layer since are then the user's, which
+        an update takes; without it, the layer as it is now stands for them.
         """
         axes = str(metadata.get("axes") or "").upper().replace("C", "")
         rec = RunRecord(label_ndim=sum(a in "ZYX" for a in axes) or 2, metadata=dict(metadata))
@@ -308,7 +311,8 @@ class OutputTracker:
             rec.made.append((role, weakref.ref(layer)))
         instances = layers.get("instances")
         if instances is not None:
-            rec.instances = np.array(instances.data, copy=True)
+            rec.instances = (opened if opened is not None and opened.shape == np.shape(instances.data)
+                             else np.array(instances.data, copy=True))
             recorded = {"method": metadata.get("instance_method"), "min_size": metadata.get("min_size")}
             rec.instance_params = {**{k: (defaults or {}).get(k) if v is None else v for k, v in recorded.items()},
                                    "fill_holes": metadata.get("fill_holes", True),

@@ -225,6 +225,10 @@ class SegmentWidget(EngineWidget):
             # A copy of measured instances (napari's Duplicate layer) carries their values: they
             # must go at its first edit too, as the original's do.
             _forget_features_on_edit(added)
+        if isinstance(added, Labels) and isinstance(added.metadata, dict) and \
+                added.metadata.get("output") == "instances" and isinstance(added.metadata.get(OPENED_FROM), str):
+            # Instances opened from a file, as opened: the labels an update compares the user's edits with.
+            _AS_OPENED[added] = np.array(added.data, copy=True)
         reset_keeping_choice(self.image)  # a renamed image stays chosen
         self.axes.reset_choices()
         self._on_axes_changed()
@@ -503,7 +507,8 @@ class SegmentWidget(EngineWidget):
                 meta = {k: v for k, v in next(iter(layers.values())).metadata.items()
                         if k not in ("output", OPENED_FROM)}
                 self._tracker.adopt(source, layers, metadata=meta, defaults={
-                    "method": self.instance_method.value, "min_size": int(self.min_size.value)})
+                    "method": self.instance_method.value, "min_size": int(self.min_size.value)},
+                    opened=_AS_OPENED.pop(layers["instances"], None) if "instances" in layers else None)
                 continue
             active = self._viewer.layers.selection.active
             if any(layer is active for layer in layers.values()):
@@ -875,6 +880,7 @@ def _kept_note(kept: list[str], renamed: list[str], layers: list[Labels]) -> str
 _FORGET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> its (forget, refreshed) handlers
 _TRACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # instances layer -> ref to its Tracks layer
 _OUTDATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # instances layer -> its (outdate, refreshed)
+_AS_OPENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # opened instances layer -> its data as opened
 _OUT_OF_DATE = " (out of date)"  # ends the name of tracks whose instances changed since they were measured
 
 
