@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_unet.instances import _keep_untouched, label_instances, min_object_size
+from napari_unet.instances import _enclosed, _keep_untouched, label_instances, min_object_size
 
 #: Disc layouts (centre y, centre x, radius) inside 64 x 64 images.
 DISCS = [
@@ -91,7 +91,8 @@ def relabel_every_block(mask, previous, *, ndim, first_new_id=None, **kwargs):
     out = np.zeros(fg.shape, np.int64)
     for index in np.ndindex(*lead):
         out[index] = _keep_untouched(fg[index], previous[index].astype(np.int64), fresh[index],
-                                               first_new_id, np.int64)
+                                     first_new_id, np.int64,
+                                     holes=_enclosed(fg[index]) if kwargs.get("fill_holes", True) else None)
     return out
 
 

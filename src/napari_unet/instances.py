@@ -447,7 +447,8 @@ def relabel_edited(
             block_kwargs = {k: (np.asarray(v)[index][near] if k in ("seeds", "elevation") and v is not None
                                 else v) for k, v in kwargs.items()}
             fresh[near] = label_instances((fg[index] if redo is None else redo)[near], ndim=ndim, **block_kwargs)
-        out[index] = _keep_untouched(fg[index], block_prev, fresh, first_new_id, dtype)
+        out[index] = _keep_untouched(fg[index], block_prev, fresh, first_new_id, dtype,
+                                     holes=_enclosed(fg[index]) if fill_holes else None)
     return out
 
 
@@ -591,8 +592,20 @@ def _unchanged_by_relabelling(fg: np.ndarray, prev: np.ndarray, *, min_size: int
 
 
 def _keep_untouched(fg: np.ndarray, prev: np.ndarray, fresh: np.ndarray,
-                    first_new_id: int | None, dtype: type = np.int32) -> np.ndarray:
-    """One block of :func:`relabel_edited`: ``prev`` ids where untouched, else new ones after them."""
+                    first_new_id: int | None, dtype: type = np.int32, *,
+                    holes: np.ndarray | None = None) -> np.ndarray:
+    """One block of :func:`relabel_edited`: ``prev`` ids where untouched, else new ones after them.
+
+    ``holes`` are the holes of ``fg`` that ``fresh`` filled (None: none). One that ``prev`` left
+    unlabelled is painted, as it were: its region is touched, so that it comes out as a fresh
+    labelling makes it. (Kept, with the hole filled, the next update would take the filled
+    pixels, outside ``fg``, for erased ones, and label the region again: pressing Update twice
+    would not give what pressing it once did.)
+    """
+    if holes is not None:
+        holes = holes & (prev <= 0)
+        if holes.any():
+            fg = fg | holes
     regions, n = ndi.label(fg)
     top = int(prev.max(initial=0))
     if n == 0 or top <= 0:
