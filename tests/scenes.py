@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_unet.instances import _enclosed, _keep_untouched, label_instances, min_object_size
+from napari_unet.instances import (
+    _enclosed,
+    _keep_untouched,
+    label_instances,
+    min_object_size,
+)
 
 #: Disc layouts (centre y, centre x, radius) inside 64 x 64 images.
 DISCS = [

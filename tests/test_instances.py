@@ -1038,7 +1038,7 @@ def test_update_twice_gives_what_updating_once_did():
     mask = ((yy - 20) ** 2 + (xx - 20) ** 2 <= 100) | ((yy - 20) ** 2 + (xx - 38) ** 2 <= 100)
     mask[19:21, 15:17] = False
     labels = measure.label(mask).astype(np.int32)
-    kwargs = dict(method="watershed", min_size=10, fill_holes=True)
+    kwargs = {"method": "watershed", "min_size": 10, "fill_holes": True}
     once = relabel_edited(mask, labels, **kwargs)
     assert np.array_equal(once, label_instances(mask, **kwargs))  # split in two, hole filled
     assert np.array_equal(relabel_edited(mask, once, **kwargs), once)

@@ -822,8 +822,7 @@ class SegmentWidget(EngineWidget):
                 shown.color_by = color_by  # coloured by a measurement: by its new values
             if shown.metadata.get("out_of_date"):  # current again: shown, under the name it had
                 shown.visible = True
-                if shown.name.endswith(_OUT_OF_DATE):
-                    shown.name = shown.name[:-len(_OUT_OF_DATE)]
+                shown.name = shown.name.removesuffix(_OUT_OF_DATE)
             shown.metadata = dict(kwargs["metadata"])
             shown.tail_length = max(shown.tail_length, kwargs["tail_length"])
         if edited:
