@@ -1,6 +1,9 @@
-"""Synthetic test scenes shared by several test modules (imported, not a fixture)."""
+"""Synthetic test scenes, and helpers, shared by several test modules (imported, not fixtures)."""
 
 from __future__ import annotations
+
+import gc
+import tracemalloc
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -138,3 +141,14 @@ def random_edit(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         centre[axis] = (shape[axis] - 1) * int(rng.integers(2))
     mask[t][disc(shape, tuple(centre), float(rng.uniform(1, 6)))] = rng.random() < 0.6
     return mask
+
+
+def peak_numpy_bytes(fn) -> int:
+    """The most memory numpy held at once (tracemalloc sees its arrays) while ``fn()`` ran."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

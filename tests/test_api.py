@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from scenes import DISCS, disc_scene, sliver_and_ball
+from scenes import DISCS, disc_scene, peak_numpy_bytes, sliver_and_ball
 
 import napari_unet
 from napari_unet.api import median_object_area
@@ -351,20 +351,6 @@ def test_time_series_labels_restart_per_time_point(models, helpers, fake_net):
         assert _objects(result.instances[t]) == {1, 2}
 
 
-def _peak_numpy_bytes(fn) -> int:
-    """The most memory numpy held at once (tracemalloc sees its arrays) while ``fn()`` ran."""
-    import gc
-    import tracemalloc
-
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize(("key", "link"), [("2d", False), ("three_class", False), ("three_class", True)])
 def test_a_time_series_holds_its_outputs_and_one_frames_work(models, fake_net, key, link):
     """Each frame of a series is labelled as it comes: a long series costs its outputs, 5 bytes
@@ -378,7 +364,7 @@ def test_a_time_series_holds_its_outputs_and_one_frames_work(models, fake_net, k
     # pixels (a fixed cost, but the whole of a series this short).
     kwargs = {"model": str(models[key]), "axes": "TYX", "keep_probabilities": False, "normalize_per": "frame",
               "link_time": link}
-    peaks = [_peak_numpy_bytes(lambda n=n: napari_unet.segment(series[n], **kwargs)) for n in lengths]
+    peaks = [peak_numpy_bytes(lambda n=n: napari_unet.segment(series[n], **kwargs)) for n in lengths]
     per_pixel = (peaks[1] - peaks[0]) / ((lengths[1] - lengths[0]) * frame.size)
     assert per_pixel < 5.5, f"{per_pixel:.1f} bytes per pixel of the series"
     # ... and each frame is labelled as it would be alone.
@@ -401,7 +387,7 @@ def test_a_series_of_z_stacks_segmented_plane_by_plane_holds_one_stacks_work(mod
     series = {n: np.stack([np.roll(stack, t, axis=2) for t in range(n)]) for n in lengths}
     kwargs = {"model": str(models["three_class"]), "axes": "TZYX", "keep_probabilities": False,
               "normalize_per": "frame"}
-    peaks = [_peak_numpy_bytes(lambda n=n: napari_unet.segment(series[n], **kwargs)) for n in lengths]
+    peaks = [peak_numpy_bytes(lambda n=n: napari_unet.segment(series[n], **kwargs)) for n in lengths]
     per_pixel = (peaks[1] - peaks[0]) / ((lengths[1] - lengths[0]) * stack.size)
     assert per_pixel < 5.5, f"{per_pixel:.1f} bytes per pixel of the series"
     # ... and each time point is labelled as its z-stack alone, with the same minimum volume.

@@ -24,7 +24,7 @@ from napari_unet.cli import main
 from napari_unet.io import TiffPlanes, read_image_file, read_tiff_metadata
 from napari_unet.metrics import DEFAULT_THRESHOLDS
 from scenes import DISCS as ALL_DISCS
-from scenes import disc_scene, sliver_and_ball
+from scenes import disc_scene, peak_numpy_bytes, sliver_and_ball
 
 DISCS = ALL_DISCS[:3]  # non-touching discs on a 64 x 64 canvas
 
@@ -270,20 +270,6 @@ def test_segment_closes_a_stack_read_page_by_page_when_it_fails(models, tmp_path
         seen[0][0]
 
 
-def _peak_numpy_bytes(fn) -> int:
-    """The most memory numpy held at once (tracemalloc sees its arrays) while ``fn()`` ran."""
-    import gc
-    import tracemalloc
-
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_segment_reads_a_compressed_series_a_page_at_a_time(models, tmp_path, capsys, fake_net):
     """A compressed series (zlib, which tifffile reads on its own) costs no more memory than the
     same series uncompressed, which is mapped from the file: its pages are read as the engine
@@ -298,7 +284,7 @@ def test_segment_reads_a_compressed_series_a_page_at_a_time(models, tmp_path, ca
     for name in ("raw", "raw", "packed"):  # the first run's one-off costs (imports, caches) are not counted
         args = ["segment", str(tmp_path / f"{name}.tif"), "-o", str(tmp_path / "out"), "-m", str(models["2d"]),
                 "--device", "cpu", "--normalize-per", "frame", "--overwrite"]
-        peaks[name] = _peak_numpy_bytes(lambda args=args: main(args))
+        peaks[name] = peak_numpy_bytes(lambda args=args: main(args))
     capsys.readouterr()
     assert peaks["packed"] - peaks["raw"] < series.nbytes / 4, \
         f"{(peaks['packed'] - peaks['raw']) / series.nbytes:.2f} of the series more"
@@ -1579,26 +1565,31 @@ def test_segment_names_the_file_that_fails(models, tmp_path, capsys):
     assert _assert_one_error_line(capsys.readouterr().err).startswith("napari-unet: error: b.tif: ")
 
 
+def _ctrl_c_at_write(monkeypatch, n: int) -> None:
+    """Ctrl-C (KeyboardInterrupt) when the command writes its n-th result file, before writing it."""
+    from napari_unet import io as nio
+
+    real, calls = nio.write_labels, []
+
+    def write_or_stop(path, array, **kwargs):
+        calls.append(path)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(path, array, **kwargs)
+
+    monkeypatch.setattr(nio, "write_labels", write_or_stop)
+
+
 def test_segment_stopped_between_writes_never_pairs_new_and_old_results(models, tmp_path, capsys,
                                                                         monkeypatch):
     """Ctrl-C after the semantic file of an --overwrite run: no old instances file beside it."""
-    from napari_unet import io as nio
-
     image, _ = disc_scene(DISCS[0], noise=5)
     tifffile.imwrite(tmp_path / "a.tif", image)
     out = tmp_path / "out"
     args = ["segment", str(tmp_path / "a.tif"), "-o", str(out), "-m", str(models["2d"]), "--device", "cpu"]
     assert main(args) == 0
     capsys.readouterr()
-    real, calls = nio.write_labels, []
-
-    def write_then_stop(path, array, **kwargs):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(path, array, **kwargs)
-
-    monkeypatch.setattr(nio, "write_labels", write_then_stop)
+    _ctrl_c_at_write(monkeypatch, 2)  # after the semantic file
     assert main([*args, "--overwrite", "--min-size", "5"]) == 130
     capsys.readouterr()
     left = sorted(p.name for p in out.iterdir())
@@ -1608,22 +1599,12 @@ def test_segment_stopped_between_writes_never_pairs_new_and_old_results(models, 
 def test_a_batch_stopped_says_how_to_finish_it(models, tmp_path, capsys, monkeypatch, fake_net):
     """Ctrl-C in the second image of a batch: the line says the first keeps its results and how to
     finish the rest; that command then does the second image only."""
-    from napari_unet import io as nio
-
     for name in ("a", "b"):
         tifffile.imwrite(tmp_path / f"{name}.tif", disc_scene(DISCS[0], noise=5)[0])
     out = tmp_path / "out"
     args = ["segment", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(out),
             "-m", str(models["2d"]), "--device", "cpu"]
-    real, calls = nio.write_labels, []
-
-    def stop_at_the_second_image(path, array, **kwargs):
-        calls.append(path)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(path, array, **kwargs)
-
-    monkeypatch.setattr(nio, "write_labels", stop_at_the_second_image)
+    _ctrl_c_at_write(monkeypatch, 3)  # after the first image (two files)
     assert main(args) == 130
     line = capsys.readouterr().err.strip()
     assert line.startswith("napari-unet: interrupted: ") and "--skip-existing" in line

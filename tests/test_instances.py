@@ -601,14 +601,10 @@ def test_relabel_edited_relabels_a_frame_whose_labels_relabelling_changes(case):
     np.testing.assert_array_equal(out, relabel_every_block(mask, previous, ndim=2, **options))
 
 
-def test_relabel_edited_labels_only_the_frames_an_edit_changed(monkeypatch):
-    """A brush stroke in one frame of a series labels that frame alone, even where the labels
-    differ from the mask elsewhere (specks that min_size removed); the split the seeds made stays."""
-    mask, seeds = moving_nuclei(ring=False)
-    params = {"method": "watershed", "min_size": 12, "fill_holes": True, "ndim": 2}
-    previous = label_instances(mask, seeds=seeds, **params)
-    assert not np.array_equal(previous > 0, mask)
-    calls = []
+def _shapes_labelled(monkeypatch) -> list[tuple[int, ...]]:
+    """The shape of each foreground :func:`instances.label_instances` is given from now on (a list
+    the calls fill), for tests of how much of a block an update labels again."""
+    calls: list[tuple[int, ...]] = []
     real = instances.label_instances
 
     def spy(foreground, **kwargs):
@@ -616,6 +612,17 @@ def test_relabel_edited_labels_only_the_frames_an_edit_changed(monkeypatch):
         return real(foreground, **kwargs)
 
     monkeypatch.setattr(instances, "label_instances", spy)
+    return calls
+
+
+def test_relabel_edited_labels_only_the_frames_an_edit_changed(monkeypatch):
+    """A brush stroke in one frame of a series labels that frame alone, even where the labels
+    differ from the mask elsewhere (specks that min_size removed); the split the seeds made stays."""
+    mask, seeds = moving_nuclei(ring=False)
+    params = {"method": "watershed", "min_size": 12, "fill_holes": True, "ndim": 2}
+    previous = label_instances(mask, seeds=seeds, **params)
+    assert not np.array_equal(previous > 0, mask)
+    calls = _shapes_labelled(monkeypatch)
     np.testing.assert_array_equal(relabel_edited(mask, previous, **params), previous)
     assert calls == []
     mask[4][_disc(mask.shape[1:], (10, 10), 4)] = True
@@ -623,7 +630,7 @@ def test_relabel_edited_labels_only_the_frames_an_edit_changed(monkeypatch):
     assert len(calls) == 1 and np.all(np.array(calls[0]) <= mask.shape[1:])  # in frame 4 (round the stroke)
     np.testing.assert_array_equal(out[:4], previous[:4])
     np.testing.assert_array_equal(out[5:], previous[5:])
-    monkeypatch.setattr(instances, "label_instances", real)
+    monkeypatch.undo()
     np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **params))
 
 
@@ -864,18 +871,11 @@ def test_relabel_edited_labels_only_round_a_small_stroke(monkeypatch, stack):
     apart = np.argwhere(ndi.distance_transform_edt(mask == 0) >= 3)
     for speck in np.random.default_rng(0).choice(apart, 80, replace=False):
         mask[tuple(speck)] = True
-    calls = []
-    real = instances.label_instances
-
-    def spy(foreground, **kwargs):
-        calls.append(np.asarray(foreground).shape)
-        return real(foreground, **kwargs)
-
-    monkeypatch.setattr(instances, "label_instances", spy)
+    calls = _shapes_labelled(monkeypatch)
     out = relabel_edited(mask, previous, **params)
     assert len(calls) == 1
     assert np.prod(calls[0]) * 50 < previous.size, (calls, previous.shape)
-    monkeypatch.setattr(instances, "label_instances", real)
+    monkeypatch.undo()
     np.testing.assert_array_equal(out, relabel_every_block(mask, previous, **params))
     assert out.max() == previous.max() + 1  # the new nucleus, the rest kept
 
