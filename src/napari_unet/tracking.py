@@ -25,6 +25,10 @@ from .metrics import overlaps
 
 __all__ = ["join_tracks", "link_over_time", "tracks_table"]
 
+#: The share of a new track's first object that must lie in its mother's object of the time point
+#: before for :func:`tracks_table` to take it for a daughter.
+MIN_DAUGHTER_SHARE = 0.2
+
 
 def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
     """Greedy one-to-one matches {current id: previous id}, best IoU first."""
@@ -222,13 +226,17 @@ def tracks_table(instances: np.ndarray, *, axes: str,
         ``centroid_y``, ``centroid_x`` (pixel coordinates) and ``parent_id``:
         for a track that begins after the first time point, the track it
         divided from, else 0. A new track's parent is the object of the time
-        point before that its first object overlaps or touches most, when that
-        object goes on at the track's first time point (one daughter kept the
-        mother's id) or ends there where two or more tracks begin beside it
-        (both daughters took new ids). Linking does not record divisions, so
-        this is read from the labels: a nucleus that comes into view (or into
-        focus) beside another reads as a division too. Rows are sorted by
-        ``track_id``, then ``t``, as napari's Tracks layer takes them. Then
+        point before that its first object overlaps most, when they share at
+        least a fifth of that first object (``MIN_DAUGHTER_SHARE``), and that
+        object either goes on with an object that overlaps its own footprint
+        (one daughter kept the mother's id; a new track that shares as much
+        with a track that ended is that track found again, not a daughter)
+        or ends there with two or more such new tracks in it (both daughters
+        took new ids). Linking does not record divisions, so this is read
+        from the labels: a nucleus that comes into view merely touching
+        another is no daughter, but one that appears partly over it reads as
+        one. Rows are sorted by ``track_id``, then ``t``, as napari's Tracks
+        layer takes them. Then
         the ``features`` columns, in the same row order.
     """
     axes = str(axes).upper()
@@ -261,33 +269,26 @@ def tracks_table(instances: np.ndarray, *, axes: str,
     return out
 
 
-def _touching(prev: np.ndarray, cur: np.ndarray, new: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _overlaps(prev: np.ndarray, cur: np.ndarray, new: list[int]
+              ) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
     """Pairs (id in ``new``, id in ``prev``) of the objects of ``cur`` with those ids and the objects
-    of ``prev`` they overlap or touch (face neighbours), as an array (2, pairs), and the pixels of
-    each pair (counted once per neighbour). Only the new objects' pixels are read."""
-    where = np.nonzero(cur)
-    inside_new = np.isin(cur[where], new)
-    coords = [c[inside_new] for c in where]
-    ids = cur[tuple(coords)]
-    pairs: list[np.ndarray] = []
-    for axis, step in [(None, 0)] + [(axis, step) for axis in range(cur.ndim) for step in (-1, 1)]:
-        at, own = list(coords), ids
-        if axis is not None:  # the neighbour one step along axis
-            moved = coords[axis] + step
-            fits = (moved >= 0) & (moved < cur.shape[axis])
-            at = [c[fits] for c in coords]
-            at[axis], own = moved[fits], ids[fits]
-        other = prev[tuple(at)]
-        both = other != 0
-        pairs.append(np.stack([own[both], other[both]]).astype(np.int64))
-    found = np.concatenate(pairs, axis=1)
+    of ``prev`` they share pixels with, as an array (2, pairs), the pixels each pair shares, and
+    {id in ``new``: its pixels}."""
+    inside = np.isin(cur, new)
+    ids, other = cur[inside].astype(np.int64), prev[inside].astype(np.int64)
+    labels, areas = np.unique(ids, return_counts=True)
+    both = other != 0
+    found = np.stack([ids[both], other[both]])
     if not found.size:
-        return found, np.zeros(0, np.int64)
-    return np.unique(found, axis=1, return_counts=True)
+        return found, np.zeros(0, np.int64), dict(zip(labels.tolist(), areas.tolist()))
+    pairs, counts = np.unique(found, axis=1, return_counts=True)
+    return pairs, counts, dict(zip(labels.tolist(), areas.tolist()))
 
 
-def _parents(frames: np.ndarray) -> dict[int, int]:
-    """{track id: the id it divided from} of linked labels (T, ...) (see :func:`tracks_table`)."""
+def _parents(frames: np.ndarray, min_share: float = MIN_DAUGHTER_SHARE) -> dict[int, int]:
+    """{track id: the id it divided from} of linked labels (T, ...) (see :func:`tracks_table`):
+    a daughter shares at least ``min_share`` of its first object with its mother's object the
+    time point before."""
     present = [set(ids_and_ranks(frame)[0].tolist()) - {0} for frame in frames]
     seen = set(present[0]) if len(frames) else set()
     parents: dict[int, int] = {}
@@ -296,17 +297,25 @@ def _parents(frames: np.ndarray) -> dict[int, int]:
         seen |= present[t]
         if not new:
             continue
-        (children, mothers), counts = _touching(frames[t - 1], frames[t], sorted(new))
-        best: dict[int, tuple[int, int]] = {}  # new id -> (pixels, the object it touches most)
+        prev, cur = frames[t - 1], frames[t]
+        (children, mothers), counts, areas = _overlaps(prev, cur, sorted(new))
+        best: dict[int, tuple[int, int]] = {}  # new id -> (pixels, the object it overlaps most)
+        lost: set[int] = set()  # new ids in the footprint of an object that ended
         for c, p, n in zip(children.tolist(), mothers.tolist(), counts.tolist()):
             if n > best.get(c, (0, 0))[0]:
                 best[c] = (n, p)
+            if p not in present[t] and n >= min_share * areas[c]:
+                lost.add(c)
+        best = {c: (n, p) for c, (n, p) in best.items() if n >= min_share * areas[c]}
+        stayed = set(np.unique(prev[(prev == cur) & (prev != 0)]).tolist())  # overlap themselves
         claims: dict[int, int] = {}
         for _, p in best.values():
             claims[p] = claims.get(p, 0) + 1
         for c, (_, p) in best.items():
-            # A mother that ends here with one new object beside it was not divided but lost
-            # (it moved more than linking follows): that object is the same nucleus.
-            if p in present[t] or claims[p] >= 2:
+            # A mother that goes on divided only if its own object is still in its footprint, and
+            # into a track that is not an ended one found again. A mother that ends here with one
+            # new object in it was not divided but lost (it moved more than linking follows):
+            # that object is the same nucleus.
+            if (p in stayed and c not in lost) or (p not in present[t] and claims[p] >= 2):
                 parents[c] = p
     return parents
