@@ -217,9 +217,9 @@ def test_segment_says_when_a_stacks_axes_were_guessed(models, tmp_path, capsys, 
     assert "note" not in capsys.readouterr().out
 
 
-def test_segment_maps_an_uncompressed_series_instead_of_reading_it(models, tmp_path, capsys, monkeypatch):
-    """A big uncompressed TIFF reaches the engine mapped from the file (read a plane at a
-    time), and gives the results a compressed copy, read whole, gives."""
+def _images_segmented(monkeypatch) -> list:
+    """The image each call of the engine (napari_unet.api.iter_segment) is given from now on, as
+    the command line reads it (an array, a memmap or a TiffPlanes): a list the calls fill."""
     import napari_unet.api
 
     seen = []
@@ -230,6 +230,13 @@ def test_segment_maps_an_uncompressed_series_instead_of_reading_it(models, tmp_p
         return (yield from real(image, **kwargs))
 
     monkeypatch.setattr(napari_unet.api, "iter_segment", spy)
+    return seen
+
+
+def test_segment_maps_an_uncompressed_series_instead_of_reading_it(models, tmp_path, capsys, monkeypatch):
+    """A big uncompressed TIFF reaches the engine mapped from the file (read a plane at a
+    time), and gives the results a compressed copy, read whole, gives."""
+    seen = _images_segmented(monkeypatch)
     stack = np.stack([disc_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)])  # (3, 64, 64)
     tifffile.imwrite(tmp_path / "raw.tif", stack, imagej=True, metadata={"axes": "TYX"})
     tifffile.imwrite(tmp_path / "packed.tif", stack, imagej=True, metadata={"axes": "TYX"},
@@ -249,16 +256,7 @@ def test_segment_maps_an_uncompressed_series_instead_of_reading_it(models, tmp_p
 
 def test_segment_closes_a_stack_read_page_by_page_when_it_fails(models, tmp_path, capsys, monkeypatch):
     """An image that fails (NaN pixels here) has its file closed too, before the batch goes on."""
-    import napari_unet.api
-
-    seen = []
-    real = napari_unet.api.iter_segment
-
-    def spy(image, **kwargs):
-        seen.append(image)
-        return (yield from real(image, **kwargs))
-
-    monkeypatch.setattr(napari_unet.api, "iter_segment", spy)
+    seen = _images_segmented(monkeypatch)
     stack = np.stack([disc_scene(d, noise=5, seed=i)[0] for i, d in enumerate(DISCS)]).astype(np.float32)
     stack[1, 3, 3] = np.nan
     tifffile.imwrite(tmp_path / "bad.tif", stack, imagej=True, metadata={"axes": "TYX"}, compression="zlib")

@@ -369,7 +369,7 @@ def test_tracks_go_out_of_date_when_their_instances_change(viewer, widget, wait_
     an update (one that turns the link off too) or a brush stroke hides them and says so in their
     name and a notification; 'Measure objects' of linked labels shows the same layer again, current."""
     frames = [disc_scene([(16, 12 + 3 * t, 6), (44, 40, 7), (52, 12, 2)])[0] for t in range(3)]
-    movie, inst = _segment_linked_movie(viewer, widget, wait_done, frames)
+    _, inst = _segment_linked_movie(viewer, widget, wait_done, frames)
     widget.measure()
     wait_done(widget)
     tracks = viewer.layers["movie tracks"]
