@@ -673,6 +673,37 @@ def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_ne
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_segment_link_time_measure_gives_each_row_its_parent(models, tmp_path, capsys, fake_net):
+    """With --link-time, <stem>_objects.csv gains parent_id (tracks_table's): the daughter that took
+    a new id has its mother's track, every other row 0; the other columns and the row order (time
+    point, then id) stay as they are. Without --link-time there is no parent_id column."""
+    import csv
+
+    # A disc dividing in two (the left daughter keeps its id), and one that stays as it is.
+    frames = [disc_scene([(20, 30, 7), (50, 12, 4)])[0],
+              disc_scene([(20, 27, 5), (50, 12, 4), (20, 38, 4)])[0]]
+    tifffile.imwrite(tmp_path / "movie.tif", np.stack(frames), photometric="minisblack")
+    tables = {}
+    for flag in ([], ["--link-time"]):
+        out = tmp_path / f"out{len(flag)}"
+        assert main(["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "-o", str(out),
+                     "-m", str(models["2d"]), "--device", "cpu", "--measure", *flag]) == 0
+        capsys.readouterr()
+        with open(out / "movie_objects.csv", newline="") as f:
+            tables[bool(flag)] = list(csv.DictReader(f))
+    assert "parent_id" not in tables[False][0]
+    linked = tables[True]
+    inst = tifffile.imread(tmp_path / "out1" / "movie_instances.tif")
+    mother, other, daughter = inst[1, 20, 27], inst[1, 50, 12], inst[1, 20, 38]
+    assert inst[0, 20, 30] == mother and len({mother, other, daughter}) == 3
+    assert [(int(r["t"]), int(r["label"])) for r in linked] == [
+        (t, i) for t in range(2) for i in np.unique(inst[t]) if i]
+    parents = {(int(r["t"]), int(r["label"])): int(r["parent_id"]) for r in linked}
+    assert parents == {(0, mother): 0, (0, other): 0, (1, mother): 0, (1, other): 0, (1, daughter): mother}
+    assert list(linked[0]) == [*tables[False][0], "parent_id"]
+    assert all(int(r["area"]) == (inst[int(r["t"])] == int(r["label"])).sum() for r in linked)
+
+
 # --- segment: bad input ------------------------------------------------------------------
 
 def _bad_cases(tmp_path: Path, model: Path):

@@ -370,10 +370,11 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
             if plain:
                 notes.append(f"{path.name}: note: {target.name} is a plain TIFF, not an ImageJ hyperstack: {plain}")
         if table:
-            write_csv(measure_objects(result.instances, axes=result.axes, image=image,
-                                      image_axes=result.metadata["axes"],
-                                      spacing=spacing),
-                      table[0])
+            measured = measure_objects(result.instances, axes=result.axes, image=image,
+                                       image_axes=result.metadata["axes"], spacing=spacing)
+            if args.link_time:
+                measured["parent_id"] = _parent_ids(result.instances, result.axes, measured)
+            write_csv(measured, table[0])
     except OSError as exc:
         raise SegmentationError(
             f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
@@ -386,6 +387,20 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
     print(f"{path.name}: {plural(n, 'object')}{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
     for note in notes:
         print(note)
+
+
+def _parent_ids(instances: Any, axes: str, table: dict[str, Any]) -> Any:
+    """The ``parent_id`` of each row of ``table`` (:func:`~napari_unet.measure.measure_objects` of
+    linked ``instances``), in its row order: the track that row's track divided from, else 0
+    (:func:`~napari_unet.tracking.tracks_table`)."""
+    import numpy as np
+
+    from .tracking import tracks_table
+
+    tracks = tracks_table(instances, axes=axes, table=table)
+    parents = dict(zip(tracks["track_id"].tolist(), tracks["parent_id"].tolist()))
+    labels = np.asarray(table["label"])
+    return np.array([parents[i] for i in labels.tolist()], dtype=labels.dtype)
 
 
 def _guessed_axes_note(name: str, shape: tuple[int, ...], axes: str, *,
@@ -910,7 +925,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write <stem>_objects.csv: one row per object (and time point) with its id, "
                         "area in pixels, centroid, whether it touches the image border, and the mean and "
                         "summed intensity of each channel of the image; with --link-time a track table "
-                        "(the id is the track's, one row per time point)")
+                        "(the id is the track's, one row per time point) with parent_id, the track "
+                        "each new one divided from (else 0)")
     s.add_argument("--pixel-size", type=_pixel_sizes, metavar="SIZE",
                    help="micrometres per pixel, one size for Y and X (e.g. 0.65), or Z,Y,X for a z-stack "
                         "(e.g. 2,0.65,0.65): the calibration of the result TIFFs (as Fiji shows it) and, "
