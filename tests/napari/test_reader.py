@@ -226,3 +226,43 @@ def test_edits_on_an_opened_instances_layer_are_taken_at_the_first_update(viewer
     assert not np.any(updated.data[opened == gone])
     assert not np.any(sem.data[opened == gone])
     assert "with your edits of 'cells instances'" in widget.status.value
+
+
+def test_a_result_of_a_zcyx_image_keeps_a_one_plane_channel_axis(viewer, widget, wait_done, notes,
+                                                                   tmp_path, monkeypatch):
+    """The results of an image whose channel axis comes after Z open with that axis, one plane deep
+    at the segmented channel, as the Segment widget's outputs keep it: napari lines their Z up
+    with the image's Z, not its C, and Measure objects works on them."""
+    crop = read_image(SAMPLE)[:96, :96]
+    data = np.stack([np.stack([crop, np.zeros_like(crop)]), np.stack([crop[::-1], np.zeros_like(crop)])])
+    tifffile.imwrite(tmp_path / "hyper.tif", data)  # Z, C, Y, X
+    assert main(["segment", str(tmp_path / "hyper.tif"), "-o", str(tmp_path), "--device", "cpu",
+                 "--axes", "ZCYX", "--channel", "0", "--pixel-size", "2,0.5,0.5"]) == 0
+    image, = viewer.open(tmp_path / "hyper.tif")
+    sem, = viewer.open(tmp_path / "hyper_semantic.tif", plugin=PLUGIN)
+    inst, = viewer.open(tmp_path / "hyper_instances.tif", plugin=PLUGIN)
+    for layer in (sem, inst):
+        assert layer.data.shape == (2, 1, 96, 96)  # as the widget's outputs: (Z, 1, Y, X)
+        assert layer.metadata["axes"] == "ZCYX"
+        assert tuple(layer.scale) == (2.0, 1.0, 0.5, 0.5)
+        assert tuple(map(str, layer.units)) == ("micrometer", "pixel", "micrometer", "micrometer")
+        assert tuple(layer.axis_labels) == ("z", "c", "y", "x")
+        role = layer.metadata["output"]
+        np.testing.assert_array_equal(layer.data[:, 0], tifffile.imread(tmp_path / f"hyper_{role}.tif"))
+    # The image placed as its results (README's console line): each plane of the instances lies at
+    # its own Z of the image, at the segmented channel.
+    image.scale, image.units = sem.scale, sem.units
+    for z in range(2):
+        index = tuple(np.round(inst.world_to_data(image.data_to_world((z, 0, 40, 40)))).astype(int))
+        assert index == (z, 0, 40, 40)
+    monkeypatch.setattr(SegmentWidget, "_ask_table_path", lambda self, name: None)
+    viewer.layers.selection.active = inst
+    widget.measure()
+    wait_done(widget)
+    assert not notes.messages("error")
+    assert sorted(inst.features["index"]) == list(np.unique(inst.data)[1:])
+    viewer.layers.selection.active = sem
+    widget.update_instances()
+    wait_done(widget)
+    assert not notes.messages("error")
+    assert viewer.layers["hyper instances [2]"].data.shape == (2, 1, 96, 96)

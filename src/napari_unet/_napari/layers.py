@@ -21,6 +21,7 @@ __all__ = [
     "channel_data_axis",
     "channel_placeholder",
     "placeholder_axis",
+    "placeholder_for_axes",
     "spatial_kwargs",
     "segmentation_layer_data",
     "label_layer_data",
@@ -55,15 +56,26 @@ def channel_data_axis(layer: Image, axes: str | None) -> int | None:
 def channel_placeholder(layer: Image, axes: str | None) -> int | None:
     """The channel axis of ``layer`` that the outputs keep with one plane, or None.
 
+    See :func:`placeholder_for_axes`; napari already leaves the channel axis of
+    an RGB layer out of the layer's dimensions.
+    """
+    return placeholder_for_axes(axes, rgb=layer.rgb)
+
+
+def placeholder_for_axes(axes: str | None, *, rgb: bool = False) -> int | None:
+    """The channel axis that the outputs of an image read with ``axes`` keep with one plane, or None.
+
     napari lines a layer with fewer dimensions up with the *last* dimensions of
     the others. Outputs without a channel axis that has other axes before it
     (``ZCYX``, ``TZCYX``, an H x W x 1 ``YXC`` layer) would put their Z (or T)
     on the image's channel slider, so they keep that axis with one plane
     (:func:`spatial_kwargs` stretches it over every channel). A leading channel
-    axis (``CYX``) is left out: the axes after it line up as they are.
+    axis (``CYX``) is left out: the axes after it line up as they are; so is the
+    channel axis of an RGB image (``rgb``), which is no dimension of its layer.
     """
-    axis = channel_data_axis(layer, axes)
-    return axis if axis else None
+    if rgb or not axes or "C" not in axes.upper():
+        return None
+    return axes.upper().index("C") or None
 
 
 def placeholder_axis(layer: Layer) -> int | None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..io import is_result_file, read_image_file, read_tiff_metadata, result_role
-from .layers import LayerDataTuple, output_name
+from .layers import LayerDataTuple, output_name, placeholder_for_axes
 
 __all__ = ["OPENED_FROM", "get_reader", "read_result", "result_role"]
 
@@ -48,7 +48,13 @@ def read_result(path: str) -> list[LayerDataTuple]:
     list of (data, kwargs, "labels")
         ``data`` is the label image, shape one size per letter of the
         result's axes (``YX``, ``ZYX``, ``TYX``, ``TZYX``): uint8 for a
-        semantic mask, int32 (or wider) for instances. ``kwargs`` name the
+        semantic mask, int32 (or wider) for instances. When the image's axes
+        had a channel after others (``ZCYX``, ``TZCYX``), the data keep it with
+        one plane, as the Segment widget's outputs do (see
+        :func:`~.layers.placeholder_for_axes`), so that napari lines their Z
+        up with the image's; that plane lies at the channel that was
+        segmented. A channel stored last is taken for RGB's, which napari
+        shows without a channel dimension. ``kwargs`` name the
         layer ``"<image> <role>"`` and place it with the pixel size in
         micrometres the file records (1 per pixel where it records none);
         its metadata is the run's, with ``axes`` the image's axes,
@@ -75,11 +81,25 @@ def read_result(path: str) -> list[LayerDataTuple]:
         "output": role,
         OPENED_FROM: str(path),
     }
+    scale = [float(sizes[a]) if known else 1.0 for a, known in zip(out_axes, calibrated)]
+    units = ["micrometer" if known else "pixel" for known in calibrated]
+    translate = [0.0] * labels.ndim
+    axis_labels = list(out_axes.lower())
+    # napari shows an image with its channels last (3 or 4) as RGB: no dimension to line up with.
+    keep = placeholder_for_axes(metadata["axes"], rgb=metadata["axes"].upper().endswith("C"))
+    if keep is not None:
+        labels = np.expand_dims(labels, keep)
+        channel = meta.get("channel")
+        scale.insert(keep, 1.0)
+        units.insert(keep, "pixel")
+        translate.insert(keep, float(channel) if isinstance(channel, int) else 0.0)
+        axis_labels.insert(keep, "c")
     kwargs = {
         "name": output_name(name, role),
-        "scale": tuple(float(sizes[a]) if known else 1.0 for a, known in zip(out_axes, calibrated)),
-        "units": tuple("micrometer" if known else "pixel" for known in calibrated),
-        "axis_labels": tuple(out_axes.lower()),
+        "scale": tuple(scale),
+        "translate": tuple(translate),
+        "units": tuple(units),
+        "axis_labels": tuple(axis_labels),
         "metadata": metadata,
         "opacity": _OPACITY[role],
     }
