@@ -98,7 +98,7 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure:
     ``overwrite``) a result file that already exists, unless all of that
     image's results exist and ``skip_existing`` (the image will be skipped).
     """
-    from .io import check_image_path
+    from .io import RESULT_ROLES, check_image_path
 
     paths = [check_image_path(p) for p in images]
     seen: dict[Path, Path] = {}
@@ -108,7 +108,8 @@ def _segment_plan(images: Sequence[str], out: Path, *, overwrite: bool, measure:
         seen[path.resolve()] = path
     plan, taken = [], {}
     for path in paths:
-        targets = (out / f"{path.stem}_semantic.tif", out / f"{path.stem}_instances.tif",
+        # <stem>_semantic.tif, <stem>_instances.tif: the names io.result_role knows results by
+        targets = (*(out / f"{path.stem}_{role}.tif" for role in RESULT_ROLES),
                    *([out / f"{path.stem}_objects.csv"] if measure else []))
         complete = skip_existing and all(t.exists() for t in targets)
         for target in targets:
