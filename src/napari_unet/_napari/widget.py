@@ -726,21 +726,22 @@ class SegmentWidget(EngineWidget):
         self._show_done()
         result = measured_result.table
         count = len(result["label"])
-        if layer in self._viewer.layers:  # 'Save table…' writes it (the button is enabled when the job ends)
+        shown = layer in self._viewer.layers
+        if shown:  # 'Save table…' writes it (the button is enabled when the job ends)
             self._table = _Table(result, weakref.ref(layer), measured_result.digest, run.source_name)
-        hover = "T" not in axes and layer in self._viewer.layers  # ids repeat over time points
-        changed = hover and not np.array_equal(layer.data, measured)  # edited while it was measured
+        hover = "T" not in axes and shown  # ids repeat over time points
+        # Edited while it was measured (compared once, where hover values or tracks need to know)
+        changed = (hover or linked) and shown and not np.array_equal(layer.data, measured)
         if hover and not changed:
             layer.features = {"index": result["label"], **{k: v for k, v in result.items() if k != "label"}}
             _forget_features_on_edit(layer)
         self.status.value = (f"{plural(count, 'object')} measured in {layer.name}"
                              + ("; hover one to see its values." if hover and not changed else
                                 " (as it was when you pressed the button: it changed since, measure again "
-                                "to see the values on hover)." if changed else "."))
-        if linked and layer in self._viewer.layers:
+                                "to see the values on hover)." if hover else "."))
+        if linked and shown:
             self.status.value += " " + self._show_tracks(measured_result.tracks, layer, axes, keep,
-                                                         run.source_name,
-                                                         edited=not np.array_equal(layer.data, measured))
+                                                         run.source_name, edited=changed)
 
     def _table_layer(self) -> Labels | None:
         """The instances layer the last measurements describe, while it is in the viewer."""
