@@ -191,8 +191,6 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
         return JobFailed(friendly_message(exc))
 
 
-
-
 @dataclass(frozen=True)
 class Measured:
     """The measurements of instance labels (:func:`~napari_unet.measure.measure_objects`) and,
