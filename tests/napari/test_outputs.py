@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scenes import moving_nuclei, random_edit, relabel_every_block
+from scenes import DISCS, disc_scene, moving_nuclei, random_edit, relabel_every_block
 
 from napari_unet._napari import jobs
 from napari_unet._napari.outputs import fingerprint
@@ -313,8 +313,8 @@ def test_the_five_corrections_of_the_bundled_sample_in_napari(viewer, widget, wa
     """The corrections a biologist makes to the bundled model's result on the bundled sample,
     with napari's own tools, then "Update instances": a nucleus cut in two joined by filling one
     fragment with the other's id on the instances, a false positive erased there, two nuclei
-    made one cut apart on the mask, a missed one painted and an outline grown on it. The edited
-    instances layer stays as it was; the update, edits and all, goes to a new layer."""
+    made one cut apart on the mask, a missed one painted and an outline grown on it. The update
+    takes the edits of the instances layer, and so goes into it, edits and all (no new layer)."""
     from pathlib import Path
 
     import tifffile
@@ -365,8 +365,9 @@ def test_the_five_corrections_of_the_bundled_sample_in_napari(viewer, widget, wa
     assert grown.any()
     widget.update_button.clicked()
     wait_done(widget)
-    np.testing.assert_array_equal(inst.data, hand)  # the user's layer, as they left it
-    out = viewer.layers["nuclei instances [2]"].data
+    assert viewer.layers["nuclei instances"] is inst
+    out = inst.data.copy()
+    np.testing.assert_array_equal(out[hand != ran], hand[hand != ran])  # the edits on it, as made
     assert set(np.unique(out[(ran == a) | (ran == b)])) == {a}  # 1. joined, and not split again
     assert "with your edits of 'nuclei instances'" in widget.status.value
     assert not out[ran == false].any() and not sem.data[ran == false].any()  # 3. gone, from the mask too
@@ -380,8 +381,90 @@ def test_the_five_corrections_of_the_bundled_sample_in_napari(viewer, widget, wa
     # Another update changes nothing: the false positive stays gone, the join stays.
     widget.update_button.clicked()
     wait_done(widget)
-    np.testing.assert_array_equal(viewer.layers["nuclei instances [2]"].data, out)
-    assert names(viewer) == ["nuclei", "nuclei semantic", "nuclei instances", "nuclei instances [2]"]
+    np.testing.assert_array_equal(inst.data, out)
+    assert names(viewer) == ["nuclei", "nuclei semantic", "nuclei instances"]
+
+
+def _paint_a_nucleus(inst) -> np.ndarray:
+    """Paint a new id, with a brush 5 wide, where the instances are farthest from any object and
+    the edge (a nucleus the network missed); the pixels it now covers."""
+    from scipy import ndimage as ndi
+
+    far = ndi.distance_transform_edt(np.pad(inst.data == 0, 1))[1:-1, 1:-1]
+    assert far.max() > 4  # room for the disc, away from every object
+    new_id = int(inst.data.max()) + 1
+    inst.brush_size = 5
+    inst.paint(np.unravel_index(far.argmax(), far.shape), new_id)
+    painted = inst.data == new_id
+    assert painted.sum() > 10
+    return painted
+
+
+def _segment_discs(viewer, widget, wait_done):
+    """Three discs, segmented by the fake network (pixels brighter than the threshold): their
+    instances, with room round them to paint missed nuclei. The image layer "img"."""
+    image, _ = disc_scene(DISCS[0])
+    img = viewer.add_image(image, name="img")
+    widget.image.value = img
+    widget.run()
+    wait_done(widget)
+    assert viewer.layers["img instances"].data.max() == 3
+    return img
+
+
+def test_rounds_of_corrections_on_the_instances_stay_in_one_pair(viewer, widget, wait_done, fake_net, notes):
+    """Paint on the instances, Update, paint again, Update: each update took all the edits of the
+    layer, so it writes into that layer (no '[2]', then '[3]' at each round), which holds both
+    rounds' edits, the mask following them. Ctrl+Z then undoes the last stroke, not the update's
+    work or the first round."""
+    segmented = _segment_discs(viewer, widget, wait_done)
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    first = _paint_a_nucleus(inst)
+    first_id = int(inst.data[first][0])
+    widget.update_instances()
+    wait_done(widget)
+    assert names(viewer) == ["img", "img semantic", "img instances"]
+    assert viewer.layers["img instances"] is inst
+    assert "'img semantic' -> 'img instances', with your edits of 'img instances'" in widget.status.value
+    second = _paint_a_nucleus(inst)
+    second_id = int(inst.data[second][0])
+    widget.update_instances()
+    wait_done(widget)
+    assert names(viewer) == ["img", "img semantic", "img instances"]
+    assert viewer.layers["img instances"] is inst
+    assert (inst.data[first] == first_id).all() and (inst.data[second] == second_id).all()
+    assert (sem.data[first | second] > 0).all()  # the mask follows both
+    np.testing.assert_array_equal(widget._tracker.record(segmented).instances, inst.data)
+    assert not notes.messages("info") and not notes.messages("error")
+    inst.undo()  # the second stroke
+    assert not (inst.data[second] == second_id).any() and (inst.data[first] == first_id).all()
+
+
+def test_instances_edited_while_the_update_runs_are_kept(viewer, widget, wait_done, fake_net, notes):
+    """A stroke on the instances after the update copied them is not in its labels: the layer is
+    kept as the user left it, the update goes to a new layer, with the edits made before, and a
+    note says why."""
+    import time
+
+    _segment_discs(viewer, widget, wait_done)
+    inst = viewer.layers["img instances"]
+    before = _paint_a_nucleus(inst)
+    widget.update_instances()
+    run = widget._run
+    deadline = time.monotonic() + 30
+    while run.worker.is_running and time.monotonic() < deadline:
+        time.sleep(0.01)  # no Qt events handled here: the result stays queued
+    assert not run.worker.is_running and widget.running
+    late = _paint_a_nucleus(inst)
+    left = inst.data.copy()
+    wait_done(widget)
+    np.testing.assert_array_equal(inst.data, left)
+    assert names(viewer) == ["img", "img semantic", "img instances", "img instances [2]"]
+    new = viewer.layers["img instances [2]"].data
+    assert (new[before] > 0).all() and not new[late].any()
+    (note,) = notes.messages("info")
+    assert "'img instances' changed while the update ran, so it is kept as you left it" in note
+    assert "'img instances [2]' holds the update" in note
 
 
 def test_fingerprint_sees_any_change():
@@ -736,7 +819,8 @@ def test_measure_objects_measures_the_selected_instances_and_forgets_on_edit(
     edit[0, 0] = 1
     sem.data = edit
     viewer.layers.selection.active = sem
-    widget.update_instances()  # 'img instances' holds edits: the update goes to a new layer
+    widget.min_size.value += 1  # other options: the edits of 'img instances' are not taken
+    widget.update_instances()  # so it is kept as the user left it: the update goes to a new layer
     wait_done(widget)
     assert "img instances [3]" in names(viewer)
     viewer.layers.selection.active = inst  # the user's corrected labels, no longer in a pair
@@ -1006,8 +1090,9 @@ def test_update_instances_copies_the_edited_instances_in_the_worker(viewer, widg
     inst = viewer.layers["img instances"]
     inst.brush_size = 3
     inst.paint((5, 5), int(inst.data.max()) + 1)
+    shown = inst.data
     widget.update_instances()
     wait_done(widget)
     (edited,) = given
-    assert np.shares_memory(edited, inst.data)  # not copied on the GUI thread
+    assert np.shares_memory(edited, shown)  # not copied on the GUI thread
     assert "with your edits of 'img instances'" in widget.status.value

@@ -57,7 +57,9 @@ class Relabelled:
     count, copy or hash big stacks. ``mask_synced`` holds the indices of the
     mask pixels that follow the edits made on the instance labels (see
     :func:`~napari_unet.instances.take_hand_edits`), with their new values; None
-    when no edit of the labels was taken.
+    when no edit of the labels was taken. ``edited_digest`` is then the fingerprint
+    of those labels as taken (the user's edits included): a layer that still holds
+    them holds nothing ``labels`` lack, and may be updated in place.
     """
 
     labels: np.ndarray
@@ -66,6 +68,7 @@ class Relabelled:
     digest: str | None = None
     mask_digest: str | None = None
     mask_synced: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
+    edited_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,12 +160,12 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     from .outputs import fingerprint
 
     try:
-        synced = None
+        synced = edited_digest = None
         if edited is not None:
             edited = np.array(edited, copy=True)  # the user may paint the layer while this runs
         if previous is not None and edited is not None and not np.array_equal(edited, previous):
             where = take_hand_edits(mask, previous, edited)
-            previous, synced = edited, (where, mask[where])
+            previous, synced, edited_digest = edited, (where, mask[where]), fingerprint(edited)
         mask_digest = fingerprint(mask)
         order = list(order) if order is not None else list(range(mask.ndim))
         mask = np.transpose(mask, order)
@@ -186,7 +189,7 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
         labels = display_labels(labels)
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
         return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels), mask_digest,
-                          synced)
+                          synced, edited_digest)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

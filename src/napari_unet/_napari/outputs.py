@@ -8,6 +8,11 @@ new data assigned) is left alone and the result goes to a new layer named
 ``"<image> semantic [2]"`` and so on. Undoing every edit makes a layer
 "untouched" again, as it should.
 
+An update ("Update instances") that took in the edits made on the instances layer (see
+:func:`~.jobs.relabel_job`) holds them all: it replaces that layer in place, as long as the
+layer still holds what the update took (edited while it ran, it is left alone and the update
+goes to a new layer). A user correcting in rounds (paint, update, paint, update) keeps one pair.
+
 A run's outputs stay a pair: when either of them holds the user's work (an
 edit, or instances that "Update instances" made from an edited mask), a new
 run puts both of its outputs in new layers, so the edited mask is never left
@@ -233,6 +238,7 @@ class OutputTracker:
         digests: dict[str, str] | None = None,
         record: RunRecord | None = None,
         mask_digest: str | None = None,
+        taken: dict[str, str] | None = None,
     ) -> Published:
         """Show ``tuples`` (role -> layer data) as the outputs of ``source``.
 
@@ -246,7 +252,11 @@ class OutputTracker:
         GUI thread) spare hashing the new data again. ``record`` is the pair
         to update (one of ``source``'s; default: the newest). ``mask_digest`` is, for an
         update, the fingerprint of the mask its instances were made from (a run's instances
-        were made from its semantic output).
+        were made from its semantic output). ``taken`` (role -> fingerprint), for an update, are
+        the data it took in, the user's edits included (see :func:`~.jobs.relabel_job`): an
+        edited layer that still holds exactly those data holds nothing the new data lack, and is
+        updated in place like an unedited one (one edited since, or never put there by the
+        widget, such as a result opened from files, is left alone as always).
         """
         records = self._records.setdefault(source, [])
         rec = record if record is not None else (records[-1] if records else None)
@@ -264,7 +274,7 @@ class OutputTracker:
             if not from_edits and layer.name != out.given_name:
                 renamed.append(layer.name)  # named by the user to keep it: a new run leaves it alone
                 work.append(layer.name)
-            elif self.is_edited(layer, out.digest):
+            elif self._holds_more(layer, out, (taken or {}).get(role) if from_edits else None):
                 work.append(layer.name)
             else:
                 untouched.add(role)
@@ -338,6 +348,15 @@ class OutputTracker:
                     return None
                 return semantic if fingerprint(semantic.data) != rec.instances_mask else None
         return None
+
+    def _holds_more(self, layer: Labels, out: _Output, taken: str | None) -> bool:
+        """True when ``layer`` (``out``'s) holds work that new data would lose: edited since it
+        was put there, unless its data are now those of fingerprint ``taken`` (which the new data
+        were made from, edits and all). Each layer is hashed once."""
+        if out.digest is None:
+            return True
+        now = fingerprint(layer.data)
+        return now != out.digest and now != taken
 
     def _shown(self, rec: RunRecord) -> bool:
         """True while any output of ``rec`` is still in the viewer."""

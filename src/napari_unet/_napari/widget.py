@@ -615,7 +615,7 @@ class SegmentWidget(EngineWidget):
         run = self._shown_run(result)
         if run is None:
             return
-        earlier = record.layer("instances")
+        earlier, earlier_out = record.layer("instances"), record.outputs.get("instances")
         hand_edited = earlier if result.mask_synced is not None else None
         options_changed = record.instance_params != made
         if result.mask_synced is not None and result.mask_synced[1].size and semantic in self._viewer.layers:
@@ -639,20 +639,29 @@ class SegmentWidget(EngineWidget):
         mask_out = record.outputs.get("semantic")
         edited = (mask_out is None or result.mask_digest is None or result.mask_digest != mask_out.digest
                   or hand_edited is not None)
+        # The edits taken are all in the new labels: the layer they were taken from, if it still
+        # holds just them, is updated in place (no new '[2]' layer at each round of corrections).
+        taken = {"instances": result.edited_digest} if result.edited_digest is not None else None
         published = self._tracker.publish(run.source, {"instances": data_tuple}, from_edits=True,
                                           holds_edits=edited, digests={"instances": result.digest},
-                                          record=record, mask_digest=result.mask_digest)
+                                          record=record, mask_digest=result.mask_digest, taken=taken)
         record.instances = result.labels_copy
         record.instance_params = dict(made)
         self._show_done()
-        taken = f", with your edits of '{hand_edited.name}'" if hand_edited is not None else ""
+        new = published.layers["instances"]
+        with_edits = f", with your edits of '{hand_edited.name}'" if hand_edited is not None else ""
+        if hand_edited is not None and new is not hand_edited and hand_edited in self._viewer.layers \
+                and earlier_out is not None and earlier_out.digest is not None:
+            # Edited again while the update ran: those edits are not in the new labels.
+            show_info(f"'{hand_edited.name}' changed while the update ran, so it is kept as you left it: "
+                      f"'{new.name}' holds the update, with the edits made before you pressed the button.")
         if options_changed and hand_edited is None and earlier is not None and earlier in self._viewer.layers \
-                and published.layers["instances"] is not earlier:
+                and new is not earlier:
             # Edited by hand, then the object options changed: every object is split again.
             show_info(f"'{earlier.name}' keeps your edits as you made them: the object options changed, "
-                      f"so '{published.layers['instances'].name}' splits the mask again without them.")
+                      f"so '{new.name}' splits the mask again without them.")
         self.status.value = (f"{plural(result.count, 'object')} after the update of {run.source.name} "
-                             f"('{semantic.name}' -> '{published.layers['instances'].name}'{taken})")
+                             f"('{semantic.name}' -> '{new.name}'{with_edits})")
 
     def _shown_run(self, result: Any) -> _Run | None:
         """The run whose ``result`` is to be shown; None (the failure said) when there is nothing to show."""
