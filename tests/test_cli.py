@@ -1103,7 +1103,8 @@ def test_evaluate_reads_float_and_palette_masks_as_ids(models, tmp_path, capsys,
 
 
 @pytest.mark.parametrize("case", ["missing masks folder", "mask missing", "json not writable",
-                                  "mask of another shape", "colour mask", "fractional mask"])
+                                  "mask of another shape", "colour mask", "fractional mask",
+                                  "one-plane mask of a z-stack"])
 def test_evaluate_bad_input(models, tmp_path, capsys, case):
     img_dir, mask_dir = _write_set(tmp_path / "data", DISCS[:2])
     args = ["evaluate", "--images", str(img_dir), "--masks", str(mask_dir), "-m", str(models["2d"]),
@@ -1116,6 +1117,8 @@ def test_evaluate_bad_input(models, tmp_path, capsys, case):
         tifffile.imwrite(mask_dir / "img1.tif", np.zeros((60, 64), np.uint16))
     elif case == "fractional mask":
         tifffile.imwrite(mask_dir / "img1.tif", tifffile.imread(mask_dir / "img1.tif") * np.float32(0.5))
+    elif case == "one-plane mask of a z-stack":  # the stack's first two sizes are the mask's: no C to blame
+        tifffile.imwrite(img_dir / "img1.tif", np.repeat(tifffile.imread(img_dir / "img1.tif")[None], 64, axis=0))
     elif case == "colour mask":
         rgb = np.repeat(tifffile.imread(img_dir / "img1.tif")[..., None], 3, axis=-1)
         tifffile.imwrite(img_dir / "img1.tif", rgb, photometric="rgb")
@@ -1134,6 +1137,9 @@ def test_evaluate_bad_input(models, tmp_path, capsys, case):
         assert "colour channels" in line
     if case == "fractional mask":
         assert "img1.tif: the mask holds fractional values" in line
+    if case == "one-plane mask of a z-stack":
+        assert line.startswith("napari-unet: error: img1.tif: its mask") and "(64, 64)" in line
+        assert "axes ZYX, guessed from its shape) needs a mask of shape (64, 64, 64)" in line
 
 
 # --- train ----------------------------------------------------------------------------------

@@ -509,6 +509,29 @@ def _check_declared_channels(read: Any, name: str, channel: int | None, model: A
             f"choose the one that shows the nuclei with --channel N (0 to {n - 1}).")
 
 
+def _check_mask_fits(name: str, shape: tuple[int, ...], mask_shape: tuple[int, ...], axes: str | None,
+                     model: Any, masks: str) -> None:
+    """Refuse, before any image is segmented, a mask that is not the image's shape less its C axis.
+
+    The folder check lets a (Y, X) mask beside a (Z, Y, X) stack pass (it may be a (Y, X, C)
+    image); read with its axes, the stack's mask shows its planes are missing.
+    """
+    from .axes import plan_axes
+
+    try:
+        plan = plan_axes(shape, axes, spatial_dims=model.config.spatial_dims, in_channels=model.config.in_channels)
+    except SegmentationError:
+        return  # segment names what is wrong with the image or its axes
+    wanted = tuple(n for n, a in zip(shape, plan.axes) if a != "C")
+    if mask_shape != wanted:
+        guessed = ", guessed from its shape" if axes is None else ""
+        raise SegmentationError(
+            f"{name}: its mask in {masks} has shape {mask_shape}, but the image (shape {shape}, axes "
+            f"{plan.axes}{guessed}) needs a mask of shape {wanted}, one label per pixel"
+            + (" of every plane" if "Z" in plan.axes or "T" in plan.axes else "")
+            + ": give the mask of the whole image, or the image's axes with --axes if they are others.")
+
+
 def _time_points(mask: Any, pred: Any, axes: str) -> list[tuple[Any, Any]]:
     """(mask, prediction) per time point when ``axes`` (the prediction's) hold T; else the pair."""
     import numpy as np
@@ -559,6 +582,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     names, imgs, masks, all_axes = _load_folder_pairs(
         args.images, args.masks, axes=args.axes,
         check_channels=lambda read, name: _check_declared_channels(read, name, args.channel, model, args.axes))
+    for name, img, mask, axes in zip(names, imgs, masks, all_axes):
+        _check_mask_fits(name, tuple(img.shape), tuple(mask.shape), axes, model, args.masks)
     bar = ProgressBar("evaluate")
     truths, preds, scales, notes = [], [], set(), []
     for i, (name, img, mask, axes) in enumerate(zip(names, imgs, masks, all_axes)):
