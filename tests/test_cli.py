@@ -474,6 +474,24 @@ def test_evaluate_tune_and_train_name_a_bad_option_as_the_command_line_spells_it
     assert "=" not in line and "must be" not in line
 
 
+@pytest.mark.parametrize(("command", "option"), [("evaluate", "--images"), ("evaluate", "--masks"),
+                                               ("tune", "--images"), ("train", "--val-masks")])
+def test_evaluate_tune_and_train_ask_for_a_folder_when_given_a_file(models, tmp_path, capsys, command, option):
+    """An image (or mask) file given where its folder belongs is named as a file, with its folder."""
+    images, masks = _write_set(tmp_path, [DISCS[0]])
+    out = [] if command == "evaluate" else ["-o", str(tmp_path / "model")]
+    model = [] if command == "train" else ["-m", str(models["2d"])]
+    val = ["--val-images", str(images), "--val-masks", str(masks)] if command == "train" else []
+    folder = masks if "masks" in option else images
+    args = [command, "--images", str(images), "--masks", str(masks), *val, *model, *out]
+    args[args.index(option) + 1] = str(folder / "img0.tif")
+    assert main(args) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert f"{option} {folder / 'img0.tif'}: give a folder, not a file" in line
+    assert f"(here {folder})" in line
+    assert not (tmp_path / "model").exists()
+
+
 def test_segment_skips_what_is_not_an_image_among_several(models, tmp_path, capsys, fake_net):
     """segment folder/* gets the notes, tables and sub-folders beside the images: they are skipped
     with one note saying how many, as evaluate and train skip them. One given alone is refused, and

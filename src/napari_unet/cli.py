@@ -246,6 +246,12 @@ def _check_options(args: argparse.Namespace) -> None:
         _refuse_option("--lr", args.lr, "a learning rate above 0, e.g. 5e-4")
     if given("core_fraction") and not 0 <= args.core_fraction < 1:
         _refuse_option("--core-fraction", args.core_fraction, "a number from 0 up to 1 (not 1 itself), e.g. 0.3")
+    for name in ("images", "masks", "val_images", "val_masks"):  # folders in evaluate, train and tune
+        folder = getattr(args, name, None)
+        if isinstance(folder, str) and Path(folder).is_file():
+            _refuse_option(f"--{name.replace('_', '-')}", folder,
+                           f"a folder, not a file: the folder that holds the {name.split('_')[-1]} (here "
+                           f"{Path(folder).parent}), with the masks, under the images' names, in a folder of their own")
 
 
 def _check_tile_size(tile_size: int | None, model: Any) -> None:
