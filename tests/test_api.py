@@ -578,6 +578,17 @@ def test_link_time_only_acts_on_a_time_axis(models):
     np.testing.assert_array_equal(planes.instances, plain.instances)
 
 
+def test_link_time_on_axes_guessed_without_a_time_axis_is_refused(models):
+    """A movie given without axes is guessed as a z-stack: linking asked for is refused before the
+    network runs (its frames would be labelled together as one volume), saying which axes to give."""
+    stack = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32)
+    with pytest.raises(SegmentationError, match=re.escape("guessed from its shape as 'ZYX', without T: "
+                                                          "give them, e.g. axes='TYX'")):
+        napari_unet.segment(stack, model=str(models["2d"]), link_time=True)
+    with pytest.raises(SegmentationError, match="as 'YX', without T: leave out link_time"):
+        napari_unet.segment(stack[0], model=str(models["2d"]), link_time=True)
+
+
 def test_time_axis_after_z_labels_each_z_stack_together(models, fake_net):
     """Axes ZTYX: objects are labelled per time point across Z (not per Z across time), so
     two discs in different planes are two objects, and linking keeps them apart."""

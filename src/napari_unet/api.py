@@ -140,8 +140,9 @@ def iter_segment(
     link_time : bool
         For a time series: give each object the id of the object it overlaps
         most in the time point before (:func:`napari_unet.tracking.link_over_time`),
-        so a nucleus keeps its id over time. Without it (or without a T axis)
-        each time point's ids start at 1.
+        so a nucleus keeps its id over time. Without it each time point's ids
+        start at 1. Given ``axes`` without T it does nothing; with axes inferred
+        without T (a movie read as a z-stack) it is refused: give the axes.
     keep_probabilities : bool
         Return the class probabilities too (K floats per pixel).
 
@@ -181,6 +182,14 @@ def iter_segment(
     prepared = prepare_input(image, dataclasses.replace(cfg, normalization=norm), axes=axes, mode=mode,
                              channel=channel, normalize_per=normalize_per)
     plan = prepared.plan
+    if link_time and axes is None and "T" not in plan.axes:
+        # A movie read as a z-stack would have its frames labelled together, as one volume.
+        shape = tuple(int(n) for n in np.shape(image))
+        todo = (f"give them, e.g. axes={plan.axes.replace('Z', 'T')!r} for a time series" if "Z" in plan.axes
+                else "leave out link_time, or give the axes of a time series")
+        raise SegmentationError(
+            f"link_time=True needs a time axis, but the axes of the image (shape {shape}) were guessed "
+            f"from its shape as {plan.axes!r}, without T: {todo}.")
     label_ndim = len(plan.label_axes)
     # What _one_pass keeps, for the metadata: a 2D model's min_size is an area (a ball in 3D).
     block = tuple(prepared.out_shape[i] for i in labelled_last(plan.out_axes, plan.label_axes)[-label_ndim:])
