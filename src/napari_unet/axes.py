@@ -124,6 +124,10 @@ def plan_axes(
     if not isinstance(axes, str):
         raise SegmentationError(f"axes must be a string of letters such as 'ZYX', not {axes!r}.")
     axes = axes.upper()
+    letters = "".join(a for a in axes if a not in " ,;")
+    if letters != axes:
+        raise SegmentationError(
+            f"Invalid axes {axes!r}: write their letters together, without commas or spaces, e.g. {letters!r}.")
     if len(axes) != len(shape):
         raise SegmentationError(
             f"axes {axes!r} has {plural(len(axes), 'letter')} but the image has "
