@@ -42,6 +42,11 @@ CASES = [
      "channel=3 but the image has 3"),
     # A stack of two stains stored first reads as ZYX: the message names the missing C, not "1 channel".
     ("channel of a guess without C", np.ones((2, 16, 16)), "2d", {"channel": 1}, "axes='CYX' for channels first"),
+    # Two stains of a series saved without axes read as TZYX: the examples have four letters too.
+    ("channel of a 4D guess without C", np.ones((3, 2, 16, 16)), "2d", {"channel": 1},
+     "axes='TCYX' for channels first, 'TYXC' for channels last"),
+    ("channel of a series given without C", np.ones((3, 16, 16)), "2d", {"channel": 1, "axes": "TYX"},
+     "axes='CYX' for channels first, 'YXC' for channels last"),
     # A 2D grey image cannot be given a C axis: the message must not ask for one.
     ("channel of a 2D grey image", np.ones((16, 16)), "2d", {"channel": 1}, "grey plane.*leave channel out"),
     ("channel of a 2D grey image, axes given", np.ones((16, 16)), "2d", {"channel": 1, "axes": "YX"},

@@ -424,10 +424,13 @@ def prepare_input(
                     f"channel={channel} was given, but the image (shape {shape}) is one grey plane, Y and X, "
                     "with no channel axis: leave channel out (or give channel=0).")
             guessed = " (guessed from the shape)" if axes is None else ""
+            # The examples have as many letters as the image dimensions: C in place of Z (else T).
+            stand_in = "Z" if "Z" in plan.axes else "T"
+            first, last = plan.axes.replace(stand_in, "C"), plan.axes.replace(stand_in, "") + "C"
             raise SegmentationError(
                 f"channel={channel} was given, but the axes {plan.axes!r}{guessed} of the image (shape "
-                f"{shape}) have no channel axis C: give the axes with their C (e.g. axes='CYX' for "
-                "channels first, 'YXC' for channels last; --axes on the command line).")
+                f"{shape}) have no channel axis C: give the axes with their C (e.g. axes={first!r} for "
+                f"channels first, {last!r} for channels last; --axes on the command line).")
         if not 0 <= channel < n_ch:
             raise SegmentationError(
                 f"channel={channel} but the image has {plural(n_ch, 'channel')}: give one from 0 to {n_ch - 1} "
