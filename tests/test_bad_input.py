@@ -25,6 +25,9 @@ CASES = [
     ("axis below minimum", np.zeros((3, 40)), "2d", {}, "too small"),
     # ImageJ's TZCYX order, guessed as TZYXC: the message says the axes were a guess, and how to give them.
     ("guessed axes too small", np.zeros((1, 2, 1, 32, 32)), "2d", {}, "axes='TZCYX', say"),
+    # An RGB image given the axes of a stack: its 3 colours are X; the message says the axes were given.
+    ("given axes too small", np.zeros((32, 32, 3)), "2d", {"axes": "ZYX"},
+     "axis X has 3 pixels.*These are the axes given: if the image's axes are others, give them \\(axes='YXC'"),
     ("1d array", np.zeros(16), "2d", {}, "at least 2 dimensions"),
     ("six dimensions", np.zeros((2, 2, 2, 2, 8, 8)), "2d", {}, "at most 5 dimensions"),
     ("nan", _with(np.nan), "2d", {}, "NaN or infinite"),

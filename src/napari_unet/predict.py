@@ -401,12 +401,14 @@ def prepare_input(
                      in_channels=config.in_channels, mode=mode)
     for i in plan.net_axes:
         if shape[i] < MIN_SIZE:
-            # A guess from the shape may be the wrong one (a TZCYX array read as TZYXC): say so.
+            # A guess from the shape (a TZCYX array read as TZYXC), or the axes given (an RGB image
+            # given ZYX), may be the wrong ones: say so.
             # Channels stored last (two stains, Y x X x 2) leave the last axis too small: suggest C last.
             other = (_CHANNELS_LAST if i == len(shape) - 1 else _OTHER_AXES).get(len(shape), "")
-            hint = (f" These axes were guessed from the shape: if the image's axes are others, give "
+            said = "These axes were guessed from the shape" if axes is None else "These are the axes given"
+            hint = (f" {said}: if the image's axes are others, give "
                     f"them (axes='{other}', say; --axes on the command line)."
-                    if axes is None and len(shape) > 2
+                    if len(shape) > 2 and other != plan.axes
                     # (not for a 3D model when the example has no Z: it would refuse it too)
                     and ("Z" in other or config.spatial_dims == 2) else "")
             raise SegmentationError(
