@@ -670,8 +670,10 @@ def test_segment_link_time_keeps_ids_over_time(models, tmp_path, capsys, fake_ne
         out = tmp_path / f"out{len(flag)}"
         assert main(["segment", str(tmp_path / "movie.tif"), "--axes", "TYX", "-o", str(out),
                      "-m", str(models["2d"]), "--device", "cpu", *flag]) == 0
-        capsys.readouterr()
+        said = capsys.readouterr().out
         runs[bool(flag)] = tifffile.imread(out / "movie_instances.tif")
+    # 7 objects over the 3 frames are 3 nuclei followed: 3 tracks, not 3 objects "linked".
+    assert said.startswith("movie.tif: 7 objects in 3 tracks -> ")
     linked = runs[True]
     top = [linked[t, 16, 16 + t] for t in range(3)]
     bottom = [linked[t, 44, 40 - t] for t in range(3)]

@@ -390,7 +390,8 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
         guess = _guessed_axes_note(path.name, tuple(image.shape), result.metadata["axes"])
         notes += [guess] if guess else []
     n = result.metadata["n_objects"]
-    tracks = f" ({int(result.instances.max())} linked over time)" if args.link_time else ""
+    # Linked ids are tracks, numbered from 1: the largest is their count.
+    tracks = f" in {plural(int(result.instances.max()), 'track')}" if args.link_time else ""
     print(f"{path.name}: {plural(n, 'object')}{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
     for note in notes:
         print(note)
