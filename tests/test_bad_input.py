@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+import tifffile
 
 import napari_unet
 from napari_unet.errors import SegmentationError
+from napari_unet.io import read_image_file
 
 
 def _with(value, shape=(16, 16), at=(3, 4)):
@@ -94,6 +98,17 @@ def test_bad_input(models, tmp_path, image, model, kwargs, fragment):
         napari_unet.segment(image, model=str(path), device="cpu", **kwargs)
     # A message a user can act on: a sentence, not a bare code.
     assert len(str(info.value)) > 30
+
+
+def test_a_file_as_read_is_refused_saying_to_give_its_pixels_and_axes(models, tmp_path):
+    """read_image_file's result given as the image: one short line (not the pixels' repr) that
+    says to give its pixels with the file's axes."""
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, np.ones((3, 16, 16), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    read = read_image_file(path)
+    with pytest.raises(SegmentationError, match=re.escape("segment(read.image, axes=read.axes)")) as info:
+        napari_unet.segment(read, model=str(models["2d"]), device="cpu")
+    assert "array([" not in str(info.value)
 
 
 def test_a_stack_too_thin_for_a_3d_model_gets_no_hint_to_read_it_without_z(models):

@@ -21,6 +21,7 @@ from .axes import AxesPlan, plan_axes
 from .checkpoint import LoadedModel, load_model, tensor_versions
 from .device import resolve_device
 from .errors import SegmentationError, check_whole, refuse_file_name
+from .io import ImageFile
 from .model import DoubleConv, UNet
 from .normalize import DEFAULT_HIGH, DEFAULT_LOW, apply_range, check_dtype, luminance, percentile_range
 from .progress import Progress, drain
@@ -370,6 +371,10 @@ def prepare_input(
             f"normalize_per must be one of {', '.join(map(repr, NORMALIZE_PER))}, not {normalize_per!r}: "
             "'stack' normalises the whole image at once, 'frame' each time point, 'plane' each 2D plane.")
     refuse_file_name(image, hint=", or use the command line (napari-unet segment FILE --output FOLDER)")
+    if isinstance(image, ImageFile):  # read as an array, it would be one value (the whole repr shown)
+        raise SegmentationError(
+            "The image is an ImageFile (what napari_unet.io.read_image_file returns), not an array: give "
+            "its pixels and the axes its file declares, e.g. segment(read.image, axes=read.axes).")
     if not hasattr(image, "shape") or not isinstance(getattr(image, "dtype", None), np.dtype):
         # Lists, and arrays of other libraries (a torch tensor's dtype is no numpy dtype).
         try:
