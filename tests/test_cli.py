@@ -919,6 +919,23 @@ def test_segment_reads_the_axes_an_imagej_file_declares(models, tmp_path, capsys
     assert tifffile.imread(out / "hyper_semantic.tif").max() == 0, "channel 1 is flat"
 
 
+@pytest.mark.parametrize("command", ["segment", "evaluate"])
+def test_axes_of_another_length_than_the_files_name_them(models, tmp_path, capsys, command):
+    """--axes TZYX for a file that declares TYX: the line names the file's axes, not an example
+    guessed from the shape ('ZYX', which would label the frames together as one volume)."""
+    images, masks = _write_set(tmp_path, [DISCS[0]])
+    movie = np.stack([tifffile.imread(images / "img0.tif")] * 3)
+    tifffile.imwrite(images / "img0.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(masks / "img0.tif", np.stack([tifffile.imread(masks / "img0.tif")] * 3), photometric="minisblack")
+    where = [str(images / "img0.tif"), "-o", str(tmp_path / "out")] if command == "segment" else \
+        ["--images", str(images), "--masks", str(masks)]
+    assert main([command, *where, "-m", str(models["2d"]), "--device", "cpu", "--axes", "TZYX"]) == 2
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "--axes TZYX has 4 letters, but img0.tif has 3 dimensions (shape (3, 64, 64)) and declares the " \
+           "axes TYX: leave --axes out to use them" in line
+    assert "ZYX'" not in line
+
+
 def test_debug_environment_variable_shows_the_traceback(models, tmp_path, monkeypatch):
     from napari_unet.errors import SegmentationError
 

@@ -340,6 +340,7 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
 
     out = sem.parent
     image, file_axes = read.image, read.axes
+    _check_axes_count(path.name, tuple(image.shape), args.axes, file_axes)
     _check_declared_channels(read, path.name, args.channel, model, args.axes)
     spacing = None
     if args.link_time or args.measure or args.pixel_size:  # known from the axes: say so before the network runs
@@ -411,6 +412,19 @@ def _parent_ids(instances: Any, axes: str, table: dict[str, Any]) -> Any:
     return np.array([parents[i] for i in labels.tolist()], dtype=labels.dtype)
 
 
+def _check_axes_count(name: str, shape: tuple[int, ...], given: str | None, declared: str | None) -> None:
+    """Refuse an --axes of another length than the axes the file declares, naming those.
+
+    The engine's message would suggest axes guessed from the shape ('ZYX' for a TYX series).
+    """
+    if given is None or declared is None or len(given) == len(shape) or not given.isalpha():
+        return  # (letters with commas or spaces: the engine says to write them together)
+    raise SegmentationError(
+        f"--axes {given} has {plural(len(given), 'letter')}, but {name} has {plural(len(shape), 'dimension')} "
+        f"(shape {shape}) and declares the axes {declared}: leave --axes out to use them, or give one letter "
+        "per dimension.")
+
+
 def _guessed_axes_note(name: str, shape: tuple[int, ...], axes: str, *,
                        then: str = " and run again with --overwrite") -> str | None:
     """A note for a stack whose axes were guessed from its shape with a Z among them, else None.
@@ -479,6 +493,7 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     names, imgs, msks, all_axes = [], [], [], []
     for p, mask_path in pair_files(images, masks):
         read = read_image_file(p)
+        _check_axes_count(p.name, tuple(read.image.shape), axes, read.axes)
         # As training reads them: whole-number floats (Fiji's 32-bit labels) are ids; a bad
         # mask is named now, before any image is segmented.
         mask = whole_labels(read_labels(mask_path), str(mask_path))
