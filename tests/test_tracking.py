@@ -288,7 +288,8 @@ def test_tracks_table_a_nucleus_appearing_beside_another_is_no_daughter():
     divided = _movie([[(1, 20, 20, 6)], [(1, 20, 18, 4), (2, 20, 27, 4)]])
     assert tracks_table(divided, axes="TYX")["parent_id"].tolist() == [0, 0, 1]
     moved_on = _movie([[(1, 20, 20, 6)], [(1, 20, 40, 6), (2, 20, 27, 4)]])
-    assert tracks_table(moved_on, axes="TYX")["parent_id"].tolist() == [0, 0, 0]
+    with pytest.warns(UserWarning, match="one time point at a time"):  # as such labels would read
+        assert tracks_table(moved_on, axes="TYX")["parent_id"].tolist() == [0, 0, 0]
 
 
 def test_tracks_table_jittering_touching_discs_have_almost_no_parents():
@@ -305,6 +306,29 @@ def test_tracks_table_jittering_touching_discs_have_almost_no_parents():
     tracks = dict(zip(table["track_id"].tolist(), table["parent_id"].tolist()))
     assert len(tracks) > 50, "the misses start new tracks beside neighbours"
     assert sum(p != 0 for p in tracks.values()) <= 0.05 * len(tracks)
+
+
+def test_tracks_table_warns_of_labels_not_linked_over_time():
+    """Each time point labelled on its own (ids from 1 in raster order): a disc that comes into view
+    above the others takes id 1, and each id then names another nucleus in the next time point. The
+    tracks would join unrelated nuclei: a warning says to link the labels first. Linked, the same
+    labels (or steady ones, numbered 1 to n at every time point) give no warning."""
+    import warnings
+
+    from skimage.measure import label
+
+    discs = [[(1, 30, 12, 5), (2, 45, 40, 5)], [(1, 8, 50, 5), (2, 31, 13, 5), (3, 45, 41, 5)]]
+    unlinked = np.stack([label(frame > 0) for frame in _movie(discs)]).astype(np.int32)
+    assert unlinked[1, 8, 50] == 1 and unlinked[1, 31, 13] == 2, "ids restart at 1 in raster order"
+    with pytest.warns(UserWarning, match=r"one time point at a time.*id 1 at time point 0 shares no pixel "
+                                         r"with id 1 at time point 1.*link_over_time\(labels, time_axis=1\)"):
+        tracks_table(np.moveaxis(unlinked, 0, 1), axes="YTX")
+    steady = _movie([[(1, 12, 10, 5), (2, 40, 40, 6)], [(1, 12, 12, 5), (2, 40, 41, 6)]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        linked = tracks_table(link_over_time(unlinked), axes="TYX")
+        assert linked["track_id"].tolist() == [1, 1, 2, 2, 3]
+        tracks_table(steady, axes="TYX")
 
 
 def test_tracks_table_takes_the_measure_table_and_any_axis_order(monkeypatch):

@@ -14,6 +14,7 @@ the track a new one divided from, as napari's Tracks layer shows them.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -208,6 +209,11 @@ def tracks_table(instances: np.ndarray, *, axes: str,
     instances : ndarray (T, [Z,] Y, X) int, axes in any order
         Instance labels linked over time (:func:`link_over_time`, or a result
         made with ``link_time=True``): an id is one nucleus at every time point.
+        Labels that look labelled one time point at a time get a UserWarning,
+        for their tracks would join unrelated nuclei: those whose every time
+        point numbers its objects from 1 to its count, where an id of one time
+        point shares no pixel with the same id in the next (linking gives an
+        id only to an object that overlaps it).
     axes : str
         One letter of ``TZYX`` per dimension of ``instances``, T included.
     table : dict of str -> ndarray (N,), optional
@@ -260,7 +266,18 @@ def tracks_table(instances: np.ndarray, *, axes: str,
                                                  else ", or no table."))
     ids, times = np.asarray(table["label"]), np.asarray(table["t"])
     order = np.lexsort((times, ids))
-    parents = _parents(np.moveaxis(labels, axes.index("T"), 0))
+    frames = np.moveaxis(labels, axes.index("T"), 0)
+    present = [set(ids_and_ranks(frame)[0].tolist()) - {0} for frame in frames]
+    unlinked = _unlinked_id(frames, present)
+    if unlinked is not None:
+        label, t = unlinked
+        warnings.warn(
+            f"These labels look labelled one time point at a time, not linked over time: each time point "
+            f"numbers its objects from 1, and id {label} at time point {t} shares no pixel with id {label} at "
+            f"time point {t + 1}, so their tracks would join unrelated nuclei. Link them first: "
+            f"napari_unet.tracking.link_over_time(labels, time_axis={axes.index('T')}), or segment with "
+            "link_time=True.", UserWarning, stacklevel=2)
+    parents = _parents(frames, present)
     track_ids = ids[order]
     out: dict[str, np.ndarray] = {"track_id": track_ids, "t": times[order]}
     out.update((name, np.asarray(table[name])[order]) for name in centroids)
@@ -285,11 +302,27 @@ def _overlaps(prev: np.ndarray, cur: np.ndarray, new: list[int]
     return pairs, counts, dict(zip(labels.tolist(), areas.tolist()))
 
 
-def _parents(frames: np.ndarray, min_share: float = MIN_DAUGHTER_SHARE) -> dict[int, int]:
-    """{track id: the id it divided from} of linked labels (T, ...) (see :func:`tracks_table`):
-    a daughter shares at least ``min_share`` of its first object with its mother's object the
-    time point before."""
-    present = [set(ids_and_ranks(frame)[0].tolist()) - {0} for frame in frames]
+def _unlinked_id(frames: np.ndarray, present: list[set[int]]) -> tuple[int, int] | None:
+    """(id, t) of an id at time points t and t + 1 whose objects there share no pixel, in labels
+    (T, ...) whose every time point numbers its objects 1 to n (``present``: its ids), as labelling
+    each time point on its own does; None for any other labels (linked ones among them)."""
+    if len(frames) < 2 or any(ids and max(ids) != len(ids) for ids in present):
+        return None
+    for t in range(len(frames) - 1):
+        both = present[t] & present[t + 1]
+        if both:
+            prev, cur = frames[t], frames[t + 1]
+            kept = set(np.unique(prev[(prev == cur) & (prev != 0)]).tolist())
+            if both - kept:
+                return min(both - kept), t
+    return None
+
+
+def _parents(frames: np.ndarray, present: list[set[int]],
+             min_share: float = MIN_DAUGHTER_SHARE) -> dict[int, int]:
+    """{track id: the id it divided from} of linked labels (T, ...) whose time points hold the ids
+    ``present`` (see :func:`tracks_table`): a daughter shares at least ``min_share`` of its first
+    object with its mother's object the time point before."""
     seen = set(present[0]) if len(frames) else set()
     parents: dict[int, int] = {}
     for t in range(1, len(frames)):
