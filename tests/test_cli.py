@@ -936,6 +936,30 @@ def test_axes_of_another_length_than_the_files_name_them(models, tmp_path, capsy
     assert "ZYX'" not in line
 
 
+@pytest.mark.parametrize("command", ["segment", "evaluate"])
+def test_axes_other_than_the_files_are_used_with_a_note_naming_both(models, tmp_path, capsys, command):
+    """--axes of as many letters as the file declares, but others (ZYX for a TYX movie; YXT would read
+    its 3 frames of 64 x 64 as 64 frames of 3 x 64): the user's axes are used, and a note names both.
+    --axes the same as the file's gives none."""
+    images, masks = _write_set(tmp_path, [DISCS[0]])
+    movie = np.stack([tifffile.imread(images / "img0.tif")] * 3)
+    tifffile.imwrite(images / "img0.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(masks / "img0.tif", np.stack([tifffile.imread(masks / "img0.tif")] * 3), photometric="minisblack")
+    out = tmp_path / "out"
+    where = [str(images / "img0.tif"), "-o", str(out), "--overwrite"] if command == "segment" else \
+        ["--images", str(images), "--masks", str(masks)]
+    assert main([command, *where, "-m", str(models["2d"]), "--device", "cpu", "--axes", "zyx"]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in (captured.out + captured.err).splitlines() if "note" in line]
+    assert len(notes) == 1, notes
+    assert "--axes zyx differs from the axes TYX" in notes[0] and "as ZYX" in notes[0]
+    if command == "segment":
+        assert read_image_file(out / "img0_instances.tif").axes == "ZYX"
+    assert main([command, *where, "-m", str(models["2d"]), "--device", "cpu", "--axes", "TYX"]) == 0
+    captured = capsys.readouterr()
+    assert "differs" not in captured.out + captured.err
+
+
 def test_debug_environment_variable_shows_the_traceback(models, tmp_path, monkeypatch):
     from napari_unet.errors import SegmentationError
 

@@ -387,6 +387,9 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
         raise SegmentationError(
             f"Cannot write the results of {path.name} to {out} ({exc.strerror or exc}: "
             f"{exc.filename2 or exc.filename}).") from None
+    if _axes_differ(args.axes, file_axes):
+        notes.append(f"{path.name}: note: --axes {args.axes} differs from the axes {file_axes} the file declares: "
+                     f"it was segmented as {args.axes.upper()} (leave --axes out to use the file's).")
     if args.axes is None and file_axes is None:
         guess = _guessed_axes_note(path.name, tuple(image.shape), result.metadata["axes"])
         notes += [guess] if guess else []
@@ -423,6 +426,13 @@ def _check_axes_count(name: str, shape: tuple[int, ...], given: str | None, decl
         f"--axes {given} has {plural(len(given), 'letter')}, but {name} has {plural(len(shape), 'dimension')} "
         f"(shape {shape}) and declares the axes {declared}: leave --axes out to use them, or give one letter "
         "per dimension.")
+
+
+def _axes_differ(given: str | None, declared: str | None) -> bool:
+    """Whether --axes ``given`` replaces the axes a file ``declared`` with others of as many letters
+    (a TYX movie given --axes YXT is read as 256 frames of 5 x 256, with no error to say so)."""
+    return (given is not None and declared is not None and given.isalpha() and len(given) == len(declared)
+            and given.upper() != declared.upper())
 
 
 def _guessed_axes_note(name: str, shape: tuple[int, ...], axes: str, *,
@@ -491,9 +501,12 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
     from .training.data import check_pair_shapes, pair_files, whole_labels
 
     names, imgs, msks, all_axes = [], [], [], []
+    replaced: dict[str, list[str]] = {}  # axes a file declares that --axes replaces -> those files
     for p, mask_path in pair_files(images, masks):
         read = read_image_file(p)
         _check_axes_count(p.name, tuple(read.image.shape), axes, read.axes)
+        if _axes_differ(axes, read.axes):
+            replaced.setdefault(read.axes, []).append(p.name)
         # As training reads them: whole-number floats (Fiji's 32-bit labels) are ids; a bad
         # mask is named now, before any image is segmented.
         mask = whole_labels(read_labels(mask_path), str(mask_path))
@@ -509,6 +522,12 @@ def _load_folder_pairs(images: str, masks: str, *, axes: str | None = None,
         imgs.append(image)
         msks.append(mask)
         all_axes.append(image_axes)
+    for declared, files in replaced.items():
+        shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+        print(f"napari-unet: note: --axes {axes} differs from the axes {declared} that "
+              f"{plural(len(files), 'image')} declare{'s' if len(files) == 1 else ''} ({shown}): "
+              f"{'it is' if len(files) == 1 else 'they are'} read as {axes.upper()} (leave --axes out to use "
+              "the files' own).", file=sys.stderr)
     return names, imgs, msks, all_axes
 
 
