@@ -199,10 +199,14 @@ def test_negative_labels_are_refused_not_measured_as_an_object():
 
 
 def test_an_image_given_as_a_file_name_is_named_as_such():
+    """Named as a file to read first (not as an image of the wrong shape), with the reader that keeps
+    its axes and how to give them."""
     labels, _ = _two_objects()
     with pytest.raises(SegmentationError, match="file name") as info:
         measure_objects(labels, axes="YX", image="cells.tif")
-    assert "image_axes" not in str(info.value)
+    assert "does not fit" not in str(info.value)
+    assert "read = napari_unet.io.read_image_file(path)" in str(info.value)
+    assert "image=read.image, image_axes=read.axes" in str(info.value)
 
 
 def test_instance_labels_given_as_a_file_name_are_named_as_such():

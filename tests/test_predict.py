@@ -389,24 +389,37 @@ def test_a_file_name_or_a_single_value_is_not_called_an_empty_image(models, imag
     assert "empty" not in str(info.value)
 
 
-def test_a_file_name_is_refused_with_a_reader_that_reads_it(models, tmp_path):
+@pytest.mark.parametrize(("name", "axes"), [("cells.png", "YX"), ("movie.tif", "TYX")])
+def test_a_file_name_is_refused_with_a_reader_that_keeps_its_axes(models, tmp_path, name, axes):
     """The refusal of a path names a reader for every format the command line takes (a PNG too,
-    which tifffile.imread cannot read), and what it reads then segments."""
+    which tifffile.imread cannot read), and the call to segment what it read with the axes the file
+    declares: run as written, a TYX movie is segmented as a series (read_image's pixels alone were
+    guessed to be a ZYX volume, its frames labelled together)."""
     import re
 
+    import tifffile
     from skimage import io as skio
 
-    path = tmp_path / "cells.png"
-    skio.imsave(path, (np.arange(32 * 32).reshape(32, 32) % 251).astype(np.uint8), check_contrast=False)
-    with pytest.raises(SegmentationError) as info:
-        predict(str(path), load_model(models["2d"]), device="cpu")
-    call = re.search(r"(napari_unet\.io\.\w+)\(path\)", str(info.value))
-    assert call is not None and "PNG" in str(info.value)
-    module, name = call.group(1).rsplit(".", 1)
-    import importlib
+    import napari_unet
 
-    pixels = getattr(importlib.import_module(module), name)(path)
-    assert predict(pixels, load_model(models["2d"]), device="cpu").shape[1:] == (32, 32)
+    path = tmp_path / name
+    pixels = (np.arange(3 * 32 * 32).reshape(3, 32, 32) % 251).astype(np.uint8)
+    if axes == "YX":
+        skio.imsave(path, pixels[0], check_contrast=False)
+    else:
+        tifffile.imwrite(path, pixels, imagej=True, metadata={"axes": "TYX"})
+    with pytest.raises(SegmentationError) as info:
+        napari_unet.segment(str(path), model=str(models["2d"]), device="cpu")
+    text = str(info.value)
+    assert "PNG" in text
+    read_call = re.search(r"read = napari_unet\.io\.\w+\(path\)", text)
+    segment_call = re.search(r"segment\(read\.image, axes=read\.axes\)", text)
+    assert read_call and segment_call, text
+    scope = {"napari_unet": napari_unet, "path": path}
+    exec(read_call.group(0), scope)
+    result = eval(f"napari_unet.{segment_call.group(0)[:-1]}, model=model, device='cpu')",
+                  {**scope, "model": str(models["2d"])})
+    assert result.axes == axes and result.instances.shape == pixels.shape[3 - len(axes):]
 
 
 @pytest.mark.parametrize(("shape", "hint"), [((32, 32, 2), "YXC"), ((5, 32, 32, 2), "ZYXC")])

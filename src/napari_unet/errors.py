@@ -22,16 +22,22 @@ def describe(exc: BaseException) -> str:
 
 
 def refuse_file_name(value: object, what: str = "The image is", *, hint: str = "",
-                     reader: str = "read_image") -> None:
+                     give: str = "its pixels with the axes the file declares: segment(read.image, axes=read.axes)",
+                     reader: str = "read_image_file") -> None:
     """A SegmentationError when ``value`` is a file name (str, bytes or path) where an array is
     wanted (read as an array, it would be one text value, refused for some other reason).
     ``what`` names the argument with its verb ("The image is"); ``reader`` the function of
-    :mod:`napari_unet.io` that reads such a file (``"read_labels"`` for label images)."""
+    :mod:`napari_unet.io` that reads such a file (``"read_labels"`` for label images), and
+    ``give`` what of its result to give: by default :func:`~napari_unet.io.read_image_file`'s
+    pixels with the axes the file declares, which :func:`~napari_unet.io.read_image` would drop
+    (a TYX movie read without them passes for a z-stack)."""
     if isinstance(value, (str, bytes, os.PathLike)):
+        call = f"napari_unet.io.{reader}(path)"
+        if reader == "read_image_file":
+            call = f"read = {call}"
         raise SegmentationError(
             f"{what} a file name ({os.fsdecode(value)!r}), not an array: read the file first "
-            f"(napari_unet.io.{reader}(path) reads TIFF, PNG, JPEG and BMP as the command line does) "
-            f"and give its pixels{hint}.")
+            f"({call} reads TIFF, PNG, JPEG and BMP as the command line does) and give {give}{hint}.")
 
 
 def check_whole(name: str, value: object, minimum: int) -> int:

@@ -84,7 +84,7 @@ def measure_objects(
         after ``area`` and, in 2D, the calibrated axis lengths
         (``axis_major_length_<unit>``...). Rows are sorted by ``t``, then label.
     """
-    refuse_file_name(instances, "The instance labels are", reader="read_labels")
+    refuse_file_name(instances, "The instance labels are", reader="read_labels", give="its ids")
     labels = np.asarray(instances)
     if labels.dtype.kind not in "iub":
         raise SegmentationError(
@@ -147,7 +147,7 @@ def _intensity(image: Any, image_axes: str | None, axes: str, shape: tuple[int, 
                ) -> tuple[Any, str, int | None]:
     """``image`` checked against the labels (unread, when it is an array: a lazy one is read a time
     point at a time by :func:`_values`), its axes, and its channel count (None: no C axis)."""
-    refuse_file_name(image)
+    refuse_file_name(image, give="image=read.image, image_axes=read.axes")
     data = image if isinstance(getattr(image, "dtype", None), np.dtype) and hasattr(image, "shape") \
         else np.asarray(image)
     ndim = len(data.shape)
