@@ -430,6 +430,22 @@ def test_segment_results_carry_the_input_pixel_size_for_fiji(models, tmp_path, c
     assert not _leftovers(out)
 
 
+def test_segment_results_keep_the_frame_interval_of_a_series(models, tmp_path, capsys):
+    """An ImageJ series' frame interval (and its unit, and playback rate) goes into both results,
+    so Fiji shows their frames in time as it shows the input's, not as frame numbers."""
+    frames = np.stack([disc_scene(DISCS[t % 2])[0] for t in range(3)])
+    timing = {"finterval": 30.0, "tunit": "sec", "fps": 5.0}
+    tifffile.imwrite(tmp_path / "movie.tif", frames, imagej=True, metadata={"axes": "TYX", **timing})
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "movie.tif"), "-o", str(out), "-m", str(models["2d"]),
+                 "--device", "cpu"]) == 0
+    capsys.readouterr()
+    for kind in ("semantic", "instances"):
+        _, ij, _, _ = _calibration(out / f"movie_{kind}.tif")
+        assert {k: ij.get(k) for k in timing} == timing
+        assert read_image_file(out / f"movie_{kind}.tif").time_calibration == timing
+
+
 @pytest.mark.parametrize(("option", "said"), [
     (["--threshold", "2"], "--threshold 2: give a probability between 0 and 1"),
     (["--min-size", "-1"], "--min-size -1: give a number of pixels, 0 or more"),

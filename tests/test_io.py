@@ -233,6 +233,29 @@ def test_labels_are_calibrated_imagej_hyperstacks(tmp_path, axes, shape, sizes):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.tif", "m.tif"]  # no temporary file left
 
 
+def test_a_series_time_calibration_is_read_and_written_for_fiji(tmp_path):
+    """An ImageJ series' frame interval (finterval, in tunit) and playback rate (fps) are read,
+    written into labels with a T axis (so Fiji shows their frames in time, not as frame numbers),
+    and read back; a z-stack has none, and a file without them gives None."""
+    path = tmp_path / "movie.tif"
+    timing = {"finterval": 2.5, "tunit": "min", "fps": 4.0}
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), imagej=True, metadata={"axes": "TYX", **timing})
+    assert read_image_file(path).time_calibration == timing
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), imagej=True, metadata={"axes": "TYX", "finterval": 0.5})
+    assert read_image_file(path).time_calibration == {"finterval": 0.5}  # in ImageJ's default unit, sec
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), imagej=True, metadata={"axes": "TYX"})
+    assert read_image_file(path).time_calibration is None
+    labels = np.zeros((2, 3, 8, 8), np.int32)
+    assert write_labels(tmp_path / "l.tif", labels, axes="TZYX", time_calibration=timing) is None
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert {k: tif.imagej_metadata.get(k) for k in timing} == timing
+    assert read_image_file(tmp_path / "l.tif").time_calibration == timing
+    write_labels(tmp_path / "z.tif", labels[0], axes="ZYX", time_calibration=timing)
+    with tifffile.TiffFile(tmp_path / "z.tif") as tif:
+        assert "finterval" not in tif.imagej_metadata
+    assert read_image_file(tmp_path / "z.tif").time_calibration is None
+
+
 @pytest.mark.parametrize(("axes", "shape"), [("TYX", (1, 16, 24)), ("ZYX", (1, 16, 24)), ("TZYX", (3, 1, 16, 24)),
                                              ("TZYX", (1, 4, 16, 24)), ("TZYX", (1, 1, 16, 24))])
 @pytest.mark.parametrize("memmap", [False, True])

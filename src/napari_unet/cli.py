@@ -374,7 +374,8 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
             if target.is_file() or target.is_symlink():
                 target.unlink()
         for target, labels in ((sem, result.semantic), (inst, result.instances)):
-            plain = write_labels(target, labels, axes=result.axes, pixel_size_um=sizes, metadata=meta)
+            plain = write_labels(target, labels, axes=result.axes, pixel_size_um=sizes,
+                                 time_calibration=read.time_calibration, metadata=meta)
             if plain:
                 notes.append(f"{path.name}: note: {target.name} is a plain TIFF, not an ImageJ hyperstack: {plain}")
         if table:

@@ -141,6 +141,28 @@ def _tiff_pixel_size(tif: Any, axes: str | None) -> dict[str, float] | None:
     return sizes if {"Y", "X"} <= set(sizes) else None
 
 
+_TIME_KEYS = ("finterval", "tunit", "fps")
+"""ImageJ's time calibration of a series: the time between frames, its unit, the playback rate."""
+
+
+def _imagej_time(tif: Any, axes: str | None) -> dict[str, float | str] | None:
+    """The time calibration (:data:`_TIME_KEYS`) an ImageJ series declares, else None."""
+    if not axes or "T" not in axes or not tif.is_imagej:
+        return None
+    meta = tif.imagej_metadata or {}
+    found: dict[str, float | str] = {}
+    for key in ("finterval", "fps"):
+        try:
+            value = float(meta[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if np.isfinite(value) and value > 0:
+            found[key] = value
+    if found and str(meta.get("tunit", "")).strip():
+        found["tunit"] = str(meta["tunit"]).strip()
+    return found or None
+
+
 def _imagej_result_axes(tif: Any, series: Any) -> tuple[str, tuple[int, ...]] | None:
     """The axes and shape of a result :func:`write_labels` wrote as an ImageJ hyperstack, else None.
 
@@ -261,12 +283,18 @@ class ImageFile:
     pixel_size_um : dict or None
         Axis letter (``Z``, ``Y``, ``X``) -> pixel size in micrometres, as an
         ImageJ or OME TIFF declares it in a length unit; None when it does not.
+    time_calibration : dict or None
+        The time calibration an ImageJ series (axes with T) declares, under
+        ImageJ's names: ``finterval`` (the time between frames, in ``tunit``,
+        ImageJ's ``sec`` when absent), ``tunit`` and ``fps`` (the playback
+        rate), those the file gives; None when it gives no interval nor rate.
     """
 
     image: np.ndarray | TiffPlanes
     axes: str | None
     channels_declared: bool = False
     pixel_size_um: dict[str, float] | None = None
+    time_calibration: dict[str, float | str] | None = None
 
 
 def read_image_axes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
@@ -329,7 +357,8 @@ def read_image_file(path: str | os.PathLike, *, memmap: bool = False) -> ImageFi
                     # alone would read a 3-plane z-stack
                     axes = _tiff_axes(series)
                 sizes = _tiff_pixel_size(tif, axes)
-            return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper(), sizes)
+                timing = _imagej_time(tif, axes)
+            return ImageFile(image, axes, bool(axes) and "C" in series.axes.upper(), sizes, timing)
         from PIL import Image
         from skimage import io
 
@@ -433,12 +462,14 @@ _IMAGEJ_ORDER = "TZYX"  # ImageJ hyperstacks are TZCYX; labels have no C
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
                  pixel_size_um: Mapping[str, float] | None = None,
+                 time_calibration: Mapping[str, float | str] | None = None,
                  metadata: dict | None = None) -> str | None:
     """Write a label image (semantic mask or instance ids) atomically, as an ImageJ hyperstack.
 
     Fiji opens such a file with its axes (a z-stack stays slices, a time
     series frames, never channels) and, when ``pixel_size_um`` gives every
-    Z/Y/X axis of ``axes``, its calibration in micrometres. ImageJ stores
+    Z/Y/X axis of ``axes``, its calibration in micrometres; a series' frames
+    with the time between them that ``time_calibration`` gives. ImageJ stores
     8- and 16-bit integers only (and 32-bit floats): ids are written as
     uint8 when they are, else uint16; a stack uncompressed (ImageJ reads
     a stack's planes as one block after the first), a single plane
@@ -457,6 +488,10 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
         One letter per axis of ``labels``, from T, Z, Y, X.
     pixel_size_um : mapping, optional
         Axis letter (``Z``, ``Y``, ``X``) -> pixel size in micrometres.
+    time_calibration : mapping, optional
+        ImageJ's ``finterval``, ``tunit`` and ``fps`` of a series (as
+        :attr:`ImageFile.time_calibration`), written when ``axes`` hold T and
+        the file is an ImageJ hyperstack (a plain TIFF has no place for them).
     metadata : dict, optional
         JSON-serialisable provenance (model, thresholds, ...), stored as
         JSON in ImageJ's Info property (Fiji: Image > Show Info), with
@@ -496,6 +531,8 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
             resolution = (1 / sizes["X"], 1 / sizes["Y"])
             if "Z" in sizes:
                 ij["spacing"] = sizes["Z"]
+        if "T" in axes and time_calibration:
+            ij.update((k, time_calibration[k]) for k in _TIME_KEYS if k in time_calibration)
         data: Any = labels
         if labels.dtype != dtype:  # converted a plane at a time: no second copy of a long series
             data = (plane.astype(dtype) for plane in labels.reshape(-1, *labels.shape[-2:]))
