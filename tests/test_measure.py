@@ -176,6 +176,22 @@ def test_spacing_adds_the_calibrated_size():
             measure_objects(labels, axes="YX", spacing=bad)
 
 
+def test_spacing_of_one_number_is_the_size_along_every_axis():
+    """spacing=0.65, as the command line's --pixel-size 0.65: the same size along Y and X (and Z),
+    the same table as given per axis; a bad single number is refused as a bad pair is."""
+    labels, _ = _two_objects()
+    one = measure_objects(labels, axes="YX", spacing=0.65)
+    both = measure_objects(labels, axes="YX", spacing=(0.65, 0.65))
+    assert list(one) == list(both)
+    for name in both:
+        np.testing.assert_allclose(one[name], both[name], err_msg=name)
+    volume = measure_objects(np.ones((2, 3, 3), np.int32), axes="ZYX", spacing=np.float32(2.0))
+    assert volume["area_um3"].tolist() == [18 * 8.0]
+    for bad in (0, -0.5, float("nan"), True):
+        with pytest.raises(SegmentationError, match="spacing must give 2 positive pixel sizes"):
+            measure_objects(labels, axes="YX", spacing=bad)
+
+
 def test_huge_uint64_ids_keep_their_value(tmp_path):
     """Ids above 2**63 in uint64 labels stay themselves (not negative), in the table and the CSV."""
     from napari_unet.measure import write_csv

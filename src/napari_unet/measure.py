@@ -10,6 +10,7 @@ dict of equal-length columns, which ``pandas.DataFrame`` takes as it is, and
 from __future__ import annotations
 
 import csv
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ def measure_objects(
     axes: str,
     image: Any = None,
     image_axes: str | None = None,
-    spacing: Sequence[float] | None = None,
+    spacing: float | Sequence[float] | None = None,
     unit: str = "um",
 ) -> dict[str, np.ndarray]:
     """Measure every object of ``instances``: one row per object and time point.
@@ -59,10 +60,11 @@ def measure_objects(
     image_axes : str or None
         Axes of ``image`` (``Segmentation.metadata["axes"]``). None means
         ``axes`` when ``image`` has the same number of dimensions.
-    spacing : sequence of float, optional
+    spacing : float or sequence of float, optional
         The size of a pixel along each of the Z (when present), Y and X axes,
-        in ``unit``, in their order in ``axes`` (as napari's ``scale``): adds
-        the column ``area_<unit>2`` (``area_<unit>3`` with Z).
+        in ``unit``, in their order in ``axes`` (as napari's ``scale``), or one
+        number for the same size along each (e.g. ``0.65``): adds the column
+        ``area_<unit>2`` (``area_<unit>3`` with Z).
     unit : str
         The unit of ``spacing``, for the column's name (e.g. ``"um"``).
 
@@ -128,10 +130,13 @@ def measure_objects(
     return dict(zip(names, columns))
 
 
-def _pixel_sizes(spacing: Sequence[float] | None, ndim: int) -> list[float] | None:
-    """The size of a pixel along each spatial axis, or None without ``spacing``."""
+def _pixel_sizes(spacing: float | Sequence[float] | None, ndim: int) -> list[float] | None:
+    """The size of a pixel along each spatial axis (one number: the same along each), or None
+    without ``spacing``."""
     if spacing is None:
         return None
+    if isinstance(spacing, numbers.Real) and not isinstance(spacing, bool):
+        spacing = [spacing] * ndim
     try:
         sizes = [float(v) for v in spacing]
     except (TypeError, ValueError):
@@ -139,7 +144,7 @@ def _pixel_sizes(spacing: Sequence[float] | None, ndim: int) -> list[float] | No
     if len(sizes) != ndim or not all(np.isfinite(v) and v > 0 for v in sizes):
         raise SegmentationError(
             f"spacing must give {ndim} positive pixel sizes (one per {'Z, ' if ndim == 3 else ''}Y and X "
-            f"axis), not {spacing!r}.")
+            f"axis), or one for all, not {spacing!r}.")
     return sizes
 
 
