@@ -573,6 +573,25 @@ def test_segment_skips_its_own_results_among_several_and_refuses_one_given_alone
         "a_instances.tif, a_semantic.tif are napari-unet results, not images: give the images they were made from.")
 
 
+def test_segment_says_when_an_image_is_blank(models, tmp_path, capsys):
+    """An image whose every pixel has one value (all 0: an empty acquisition, the wrong file) is said
+    to be blank on its result line, so '0 objects' is not read as no nuclei found in a real image;
+    a series blank but for its last frame, or an image of nuclei, is not."""
+    blank = np.zeros((3, 32, 32), np.uint16)
+    tifffile.imwrite(tmp_path / "zeros.tif", blank, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "grey.tif", np.full((32, 32), 7.5, np.float32))
+    late = blank.copy()
+    late[2, 5, 5] = 1
+    tifffile.imwrite(tmp_path / "late.tif", late, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "discs.tif", disc_scene(DISCS[0])[0])
+    assert main(["segment", *(str(tmp_path / f"{n}.tif") for n in ("zeros", "grey", "late", "discs")),
+                 "-o", str(tmp_path / "out"), "-m", str(models["2d"]), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "zeros.tif: " in lines[0] and "(the image is blank: every pixel is 0) -> zeros_semantic.tif" in lines[0]
+    assert "(the image is blank: every pixel is 7.5) -> " in lines[1]
+    assert [("blank" in line) for line in lines] == [True, True, False, False]
+
+
 def test_segment_and_evaluate_count_one_thing_in_the_singular(models, tmp_path, capsys, fake_net):
     """One object, one image, one failure: "1 object", not "1 objects"."""
     images, masks = _write_set(tmp_path, [DISCS[0][:1]])  # one image of one disc

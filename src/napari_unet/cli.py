@@ -397,9 +397,27 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
     n = result.metadata["n_objects"]
     # Linked ids are tracks, numbered from 1: the largest is their count.
     tracks = f" in {plural(int(result.instances.max()), 'track')}" if args.link_time else ""
-    print(f"{path.name}: {plural(n, 'object')}{tracks} -> {', '.join(p.name for p in (sem, inst, *table))}")
+    value = _blank_value(image)
+    blank = "" if value is None else f" (the image is blank: every pixel is {value})"
+    print(f"{path.name}: {plural(n, 'object')}{tracks}{blank} -> {', '.join(p.name for p in (sem, inst, *table))}")
     for note in notes:
         print(note)
+
+
+def _blank_value(image: Any) -> Any:
+    """The value of every pixel of ``image`` when they all have one (all 0: an empty acquisition,
+    a wrong channel or file), else None. Read a plane (an index of its first axis) at a time,
+    stopping at the first that holds another value: an image that is not blank costs one plane."""
+    import numpy as np
+
+    value = None
+    for i in range(image.shape[0]):
+        plane = np.asarray(image[i])
+        low, high = plane.min(), plane.max()
+        if low != high or (value is not None and low != value):
+            return None  # (NaN differs from itself: not called blank)
+        value = low
+    return None if value is None else value.item()
 
 
 def _parent_ids(instances: Any, axes: str, table: dict[str, Any]) -> Any:
