@@ -35,12 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import napari_unet.training.data as tdata  # noqa: E402
-from napari_unet.checkpoint import load_model  # noqa: E402
-from napari_unet.model import UNet  # noqa: E402
-from napari_unet.training.augment import augment_batch, collate_crops  # noqa: E402
-from napari_unet.training.loop import segmentation_loss  # noqa: E402
-from train_default import split_ids  # noqa: E402
+from train_default import split_ids
+
+import napari_unet.training.data as tdata
+from napari_unet.checkpoint import load_model
+from napari_unet.model import UNet
+from napari_unet.training.augment import augment_batch, collate_crops
+from napari_unet.training.loop import segmentation_loss
+
 
 def coded_samples(data: Path, names: list[str]) -> list[tdata.Sample]:
     """Samples whose target is class + 4 * instance id, so that crops carry both through the
@@ -187,7 +189,6 @@ def flow_instances(probs, flows, *, threshold=0.7, n_iter=60, min_size=24, min_c
     from napari_unet.postprocess import watershed_elevation
 
     fg = probs[0] < 1 - threshold
-    h, w = fg.shape
     if not fg.any():
         return np.zeros(fg.shape, np.int32)
     src, end = follow(flows, fg, n_iter)
@@ -226,10 +227,11 @@ def flow_instances(probs, flows, *, threshold=0.7, n_iter=60, min_size=24, min_c
 
 
 def evaluate(args) -> None:
+    import tifffile
+
     from napari_unet.metrics import evaluate as score
     from napari_unet.normalize import normalize
     from napari_unet.training.tune import _instances
-    import tifffile
 
     torch.set_num_threads(args.threads)
     data = Path(args.data)
