@@ -412,13 +412,11 @@ def test_a_file_name_is_refused_with_a_reader_that_keeps_its_axes(models, tmp_pa
         napari_unet.segment(str(path), model=str(models["2d"]), device="cpu")
     text = str(info.value)
     assert "PNG" in text
-    read_call = re.search(r"read = napari_unet\.io\.\w+\(path\)", text)
-    segment_call = re.search(r"segment\(read\.image, axes=read\.axes\)", text)
-    assert read_call and segment_call, text
-    scope = {"napari_unet": napari_unet, "path": path}
-    exec(read_call.group(0), scope)
-    result = eval(f"napari_unet.{segment_call.group(0)[:-1]}, model=model, device='cpu')",
-                  {**scope, "model": str(models["2d"])})
+    read_call = re.search(r"read = napari_unet\.io\.(\w+)\(path\)", text)
+    assert read_call and "segment(read.image, axes=read.axes)" in text, text
+    # What the message says to do, done as written.
+    read = getattr(napari_unet.io, read_call.group(1))(path)
+    result = napari_unet.segment(read.image, axes=read.axes, model=str(models["2d"]), device="cpu")
     assert result.axes == axes and result.instances.shape == pixels.shape[3 - len(axes):]
 
 
