@@ -442,8 +442,8 @@ def test_rounds_of_corrections_on_the_instances_stay_in_one_pair(viewer, widget,
 
 def test_instances_edited_while_the_update_runs_are_kept(viewer, widget, wait_done, fake_net, notes):
     """A stroke on the instances after the update copied them is not in its labels: the layer is
-    kept as the user left it, the update goes to a new layer, with the edits made before, and a
-    note says why."""
+    kept as the user left it, the update goes to a new layer, with the edits made before the copy,
+    and a note says why."""
     import time
 
     _segment_discs(viewer, widget, wait_done)
@@ -465,6 +465,43 @@ def test_instances_edited_while_the_update_runs_are_kept(viewer, widget, wait_do
     (note,) = notes.messages("info")
     assert "'img instances' changed while the update ran, so it is kept as you left it" in note
     assert "'img instances [2]' holds the update" in note
+
+
+def test_the_note_of_instances_edited_during_an_update_names_the_edits_it_took(
+        viewer, widget, wait_done, fake_net, notes, monkeypatch):
+    """The worker copies the instances a moment after the press: a stroke made in between is in
+    the update, so the note must not say it holds only the edits made before the press."""
+    import threading
+    import time
+
+    from napari_unet._napari import widget as widget_module
+
+    gate = threading.Event()
+    real = widget_module.relabel_job
+
+    def held(*args, **kwargs):
+        assert gate.wait(30)  # the worker has started, not yet copied the layer
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(widget_module, "relabel_job", held)
+    _segment_discs(viewer, widget, wait_done)
+    inst = viewer.layers["img instances"]
+    before = _paint_a_nucleus(inst)
+    widget.update_instances()
+    after_press = _paint_a_nucleus(inst)
+    gate.set()
+    run = widget._run
+    deadline = time.monotonic() + 30
+    while run.worker.is_running and time.monotonic() < deadline:
+        time.sleep(0.01)  # no Qt events handled here: the result stays queued
+    late = _paint_a_nucleus(inst)
+    wait_done(widget)
+    new = viewer.layers["img instances [2]"].data
+    assert (new[before] > 0).all() and (new[after_press] > 0).all() and not new[late].any()
+    (note,) = notes.messages("info")
+    assert "before you pressed" not in note
+    assert ("'img instances [2]' holds the update, with the edits 'img instances' had when the update "
+            "started; those made since are only in 'img instances'") in note
 
 
 def test_fingerprint_sees_any_change():

@@ -652,9 +652,11 @@ class SegmentWidget(EngineWidget):
         with_edits = f", with your edits of '{hand_edited.name}'" if hand_edited is not None else ""
         if hand_edited is not None and new is not hand_edited and hand_edited in self._viewer.layers \
                 and earlier_out is not None and earlier_out.digest is not None:
-            # Edited again while the update ran: those edits are not in the new labels.
+            # Edited again while the update ran: those edits are not in the new labels. The worker
+            # copied the layer as it started, a moment after the press: edits made in between are in.
             show_info(f"'{hand_edited.name}' changed while the update ran, so it is kept as you left it: "
-                      f"'{new.name}' holds the update, with the edits made before you pressed the button.")
+                      f"'{new.name}' holds the update, with the edits '{hand_edited.name}' had when the "
+                      f"update started; those made since are only in '{hand_edited.name}'.")
         if options_changed and hand_edited is None and earlier is not None and earlier in self._viewer.layers \
                 and new is not earlier:
             # Edited by hand, then the object options changed: every object is split again.
