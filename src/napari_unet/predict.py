@@ -412,7 +412,7 @@ def prepare_input(
             other = (_CHANNELS_LAST if i == len(shape) - 1 else _OTHER_AXES).get(len(shape), "")
             said = "These axes were guessed from the shape" if axes is None else "These are the axes given"
             hint = (f" {said}: if the image's axes are others, give "
-                    f"them (axes='{other}', say; --axes on the command line)."
+                    f"them (axes='{other}', say; --axes on the command line; Axes in the widget)."
                     if len(shape) > 2 and other != plan.axes
                     # (not for a 3D model when the example has no Z: it would refuse it too)
                     and ("Z" in other or config.spatial_dims == 2) else "")

@@ -724,6 +724,19 @@ def test_bad_input_becomes_a_notification(viewer, widget, wait_done, notes, monk
         assert type(note).__name__ == "Notification"  # not an ErrorNotification with a traceback
 
 
+def test_two_stains_stored_last_are_told_to_choose_axes_in_the_widget(viewer, widget, wait_done, notes,
+                                                                       make_blobs):
+    """Two stains stored last (Y, X, 2) are read as a 2-pixel-wide z-stack under 'auto': the
+    message names the widget's Axes box, not only Python's axes= and the command line's --axes."""
+    two = viewer.add_image(np.stack([make_blobs((48, 64)), make_blobs((48, 64), seed=1)], axis=-1), name="two")
+    widget.image.value = two
+    widget.run()
+    wait_done(widget)
+    (error,) = notes.messages("error")
+    assert "axis X has 2 pixels" in error and "axes='YXC'" in error and "Axes in the widget" in error
+    assert [layer.name for layer in viewer.layers] == ["two"]
+
+
 def test_browse_opens_in_the_folder_trained_models_are_saved_in(widget, tmp_path, monkeypatch):
     """A model trained in an earlier session lies in ~/.napari-unet/models, a hidden folder a
     file dialog does not show: Browse… opens there (where it exists) so that it can be found."""
