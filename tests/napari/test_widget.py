@@ -272,7 +272,8 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
     top, bottom = tracks(inst.data)
     assert len(set(top)) == len(set(bottom)) == 1 and top[0] != bottom[0]
     assert inst.metadata["linked_over_time"] is True
-    assert "7 objects in movie over 3 time points" in widget.status.value
+    # 2 discs followed over 3 frames and a newcomer: 7 objects, 3 nuclei followed (as the command line says).
+    assert "7 objects in movie over 3 time points, in 3 tracks (" in widget.status.value
     widget.update_instances()
     wait_done(widget)
     top, bottom = tracks(viewer.layers["movie instances"].data)

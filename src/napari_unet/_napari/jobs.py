@@ -36,14 +36,16 @@ class JobDone:
     """The engine finished; ``segmentation`` holds its result.
 
     ``digests`` holds the fingerprints of its semantic and instance arrays,
-    and ``instances_copy`` a private copy of the instances (which "Update
-    instances" starts from), both made in the worker so that the GUI thread
-    need not hash or copy big stacks.
+    ``instances_copy`` a private copy of the instances (which "Update
+    instances" starts from) and ``tracks``, for instances linked over time, the
+    number of tracks (their largest id: linked ids are numbered from 1), all
+    made in the worker so that the GUI thread need not hash, copy or scan big stacks.
     """
 
     segmentation: Segmentation
     digests: dict[str, str] = field(default_factory=dict)
     instances_copy: np.ndarray | None = None
+    tracks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,9 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
         seg = yield from iter_segment(image, **options)
         seg = replace(seg, instances=display_labels(seg.instances))
         # Inside the try too: hashing and copying a big stack can run out of memory.
+        tracks = int(np.max(seg.instances, initial=0)) if seg.metadata.get("linked_over_time") else None
         return JobDone(seg, {"semantic": fingerprint(seg.semantic), "instances": fingerprint(seg.instances)},
-                       np.array(seg.instances, copy=True))
+                       np.array(seg.instances, copy=True), tracks)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         if not isinstance(exc, SegmentationError):
             log.exception("napari-unet: segmentation failed")

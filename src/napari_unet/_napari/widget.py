@@ -461,6 +461,8 @@ class SegmentWidget(EngineWidget):
         count = seg.metadata["n_objects"]
         times = seg.instances.shape[seg.axes.index("T")] if "T" in seg.axes else 1
         where = f" over {times} time points" if times > 1 else ""
+        # Linked over time, each id is a nucleus followed over the series: say how many.
+        where += f", in {plural(result.tracks, 'track')}" if result.tracks is not None else ""
         self.status.value = (f"{plural(count, 'object')} in {run.source.name}{where} "
                              f"({time.perf_counter() - run.started:.1f} s)" + (f". {kept}" if kept else ""))
 
