@@ -406,6 +406,10 @@ def test_tracks_go_out_of_date_when_their_instances_change(viewer, widget, wait_
     widget.measure()
     wait_done(widget)
     assert out_of_date()
+    # The status says why Measure objects did not draw them again, and what to do.
+    assert widget.status.value.endswith(
+        "'movie tracks (out of date)' stays hidden: the ids of 'movie instances' are not linked over time "
+        "(press 'Update instances' with 'Link time points' on, then 'Measure objects').")
     # Linked again and measured, they are current until a brush stroke changes the labels.
     widget.link_time.value = True
     widget.update_instances()

@@ -755,6 +755,18 @@ class SegmentWidget(EngineWidget):
         if linked and shown:
             self.status.value += " " + self._show_tracks(measured_result.tracks, layer, axes, keep,
                                                          run.source_name, edited=changed)
+        elif shown and (stale := self._stale_tracks(layer)) is not None:
+            # Unlinked since its tracks were drawn: the note then may have said to measure again.
+            self.status.value += (f" '{stale.name}' stays hidden: the ids of '{layer.name}' "
+                                  "are not linked over time (press 'Update instances' with 'Link time points' "
+                                  "on, then 'Measure objects').")
+
+    def _stale_tracks(self, layer: Labels) -> Layer | None:
+        """The Tracks layer drawn from ``layer`` and out of date, while it is in the viewer, else None."""
+        ref = _TRACKS.get(layer)
+        tracks = ref() if ref is not None else None
+        return tracks if tracks is not None and tracks in self._viewer.layers \
+            and tracks.metadata.get("out_of_date") else None
 
     def _table_layer(self) -> Labels | None:
         """The instances layer the last measurements describe, while it is in the viewer."""
