@@ -440,21 +440,31 @@ def test_rounds_of_corrections_on_the_instances_stay_in_one_pair(viewer, widget,
     assert not (inst.data[second] == second_id).any() and (inst.data[first] == first_id).all()
 
 
-def test_instances_edited_while_the_update_runs_are_kept(viewer, widget, wait_done, fake_net, notes):
+def test_instances_edited_while_the_update_runs_are_kept(viewer, widget, wait_done, fake_net, notes,
+                                                         monkeypatch):
     """A stroke on the instances after the update copied them is not in its labels: the layer is
     kept as the user left it, the update goes to a new layer, with the edits made before the copy,
     and a note says why."""
-    import time
+    import threading
 
+    from napari_unet._napari import widget as widget_module
+
+    done, real = threading.Event(), widget_module.relabel_job
+
+    def job(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        finally:
+            done.set()
+
+    # The job has run (a worker not yet started is not running either, and would copy the late stroke).
+    monkeypatch.setattr(widget_module, "relabel_job", job)
     _segment_discs(viewer, widget, wait_done)
     inst = viewer.layers["img instances"]
     before = _paint_a_nucleus(inst)
     widget.update_instances()
-    run = widget._run
-    deadline = time.monotonic() + 30
-    while run.worker.is_running and time.monotonic() < deadline:
-        time.sleep(0.01)  # no Qt events handled here: the result stays queued
-    assert not run.worker.is_running and widget.running
+    assert done.wait(30)  # no Qt events handled here: the result stays queued
+    assert widget.running
     late = _paint_a_nucleus(inst)
     left = inst.data.copy()
     wait_done(widget)
@@ -472,16 +482,18 @@ def test_the_note_of_instances_edited_during_an_update_names_the_edits_it_took(
     """The worker copies the instances a moment after the press: a stroke made in between is in
     the update, so the note must not say it holds only the edits made before the press."""
     import threading
-    import time
 
     from napari_unet._napari import widget as widget_module
 
-    gate = threading.Event()
+    gate, done = threading.Event(), threading.Event()
     real = widget_module.relabel_job
 
     def held(*args, **kwargs):
-        assert gate.wait(30)  # the worker has started, not yet copied the layer
-        return real(*args, **kwargs)
+        try:
+            assert gate.wait(30)  # the worker has started, not yet copied the layer
+            return real(*args, **kwargs)
+        finally:
+            done.set()
 
     monkeypatch.setattr(widget_module, "relabel_job", held)
     _segment_discs(viewer, widget, wait_done)
@@ -490,10 +502,7 @@ def test_the_note_of_instances_edited_during_an_update_names_the_edits_it_took(
     widget.update_instances()
     after_press = _paint_a_nucleus(inst)
     gate.set()
-    run = widget._run
-    deadline = time.monotonic() + 30
-    while run.worker.is_running and time.monotonic() < deadline:
-        time.sleep(0.01)  # no Qt events handled here: the result stays queued
+    assert done.wait(30)  # no Qt events handled here: the result stays queued
     late = _paint_a_nucleus(inst)
     wait_done(widget)
     new = viewer.layers["img instances [2]"].data
