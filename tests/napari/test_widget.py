@@ -7,6 +7,7 @@ one viewer and run one after the other.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -740,6 +741,31 @@ def test_two_stains_stored_last_are_told_to_choose_axes_in_the_widget(viewer, wi
     (error,) = notes.messages("error")
     assert "axis X has 2 pixels" in error and "axes='YXC'" in error and "Axes in the widget" in error
     assert [layer.name for layer in viewer.layers] == ["two"]
+
+
+def test_two_stains_stored_first_read_as_a_z_stack_are_told_what_to_choose(viewer, widget, wait_done,
+                                                                              make_blobs):
+    """Under 'auto', a 3D layer is a z-stack: two stains stored first (2, Y, X) were segmented as two
+    planes labelled together, silently. The status says so and what to choose; a stack of more
+    planes, or axes the user chose, get no such line."""
+    two = viewer.add_image(np.stack([make_blobs((48, 64)), make_blobs((48, 64), seed=1)]), name="two")
+    widget.image.value = two
+    widget.run()
+    wait_done(widget)
+    assert widget.status.value.endswith(
+        "s). Read as a z-stack of 2 planes (Axes: auto, ZYX): if they are stains, choose CYX under 'Axes' "
+        "and the nuclear stain under 'Channel', then press Run again.")
+    movie = viewer.add_image(np.stack([make_blobs((48, 64))] * 6).reshape(3, 2, 48, 64), name="movie")
+    widget.image.value = movie
+    widget.run()
+    wait_done(widget)
+    assert "Read as a z-stack of 2 planes (Axes: auto, TZYX): if they are stains, choose TCYX" in widget.status.value
+    for layer, axes in ((two, "ZYX"), (viewer.add_image(make_blobs((5, 48, 64)), name="stack"), None)):
+        widget.image.value = layer
+        widget.axes.value = axes
+        widget.run()
+        wait_done(widget)
+        assert re.fullmatch(rf"\d+ objects? in {layer.name} \(\d+\.\d s\)", widget.status.value)
 
 
 def test_browse_opens_in_the_folder_trained_models_are_saved_in(widget, tmp_path, monkeypatch):

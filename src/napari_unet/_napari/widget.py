@@ -96,6 +96,7 @@ class _Run(Run):
     source_name: str
     source_removed: bool = False
     source_data: Any = None  # the array being segmented (the layer's own object, not a copy)
+    axes_guessed: bool = False  # the axes were 'auto': guessed from the layer's shape
 
 
 @dataclass
@@ -347,7 +348,7 @@ class SegmentWidget(EngineWidget):
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
         self._start(_Run(kind="segment", source=layer, source_name=layer.name, worker=worker,
-                         source_data=layer_array(layer),
+                         source_data=layer_array(layer), axes_guessed=self.axes.value is None,
                          pbar=progress(total=0, desc=f"U-Net: {layer.name}")),
                     self._on_segmented)
 
@@ -463,8 +464,10 @@ class SegmentWidget(EngineWidget):
         where = f" over {times} time points" if times > 1 else ""
         # Linked over time, each id is a nucleus followed over the series: say how many.
         where += f", in {plural(result.tracks, 'track')}" if result.tracks is not None else ""
+        few = _few_planes_note(seg.axes, seg.semantic.shape, meta.get("axes", "")) if run.axes_guessed else ""
+        said = " ".join(note for note in (kept, few) if note)  # each a sentence of its own
         self.status.value = (f"{plural(count, 'object')} in {run.source.name}{where} "
-                             f"({time.perf_counter() - run.started:.1f} s)" + (f". {kept}" if kept else ""))
+                             f"({time.perf_counter() - run.started:.1f} s)" + (f". {said}" if said else ""))
 
     def _on_aborted(self) -> None:
         run = self._run
@@ -880,6 +883,21 @@ class SegmentWidget(EngineWidget):
         if record is not None:
             record.instances = instances
             record.instance_params = dict(params)
+
+
+#: A z-stack guessed from the shape with at most this many planes is more likely a few stains.
+_FEW_PLANES = 4
+
+
+def _few_planes_note(axes: str, shape: tuple[int, ...], image_axes: str) -> str:
+    """What to do when 'auto' axes read a few stains stored first as a z-stack of ``shape``
+    (the result's ``axes``; ``image_axes`` the image's): empty when there are more planes."""
+    if "Z" not in axes or "C" in image_axes or shape[axes.index("Z")] > _FEW_PLANES:
+        return ""
+    planes = shape[axes.index("Z")]
+    return (f"Read as a z-stack of {plural(planes, 'plane')} (Axes: auto, {image_axes}): if they are stains, "
+            f"choose {image_axes.replace('Z', 'C')} under 'Axes' and the nuclear stain under 'Channel', "
+            "then press Run again.")
 
 
 def _kept_note(kept: list[str], renamed: list[str], layers: list[Labels]) -> str:
