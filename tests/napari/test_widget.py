@@ -1153,3 +1153,26 @@ def test_counts_of_one_read_in_the_singular(viewer, widget, wait_done, fake_net,
     wait_done(widget)
     assert "1 track in 'movie tracks'." in widget.status.value, widget.status.value
     assert not notes.messages("error")
+
+
+def test_a_job_is_stopped_quietly_when_its_workers_signals_are_gone(qtbot):
+    """At interpreter exit Qt may delete a worker's signals before the widget stops its job:
+    stopping it must not raise (it printed a RuntimeError traceback), and the job's clean-up runs."""
+    from napari.qt.threading import create_worker
+    from qtpy import API_NAME
+
+    from napari_unet._napari.engine_widget import Run, _Slot, _stop
+
+    sip = __import__("PySide6.shiboken6" if API_NAME == "PySide6" else f"{API_NAME}.sip", fromlist=["x"])
+
+    def job():
+        yield 1
+
+    worker = create_worker(job, _start_thread=False)
+    orphaned = []
+    slot = _Slot()
+    slot.run = Run(worker=worker, on_orphaned=lambda: orphaned.append(1))
+    sip.delete(worker.signals)
+    _stop(slot)
+    assert slot.run is None
+    assert orphaned == [1]

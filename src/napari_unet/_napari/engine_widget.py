@@ -74,14 +74,19 @@ def _stop(slot: _Slot, *_: Any) -> None:
     if run is None:
         return
     run.worker.quit()
-    for signal in (run.worker.yielded, run.worker.returned, run.worker.aborted, run.worker.finished):
+    for name in ("yielded", "returned", "aborted", "finished"):
+        # At interpreter exit the worker's signals may be deleted already: reading one raises.
         with suppress(TypeError, RuntimeError):
-            signal.disconnect()
+            getattr(run.worker, name).disconnect()
     if run.pbar is not None:
         run.pbar.close()
     if run.on_orphaned is not None:
         # Connected before the check: a worker that ends in between still runs it (it may run twice).
-        run.worker.finished.connect(run.on_orphaned)
+        try:
+            run.worker.finished.connect(run.on_orphaned)
+        except RuntimeError:  # its signals are gone: it will say nothing more
+            run.on_orphaned()
+            return
         if not run.worker.is_running:
             run.on_orphaned()
 
