@@ -292,6 +292,42 @@ def test_tracks_table_a_nucleus_appearing_beside_another_is_no_daughter():
         assert tracks_table(moved_on, axes="TYX")["parent_id"].tolist() == [0, 0, 0]
 
 
+def _parents_of(frames) -> dict[int, int]:
+    """{track id: parent id} of ``frames`` (as for :func:`_movie`, each labelled on its own) linked."""
+    table = tracks_table(link_over_time(_movie(frames)), axes="TYX")
+    return dict(zip(table["track_id"].tolist(), table["parent_id"].tolist()))
+
+
+def test_tracks_table_a_nucleus_back_over_a_neighbour_that_keeps_its_size_is_no_daughter():
+    """A nucleus missed in a time point comes back as a new track with a fifth or more of it over its
+    neighbour's object the time point before; the neighbour goes on at its own size, so it did not
+    divide (the rule that read a fifth of overlap alone took it for the mother). A division halves
+    the mother: each daughter is smaller."""
+    # 1 missed at time point 1, where its neighbour 2 moves into its place, back at 2 as track 3.
+    missed = [[(1, 20, 20, 6), (2, 20, 33, 6)], [(1, 20, 30, 6)], [(1, 20, 33, 6), (2, 20, 22, 6)]]
+    linked = link_over_time(_movie(missed))
+    assert linked[1, 20, 30] == 2 and linked[2, 20, 33] == 2 and linked[2, 20, 22] == 3
+    assert np.sum((linked[2] == 3) & (linked[1] == 2)) >= 0.2 * np.sum(linked[2] == 3)
+    assert _parents_of(missed) == {1: 0, 2: 0, 3: 0}
+    # The neighbour divides instead, in 1's place: two nuclei of half its size (both new tracks).
+    divided = [[(1, 20, 20, 6), (2, 20, 33, 6)], [(1, 20, 30, 6)], [(1, 20, 34, 4), (2, 20, 26, 4)]]
+    assert _parents_of(divided) == {1: 0, 2: 0, 3: 2, 4: 2}
+
+
+def test_tracks_table_nuclei_merged_for_a_time_point_did_not_divide():
+    """Two touching nuclei labelled as one in a time point (a missed boundary) and apart again the next
+    look like one object dividing in two halves; but the merged one is as big as the two, and the
+    mother's size is the fewer pixels of her last two time points, there one nucleus'."""
+    merged = [[(1, 20, 20, 6), (2, 20, 32, 6)], [(1, 20, 20, 6), (1, 20, 32, 6)],
+              [(1, 20, 20, 6), (2, 20, 32, 6)]]
+    linked = link_over_time(_movie(merged))
+    assert len(np.unique(linked[1])) == 2 and len(np.unique(linked)) == 4, "one id ends, one starts"
+    assert _parents_of(merged) == {1: 0, 2: 0, 3: 0}
+    # One nucleus of the size of the merged two, dividing: a division.
+    big = [[(1, 20, 26, 8.5)], [(1, 20, 26, 8.5)], [(1, 20, 20, 6), (2, 20, 32, 6)]]
+    assert list(_parents_of(big).values()).count(0) == 1, "both halves are daughters of the big one"
+
+
 def test_tracks_table_jittering_touching_discs_have_almost_no_parents():
     """Touching discs that jitter by about a pixel, and that segmentation misses in some time points,
     over a linked series: no nucleus divides. A disc back after a miss starts a new track touching

@@ -8,7 +8,8 @@ disappears is never reused. Works on 2D and 3D time points alike.
 :func:`join_tracks` joins a track that ends with one that starts where they
 overlap: after an edit that fills in a missed detection, the track continues.
 :func:`tracks_table` turns linked labels into tracks: each nucleus' path, and
-the track a new one divided from, as napari's Tracks layer shows them.
+the track a new one divided from (two or more smaller objects over one), as
+napari's Tracks layer shows them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ __all__ = ["join_tracks", "link_over_time", "tracks_table"]
 #: The share of a new track's first object that must lie in its mother's object of the time point
 #: before for :func:`tracks_table` to take it for a daughter.
 MIN_DAUGHTER_SHARE = 0.2
+
+#: The most pixels a daughter may hold, as a share of her mother's (the fewer of the mother's last two
+#: time points), for :func:`tracks_table` to take her for one: a division halves a nucleus, while a
+#: neighbour that a lost nucleus comes back over keeps its size.
+MAX_DAUGHTER_SIZE = 0.8
 
 
 def _match(prev: np.ndarray, cur: np.ndarray, min_iou: float) -> dict[int, int]:
@@ -238,12 +244,18 @@ def tracks_table(instances: np.ndarray, *, axes: str,
         (one daughter kept the mother's id; a new track that shares as much
         with a track that ended is that track found again, not a daughter)
         or ends there with two or more such new tracks in it (both daughters
-        took new ids). Linking does not record divisions, so this is read
-        from the labels: a nucleus that comes into view merely touching
-        another is no daughter, but one that appears partly over it reads as
-        one. Rows are sorted by ``track_id``, then ``t``, as napari's Tracks
-        layer takes them. Then
-        the ``features`` columns, in the same row order.
+        took new ids), and each daughter, the mother's own object going on
+        among them, holds at most 0.8 of the mother's pixels
+        (``MAX_DAUGHTER_SIZE``; hers are the fewer of her last two time
+        points). A division halves a nucleus, while a neighbour that a nucleus
+        comes back over (missed in a time point, moved further than linking
+        follows, or merged with that neighbour there) keeps its size. Linking
+        does not record divisions, so this is read from the labels: a nucleus
+        that comes into view merely touching another is no daughter, nor is
+        one partly over another that goes on at its size; a division whose
+        daughters are each more than 0.8 of their mother is not found. Rows
+        are sorted by ``track_id``, then ``t``, as napari's Tracks layer takes
+        them. Then the ``features`` columns, in the same row order.
     """
     axes = str(axes).upper()
     if "T" not in axes:
@@ -318,11 +330,19 @@ def _unlinked_id(frames: np.ndarray, present: list[set[int]]) -> tuple[int, int]
     return None
 
 
-def _parents(frames: np.ndarray, present: list[set[int]],
-             min_share: float = MIN_DAUGHTER_SHARE) -> dict[int, int]:
+def _sizes(frame: np.ndarray, ids: Sequence[int]) -> dict[int, int]:
+    """{id: its pixels in ``frame``} of ``ids`` (0 for one not there)."""
+    found, counts = np.unique(frame[np.isin(frame, ids)], return_counts=True)
+    return {i: 0 for i in ids} | dict(zip(found.tolist(), counts.tolist()))
+
+
+def _parents(frames: np.ndarray, present: list[set[int]], min_share: float = MIN_DAUGHTER_SHARE,
+             max_size: float = MAX_DAUGHTER_SIZE) -> dict[int, int]:
     """{track id: the id it divided from} of linked labels (T, ...) whose time points hold the ids
     ``present`` (see :func:`tracks_table`): a daughter shares at least ``min_share`` of its first
-    object with its mother's object the time point before."""
+    object with its mother's object the time point before, and it and the mother's other daughters
+    (her own object going on among them) are two or more, each of at most ``max_size`` of the
+    mother's pixels (the fewer of her last two time points)."""
     seen = set(present[0]) if len(frames) else set()
     parents: dict[int, int] = {}
     for t in range(1, len(frames)):
@@ -341,14 +361,27 @@ def _parents(frames: np.ndarray, present: list[set[int]],
                 lost.add(c)
         best = {c: (n, p) for c, (n, p) in best.items() if n >= min_share * areas[c]}
         stayed = set(np.unique(prev[(prev == cur) & (prev != 0)]).tolist())  # overlap themselves
-        claims: dict[int, int] = {}
-        for _, p in best.values():
-            claims[p] = claims.get(p, 0) + 1
+        daughters: dict[int, list[int]] = {}  # mother -> her new daughters
         for c, (_, p) in best.items():
             # A mother that goes on divided only if its own object is still in its footprint, and
             # into a track that is not an ended one found again. A mother that ends here with one
             # new object in it was not divided but lost (it moved more than linking follows):
             # that object is the same nucleus.
-            if (p in stayed and c not in lost) or (p not in present[t] and claims[p] >= 2):
-                parents[c] = p
+            if (p in stayed and c not in lost) or p not in present[t]:
+                daughters.setdefault(p, []).append(c)
+        if not daughters:
+            continue
+        # A division halves the mother: each daughter is smaller. A nucleus that comes back (missed
+        # for a time point, or merged with this one) over a neighbour leaves the neighbour its size.
+        # The mother's size is the fewer pixels of her last two time points, so that two nuclei
+        # merged for a time point make no big mother.
+        mother_size = _sizes(prev, list(daughters))
+        if t >= 2:
+            before = _sizes(frames[t - 2], list(daughters))
+            mother_size = {p: min(n, before[p]) if before[p] else n for p, n in mother_size.items()}
+        went_on = _sizes(cur, [p for p in daughters if p in present[t]])
+        for p, cs in daughters.items():
+            sizes = [areas[c] for c in cs] + ([went_on[p]] if p in went_on else [])
+            if len(sizes) >= 2 and max(sizes) <= max_size * mother_size[p]:
+                parents.update((c, p) for c in cs)
     return parents
