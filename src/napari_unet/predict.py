@@ -29,8 +29,9 @@ from .tiling import TileGrid, pad_to_multiple, tiling_in_use
 from .wording import plural
 
 __all__ = [
-    "MIN_SIZE", "MIN_TILE_MULTIPLES", "NORMALIZE_PER", "Predictor", "Progress", "check_scale", "iter_predict", "predict",
-    "prepare_input", "resample", "scaled_shape", "smallest_tile", "stream_probabilities",
+    "AXES_GIVEN", "AXES_GUESSED", "MIN_SIZE", "MIN_TILE_MULTIPLES", "NORMALIZE_PER", "Predictor", "Progress",
+    "check_scale", "iter_predict", "predict", "prepare_input", "resample", "scaled_shape", "smallest_tile",
+    "stream_probabilities",
 ]
 
 MIN_SIZE = 4
@@ -341,6 +342,13 @@ _OTHER_AXES = {3: "CYX", 4: "CZYX", 5: "TZCYX"}
 _CHANNELS_LAST = {3: "YXC", 4: "ZYXC", 5: "TZYXC"}
 """The example where the guess left the last axis too small: few channels stored last."""
 
+AXES_GIVEN = "These are the axes given"
+"""How the message of an axis too small says the caller gave the axes (``axes=``, ``--axes``)."""
+
+AXES_GUESSED = "These axes were guessed from the shape"
+"""How it says they were guessed (``axes=None``; a caller that guessed them itself, the widget's
+'auto', puts this in place of :data:`AXES_GIVEN`)."""
+
 
 def prepare_input(
     image: object,
@@ -410,7 +418,7 @@ def prepare_input(
             # given ZYX), may be the wrong ones: say so.
             # Channels stored last (two stains, Y x X x 2) leave the last axis too small: suggest C last.
             other = (_CHANNELS_LAST if i == len(shape) - 1 else _OTHER_AXES).get(len(shape), "")
-            said = "These axes were guessed from the shape" if axes is None else "These are the axes given"
+            said = AXES_GUESSED if axes is None else AXES_GIVEN
             hint = (f" {said}: if the image's axes are others, give "
                     f"them (axes='{other}', say; --axes on the command line; Axes in the widget)."
                     if len(shape) > 2 and other != plan.axes

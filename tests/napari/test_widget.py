@@ -743,6 +743,22 @@ def test_two_stains_stored_last_are_told_to_choose_axes_in_the_widget(viewer, wi
     assert [layer.name for layer in viewer.layers] == ["two"]
 
 
+def test_axes_guessed_under_auto_are_not_called_given(viewer, widget, wait_done, notes, make_blobs):
+    """Under 'auto' the widget guesses the axes (ZYX for two stains stored last) and hands them to
+    the engine, which took them for the user's: 'These are the axes given', though none were. The
+    message says they were guessed; axes chosen under 'Axes' are still the ones given."""
+    two = viewer.add_image(np.stack([make_blobs((48, 64)), make_blobs((48, 64), seed=1)], axis=-1), name="two")
+    widget.image.value = two
+    widget.run()
+    wait_done(widget)
+    (error,) = notes.messages("error")
+    assert "These axes were guessed from the shape: " in error and "given" not in error
+    widget.axes.value = "ZYX"
+    widget.run()
+    wait_done(widget)
+    assert "These are the axes given: " in notes.messages("error")[-1]
+
+
 def test_two_stains_stored_first_read_as_a_z_stack_are_told_what_to_choose(viewer, widget, wait_done,
                                                                               make_blobs):
     """Under 'auto', a 3D layer is a z-stack: two stains stored first (2, Y, X) were segmented as two

@@ -23,6 +23,7 @@ from ..api import Segmentation, iter_segment
 from ..errors import SegmentationError, describe
 from ..instances import count_objects, label_instances, relabel_edited, take_hand_edits
 from ..tracking import join_tracks, link_over_time, tracks_table
+from ..predict import AXES_GIVEN, AXES_GUESSED
 from ..progress import Progress
 
 __all__ = ["JobDone", "JobFailed", "Measured", "Relabelled", "display_labels", "segment_job", "relabel_job",
@@ -114,8 +115,12 @@ def display_labels(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None, JobDone | JobFailed]:
+def segment_job(image: Any, options: dict[str, Any], *,
+                axes_guessed: bool = False) -> Generator[Progress, None, JobDone | JobFailed]:
     """Run :func:`~napari_unet.api.iter_segment` on ``image`` with ``options``.
+
+    ``axes_guessed``: ``options["axes"]`` are the widget's guess ('auto'), not the user's; a
+    message about them says they were guessed, as the engine's do for ``axes=None``.
 
     Yields
     ------
@@ -138,7 +143,9 @@ def segment_job(image: Any, options: dict[str, Any]) -> Generator[Progress, None
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         if not isinstance(exc, SegmentationError):
             log.exception("napari-unet: segmentation failed")
-        return JobFailed(friendly_message(exc))
+        message = friendly_message(exc)
+        # The engine takes any axes it is given for the user's.
+        return JobFailed(message.replace(AXES_GIVEN, AXES_GUESSED) if axes_guessed else message)
 
 
 def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarray | None = None,

@@ -343,7 +343,7 @@ class SegmentWidget(EngineWidget):
             show_error(str(exc))
             self.status.value = "Not started: see the notification."  # not the last run's count
             return
-        worker = create_worker(segment_job, layer_array(layer), options,
+        worker = create_worker(segment_job, layer_array(layer), options, axes_guessed=self.axes.value is None,
                                _start_thread=False, _ignore_errors=True)
         self._set_busy(True, cancellable=True)
         self.status.value = f"Segmenting {layer.name}…"
