@@ -295,6 +295,30 @@ def test_link_time_points_in_the_widget(viewer, widget, wait_done, fake_net, not
     assert not widget.link_time.enabled and widget._options(movie)["link_time"] is False
 
 
+def test_update_of_a_linked_series_counts_its_tracks(viewer, widget, wait_done, fake_net, notes):
+    """After 'Update instances' of a series linked over time the status says how many tracks, as a
+    Run's does: it counted only the objects summed over the time points. Ids erased by hand leave
+    gaps, so the count is of the ids there are, not the largest."""
+    frames = [disc_scene([(16, 16 + t, 6), (44, 40 - t, 7)])[0] for t in range(3)]
+    frames[1] = disc_scene([(4, 50, 3), (16, 17, 6), (44, 39, 7)])[0]  # a newcomer in frame 1
+    _, inst = _segment_linked_movie(viewer, widget, wait_done, frames)
+    assert ", in 3 tracks (" in widget.status.value
+    widget.update_instances()
+    wait_done(widget)
+    assert widget.status.value.startswith("7 objects after the update of movie, in 3 tracks ('movie semantic' -> "
+                                          "'movie instances'"), widget.status.value
+    # The user erases the first track in every frame: the ids left have a gap.
+    gone = inst.data[0, 16, 16]
+    for t in range(3):
+        inst.fill((t, 16, 16 + t), 0)
+    widget.update_instances()
+    wait_done(widget)
+    ids = set(np.unique(viewer.layers["movie instances"].data)) - {0}
+    assert gone not in ids and len(ids) == 2 and max(ids) == 3
+    assert widget.status.value.startswith("4 objects after the update of movie, in 2 tracks ("), widget.status.value
+    assert not notes.messages("error") and not notes.messages("warning")
+
+
 def test_measure_shows_the_tracks_of_a_linked_series(viewer, widget, wait_done, fake_net, notes, monkeypatch):
     """'Measure objects' on a series segmented with 'Link time points' shows each nucleus' path in
     '<image> tracks', placed like the image: a row per nucleus and time point at its centroid, and

@@ -62,7 +62,9 @@ class Relabelled:
     :func:`~napari_unet.instances.take_hand_edits`), with their new values; None
     when no edit of the labels was taken. ``edited_digest`` is then the fingerprint
     of those labels as taken (the user's edits included): a layer that still holds
-    them holds nothing ``labels`` lack, and may be updated in place.
+    them holds nothing ``labels`` lack, and may be updated in place. ``tracks``, for
+    labels linked over time, is the number of tracks: their distinct ids (after hand
+    edits the ids may have gaps, so not the largest id); None when they are not linked.
     """
 
     labels: np.ndarray
@@ -72,6 +74,7 @@ class Relabelled:
     mask_digest: str | None = None
     mask_synced: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
     edited_digest: str | None = None
+    tracks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,10 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
                                  time_axis=time_axis, linked_up_to=linked_up_to)
         labels = display_labels(labels)
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
+        # Linked, an id is one nucleus over the series: its distinct ids over the whole array.
+        tracks = count_objects(labels, labels.ndim) if time_axis is not None else None
         return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels), mask_digest,
-                          synced, edited_digest)
+                          synced, edited_digest, tracks)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

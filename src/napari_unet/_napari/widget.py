@@ -667,7 +667,8 @@ class SegmentWidget(EngineWidget):
             # Edited by hand, then the object options changed: every object is split again.
             show_info(f"'{earlier.name}' keeps your edits as you made them: the object options changed, "
                       f"so '{new.name}' splits the mask again without them.")
-        self.status.value = (f"{plural(result.count, 'object')} after the update of {run.source.name} "
+        tracks = f", in {plural(result.tracks, 'track')}" if result.tracks is not None else ""
+        self.status.value = (f"{plural(result.count, 'object')} after the update of {run.source.name}{tracks} "
                              f"('{semantic.name}' -> '{new.name}'{with_edits})")
 
     def _shown_run(self, result: Any) -> _Run | None:
