@@ -794,6 +794,33 @@ def test_save_table_refuses_a_table_the_labels_no_longer_match(viewer, widget, w
     assert not notes.messages("error")
 
 
+def test_instances_removed_while_measured_keep_nothing(viewer, widget, wait_done, segmented, notes,
+                                                     monkeypatch):
+    """The instances layer removed while it is measured: the status said '... objects measured in
+    img instances.', as if the table were kept. It says the layer was removed and the measurement
+    stopped, as a removed image's job does, and 'Save table…' stays greyed out."""
+    import threading
+
+    from napari_unet._napari import widget as widget_module
+
+    inst = viewer.layers["img instances"]
+    widget.measure()
+    wait_done(widget)
+    assert widget.save_button.enabled  # a table of it, measured before
+    gate, measure_job = threading.Event(), widget_module.measure_job
+    monkeypatch.setattr(widget_module, "measure_job", lambda *a, **k: gate.wait(10) and measure_job(*a, **k))
+    widget.measure()
+    viewer.layers.remove(inst)
+    gate.set()
+    wait_done(widget)
+    assert widget.status.value == "Stopped: 'img instances' was removed."
+    assert ("'img instances' was removed from the viewer: its measurement was stopped and nothing was kept."
+            in notes.messages("info"))
+    assert not widget.save_button.enabled and widget._table is None
+    assert names(viewer) == ["img", "img semantic"]
+    assert not notes.messages("error") and not notes.messages("warning")
+
+
 def test_measure_objects_needs_a_run_first(viewer, widget, notes, make_blobs):
     widget.image.value = viewer.add_image(make_blobs((32, 32)), name="fresh")
     widget.measure()

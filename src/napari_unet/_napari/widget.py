@@ -94,8 +94,9 @@ class _Run(Run):
     kind: str
     source: Image
     source_name: str
-    source_removed: bool = False
+    source_removed: bool = False  # the image (or the instances layer measured) was removed
     source_data: Any = None  # the array being segmented (the layer's own object, not a copy)
+    measured: Labels | None = None  # the instances layer a measurement reads
     axes_guessed: bool = False  # the axes were 'auto': guessed from the layer's shape
 
 
@@ -413,14 +414,16 @@ class SegmentWidget(EngineWidget):
             self._table = None  # its labels are gone: nothing left that the table describes
             self.save_button.enabled = False
         run = self._run
-        if run is not None and event.value is run.source:
+        if run is not None and (event.value is run.source or event.value is run.measured):
             run.source_removed = True
             run.answered = True  # progress records still queued must not rewrite the status
             run.worker.quit()
+            name = run.source_name if event.value is run.source else event.value.name
             what = {"segment": "segmentation", "update": "instance update"}.get(run.kind, "measurement")
-            self._say_removed(f"'{run.source_name}' was removed from the viewer: its {what} "
-                              "was stopped and nothing was added.")
-            self.status.value = f"Stopped: '{run.source_name}' was removed."
+            # A measurement adds no layer of its own: its table, values on hover and tracks are not kept.
+            left = "nothing was kept" if run.kind == "measure" else "nothing was added"
+            self._say_removed(f"'{name}' was removed from the viewer: its {what} was stopped and {left}.")
+            self.status.value = f"Stopped: '{name}' was removed."
             self.progress_bar.value = 0
 
     def _on_segmented(self, result: JobDone | JobFailed) -> None:
@@ -729,7 +732,7 @@ class SegmentWidget(EngineWidget):
                                _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Measuring the objects of {layer.name}…"
-        self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker),
+        self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker, measured=layer),
                     lambda result: self._on_measured(result, layer, axes, labels, keep=keep, linked=linked),
                     progress_records=False)
 
