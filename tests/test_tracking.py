@@ -276,6 +276,22 @@ def test_tracks_table_of_a_linked_division_and_a_split_into_two_new_tracks():
     assert dict(zip(table["track_id"].tolist(), table["parent_id"].tolist())) == {1: 0, 2: 0, 3: 1, 4: 1, 5: 0}
 
 
+def test_tracks_table_finds_divisions_of_uint64_ids_above_2_63():
+    """Ids above 2**63 (uint64) are compared as themselves: read as int64 they turned negative, no
+    longer the ids present, and a division among them had no parent."""
+    base = 2**63 + 5
+    frames = [[(1, 20, 30, 7), (2, 50, 12, 4)], [(1, 20, 30, 7), (2, 50, 12, 4)],
+              [(3, 20, 25, 4), (4, 20, 35, 4), (2, 50, 12, 4)]]
+    small = _movie(frames)
+    huge = np.where(small > 0, small.astype(np.uint64) + np.uint64(base - 1), np.uint64(0))
+    parents = {1: 0, 2: 0, 3: 1, 4: 1}
+    table = tracks_table(small, axes="TYX")
+    assert dict(zip(table["track_id"].tolist(), table["parent_id"].tolist())) == parents
+    table = tracks_table(huge, axes="TYX")
+    assert dict(zip(table["track_id"].tolist(), table["parent_id"].tolist())) == {
+        base - 1 + i: (base - 1 + p if p else 0) for i, p in parents.items()}
+
+
 def test_tracks_table_a_nucleus_appearing_beside_another_is_no_daughter():
     """A nucleus that comes into view touching one that goes on (sharing no pixels with it) has no
     parent; one that shares a fifth of its pixels with it, while its mother's own object stays in

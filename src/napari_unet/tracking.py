@@ -304,7 +304,7 @@ def _overlaps(prev: np.ndarray, cur: np.ndarray, new: list[int]
     of ``prev`` they share pixels with, as an array (2, pairs), the pixels each pair shares, and
     {id in ``new``: its pixels}."""
     inside = np.isin(cur, new)
-    ids, other = cur[inside].astype(np.int64), prev[inside].astype(np.int64)
+    ids, other = cur[inside], prev[inside]  # in their own dtype: uint64 ids above 2**63 stay themselves
     labels, areas = np.unique(ids, return_counts=True)
     both = other != 0
     found = np.stack([ids[both], other[both]])
