@@ -504,7 +504,10 @@ def test_evaluate_tune_and_train_ask_for_a_folder_when_given_a_file(models, tmp_
     assert main(args) == 2
     line = _assert_one_error_line(capsys.readouterr().err)
     assert f"{option} {folder / 'img0.tif'}: give a folder, not a file" in line
-    assert f"(here {folder})" in line
+    assert f"(here {folder}; " in line
+    # Each says how that folder is laid out (the masks' did not: 'with the masks' in the masks' folder).
+    assert ("their masks lie under the same names in a folder of their own)" if "images" in option
+            else "each under its image's name)") in line
     assert not (tmp_path / "model").exists()
 
 

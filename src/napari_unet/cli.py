@@ -249,9 +249,12 @@ def _check_options(args: argparse.Namespace) -> None:
     for name in ("images", "masks", "val_images", "val_masks"):  # folders in evaluate, train and tune
         folder = getattr(args, name, None)
         if isinstance(folder, str) and Path(folder).is_file():
+            kind = name.split("_")[-1]
+            layout = ("their masks lie under the same names in a folder of their own" if kind == "images"
+                      else "each under its image's name")
             _refuse_option(f"--{name.replace('_', '-')}", folder,
-                           f"a folder, not a file: the folder that holds the {name.split('_')[-1]} (here "
-                           f"{Path(folder).parent}), with the masks, under the images' names, in a folder of their own")
+                           f"a folder, not a file: the folder that holds the {kind} (here "
+                           f"{Path(folder).parent}; {layout})")
 
 
 def _check_tile_size(tile_size: int | None, model: Any) -> None:
