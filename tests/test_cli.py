@@ -595,6 +595,23 @@ def test_segment_says_when_an_image_is_blank(models, tmp_path, capsys):
     assert [("blank" in line) for line in lines] == [True, True, False, False]
 
 
+def test_segment_says_when_the_channel_it_segments_is_blank(models, tmp_path, capsys):
+    """--channel picks an empty channel of a composite (the wrong channel): its result line says the
+    channel segmented is blank, though the other channel holds nuclei; the channel of the nuclei is
+    not called blank. The channel axis first (CYX) and after another (ZCYX) alike."""
+    discs = disc_scene(DISCS[0])[0]
+    empty = np.zeros_like(discs)
+    tifffile.imwrite(tmp_path / "cyx.tif", np.stack([discs, empty]), imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "zcyx.tif", np.stack([np.stack([discs, empty])] * 2), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    for channel, blank in (("1", True), ("0", False)):
+        assert main(["segment", str(tmp_path / "cyx.tif"), str(tmp_path / "zcyx.tif"), "-o", str(tmp_path / "out"),
+                     "--overwrite", "-m", str(models["2d"]), "--device", "cpu", "--channel", channel]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
+        assert len(lines) == 2 and all(("(the image is blank: every pixel is 0)" in line) == blank
+                                       for line in lines), lines
+
+
 def test_segment_and_evaluate_count_one_thing_in_the_singular(models, tmp_path, capsys, fake_net):
     """One object, one image, one failure: "1 object", not "1 objects"."""
     images, masks = _write_set(tmp_path, [DISCS[0][:1]])  # one image of one disc

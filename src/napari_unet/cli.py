@@ -400,22 +400,28 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
     n = result.metadata["n_objects"]
     # Linked ids are tracks, numbered from 1: the largest is their count.
     tracks = f" in {plural(int(result.instances.max()), 'track')}" if args.link_time else ""
-    value = _blank_value(image)
+    value = _blank_value(image, channel=args.channel, axes=result.metadata["axes"])
     blank = "" if value is None else f" (the image is blank: every pixel is {value})"
     print(f"{path.name}: {plural(n, 'object')}{tracks}{blank} -> {', '.join(p.name for p in (sem, inst, *table))}")
     for note in notes:
         print(note)
 
 
-def _blank_value(image: Any) -> Any:
+def _blank_value(image: Any, *, channel: int | None = None, axes: str | None = None) -> Any:
     """The value of every pixel of ``image`` when they all have one (all 0: an empty acquisition,
     a wrong channel or file), else None. Read a plane (an index of its first axis) at a time,
-    stopping at the first that holds another value: an image that is not blank costs one plane."""
+    stopping at the first that holds another value: an image that is not blank costs one plane.
+    With ``channel`` and ``axes`` (the image's, with C), only that channel is looked at: it is
+    the one segmented."""
     import numpy as np
 
+    c = axes.upper().index("C") if channel is not None and axes and "C" in axes.upper() else None
+    keys = ((channel, i) for i in range(image.shape[1])) if c == 0 else ((i,) for i in range(image.shape[0]))
     value = None
-    for i in range(image.shape[0]):
-        plane = np.asarray(image[i])
+    for key in keys:
+        plane = np.asarray(image[key])
+        if c:  # the channel axis, after the first
+            plane = np.take(plane, channel, axis=c - 1)
         low, high = plane.min(), plane.max()
         if low != high or (value is not None and low != value):
             return None  # (NaN differs from itself: not called blank)
