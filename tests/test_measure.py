@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -176,20 +177,29 @@ def test_spacing_adds_the_calibrated_size():
             measure_objects(labels, axes="YX", spacing=bad)
 
 
-def test_spacing_of_one_number_is_the_size_along_every_axis():
-    """spacing=0.65, as the command line's --pixel-size 0.65: the same size along Y and X (and Z),
-    the same table as given per axis; a bad single number is refused as a bad pair is."""
+def test_spacing_of_one_number_is_the_size_along_y_and_x():
+    """spacing=0.65, as the command line's --pixel-size 0.65: the same size along Y and X, the same
+    table as given per axis; a bad single number is refused as a bad pair is, naming what was given.
+    Labels with Z need their three sizes, as --pixel-size does (a z-step is seldom the pixel size:
+    one number would give a volume off by their ratio, silently)."""
     labels, _ = _two_objects()
     one = measure_objects(labels, axes="YX", spacing=0.65)
     both = measure_objects(labels, axes="YX", spacing=(0.65, 0.65))
     assert list(one) == list(both)
     for name in both:
         np.testing.assert_allclose(one[name], both[name], err_msg=name)
-    volume = measure_objects(np.ones((2, 3, 3), np.int32), axes="ZYX", spacing=np.float32(2.0))
-    assert volume["area_um3"].tolist() == [18 * 8.0]
+    assert measure_objects(labels[None], axes="TYX", spacing=np.float32(0.5))["area_um2"].tolist() == \
+        (measure_objects(labels, axes="YX")["area"] * 0.25).tolist()
     for bad in (0, -0.5, float("nan"), True):
-        with pytest.raises(SegmentationError, match="spacing must give 2 positive pixel sizes"):
+        with pytest.raises(SegmentationError, match=re.escape(
+                f"spacing must give 2 positive pixel sizes (one per Y and X axis), or one for both, not {bad!r}.")):
             measure_objects(labels, axes="YX", spacing=bad)
+    volume = np.ones((2, 3, 3), np.int32)
+    with pytest.raises(SegmentationError, match=re.escape(
+            "spacing=2 is one size, but the labels have a Z axis, whose step is seldom the pixel size: "
+            "give the sizes along Z, Y and X, e.g. spacing=(2.0, 0.65, 0.65).")):
+        measure_objects(volume, axes="ZYX", spacing=np.float32(2.0))
+    assert measure_objects(volume, axes="ZYX", spacing=(2.0, 0.5, 0.5))["area_um3"].tolist() == [18 * 0.5]
 
 
 def test_huge_uint64_ids_keep_their_value(tmp_path):

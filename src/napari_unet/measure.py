@@ -62,8 +62,9 @@ def measure_objects(
         ``axes`` when ``image`` has the same number of dimensions.
     spacing : float or sequence of float, optional
         The size of a pixel along each of the Z (when present), Y and X axes,
-        in ``unit``, in their order in ``axes`` (as napari's ``scale``), or one
-        number for the same size along each (e.g. ``0.65``): adds the column
+        in ``unit``, in their order in ``axes`` (as napari's ``scale``), or,
+        without Z, one number for the same size along Y and X (e.g. ``0.65``,
+        as the command line's ``--pixel-size 0.65``): adds the column
         ``area_<unit>2`` (``area_<unit>3`` with Z).
     unit : str
         The unit of ``spacing``, for the column's name (e.g. ``"um"``).
@@ -131,11 +132,16 @@ def measure_objects(
 
 
 def _pixel_sizes(spacing: float | Sequence[float] | None, ndim: int) -> list[float] | None:
-    """The size of a pixel along each spatial axis (one number: the same along each), or None
+    """The size of a pixel along each spatial axis (one number: the same along Y and X), or None
     without ``spacing``."""
     if spacing is None:
         return None
+    given = spacing
     if isinstance(spacing, numbers.Real) and not isinstance(spacing, bool):
+        if ndim == 3:  # as the command line's --pixel-size: a z-step is seldom the pixel size
+            raise SegmentationError(
+                f"spacing={float(spacing):g} is one size, but the labels have a Z axis, whose step is seldom the "
+                "pixel size: give the sizes along Z, Y and X, e.g. spacing=(2.0, 0.65, 0.65).")
         spacing = [spacing] * ndim
     try:
         sizes = [float(v) for v in spacing]
@@ -144,7 +150,7 @@ def _pixel_sizes(spacing: float | Sequence[float] | None, ndim: int) -> list[flo
     if len(sizes) != ndim or not all(np.isfinite(v) and v > 0 for v in sizes):
         raise SegmentationError(
             f"spacing must give {ndim} positive pixel sizes (one per {'Z, ' if ndim == 3 else ''}Y and X "
-            f"axis), or one for all, not {spacing!r}.")
+            f"axis){'' if ndim == 3 else ', or one for both'}, not {given!r}.")
     return sizes
 
 
