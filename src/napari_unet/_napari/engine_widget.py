@@ -84,8 +84,9 @@ def _stop(slot: _Slot, *_: Any) -> None:
         # Connected before the check: a worker that ends in between still runs it (it may run twice).
         try:
             run.worker.finished.connect(run.on_orphaned)
-        except RuntimeError:  # its signals are gone: it will say nothing more
-            run.on_orphaned()
+        except RuntimeError:  # its signals are gone (interpreter exit): it will say nothing more
+            if not run.worker.is_running:  # else its clean-up could pull files from under it
+                run.on_orphaned()
             return
         if not run.worker.is_running:
             run.on_orphaned()
