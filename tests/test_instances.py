@@ -340,11 +340,39 @@ def test_necked_seed_region_is_cut_in_two():
     assert np.array_equal(markers > 0, seeds)
 
 
-def test_neck_split_takes_its_distance_transform_in_bands_with_the_same_result(monkeypatch):
-    # scipy's transform of a whole large image holds ~25 bytes per pixel of temporaries:
-    # it runs on bands of the long axis, each with a margin that keeps it exact.
-    from scipy import ndimage as ndi
+def _necks_of_the_whole_array(seeds, neck_ratio):
+    """split_seeds_at_necks as it was, from the distance transform of the whole array and its
+    maxima (the reference the region-by-region transform must give back)."""
+    from skimage import morphology, segmentation
 
+    structure = np.ones((3,) * seeds.ndim, bool)
+    regions, n = ndi.label(seeds, structure)
+    markers = regions.astype(np.int32)
+    distance = ndi.distance_transform_edt(seeds)
+    plateaus, _ = ndi.label(morphology.local_maxima(distance) & seeds, structure)
+    _, first = np.unique(plateaus[plateaus > 0], return_index=True)
+    maxima = np.bincount(regions[plateaus > 0][first], minlength=n + 1)
+    dims = max(sum(k > 1 for k in seeds.shape), 2)
+    thin = min(k for k in seeds.shape if k > 1) if dims == 3 else 0
+    next_id = n + 1
+    for label, box in enumerate(ndi.find_objects(regions), start=1):
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        region = regions[box] == label
+        dist = np.where(region, distance[box], 0.0)
+        if maxima[label] < 2 or region.sum() <= 1.3 * instances._round_blob(dist.max(), dims, thin):
+            continue
+        domes = morphology.reconstruction(dist * neck_ratio, dist, method="dilation")
+        peaks, count = ndi.label(morphology.local_maxima(domes) & region, structure)
+        if count >= 2:
+            pieces = segmentation.watershed(-dist, peaks, mask=region, connectivity=seeds.ndim)
+            markers[box][region] = pieces[region] + next_id - 1
+            next_id += count
+    return markers
+
+
+def test_neck_split_takes_its_distance_transform_region_by_region_with_the_same_result(monkeypatch):
+    # scipy's transform of a whole stack holds ~40 bytes per voxel of temporaries beside its
+    # float64 result, and the maxima of that as much again: it runs on each region's box.
     import napari_unet.instances as inst
 
     rng = np.random.default_rng(3)
@@ -354,7 +382,8 @@ def test_neck_split_takes_its_distance_transform_in_bands_with_the_same_result(m
     seeds |= _disc(seeds.shape, (300, 80), 8) | _disc(seeds.shape, (300, 94), 8)  # a neck to cut
     seeds[0, :20] = True  # regions at the array's edge
     seeds[-8:, 150:] = True
-    whole = split_seeds_at_necks(seeds, neck_ratio=0.7)
+    volume = np.stack([seeds.T[:, :200]] * 3 + [seeds.T[:, 200:400]] * 4)  # (7, 200, 200), necks in 3D
+    volume[5:, 40:60, 40:60] = True  # a block at the last plane
     sizes = []
     real_edt = ndi.distance_transform_edt
 
@@ -362,21 +391,14 @@ def test_neck_split_takes_its_distance_transform_in_bands_with_the_same_result(m
         sizes.append(mask.size)
         return real_edt(mask, *args, **kwargs)
 
-    monkeypatch.setattr(inst, "EDT_BAND", 10_000)
     monkeypatch.setattr(inst.ndi, "distance_transform_edt", edt)
-    banded = split_seeds_at_necks(seeds, neck_ratio=0.7)
-    assert sizes and max(sizes) < seeds.size // 2
-    np.testing.assert_array_equal(banded, whole)
-    regions, _ = ndi.label(seeds, np.ones((3, 3), bool))
-    np.testing.assert_array_equal(inst._distance_in_bands(seeds, ndi.find_objects(regions)),
-                                  real_edt(seeds))
-    # A volume, banded along its longest axis.
-    volume = np.stack([seeds.T] * 3)  # (3, 200, 600): banded along X
-    regions, _ = ndi.label(volume, np.ones((3, 3, 3), bool))
-    sizes.clear()
-    np.testing.assert_array_equal(inst._distance_in_bands(volume, ndi.find_objects(regions)),
-                                  real_edt(volume))
-    assert max(sizes[:-1]) < volume.size
+    for mask in (seeds, volume, volume[:2], volume[:1]):
+        for ratio in (0.7, 0.9):
+            sizes.clear()
+            markers = split_seeds_at_necks(mask, neck_ratio=ratio)
+            assert sizes and max(sizes) < mask.size // 4
+            np.testing.assert_array_equal(markers, _necks_of_the_whole_array(mask, ratio))
+    assert split_seeds_at_necks(seeds, neck_ratio=0.7).max() > ndi.label(seeds, np.ones((3, 3), bool))[1]
 
 
 @pytest.mark.parametrize("planes", [1, 2, 3])

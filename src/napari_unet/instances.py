@@ -142,41 +142,6 @@ def min_object_size(min_size: int, block_shape: tuple[int, ...], *, min_size_is_
     return int(min_size)
 
 
-EDT_BAND = 1 << 22
-"""Pixels (voxels) per band of :func:`_distance_in_bands`, margins aside."""
-
-
-def _distance_in_bands(mask: np.ndarray, boxes: list) -> np.ndarray:
-    """``ndi.distance_transform_edt(mask)``, computed band by band along the longest axis.
-
-    scipy's transform takes some 25 bytes per pixel of temporaries (about 40 per voxel
-    in 3D) beside its float64 result: for a whole 6,000 x 6,000 image, or a stack, that
-    was the peak of the instance step. ``boxes`` are the bounding boxes of the
-    connected regions of ``mask`` (full connectivity; ``ndi.find_objects``). A pixel
-    next to a region is background (no other region touches it), so a region's
-    pixels lie within the diagonal of its box grown by one pixel of background: a band
-    with that margin on either side holds each pixel's nearest background pixel, and
-    the bands' distances are exactly the whole array's. Where the margins would make
-    the bands large (big regions, a thin stack's long axis), the array is done at once.
-    """
-    extents = np.array([[s.stop - s.start for s in box] for box in boxes if box is not None])
-    if extents.size == 0:
-        return np.zeros(mask.shape, np.float64)
-    reach = int(np.ceil(np.sqrt(((extents + 1.0) ** 2).sum(axis=1)).max())) + 1
-    axis = int(np.argmax(mask.shape))
-    size = mask.shape[axis]
-    step = max(1, EDT_BAND // max(mask.size // size, 1))
-    if 2 * (step + 2 * reach) > size:  # bands of more than half the array: one pass
-        return ndi.distance_transform_edt(mask)
-    out = np.empty(mask.shape, np.float64)
-    for start in range(0, size, step):
-        stop = min(start + step, size)
-        lo, hi = max(start - reach, 0), min(stop + reach, size)
-        band = ndi.distance_transform_edt(np.moveaxis(mask, axis, 0)[lo:hi])
-        np.moveaxis(out, axis, 0)[start:stop] = band[start - lo : stop - lo]
-    return out
-
-
 def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: float = 1.3) -> np.ndarray:
     """Label seed regions, cutting each one where it narrows to a neck.
 
@@ -202,21 +167,9 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
         Seed labels, full connectivity.
     """
     structure = np.ones((3,) * seeds.ndim, bool)
-    regions, n = ndi.label(seeds, structure)
-    markers = regions.astype(np.int32)
+    markers, n = ndi.label(seeds, structure, output=np.int32)
     if n == 0:
         return markers
-    # Regions never touch (full connectivity), so one distance transform of the
-    # whole mask equals each region's own. A region with one distance maximum
-    # cannot be cut (each maximum of the reconstruction holds one of them), so
-    # only regions with several maxima are examined.
-    boxes = ndi.find_objects(regions)
-    distance = _distance_in_bands(seeds, boxes)
-    plateaus, _ = ndi.label(morphology.local_maxima(distance) & seeds, structure)
-    where = plateaus > 0
-    _, first = np.unique(plateaus[where], return_index=True)
-    maxima_per_region = np.bincount(regions[where][first], minlength=n + 1)
-    candidates = np.flatnonzero(maxima_per_region >= 2)
     # An axis one pixel long adds no dimension to a region's shape: a one-plane stack's
     # regions are discs, and are cut as its plane alone would be.
     dims = max(sum(n > 1 for n in seeds.shape), 2)
@@ -225,11 +178,21 @@ def split_seeds_at_necks(seeds: np.ndarray, *, neck_ratio: float = 0.7, lobed: f
     # then that ball sliced to the stack (2 identical planes: twice the disc of one).
     thin = min(n for n in seeds.shape if n > 1) if dims == 3 else 0
     next_id = n + 1
-    for label in candidates:
-        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in boxes[label - 1])
-        region = regions[box] == label
-        dist = np.where(region, distance[box], 0.0)
+    # Regions never touch (full connectivity), so the nearest background of a region's pixel is
+    # no other region's, and lies within the region's box grown by one pixel: the distance
+    # transform of the region alone in that box, and its maxima, are the whole mask's there.
+    # Region by region, no transform of the whole array is held (about 40 bytes per voxel of
+    # scipy's temporaries beside its float64 result, and as much again for its maxima).
+    # Pieces take ids above n: the regions still to come keep theirs.
+    for label, box in enumerate(ndi.find_objects(markers), start=1):
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        region = markers[box] == label
+        dist = ndi.distance_transform_edt(region)
         if region.sum() <= lobed * _round_blob(dist.max(), dims, thin):
+            continue
+        # A region with one distance maximum cannot be cut (each maximum of the reconstruction
+        # holds one of them).
+        if ndi.label(morphology.local_maxima(dist) & region, structure)[1] < 2:
             continue
         domes = morphology.reconstruction(dist * neck_ratio, dist, method="dilation")
         peaks, count = ndi.label(morphology.local_maxima(domes) & region, structure)
