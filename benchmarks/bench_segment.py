@@ -6,7 +6,9 @@ The image is a 2x2 mosaic of 512x512 crops from four 520x696 fluorescence
 images of the DSB2018 `train` split (../shared/data), or the bundled sample
 tiled when that folder is absent. Prints a table of medians (seconds) per
 setting, each setting timed in the same run so the ratios are comparable on a
-noisy machine. Peak RSS is read from the kernel after all runs.
+noisy machine. Peak RSS is read from the kernel after all runs. The last row labels
+a 16-plane z-stack of the network's outputs in 3D (label_instances as segment runs it
+for a 2D model's stack); numpy's peak for it is printed in bytes per voxel.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import csv
 import resource
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +82,23 @@ def main() -> None:
         napari_unet.measure_objects(result.instances, axes=result.axes, image=image,
                                     image_axes=result.metadata["axes"], spacing=(0.5, 0.5))
 
+    # A z-stack of the mosaic's network outputs, each plane shifted (nuclei slant through it), labelled
+    # in 3D as segment labels a 2D model's stack: watershed from the seeds, cut at necks.
+    from napari_unet.instances import label_instances
+    from napari_unet.postprocess import seeds_from_probabilities, semantic_from_probabilities, watershed_elevation
+
+    probs = napari_unet.segment(image, model=model, device="cpu").probabilities
+    cfg = model.config
+    planes = [np.roll(probs, 3 * z, axis=-1) for z in range(16)]
+    stack = {"foreground": np.stack([semantic_from_probabilities(p, target=cfg.target) for p in planes]),
+             "seeds": np.stack([seeds_from_probabilities(p, target=cfg.target) for p in planes]),
+             "elevation": np.stack([watershed_elevation(p) for p in planes])}
+    del probs, planes
+
+    def label_stack() -> None:
+        label_instances(stack["foreground"], seeds=stack["seeds"], elevation=stack["elevation"], method="watershed",
+                        ndim=3, neck_ratio=0.7, min_size=24, min_size_is_area=True)
+
     rows = [
         ("segment, defaults (end to end)", lambda: napari_unet.segment(image, model=model, device="cpu")),
         ("segment, no probabilities kept", lambda: napari_unet.segment(image, model=model, device="cpu",
@@ -89,6 +109,7 @@ def main() -> None:
         ("network only (fused, 1 tile)", network_only),
         ("segment 2048x2048 (2x2 of it), defaults", lambda: napari_unet.segment(big, model=model, device="cpu")),
         (f"measure_objects ({result.metadata['n_objects']} objects)", measure),
+        (f"label_instances, {'x'.join(map(str, stack['seeds'].shape))} stack in 3D", label_stack),
     ]
     results = [(name, timed(fn, args.repeats)) for name, fn in rows]
     base = results[0][1]
@@ -97,6 +118,11 @@ def main() -> None:
         print(f"{name:<42} {t:>9.3f} {t / base:>10.2f}x")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of the process: {peak:.0f} MiB")
+    tracemalloc.start()
+    label_stack()
+    per_voxel = tracemalloc.get_traced_memory()[1] / stack["seeds"].size
+    tracemalloc.stop()
+    print(f"label_instances of the stack: numpy's peak {per_voxel:.1f} bytes per voxel")
 
 
 if __name__ == "__main__":

@@ -754,6 +754,33 @@ def test_label_ids_are_ranked_without_np_unique(unique_inverse_calls):
     assert not any(inverse)
 
 
+def test_a_stack_is_labelled_in_3d_in_under_31_bytes_per_voxel():
+    """The watershed of a z-stack with seeds and neck cuts (segment's path for a 2D model's
+    stack) peaks at skimage's flood (its float64 copies of the landscape, about 23 bytes per
+    voxel) beside the mask and the int32 seeds, not also the boolean seeds, an int32 result
+    allocated ahead, or copies of the labels (64 bytes per voxel with the neck cuts' distance
+    transform of the whole stack, 35 without)."""
+    from scenes import peak_numpy_bytes
+
+    shape = (16, 96, 96)
+    rng = np.random.default_rng(0)
+    z, y, x = np.indices(shape)
+    fg = np.zeros(shape, bool)
+    seeds = np.zeros(shape, bool)
+    for cz, cy, cx in rng.uniform((0, 0, 0), shape, size=(49, 3)):  # nuclei, touching ones too
+        r = rng.uniform(4, 7)
+        d = (z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2
+        fg |= d <= r * r
+        seeds |= d <= (0.6 * r) ** 2
+    elevation = np.round(255 * np.exp(-ndi.distance_transform_edt(fg) / 3)).astype(np.uint8)
+    kwargs = dict(method="watershed", seeds=seeds, elevation=elevation, ndim=3, neck_ratio=0.7,
+                  min_size=24, min_size_is_area=True)
+    labels = label_instances(fg.astype(np.uint8), **kwargs)
+    assert labels.max() > 30 and labels.dtype == np.int32
+    per_voxel = peak_numpy_bytes(lambda: label_instances(fg.astype(np.uint8), **kwargs)) / fg.size
+    assert per_voxel < 31, f"{per_voxel:.1f} bytes per voxel"
+
+
 def test_a_series_is_made_boolean_a_block_at_a_time():
     """Labelling a long series (the widget's Update instances does) holds the int32 ids and one
     block's work, not a boolean copy of the whole series besides (5 bytes per pixel before)."""

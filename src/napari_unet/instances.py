@@ -27,14 +27,42 @@ METHODS = ("components", "watershed")
 
 
 def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """``labels`` without the objects smaller than ``min_size`` pixels, removed in place."""
     if min_size <= 1:
         return labels
-    sizes = np.bincount(labels.ravel())
+    sizes = _id_counts(labels)
     small = sizes < min_size
     small[0] = False
     if small.any():
-        labels = labels.copy()
         labels[small[labels]] = 0
+    return labels
+
+
+CHUNK = 1 << 20
+"""Pixels per chunk of :func:`_id_counts` and :func:`_relabel_sequential`."""
+
+
+def _id_counts(labels: np.ndarray) -> np.ndarray:
+    """``np.bincount(labels.ravel())`` of ids >= 0, counted a chunk at a time: bincount
+    takes int32 ids as a whole int64 copy (8 bytes per pixel)."""
+    flat = labels.reshape(-1)
+    counts = np.zeros(int(flat.max(initial=0)) + 1, np.intp)
+    for start in range(0, flat.size, CHUNK):
+        counts += np.bincount(flat[start:start + CHUNK], minlength=counts.size)
+    return counts
+
+
+def _relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """``labels`` (ids >= 0) renumbered in place to 1..n in the order of their ids, 0 kept:
+    what ``skimage.segmentation.relabel_sequential`` gives, without its sorted copy of
+    every pixel. (A copy if ``labels`` is not C-contiguous: use the result.)"""
+    labels = np.ascontiguousarray(labels)
+    present = _id_counts(labels) > 0
+    present[0] = False
+    rank = np.cumsum(present, dtype=labels.dtype)
+    flat = labels.reshape(-1)
+    for start in range(0, flat.size, CHUNK):
+        flat[start:start + CHUNK] = rank[flat[start:start + CHUNK]]
     return labels
 
 
@@ -61,12 +89,13 @@ def _enclosed(mask: np.ndarray) -> np.ndarray:
     """The holes :func:`_fill_holes_per_label` fills in ``mask``: in a volume, a plane's too."""
     holes = _holes(mask)
     if mask.ndim == 3:
-        holes |= np.stack([_holes(plane) for plane in mask])
+        for z, plane in enumerate(mask):
+            holes[z] |= _holes(plane)
     return holes
 
 
 def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
-    """Fill the holes of the foreground: each hole pixel takes the nearest object's label.
+    """Fill the holes of the foreground, in place: each hole pixel takes the nearest object's label.
 
     A hole is background that objects enclose: inside one object, or where
     several touching objects meet around it (a dim spot at a contact is
@@ -81,15 +110,20 @@ def _fill_holes_per_label(labels: np.ndarray) -> np.ndarray:
     holes = _enclosed(labels > 0)
     if not holes.any():
         return labels
-    out = labels.copy()
     hole_ids, _ = ndi.label(holes)
+    del holes
+    # Each hole takes its labels from the unfilled ones: all are found first, then written.
+    fills = []
     for index, box in enumerate(ndi.find_objects(hole_ids), start=1):
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
         local = labels[box]
         hole = hole_ids[box] == index
         _, nearest = ndi.distance_transform_edt(local == 0, return_indices=True)
-        out[box][hole] = local[tuple(ix[hole] for ix in nearest)]
-    return out
+        fills.append((box, hole, local[tuple(ix[hole] for ix in nearest)]))
+    del hole_ids
+    for box, hole, values in fills:
+        labels[box][hole] = values
+    return labels
 
 
 def _round_blob(radius: float, dims: int, thin: int = 0) -> float:
@@ -241,21 +275,29 @@ def split_touching(
         # A ridge along a diagonal is joined at corners: its plateaus are one seed.
         domes = morphology.reconstruction(distance - h, distance, method="dilation")
         markers = measure.label(morphology.local_maxima(domes) & foreground).astype(np.int32)
+        del domes
     else:
         if neck_ratio:
             markers = split_seeds_at_necks(seeds & foreground, neck_ratio=neck_ratio)
         else:
             markers = measure.label(seeds & foreground).astype(np.int32)
+    del seeds  # (label_instances' boolean copy goes with it: skimage's flood is the peak)
     if elevation is None:
         elevation = -distance
-    labels = segmentation.watershed(elevation, markers, mask=foreground)
+    del distance
+    labels = segmentation.watershed(elevation, markers, mask=foreground).astype(np.int32, copy=False)
+    del markers, elevation
     # The flood moves only across faces: foreground that no seed reached (a component
     # without a seed, or one joined to a seeded one only at a corner) would vanish. Keep
     # it, joined at corners as the seeds are (a thin diagonal stroke stays one object).
-    comps = measure.label(foreground & (labels == 0))
-    if comps.max():
-        labels = np.where(comps > 0, comps + labels.max(), labels)
-    return labels.astype(np.int32)
+    # Labelled within the box of those pixels: their components, in the same order.
+    missed = ndi.find_objects((foreground & (labels == 0)).view(np.uint8))
+    if missed:
+        box = missed[0]
+        comps = measure.label(foreground[box] & (labels[box] == 0))
+        top = labels.max()
+        labels[box][comps > 0] = comps[comps > 0] + top
+    return labels
 
 
 def _checked_blocks(method: str, ndim: int | None, shape: tuple[int, ...]) -> int:
@@ -316,24 +358,39 @@ def label_instances(
     """
     fg = np.asarray(foreground)  # made boolean a block at a time: no copy of a whole series
     ndim = _checked_blocks(method, ndim, fg.shape)
-    out = np.zeros(fg.shape, np.int32)
     lead = fg.shape[: fg.ndim - ndim]
+    if not lead:  # one block: its labels are the result
+        return _label_block(fg, method=method, seeds=seeds, elevation=elevation, fill_holes=fill_holes,
+                            min_size=min_object_size(min_size, fg.shape, min_size_is_area=min_size_is_area),
+                            neck_ratio=neck_ratio)
+    out = np.zeros(fg.shape, np.int32)
+    kept = min_object_size(min_size, fg.shape[len(lead):], min_size_is_area=min_size_is_area)
     for index in np.ndindex(*lead):
-        block = fg[index] != 0
-        if method == "components":
-            labels = measure.label(block, connectivity=1).astype(np.int32)
-        else:
-            labels = split_touching(
-                block,
-                seeds=None if seeds is None else np.asarray(seeds[index]) > 0,
-                elevation=None if elevation is None else np.asarray(elevation[index]),
-                neck_ratio=neck_ratio,
-            )
-        if fill_holes:
-            labels = _fill_holes_per_label(labels)
-        labels = _remove_small(labels, min_object_size(min_size, block.shape, min_size_is_area=min_size_is_area))
-        out[index], _, _ = segmentation.relabel_sequential(labels)
+        out[index] = _label_block(
+            fg[index], method=method, seeds=None if seeds is None else seeds[index],
+            elevation=None if elevation is None else elevation[index], fill_holes=fill_holes,
+            min_size=kept, neck_ratio=neck_ratio)
     return out
+
+
+def _label_block(fg: np.ndarray, *, method: str, seeds: np.ndarray | None, elevation: np.ndarray | None,
+                 fill_holes: bool, min_size: int, neck_ratio: float | None) -> np.ndarray:
+    """One block of :func:`label_instances`: int32 labels of ``fg`` (nonzero where objects are),
+    objects of fewer than ``min_size`` pixels (the block's) removed."""
+    block = fg != 0
+    if method == "components":
+        labels = measure.label(block, connectivity=1).astype(np.int32, copy=False)
+    else:
+        labels = split_touching(
+            block,
+            seeds=None if seeds is None else np.asarray(seeds) > 0,
+            elevation=None if elevation is None else np.asarray(elevation),
+            neck_ratio=neck_ratio,
+        )
+    if fill_holes:
+        labels = _fill_holes_per_label(labels)
+    del block
+    return _relabel_sequential(_remove_small(labels, min_size))
 
 
 def relabel_edited(
