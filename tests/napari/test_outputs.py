@@ -513,6 +513,57 @@ def test_the_note_of_instances_edited_during_an_update_names_the_edits_it_took(
             "started; those made since are only in 'img instances'") in note
 
 
+def _hold_the_update(monkeypatch, when: str):
+    """Hold "Update instances" ``when`` its layer is to be removed: "running" (its job waits
+    for ``release()``) or "queued" (``release()`` waits until the job has run, no Qt events
+    handled, so its result waits in the event queue). Returns ``release``."""
+    import threading
+
+    from napari_unet._napari import widget as widget_module
+
+    gate, done, real = threading.Event(), threading.Event(), widget_module.relabel_job
+
+    def job(*args, **kwargs):
+        try:
+            assert gate.wait(30)
+            return real(*args, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(widget_module, "relabel_job", job)
+    if when == "queued":
+        gate.set()
+        return lambda: done.wait(30)
+    return gate.set
+
+
+@pytest.mark.parametrize("when", ["running", "queued"])
+def test_the_mask_removed_while_the_update_runs_stops_it(viewer, widget, wait_done, fake_net, notes,
+                                                         monkeypatch, when):
+    """The semantic mask removed while the instances are updated from it: the update went on,
+    replaced the instances with the split of a mask no longer in the viewer, and the status
+    read '4 objects after the update of img ('img semantic' -> 'img instances', ...)'. It stops,
+    as when the image is removed: the instances stay as the user left them, edits and all."""
+    _segment_discs(viewer, widget, wait_done)
+    inst = viewer.layers["img instances"]
+    _paint_a_nucleus(inst)
+    edited = inst.data.copy()
+    release = _hold_the_update(monkeypatch, when)
+    widget.update_instances()
+    release()
+    viewer.layers.remove("img semantic")
+    wait_done(widget)
+    assert names(viewer) == ["img", "img instances"] and viewer.layers["img instances"] is inst
+    np.testing.assert_array_equal(inst.data, edited)
+    assert "updated_from" not in inst.metadata
+    assert widget.status.value == "Stopped: 'img semantic' was removed."
+    assert notes.messages("info") == [
+        "'img semantic' was removed from the viewer: its instance update was stopped and nothing was "
+        "added; 'img instances' is left as it was. To update instances again, run the segmentation, "
+        "correct the new mask, then press 'Update instances'."]
+    assert not notes.messages("error") and not notes.messages("warning")
+
+
 def test_fingerprint_sees_any_change():
     a = np.zeros((4, 5), np.int32)
     before = fingerprint(a)

@@ -94,9 +94,9 @@ class _Run(Run):
     kind: str
     source: Image
     source_name: str
-    source_removed: bool = False  # the image (or the instances layer measured) was removed
+    source_removed: bool = False  # the image (or a layer of ``reads``) was removed
     source_data: Any = None  # the array being segmented (the layer's own object, not a copy)
-    measured: Labels | None = None  # the instances layer a measurement reads
+    reads: tuple[Labels, ...] = ()  # the labels it works on: the instances measured, an update's mask
     axes_guessed: bool = False  # the axes were 'auto': guessed from the layer's shape
 
 
@@ -414,7 +414,7 @@ class SegmentWidget(EngineWidget):
             self._table = None  # its labels are gone: nothing left that the table describes
             self.save_button.enabled = False
         run = self._run
-        if run is not None and (event.value is run.source or event.value is run.measured):
+        if run is not None and (event.value is run.source or any(event.value is layer for layer in run.reads)):
             run.source_removed = True
             run.answered = True  # progress records still queued must not rewrite the status
             run.worker.quit()
@@ -422,9 +422,22 @@ class SegmentWidget(EngineWidget):
             what = {"segment": "segmentation", "update": "instance update"}.get(run.kind, "measurement")
             # A measurement adds no layer of its own: its table, values on hover and tracks are not kept.
             left = "nothing was kept" if run.kind == "measure" else "nothing was added"
-            self._say_removed(f"'{name}' was removed from the viewer: its {what} was stopped and {left}.")
+            self._say_removed(f"'{name}' was removed from the viewer: its {what} was stopped and {left}"
+                              + self._left_note(run, event.value))
             self.status.value = f"Stopped: '{name}' was removed."
             self.progress_bar.value = 0
+
+    def _left_note(self, run: _Run, gone: Layer) -> str:
+        """The end of the note that ``gone``, which ``run`` works on, was removed: what the run
+        leaves as it was, and what to do."""
+        found = self._tracker.owner(run.source, gone) if run.kind == "update" else None
+        if found is None:
+            return "."
+        instances = found[0].layer("instances")  # gone is the pair's mask
+        kept = (f"; '{instances.name}' is left as it was"
+                if instances is not None and instances in self._viewer.layers else "")
+        return (f"{kept}. To update instances again, run the segmentation, correct the new mask, "
+                "then press 'Update instances'.")
 
     def _on_segmented(self, result: JobDone | JobFailed) -> None:
         run = self._run
@@ -596,7 +609,8 @@ class SegmentWidget(EngineWidget):
                                edited=edited, _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
-        self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker),
+        # The mask it splits: removed while it runs, the update stops (nothing added, the instances left).
+        self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker, reads=(semantic,)),
                     lambda result: self._on_relabelled(result, semantic, params, made, record, keep,
                                                        min_volume=min_volume),
                     progress_records=False)
@@ -732,7 +746,7 @@ class SegmentWidget(EngineWidget):
                                _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Measuring the objects of {layer.name}…"
-        self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker, measured=layer),
+        self._start(_Run(kind="measure", source=source, source_name=source.name, worker=worker, reads=(layer,)),
                     lambda result: self._on_measured(result, layer, axes, labels, keep=keep, linked=linked),
                     progress_records=False)
 
