@@ -564,6 +564,36 @@ def test_the_mask_removed_while_the_update_runs_stops_it(viewer, widget, wait_do
     assert not notes.messages("error") and not notes.messages("warning")
 
 
+@pytest.mark.parametrize("when", ["running", "queued"])
+def test_the_instances_removed_while_the_update_runs_stop_it(viewer, widget, wait_done, fake_net, notes,
+                                                             monkeypatch, when):
+    """The instances layer removed while it is updated: the update put it back as a new
+    'img instances', with the edits of the layer removed, and wrote those edits into the mask,
+    saying nothing of the removal. It stops, as when the image is removed: nothing is added, the
+    mask is left as it was, and the note says how to make instances again."""
+    _segment_discs(viewer, widget, wait_done)
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    mask = sem.data.copy()
+    _paint_a_nucleus(inst)  # the update would add it to the mask
+    release = _hold_the_update(monkeypatch, when)
+    widget.update_instances()
+    release()
+    viewer.layers.remove(inst)
+    wait_done(widget)
+    assert names(viewer) == ["img", "img semantic"]
+    np.testing.assert_array_equal(sem.data, mask)
+    assert widget.status.value == "Stopped: 'img instances' was removed."
+    assert notes.messages("info") == [
+        "'img instances' was removed from the viewer: its instance update was stopped and nothing was "
+        "added. Press 'Update instances' again to make new instances from 'img semantic'."]
+    assert not notes.messages("error") and not notes.messages("warning")
+    # Which makes them (the job is no longer held).
+    widget.update_instances()
+    wait_done(widget)
+    assert names(viewer) == ["img", "img semantic", "img instances"]
+    assert viewer.layers["img instances"].data.max() == 3
+
+
 def test_fingerprint_sees_any_change():
     a = np.zeros((4, 5), np.int32)
     before = fingerprint(a)

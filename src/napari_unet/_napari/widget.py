@@ -96,7 +96,7 @@ class _Run(Run):
     source_name: str
     source_removed: bool = False  # the image (or a layer of ``reads``) was removed
     source_data: Any = None  # the array being segmented (the layer's own object, not a copy)
-    reads: tuple[Labels, ...] = ()  # the labels it works on: the instances measured, an update's mask
+    reads: tuple[Labels, ...] = ()  # the labels it works on: the instances measured, an update's pair
     axes_guessed: bool = False  # the axes were 'auto': guessed from the layer's shape
 
 
@@ -433,11 +433,14 @@ class SegmentWidget(EngineWidget):
         found = self._tracker.owner(run.source, gone) if run.kind == "update" else None
         if found is None:
             return "."
-        instances = found[0].layer("instances")  # gone is the pair's mask
-        kept = (f"; '{instances.name}' is left as it was"
-                if instances is not None and instances in self._viewer.layers else "")
-        return (f"{kept}. To update instances again, run the segmentation, correct the new mask, "
-                "then press 'Update instances'.")
+        pair, role = found
+        other = pair.layer("instances" if role == "semantic" else "semantic")
+        if other is None or other not in self._viewer.layers:
+            return "."
+        if role == "instances":
+            return f". Press 'Update instances' again to make new instances from '{other.name}'."
+        return (f"; '{other.name}' is left as it was. To update instances again, run the segmentation, "
+                "correct the new mask, then press 'Update instances'.")
 
     def _on_segmented(self, result: JobDone | JobFailed) -> None:
         run = self._run
@@ -609,8 +612,11 @@ class SegmentWidget(EngineWidget):
                                edited=edited, _start_thread=False, _ignore_errors=True)
         self._set_busy(True)
         self.status.value = f"Updating instances of {source.name}…"
-        # The mask it splits: removed while it runs, the update stops (nothing added, the instances left).
-        self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker, reads=(semantic,)),
+        # The mask it splits and the instances it replaces (edits taken into the mask): either removed
+        # while it runs, the update stops. The other is left as it was, and nothing comes back.
+        instances = record.layer("instances")
+        reads = (semantic, instances) if instances is not None and instances in self._viewer.layers else (semantic,)
+        self._start(_Run(kind="update", source=source, source_name=source.name, worker=worker, reads=reads),
                     lambda result: self._on_relabelled(result, semantic, params, made, record, keep,
                                                        min_volume=min_volume),
                     progress_records=False)
