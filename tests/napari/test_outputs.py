@@ -594,6 +594,27 @@ def test_the_instances_removed_while_the_update_runs_stop_it(viewer, widget, wai
     assert viewer.layers["img instances"].data.max() == 3
 
 
+def test_the_pair_removed_at_once_while_it_is_updated(viewer, widget, wait_done, fake_net, notes, monkeypatch):
+    """The mask and the instances selected and deleted together while they are updated: each
+    removal is noted, and neither note tells to update from the mask deleted with them (the
+    note of the instances, removed first, read 'Press 'Update instances' again to make new
+    instances from 'img semantic'', the mask going a moment later)."""
+    _segment_discs(viewer, widget, wait_done)
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    release = _hold_the_update(monkeypatch, "running")
+    widget.update_instances()
+    viewer.layers.selection = {sem, inst}
+    viewer.layers.remove_selected()
+    release()
+    wait_done(widget)
+    assert names(viewer) == ["img"]
+    assert sorted(notes.messages("info")) == [
+        f"'img {role}' was removed from the viewer: its instance update was stopped and nothing was added."
+        for role in ("instances", "semantic")]
+    assert widget.status.value.startswith("Stopped: ")
+    assert not notes.messages("error") and not notes.messages("warning")
+
+
 def test_fingerprint_sees_any_change():
     a = np.zeros((4, 5), np.int32)
     before = fingerprint(a)

@@ -422,8 +422,9 @@ class SegmentWidget(EngineWidget):
             what = {"segment": "segmentation", "update": "instance update"}.get(run.kind, "measurement")
             # A measurement adds no layer of its own: its table, values on hover and tracks are not kept.
             left = "nothing was kept" if run.kind == "measure" else "nothing was added"
-            self._say_removed(f"'{name}' was removed from the viewer: its {what} was stopped and {left}"
-                              + self._left_note(run, event.value))
+            gone = event.value  # the note says what is left when it is shown (the pair removed at once)
+            self._say_removed(lambda: f"'{name}' was removed from the viewer: its {what} was stopped and {left}"
+                              + self._left_note(run, gone))
             self.status.value = f"Stopped: '{name}' was removed."
             self.progress_bar.value = 0
 

@@ -13,6 +13,7 @@ What a widget says about a layer the user removed goes through
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
 from typing import Any
@@ -72,12 +73,14 @@ class ViewerListener:
     def _disconnect(self) -> None:  # overridden to also stop work in flight
         self._stop_listening()
 
-    def _say_removed(self, message: str) -> None:
+    def _say_removed(self, message: str | Callable[[], str]) -> None:
         """Show ``message``, about a layer removed from the viewer, unless the viewer is closing.
 
         ``viewer.close()`` removes every layer, then closes the window: a note that a job was
         stopped or a pair dropped would only mislead. So the note waits for the event loop's next
         turn, and is dropped if the widget's window was closed (or destroyed) by then.
+        A callable ``message`` is called then, so that what it says of the layers left is true
+        when shown (several layers removed at once go one by one).
         """
         top = self.native
         while top.parentWidget() is not None:  # the viewer's main window (a floating dock's too)
@@ -86,7 +89,7 @@ class ViewerListener:
 
         def say() -> None:
             if not watch.stop():
-                show_info(message)
+                show_info(message() if callable(message) else message)
 
         QTimer.singleShot(0, say)
 
