@@ -85,7 +85,11 @@ def main() -> None:
     # A z-stack of the mosaic's network outputs, each plane shifted (nuclei slant through it), labelled
     # in 3D as segment labels a 2D model's stack: watershed from the seeds, cut at necks.
     from napari_unet.instances import label_instances
-    from napari_unet.postprocess import seeds_from_probabilities, semantic_from_probabilities, watershed_elevation
+    from napari_unet.postprocess import (
+        seeds_from_probabilities,
+        semantic_from_probabilities,
+        watershed_elevation,
+    )
 
     probs = napari_unet.segment(image, model=model, device="cpu").probabilities
     cfg = model.config

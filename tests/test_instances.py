@@ -773,8 +773,8 @@ def test_a_stack_is_labelled_in_3d_in_under_31_bytes_per_voxel():
         fg |= d <= r * r
         seeds |= d <= (0.6 * r) ** 2
     elevation = np.round(255 * np.exp(-ndi.distance_transform_edt(fg) / 3)).astype(np.uint8)
-    kwargs = dict(method="watershed", seeds=seeds, elevation=elevation, ndim=3, neck_ratio=0.7,
-                  min_size=24, min_size_is_area=True)
+    kwargs = {"method": "watershed", "seeds": seeds, "elevation": elevation, "ndim": 3, "neck_ratio": 0.7,
+              "min_size": 24, "min_size_is_area": True}
     labels = label_instances(fg.astype(np.uint8), **kwargs)
     assert labels.max() > 30 and labels.dtype == np.int32
     per_voxel = peak_numpy_bytes(lambda: label_instances(fg.astype(np.uint8), **kwargs)) / fg.size

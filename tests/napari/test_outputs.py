@@ -440,25 +440,33 @@ def test_rounds_of_corrections_on_the_instances_stay_in_one_pair(viewer, widget,
     assert not (inst.data[second] == second_id).any() and (inst.data[first] == first_id).all()
 
 
+def _gated_update_job(monkeypatch):
+    """Make "Update instances"' job wait for the event ``gate`` before it starts (before it
+    copies any layer), and set ``done`` when it has run. Returns ``(gate, done)``."""
+    import threading
+
+    from napari_unet._napari import widget as widget_module
+
+    gate, done, real = threading.Event(), threading.Event(), widget_module.relabel_job
+
+    def job(*args, **kwargs):
+        try:
+            assert gate.wait(30)
+            return real(*args, **kwargs)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(widget_module, "relabel_job", job)
+    return gate, done
+
+
 def test_instances_edited_while_the_update_runs_are_kept(viewer, widget, wait_done, fake_net, notes,
                                                          monkeypatch):
     """A stroke on the instances after the update copied them is not in its labels: the layer is
     kept as the user left it, the update goes to a new layer, with the edits made before the copy,
     and a note says why."""
-    import threading
-
-    from napari_unet._napari import widget as widget_module
-
-    done, real = threading.Event(), widget_module.relabel_job
-
-    def job(*args, **kwargs):
-        try:
-            return real(*args, **kwargs)
-        finally:
-            done.set()
-
-    # The job has run (a worker not yet started is not running either, and would copy the late stroke).
-    monkeypatch.setattr(widget_module, "relabel_job", job)
+    gate, done = _gated_update_job(monkeypatch)
+    gate.set()  # waited for below: the job has run (a worker not yet started is not running either)
     _segment_discs(viewer, widget, wait_done)
     inst = viewer.layers["img instances"]
     before = _paint_a_nucleus(inst)
@@ -481,21 +489,7 @@ def test_the_note_of_instances_edited_during_an_update_names_the_edits_it_took(
         viewer, widget, wait_done, fake_net, notes, monkeypatch):
     """The worker copies the instances a moment after the press: a stroke made in between is in
     the update, so the note must not say it holds only the edits made before the press."""
-    import threading
-
-    from napari_unet._napari import widget as widget_module
-
-    gate, done = threading.Event(), threading.Event()
-    real = widget_module.relabel_job
-
-    def held(*args, **kwargs):
-        try:
-            assert gate.wait(30)  # the worker has started, not yet copied the layer
-            return real(*args, **kwargs)
-        finally:
-            done.set()
-
-    monkeypatch.setattr(widget_module, "relabel_job", held)
+    gate, done = _gated_update_job(monkeypatch)  # the worker starts, and waits before its copy
     _segment_discs(viewer, widget, wait_done)
     inst = viewer.layers["img instances"]
     before = _paint_a_nucleus(inst)
@@ -517,20 +511,7 @@ def _hold_the_update(monkeypatch, when: str):
     """Hold "Update instances" ``when`` its layer is to be removed: "running" (its job waits
     for ``release()``) or "queued" (``release()`` waits until the job has run, no Qt events
     handled, so its result waits in the event queue). Returns ``release``."""
-    import threading
-
-    from napari_unet._napari import widget as widget_module
-
-    gate, done, real = threading.Event(), threading.Event(), widget_module.relabel_job
-
-    def job(*args, **kwargs):
-        try:
-            assert gate.wait(30)
-            return real(*args, **kwargs)
-        finally:
-            done.set()
-
-    monkeypatch.setattr(widget_module, "relabel_job", job)
+    gate, done = _gated_update_job(monkeypatch)
     if when == "queued":
         gate.set()
         return lambda: done.wait(30)
@@ -557,10 +538,10 @@ def test_the_mask_removed_while_the_update_runs_stops_it(viewer, widget, wait_do
     np.testing.assert_array_equal(inst.data, edited)
     assert "updated_from" not in inst.metadata
     assert widget.status.value == "Stopped: 'img semantic' was removed."
-    assert notes.messages("info") == [
+    assert notes.messages("info") == [(
         "'img semantic' was removed from the viewer: its instance update was stopped and nothing was "
         "added; 'img instances' is left as it was. To update instances again, run the segmentation, "
-        "correct the new mask, then press 'Update instances'."]
+        "correct the new mask, then press 'Update instances'.")]
     assert not notes.messages("error") and not notes.messages("warning")
 
 
@@ -583,9 +564,9 @@ def test_the_instances_removed_while_the_update_runs_stop_it(viewer, widget, wai
     assert names(viewer) == ["img", "img semantic"]
     np.testing.assert_array_equal(sem.data, mask)
     assert widget.status.value == "Stopped: 'img instances' was removed."
-    assert notes.messages("info") == [
+    assert notes.messages("info") == [(
         "'img instances' was removed from the viewer: its instance update was stopped and nothing was "
-        "added. Press 'Update instances' again to make new instances from 'img semantic'."]
+        "added. Press 'Update instances' again to make new instances from 'img semantic'.")]
     assert not notes.messages("error") and not notes.messages("warning")
     # Which makes them (the job is no longer held).
     widget.update_instances()
