@@ -572,8 +572,10 @@ def test_link_time_only_acts_on_a_time_axis(models):
     stack = rng.random((3, 32, 32)).astype(np.float32)
     movie = napari_unet.segment(stack, model=str(models["2d"]), axes="TYX", link_time=True)
     assert movie.metadata["linked_over_time"] is True
+    # Linked ids are tracks numbered from 1: the result counts them once, for the CLI and widget.
+    assert movie.tracks == len(np.unique(movie.instances[movie.instances > 0])) == movie.instances.max()
     planes = napari_unet.segment(stack, model=str(models["2d"]), axes="ZYX", link_time=True)
-    assert planes.metadata["linked_over_time"] is False
+    assert planes.metadata["linked_over_time"] is False and planes.tracks is None
     plain = napari_unet.segment(stack, model=str(models["2d"]), axes="ZYX")
     np.testing.assert_array_equal(planes.instances, plain.instances)
 

@@ -47,6 +47,9 @@ class Segmentation:
         Model name and weight hash, parameters, package version. ``min_volume``: the
         voxels an object needed to be kept where the labels are 3D (None in 2D); for a
         2D model's planes labelled together, the ball as wide as ``min_size``'s disc.
+    tracks : int or None
+        For instances linked over time (``metadata["linked_over_time"]``), the number of
+        tracks: linked ids are numbered from 1, so their largest. None when not linked.
     """
 
     semantic: np.ndarray
@@ -54,6 +57,7 @@ class Segmentation:
     probabilities: np.ndarray | None
     axes: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    tracks: int | None = None
 
 
 def iter_segment(
@@ -235,7 +239,8 @@ def iter_segment(
         "linked_over_time": linked,
         "n_objects": n_objects,
     }
-    return Segmentation(semantic, instances, probs_out, plan.out_axes, meta)
+    tracks = int(np.max(instances, initial=0)) if linked else None
+    return Segmentation(semantic, instances, probs_out, plan.out_axes, meta, tracks)
 
 
 def check_percentiles(percentiles: Any) -> tuple[float, float]:

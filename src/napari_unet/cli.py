@@ -398,8 +398,7 @@ def _segment_read(args: argparse.Namespace, model: Any, path: Path, read: Any, s
         guess = _guessed_axes_note(path.name, tuple(image.shape), result.metadata["axes"])
         notes += [guess] if guess else []
     n = result.metadata["n_objects"]
-    # Linked ids are tracks, numbered from 1: the largest is their count.
-    tracks = f" in {plural(int(result.instances.max()), 'track')}" if args.link_time else ""
+    tracks = "" if result.tracks is None else f" in {plural(result.tracks, 'track')}"
     value = _blank_value(image, channel=args.channel, axes=result.metadata["axes"])
     blank = "" if value is None else f" (the image is blank: every pixel is {value})"
     print(f"{path.name}: {plural(n, 'object')}{tracks}{blank} -> {', '.join(p.name for p in (sem, inst, *table))}")

@@ -140,9 +140,8 @@ def segment_job(image: Any, options: dict[str, Any], *,
         seg = yield from iter_segment(image, **options)
         seg = replace(seg, instances=display_labels(seg.instances))
         # Inside the try too: hashing and copying a big stack can run out of memory.
-        tracks = int(np.max(seg.instances, initial=0)) if seg.metadata.get("linked_over_time") else None
         return JobDone(seg, {"semantic": fingerprint(seg.semantic), "instances": fingerprint(seg.instances)},
-                       np.array(seg.instances, copy=True), tracks)
+                       np.array(seg.instances, copy=True), seg.tracks)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         if not isinstance(exc, SegmentationError):
             log.exception("napari-unet: segmentation failed")
