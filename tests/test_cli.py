@@ -2093,12 +2093,18 @@ def test_tune_names_images_whose_guessed_axes_their_masks_do_not_fit(models, tmp
     for p in images.iterdir():
         tifffile.imwrite(p, np.stack([tifffile.imread(p)] * 2, -1), photometric="minisblack")
     assert main([*args, "-o", str(tmp_path / "t0")]) == 2
-    assert "does not fit the axes ZYX" in _assert_one_error_line(capsys.readouterr().err)
+    line = _assert_one_error_line(capsys.readouterr().err)
+    # evaluate's message for the same mistake: the image, both shapes, the axes, what to do.
+    assert f"its mask in {masks} has shape (64, 64), but the image (shape (64, 64, 2), axes ZYX, guessed from " \
+           "its shape) needs a mask of shape (64, 64, 2), one label per pixel of every plane: give the mask " \
+           "of the whole image, or the image's axes with --axes if they are others." in line
     for p in images.iterdir():
         tifffile.imwrite(p, tifffile.imread(p)[..., :1], photometric="minisblack")
         tifffile.imwrite(masks / p.name, tifffile.imread(masks / p.name)[..., None], photometric="minisblack")
     assert main([*args, "-o", str(tmp_path / "t1")]) == 2
-    assert "does not fit the axes YXC" in _assert_one_error_line(capsys.readouterr().err)
+    line = _assert_one_error_line(capsys.readouterr().err)
+    assert "has shape (64, 64, 1), but the image (shape (64, 64, 1), axes YXC, guessed from its shape) " \
+           "needs a mask of shape (64, 64), one label per pixel:" in line
     assert not fake_net and not (tmp_path / "t0").exists() and not (tmp_path / "t1").exists()
 
 

@@ -590,13 +590,19 @@ def _check_mask_fits(name: str, shape: tuple[int, ...], mask_shape: tuple[int, .
         plan = plan_axes(shape, axes, spatial_dims=model.config.spatial_dims, in_channels=model.config.in_channels)
     except SegmentationError:
         return  # segment names what is wrong with the image or its axes
-    wanted = tuple(n for n, a in zip(shape, plan.axes) if a != "C")
+    _check_mask_shape(name, shape, mask_shape, plan.axes, guessed=axes is None, masks=masks)
+
+
+def _check_mask_shape(name: str, shape: tuple[int, ...], mask_shape: tuple[int, ...], letters: str, *,
+                      guessed: bool, masks: str) -> None:
+    """Refuse a mask that is not the shape of its image (read with the axes ``letters``,
+    ``guessed`` from its shape or not) less its C axis: evaluate's and tune's one message for it."""
+    wanted = tuple(n for n, a in zip(shape, letters) if a != "C")
     if mask_shape != wanted:
-        guessed = ", guessed from its shape" if axes is None else ""
         raise SegmentationError(
             f"{name}: its mask in {masks} has shape {mask_shape}, but the image (shape {shape}, axes "
-            f"{plan.axes}{guessed}) needs a mask of shape {wanted}, one label per pixel"
-            + (" of every plane" if "Z" in plan.axes or "T" in plan.axes else "")
+            f"{letters}{', guessed from its shape' if guessed else ''}) needs a mask of shape {wanted}, "
+            "one label per pixel" + (" of every plane" if "Z" in letters or "T" in letters else "")
             + ": give the mask of the whole image, or the image's axes with --axes if they are others.")
 
 
@@ -858,11 +864,8 @@ def _tuning_planes(images: str, masks: str, model: Any, *, axes: str | None = No
         except SegmentationError as exc:
             raise SegmentationError(f"{name}: {exc}") from None
         letters = plan.axes
-        if mask.ndim != len(letters.replace("C", "")):
-            raise SegmentationError(
-                f"{name}: its mask (shape {mask.shape}) does not fit the axes {letters} the image "
-                f"(shape {img.shape}) is read with: give the image's axes with --axes (e.g. --axes YXC), "
-                "and a mask with one label per pixel of Y and X.")
+        _check_mask_shape(name, tuple(img.shape), tuple(mask.shape), letters, guessed=img_axes is None,
+                          masks=masks)
         lead = [a for a in letters if a not in "YXC"]
         # Planes lie on the last two axes (Y, X), channels after them; the mask has no C.
         img = np.transpose(img, [letters.index(a) for a in [*lead, "Y", "X", *("C" * ("C" in letters))]])
