@@ -198,8 +198,12 @@ def test_prepare_sample_rgb_becomes_grey_for_one_channel():
 
 
 def test_prepare_sample_refuses_mismatches():
-    with pytest.raises(SegmentationError, match="does not match"):
+    # The message pair_planes gives for the same mistake: the shapes and what to do.
+    with pytest.raises(SegmentationError, match=re.escape(
+            "a: image shape (20, 20) does not match mask shape (20, 21). Give each image a mask")):
         prepare_sample(np.ones((20, 20)), np.zeros((20, 21), np.int32), name="a")
+    with pytest.raises(SegmentationError, match="a: the mask has colour channels"):
+        prepare_sample(np.ones((20, 20)), np.zeros((20, 20, 3), np.int32), name="a")
     with pytest.raises(SegmentationError, match="channel"):
         prepare_sample(np.ones((20, 20, 2)), np.zeros((20, 20), np.int32), in_channels=1)
     with pytest.raises(SegmentationError, match="channel"):

@@ -183,6 +183,7 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
     """
     image = np.asarray(image)
     labels = whole_labels(labels, name)
+    check_pair_shapes(image.shape, labels.shape, name=name)
     if image.ndim == 3 and image.shape[-1] in (3, 4) and in_channels == 1:
         image = luminance(image, channel_axis=-1)
     if image.ndim == labels.ndim:
@@ -194,10 +195,6 @@ def prepare_sample(image: np.ndarray, labels: np.ndarray, *, name: str = "",
             f"{name}: the image has {plural(x.shape[0], 'channel')} and the model takes {in_channels}: "
             + ("save the channel that shows the nuclei on its own and train on that."
                if in_channels == 1 else f"give images with {in_channels} channels."))
-    if x.shape[1:] != labels.shape:
-        raise SegmentationError(
-            f"{name}: image shape {image.shape} does not match mask shape {labels.shape}."
-        )
     if min(labels.shape[-2:]) < MIN_SIZE:
         # Training would pad it, but tuning and segmenting refuse it (after hours of training).
         raise SegmentationError(
