@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scenes import disc
@@ -429,6 +431,18 @@ def test_tracks_table_carries_measurements_as_features_in_its_row_order():
 def test_tracks_table_bad_input_is_a_clear_error(labels, axes, table, words):
     with pytest.raises(SegmentationError, match=words):
         tracks_table(labels, axes=axes, table=table)
+
+
+def test_labels_given_as_a_file_name_are_named_as_such():
+    """A file name (the CLI's instances file, say) is named as one to read first, as
+    measure_objects does, not refused as text labels of shape ()."""
+    for call in (lambda: tracks_table("movie_instances.tif", axes="TYX"),
+                 lambda: link_over_time("movie_instances.tif"),
+                 lambda: join_tracks(Path("movie_instances.tif"), time_axis=0)):
+        with pytest.raises(SegmentationError, match="labels are a file name") as info:
+            call()
+        assert "'movie_instances.tif'" in str(info.value) and "shape ()" not in str(info.value)
+        assert "napari_unet.io.read_labels(path)" in str(info.value)
 
 
 def test_tracks_table_is_public():

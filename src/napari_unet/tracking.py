@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import SegmentationError, check_whole
+from .errors import SegmentationError, check_whole, refuse_file_name
 from .instances import ids_and_ranks
 from .measure import measure_objects
 from .metrics import overlaps
@@ -63,6 +63,7 @@ def _checked(labels: np.ndarray, time_axis: int, min_iou: float) -> tuple[np.nda
         raise SegmentationError(
             f"time_axis must be the index of the time axis (e.g. 0 for TYX, axes.index('T')), "
             f"not {time_axis!r}.")
+    refuse_file_name(labels, "The labels are", reader="read_labels", give="its ids")
     labels = np.asarray(labels)
     if labels.ndim < 2 or not -labels.ndim <= time_axis < labels.ndim:
         raise SegmentationError(
@@ -257,6 +258,7 @@ def tracks_table(instances: np.ndarray, *, axes: str,
         are sorted by ``track_id``, then ``t``, as napari's Tracks layer takes
         them. Then the ``features`` columns, in the same row order.
     """
+    refuse_file_name(instances, "The instance labels are", reader="read_labels", give="its ids")
     axes = str(axes).upper()
     if "T" not in axes:
         raise SegmentationError(
