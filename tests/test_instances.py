@@ -1078,6 +1078,70 @@ def test_take_hand_edits_brings_painted_and_erased_ids_into_the_mask():
         instances.take_hand_edits(mask, previous, edited[:-1])
 
 
+def _update(previous: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """What "Update instances" makes: the hand edits taken into ``mask`` (in place), then relabelled."""
+    instances.take_hand_edits(mask, previous, edited)
+    return relabel_edited(mask, edited, method="components", min_size=0)
+
+
+def test_hand_edits_kept_when_the_update_holds_them():
+    previous = _squares_scene()
+    edited = previous.copy()
+    edited[25:33, 5:13] = 7  # a missed nucleus painted on the labels
+    edited[previous == 2] = 1  # a split nucleus joined
+    edited[previous == 3] = 0  # a false positive erased
+    mask = previous > 0
+    out = _update(previous, edited, mask)
+    assert instances.hand_edits_kept(previous, edited, out)
+    assert not instances.mask_changed_round_edits(mask, previous, edited)
+    # Renumbered one to one, the objects are the user's still.
+    assert instances.hand_edits_kept(previous, edited, np.where(out == 7, 9, np.where(out == 1, 7, out)))
+    # The mask painted round the painted nucleus (grown), or erased off the rest of the joined one.
+    mask = previous > 0
+    mask[25:33, 13:16] = True
+    mask[5:15, 5:7] = False
+    out = _update(previous, edited, mask)
+    assert set(np.unique(out[25:33, 5:16])) == {7} and not out[5:15, 5:7].any()
+    assert instances.hand_edits_kept(previous, edited, out)
+    # Ids mean other objects in other blocks (time points): each block is checked on its own.
+    series = np.stack([previous, np.where(previous > 0, previous + 4, 0)])  # ids 5, 6, 7 in the second
+    hand = np.stack([edited, series[1]])
+    out = np.stack([edited, np.where(series[1] == 7, 9, series[1])])  # that 7 renumbered, not the painted one
+    assert instances.hand_edits_kept(series, hand, out, ndim=2)
+    assert not instances.hand_edits_kept(series, hand, out)  # one block: the 7s one object, split
+
+
+def test_hand_edits_not_kept_when_the_mask_changed_round_them():
+    previous = _squares_scene()
+    # A nucleus painted against object 3, the mask grown on its other side: the region is
+    # labelled afresh, one object, with 3's id (the painted id is gone).
+    edited = previous.copy()
+    edited[25:35, 50:54] = 7
+    mask = previous > 0
+    mask[25:35, 38:40] = True
+    out = _update(previous, edited, mask)
+    assert set(np.unique(out[25:35, 38:54])) == {3}
+    assert not instances.hand_edits_kept(previous, edited, out)
+    assert instances.mask_changed_round_edits(mask, previous, edited)
+    # The two squares joined by hand, then a line erased on the mask between them: split again.
+    edited = np.where(previous == 2, 1, previous)
+    mask = previous > 0
+    mask[5:15, 14:16] = False
+    out = _update(previous, edited, mask)
+    assert len(_objects(out[5:15, 5:25])) == 2
+    assert not instances.hand_edits_kept(previous, edited, out)
+    assert instances.mask_changed_round_edits(mask, previous, edited)
+    # Pixels the user erased labelled again, or painted ones left out; two of their objects as one.
+    edited = previous.copy()
+    edited[25:33, 5:13] = 7
+    edited[0:4, 0:4] = 8
+    assert not instances.hand_edits_kept(previous, edited, previous)
+    assert not instances.hand_edits_kept(previous, edited, np.where(edited == 8, 7, edited))
+    assert instances.hand_edits_kept(previous, edited, edited)
+    with pytest.raises(SegmentationError, match="do not match"):
+        instances.hand_edits_kept(previous, edited, edited[:-1])
+
+
 def test_update_twice_gives_what_updating_once_did():
     # Two overlapping discs with a hole, one object as a plain labelling of the mask gives it (the
     # hole unlabelled). The first update labels its region again, as it fills the hole (before, it

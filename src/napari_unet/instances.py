@@ -21,7 +21,8 @@ from skimage import measure, morphology, segmentation
 from .errors import SegmentationError
 
 __all__ = ["ball_volume_of_disc", "label_instances", "min_object_size", "relabel_edited", "split_touching",
-           "take_hand_edits", "split_seeds_at_necks", "count_objects", "ids_and_ranks", "METHODS"]
+           "take_hand_edits", "hand_edits_kept", "mask_changed_round_edits", "split_seeds_at_necks",
+           "count_objects", "ids_and_ranks", "METHODS"]
 
 METHODS = ("components", "watershed")
 
@@ -506,6 +507,109 @@ def take_hand_edits(mask: np.ndarray, previous: np.ndarray, edited: np.ndarray) 
     where = np.nonzero((edited != previous) & (wanted != (mask != 0)))
     mask[where] = wanted[where]
     return where
+
+
+def hand_edits_kept(previous: np.ndarray, edited: np.ndarray, labels: np.ndarray, *, ndim: int | None = None
+                    ) -> bool:
+    """Whether ``labels`` hold every hand edit of ``edited`` as the user made it.
+
+    ``labels`` are what :func:`relabel_edited` made after :func:`take_hand_edits` took the
+    edits (``edited`` where it differs from ``previous``). They hold them when, in each block:
+    the pixels edited are background in ``labels`` exactly where the user erased them; and the
+    objects the user gave an id to by hand (every pixel of those ids) are still whole, one
+    object each, their own: each such id is one id of ``labels`` (not necessarily the same,
+    were they renumbered), no two of them share one, and none is shared with another object
+    of ``edited``. An edited object grown into background (the mask painted round it) or
+    trimmed outside the pixels edited (the mask erased there) still holds the edits. An object
+    split again or joined to another (the mask changed round it, and its region labelled
+    afresh) does not.
+
+    Parameters
+    ----------
+    previous : ndarray (..., *spatial) int
+        The instance labels as they were made (or last updated).
+    edited : ndarray (same shape) int
+        The same labels after the user's edits.
+    labels : ndarray (same shape) int
+        The labels made from the mask that took those edits.
+    ndim : int or None
+        Trailing dimensions labelled together, whose ids are unique (None: all of them; ids
+        may mean other objects, e.g. tracks, in other blocks).
+
+    Returns
+    -------
+    bool
+    """
+    previous, edited, labels = np.asarray(previous), np.asarray(edited), np.asarray(labels)
+    if not previous.shape == edited.shape == labels.shape:
+        raise SegmentationError(
+            f"The labels ({labels.shape}) do not match the edited labels ({edited.shape}) or those they "
+            f"were made from ({previous.shape}): segment the image again.")
+    ndim = edited.ndim if ndim is None else min(int(ndim), edited.ndim)
+    for index in np.ndindex(*edited.shape[: edited.ndim - ndim]):
+        prev, hand, out = previous[index], edited[index], labels[index]
+        changed = hand != prev
+        if not changed.any():
+            continue
+        if ((hand[changed] == 0) != (out[changed] == 0)).any():
+            return False  # an erased pixel labelled, or a painted one left out
+        ids = np.unique(hand[changed])
+        ids = ids[ids != 0]
+        if not ids.size:
+            continue
+        objects = np.isin(hand, ids)
+        theirs = np.unique(out[objects])
+        region = (objects | np.isin(out, theirs[theirs != 0])) & (hand != 0) & (out != 0)
+        pairs = np.unique(np.stack([hand[region], out[region]]).astype(np.int64), axis=1)
+        if not np.isin(pairs[0], ids).all():
+            return False  # joined to an object the user did not edit
+        if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
+            return False  # split again, or two of the user's objects joined
+    return True
+
+
+def mask_changed_round_edits(mask: np.ndarray, previous: np.ndarray, edited: np.ndarray, *,
+                             ndim: int | None = None) -> bool:
+    """Whether an object the user edited on the instance labels lies in a region of ``mask``
+    that also differs from ``previous`` elsewhere (the mask changed round it, which
+    :func:`relabel_edited` labels afresh, hand-edited ids included).
+
+    ``mask`` is the mask after :func:`take_hand_edits` took the edits (``edited`` where it
+    differs from ``previous``). Regions are those of ``mask`` and the pixels erased from it,
+    joined at corners too, in each block of ``ndim`` trailing dimensions (None: all).
+
+    Parameters
+    ----------
+    mask : ndarray (..., *spatial)
+        The foreground, the hand edits taken.
+    previous : ndarray (same shape) int
+        The instance labels as they were made (or last updated).
+    edited : ndarray (same shape) int
+        The same labels after the user's edits.
+    ndim : int or None
+        Trailing dimensions labelled together.
+
+    Returns
+    -------
+    bool
+    """
+    mask, previous, edited = np.asarray(mask) != 0, np.asarray(previous), np.asarray(edited)
+    ndim = mask.ndim if ndim is None else min(int(ndim), mask.ndim)
+    for index in np.ndindex(*mask.shape[: mask.ndim - ndim]):
+        fg, prev, hand = mask[index], previous[index], edited[index]
+        changed = hand != prev
+        ids = np.unique(hand[changed])
+        ids = ids[ids != 0]
+        if not ids.size:
+            continue
+        differs = (fg != (prev != 0)) & ~changed  # the mask changed by itself (not by the edits taken)
+        if not differs.any():
+            continue
+        regions, _ = ndi.label(fg | differs, np.ones((3,) * fg.ndim, bool))
+        near = np.unique(regions[np.isin(hand, ids) & fg])
+        if np.isin(regions[differs], near[near != 0]).any():
+            return True
+    return False
 
 
 def _regions_to_relabel(fg: np.ndarray, prev: np.ndarray, *, min_size: int, fill_holes: bool
