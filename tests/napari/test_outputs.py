@@ -440,6 +440,36 @@ def test_rounds_of_corrections_on_the_instances_stay_in_one_pair(viewer, widget,
     assert not (inst.data[second] == second_id).any() and (inst.data[first] == first_id).all()
 
 
+def test_instances_edited_where_the_mask_changed_too_are_kept(viewer, widget, wait_done, fake_net, notes):
+    """A nucleus painted on the instances against another, and the mask changed in the same
+    region: that region is split again, the painted id replaced (joined to its neighbour).
+    The update lacks the edit as made, so it does not write into the user's layer: that stays
+    as they left it, the update goes to '[2]', and a note says why."""
+    _segment_discs(viewer, widget, wait_done)
+    sem, inst = viewer.layers["img semantic"], viewer.layers["img instances"]
+    first = int(inst.data[16, 16])
+    assert first
+    painted_id = int(inst.data.max()) + 1
+    inst.brush_size = 5
+    inst.paint((16, 24), painted_id)  # against the first disc (x up to 22)
+    painted = inst.data == painted_id
+    assert painted.sum() > 10 and (inst.data[16, 16:27] > 0).all()
+    sem.brush_size = 3
+    sem.paint((16, 8), 1)  # the mask grown on the other side of that disc
+    left = inst.data.copy()
+    widget.update_instances()
+    wait_done(widget)
+    np.testing.assert_array_equal(inst.data, left)  # the user's layer, as they left it
+    assert names(viewer) == ["img", "img semantic", "img instances", "img instances [2]"]
+    new = viewer.layers["img instances [2]"].data
+    assert (new[painted] == first).all()  # split again: joined to the disc
+    assert (sem.data[painted] > 0).all()  # the mask took the edit
+    (note,) = notes.messages("info")
+    assert note == ("'img instances' keeps your edits as you made them: some lie where you also changed "
+                    "'img semantic', which was split again; 'img instances [2]' holds the update.")
+    assert not notes.messages("error")
+
+
 def _gated_update_job(monkeypatch):
     """Make "Update instances"' job wait for the event ``gate`` before it starts (before it
     copies any layer), and set ``done`` when it has run. Returns ``(gate, done)``."""
@@ -686,6 +716,28 @@ def test_jobs_give_napari_uint16_labels_where_the_ids_fit():
     done = jobs.relabel_job(mask, params, previous=previous)
     assert done.labels.dtype == np.int32 and done.labels[16, 42] == 40_001
     assert jobs.display_labels(np.array([[-1, 2]], np.int32)).dtype == np.int32
+
+
+def test_relabel_job_says_whether_the_labels_hold_the_hand_edits():
+    """The worker checks that the new labels hold every hand edit as made (only then may the
+    layer they were taken from be updated in place: ``edited_digest``), and says why not."""
+    previous = np.zeros((2, 20, 60), np.int32)
+    for k, x in enumerate((2, 14, 26), start=1):
+        previous[:, 5:12, x:x + 7] = k  # three nuclei, linked ids 1-3 in both frames
+    params = {"method": "components", "min_size": 0, "ndim": 2}
+    edited = previous.copy()
+    edited[1, 5:12, 45:52] = 9  # a missed nucleus painted in frame 1
+    done = jobs.relabel_job(previous > 0, params, previous=previous, time_axis=0, edited=edited)
+    assert done.edits_lost is None and done.edited_digest == fingerprint(edited)
+    assert (done.labels[1, 5:12, 45:52] > 3).all()  # linked: an id of its own (a new track)
+    # Painted against nucleus 3, the mask grown on its other side: joined to it, the painted id lost.
+    edited = previous.copy()
+    edited[1, 5:12, 33:37] = 9
+    mask = previous > 0
+    mask[1, 5:12, 24:26] = True
+    done = jobs.relabel_job(mask, params, previous=previous, time_axis=0, edited=edited)
+    assert (done.labels[1, 5:12, 24:37] == 3).all()
+    assert done.edits_lost == "mask" and done.edited_digest is None and done.mask_synced is not None
 
 
 def test_relabel_job_with_linking_keeps_the_ids_of_untouched_objects():

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..api import Segmentation, iter_segment
 from ..errors import SegmentationError, describe
-from ..instances import count_objects, label_instances, relabel_edited, take_hand_edits
+from ..instances import (count_objects, hand_edits_kept, label_instances, mask_changed_round_edits, relabel_edited,
+                         take_hand_edits)
 from ..tracking import join_tracks, link_over_time, tracks_table
 from ..predict import AXES_GIVEN, AXES_GUESSED
 from ..progress import Progress
@@ -65,6 +66,10 @@ class Relabelled:
     them holds nothing ``labels`` lack, and may be updated in place. ``tracks``, for
     labels linked over time, is the number of tracks: their distinct ids (after hand
     edits the ids may have gaps, so not the largest id); None when they are not linked.
+    ``edits_lost`` says why ``labels`` lack some of the edits taken, as made (see
+    :func:`~napari_unet.instances.hand_edits_kept`; ``edited_digest`` is then None): "mask"
+    when the mask was also changed round them (and that region split again), "relabelled"
+    otherwise; None when they hold them all (or none was taken).
     """
 
     labels: np.ndarray
@@ -75,6 +80,7 @@ class Relabelled:
     mask_synced: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
     edited_digest: str | None = None
     tracks: int | None = None
+    edits_lost: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,12 +178,12 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
     from .outputs import fingerprint
 
     try:
-        synced = edited_digest = None
+        synced = edited_digest = made = None
         if edited is not None:
             edited = np.array(edited, copy=True)  # the user may paint the layer while this runs
         if previous is not None and edited is not None and not np.array_equal(edited, previous):
             where = take_hand_edits(mask, previous, edited)
-            previous, synced, edited_digest = edited, (where, mask[where]), fingerprint(edited)
+            made, previous, synced, edited_digest = previous, edited, (where, mask[where]), fingerprint(edited)
         mask_digest = fingerprint(mask)
         order = list(order) if order is not None else list(range(mask.ndim))
         mask = np.transpose(mask, order)
@@ -199,11 +205,20 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
             labels = join_tracks(link_over_time(labels, time_axis=time_axis, linked_up_to=linked_up_to),
                                  time_axis=time_axis, linked_up_to=linked_up_to)
         labels = display_labels(labels)
+        edits_lost = None
+        if made is not None:
+            # Updated in place only when the labels hold every edit as made (see _napari.outputs):
+            # an object the mask changed round is split again, and the user's layer is kept.
+            ndim = int(params.get("ndim", labels.ndim))
+            made, previous = np.transpose(made, order), np.transpose(previous, order)
+            if not hand_edits_kept(made, previous, np.transpose(labels, order), ndim=ndim):
+                edited_digest = None
+                edits_lost = "mask" if mask_changed_round_edits(mask, made, previous, ndim=ndim) else "relabelled"
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
         # Linked, an id is one nucleus over the series: its distinct ids over the whole array.
         tracks = count_objects(labels, labels.ndim) if time_axis is not None else None
         return Relabelled(labels, count, np.array(labels, copy=True), fingerprint(labels), mask_digest,
-                          synced, edited_digest, tracks)
+                          synced, edited_digest, tracks, edits_lost)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         return JobFailed(friendly_message(exc))
 

@@ -9,9 +9,11 @@ new data assigned) is left alone and the result goes to a new layer named
 "untouched" again, as it should.
 
 An update ("Update instances") that took in the edits made on the instances layer (see
-:func:`~.jobs.relabel_job`) holds them all: it replaces that layer in place, as long as the
-layer still holds what the update took (edited while it ran, it is left alone and the update
-goes to a new layer). A user correcting in rounds (paint, update, paint, update) keeps one pair.
+:func:`~.jobs.relabel_job`), and whose labels hold them all as the user made them, replaces that
+layer in place, as long as the layer still holds what the update took (edited while it ran, it
+is left alone and the update goes to a new layer). One that split some of them again (the mask
+changed round them) leaves the layer alone too. A user correcting in rounds (paint, update,
+paint, update) keeps one pair.
 
 A run's outputs stay a pair: when either of them holds the user's work (an
 edit, or instances that "Update instances" made from an edited mask), a new

@@ -679,7 +679,13 @@ class SegmentWidget(EngineWidget):
         self._show_done()
         new = published.layers["instances"]
         with_edits = f", with your edits of '{hand_edited.name}'" if hand_edited is not None else ""
-        if hand_edited is not None and new is not hand_edited and hand_edited in self._viewer.layers \
+        if result.edits_lost is not None and hand_edited is not None and new is not hand_edited \
+                and hand_edited in self._viewer.layers:
+            # The labels lack some edits as the user made them: their layer is kept, never overwritten.
+            why = (f"some lie where you also changed '{semantic.name}', which was split again"
+                   if result.edits_lost == "mask" else "the update split or joined some of the objects you edited")
+            show_info(f"'{hand_edited.name}' keeps your edits as you made them: {why}; '{new.name}' holds the update.")
+        elif hand_edited is not None and new is not hand_edited and hand_edited in self._viewer.layers \
                 and earlier_out is not None and earlier_out.digest is not None:
             # Edited again while the update ran: those edits are not in the new labels. The worker
             # copied the layer as it started, a moment after the press: edits made in between are in.
