@@ -253,8 +253,8 @@ def tracks_table(instances: np.ndarray, *, axes: str,
         follows, or merged with that neighbour there) keeps its size. Linking
         does not record divisions, so this is read from the labels: a nucleus
         that comes into view merely touching another is no daughter, nor is
-        one partly over another that goes on at its size; a division whose
-        daughters are each more than 0.8 of their mother is not found. Rows
+        one partly over another that goes on at its size; a division in which
+        a daughter is more than 0.8 of its mother is not found. Rows
         are sorted by ``track_id``, then ``t``, as napari's Tracks layer takes
         them. Then the ``features`` columns, in the same row order.
     """
