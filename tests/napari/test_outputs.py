@@ -740,6 +740,20 @@ def test_relabel_job_says_whether_the_labels_hold_the_hand_edits():
     assert done.edits_lost == "mask" and done.edited_digest is None and done.mask_synced is not None
 
 
+def test_relabel_job_says_when_pixels_erased_by_hand_were_filled_again():
+    """Pixels erased inside a nucleus on the instances are a hole the update fills again: the
+    edit is lost, and the reason given is that, not a split or a join of the user's objects."""
+    previous = np.zeros((20, 60), np.int32)
+    previous[3:14, 2:13] = 1
+    previous[3:14, 30:41] = 2
+    edited = previous.copy()
+    edited[7:10, 6:9] = 0  # a hole erased inside nucleus 1
+    params = {"method": "components", "min_size": 0, "ndim": 2, "fill_holes": True}
+    done = jobs.relabel_job(previous > 0, params, previous=previous, edited=edited)
+    assert (done.labels[7:10, 6:9] == done.labels[5, 5]).all()  # filled again
+    assert done.edits_lost == "filled" and done.edited_digest is None
+
+
 def test_relabel_job_with_linking_keeps_the_ids_of_untouched_objects():
     previous = np.zeros((2, 20, 60), np.int32)
     for k, x in enumerate((2, 14, 26, 38, 50), start=1):

@@ -68,8 +68,9 @@ class Relabelled:
     edits the ids may have gaps, so not the largest id); None when they are not linked.
     ``edits_lost`` says why ``labels`` lack some of the edits taken, as made (see
     :func:`~napari_unet.instances.hand_edits_kept`; ``edited_digest`` is then None): "mask"
-    when the mask was also changed round them (and that region split again), "relabelled"
-    otherwise; None when they hold them all (or none was taken).
+    when the mask was also changed round them (and that region split again), "filled" when
+    pixels erased by hand were labelled again (a hole inside an object, which labelling fills),
+    "relabelled" otherwise; None when they hold them all (or none was taken).
     """
 
     labels: np.ndarray
@@ -210,10 +211,15 @@ def relabel_job(mask: np.ndarray, params: dict[str, Any], *, previous: np.ndarra
             # Updated in place only when the labels hold every edit as made (see _napari.outputs):
             # an object the mask changed round is split again, and the user's layer is kept.
             ndim = int(params.get("ndim", labels.ndim))
-            made, previous = np.transpose(made, order), np.transpose(previous, order)
-            if not hand_edits_kept(made, previous, np.transpose(labels, order), ndim=ndim):
+            made, previous, ordered = (np.transpose(a, order) for a in (made, previous, labels))
+            if not hand_edits_kept(made, previous, ordered, ndim=ndim):
                 edited_digest = None
-                edits_lost = "mask" if mask_changed_round_edits(mask, made, previous, ndim=ndim) else "relabelled"
+                if mask_changed_round_edits(mask, made, previous, ndim=ndim):
+                    edits_lost = "mask"
+                elif np.any((made != 0) & (previous == 0) & (ordered != 0)):
+                    edits_lost = "filled"  # pixels erased inside an object: a hole, filled again
+                else:
+                    edits_lost = "relabelled"
         count = count_objects(np.transpose(labels, order), int(params.get("ndim", labels.ndim)))
         # Linked, an id is one nucleus over the series: its distinct ids over the whole array.
         tracks = count_objects(labels, labels.ndim) if time_axis is not None else None

@@ -682,8 +682,9 @@ class SegmentWidget(EngineWidget):
         if result.edits_lost is not None and hand_edited is not None and new is not hand_edited \
                 and hand_edited in self._viewer.layers:
             # The labels lack some edits as the user made them: their layer is kept, never overwritten.
-            why = (f"some lie where you also changed '{semantic.name}', which was split again"
-                   if result.edits_lost == "mask" else "the update split or joined some of the objects you edited")
+            why = {"mask": f"some lie where you also changed '{semantic.name}', which was split again",
+                   "filled": "the update filled again pixels you erased inside objects (holes are filled)",
+                   }.get(result.edits_lost, "the update split or joined some of the objects you edited")
             show_info(f"'{hand_edited.name}' keeps your edits as you made them: {why}; '{new.name}' holds the update.")
         elif hand_edited is not None and new is not hand_edited and hand_edited in self._viewer.layers \
                 and earlier_out is not None and earlier_out.digest is not None:
