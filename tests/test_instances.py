@@ -1111,6 +1111,18 @@ def test_hand_edits_kept_when_the_update_holds_them():
     assert not instances.hand_edits_kept(series, hand, out)  # one block: the 7s one object, split
 
 
+def test_hand_edits_kept_tells_uint64_ids_above_2_53_apart():
+    """Two objects painted with uint64 ids one apart, above 2**53 (float64 makes them one),
+    each relabelled to an id of its own: the edits are held."""
+    previous = np.zeros((10, 20), np.uint64)
+    edited = previous.copy()
+    edited[2:5, 2:5], edited[2:5, 10:13] = 2**53, 2**53 + 1
+    labels = np.zeros((10, 20), np.int32)
+    labels[2:5, 2:5], labels[2:5, 10:13] = 1, 2
+    assert instances.hand_edits_kept(previous, edited, labels)
+    assert not instances.hand_edits_kept(previous, edited, (labels > 0).astype(np.int32))  # joined
+
+
 def test_hand_edits_not_kept_when_the_mask_changed_round_them():
     previous = _squares_scene()
     # A nucleus painted against object 3, the mask grown on its other side: the region is

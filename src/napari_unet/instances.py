@@ -560,8 +560,10 @@ def hand_edits_kept(previous: np.ndarray, edited: np.ndarray, labels: np.ndarray
         objects = np.isin(hand, ids)
         theirs = np.unique(out[objects])
         region = (objects | np.isin(out, theirs[theirs != 0])) & (hand != 0) & (out != 0)
-        pairs = np.unique(np.stack([hand[region], out[region]]).astype(np.int64), axis=1)
-        if not np.isin(pairs[0], ids).all():
+        # Each as int64 on its own (the same ids wrap alike): stacked first, uint64 and int32 ids
+        # became float64, which makes ids above 2**53 one.
+        pairs = np.unique(np.stack([hand[region].astype(np.int64), out[region].astype(np.int64)]), axis=1)
+        if not np.isin(pairs[0], ids.astype(np.int64)).all():
             return False  # joined to an object the user did not edit
         if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
             return False  # split again, or two of the user's objects joined
