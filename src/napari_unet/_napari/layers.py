@@ -17,6 +17,7 @@ from ..api import Segmentation
 from ..io import RESULT_ROLES
 
 __all__ = [
+    "OPACITY",
     "ROLES",
     "channel_data_axis",
     "channel_placeholder",
@@ -33,11 +34,14 @@ __all__ = [
 ROLES = RESULT_ROLES
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 
+OPACITY = {"semantic": 0.5, "instances": 0.6}
+"""The opacity of each output layer (the reader's layers of opened results have it too)."""
+
 _STYLE = {
     # The semantic mask is the layer to correct with the brush; hidden at first so the
     # instances (one colour per object) are what one sees.
-    "semantic": {"visible": False, "opacity": 0.5},
-    "instances": {"visible": True, "opacity": 0.6},
+    "semantic": {"visible": False, "opacity": OPACITY["semantic"]},
+    "instances": {"visible": True, "opacity": OPACITY["instances"]},
 }
 
 
@@ -48,7 +52,12 @@ def channel_data_axis(layer: Image, axes: str | None) -> int | None:
     dimensions, so only a channel axis the user named in a non-RGB layer (e.g.
     ``"CYX"``) has to be dropped from the layer's placement.
     """
-    if layer.rgb or not axes or "C" not in axes.upper():
+    return _channel_axis(axes, rgb=layer.rgb)
+
+
+def _channel_axis(axes: str | None, *, rgb: bool) -> int | None:
+    """The index of C in ``axes``, or None without one or for an RGB image (no dimension of its layer)."""
+    if rgb or not axes or "C" not in axes.upper():
         return None
     return axes.upper().index("C")
 
@@ -73,9 +82,7 @@ def placeholder_for_axes(axes: str | None, *, rgb: bool = False) -> int | None:
     axis (``CYX``) is left out: the axes after it line up as they are; so is the
     channel axis of an RGB image (``rgb``), which is no dimension of its layer.
     """
-    if rgb or not axes or "C" not in axes.upper():
-        return None
-    return axes.upper().index("C") or None
+    return _channel_axis(axes, rgb=rgb) or None
 
 
 def placeholder_axis(layer: Layer) -> int | None:

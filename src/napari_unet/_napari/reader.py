@@ -18,14 +18,12 @@ from typing import Any
 import numpy as np
 
 from ..io import is_result_file, read_image_file, read_tiff_metadata, result_role
-from .layers import LayerDataTuple, output_name, placeholder_for_axes
+from .layers import OPACITY, LayerDataTuple, output_name, placeholder_for_axes
 
 __all__ = ["OPENED_FROM", "get_reader", "read_result", "result_role"]
 
 OPENED_FROM = "opened_from"
 """Metadata key of a layer this reader made: the file it was read from."""
-
-_OPACITY = {"semantic": 0.5, "instances": 0.6}  # as the Segment widget's outputs
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerDataTuple]] | None:
@@ -101,6 +99,6 @@ def read_result(path: str) -> list[LayerDataTuple]:
         "units": tuple(units),
         "axis_labels": tuple(axis_labels),
         "metadata": metadata,
-        "opacity": _OPACITY[role],
+        "opacity": OPACITY[role],  # as the Segment widget's outputs
     }
     return [(labels, kwargs, "labels")]
