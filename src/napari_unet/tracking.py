@@ -325,11 +325,16 @@ def _unlinked_id(frames: np.ndarray, present: list[set[int]]) -> tuple[int, int]
     for t in range(len(frames) - 1):
         both = present[t] & present[t + 1]
         if both:
-            prev, cur = frames[t], frames[t + 1]
-            kept = set(np.unique(prev[(prev == cur) & (prev != 0)]).tolist())
+            kept = _kept_footprint(frames[t], frames[t + 1])
             if both - kept:
                 return min(both - kept), t
     return None
+
+
+def _kept_footprint(prev: np.ndarray, cur: np.ndarray) -> set[int]:
+    """The ids of ``prev`` that ``cur`` holds again on a pixel of their own: objects that overlap
+    themselves from one time point to the next."""
+    return set(np.unique(prev[(prev == cur) & (prev != 0)]).tolist())
 
 
 def _sizes(frame: np.ndarray, ids: Sequence[int]) -> dict[int, int]:
@@ -362,7 +367,7 @@ def _parents(frames: np.ndarray, present: list[set[int]], min_share: float = MIN
             if p not in present[t] and n >= min_share * areas[c]:
                 lost.add(c)
         best = {c: (n, p) for c, (n, p) in best.items() if n >= min_share * areas[c]}
-        stayed = set(np.unique(prev[(prev == cur) & (prev != 0)]).tolist())  # overlap themselves
+        stayed = _kept_footprint(prev, cur)
         daughters: dict[int, list[int]] = {}  # mother -> her new daughters
         for c, (_, p) in best.items():
             # A mother that goes on divided only if its own object is still in its footprint, and
