@@ -548,13 +548,11 @@ def hand_edits_kept(previous: np.ndarray, edited: np.ndarray, labels: np.ndarray
     ndim = edited.ndim if ndim is None else min(int(ndim), edited.ndim)
     for index in np.ndindex(*edited.shape[: edited.ndim - ndim]):
         prev, hand, out = previous[index], edited[index], labels[index]
-        changed = hand != prev
+        changed, ids = _hand_edited(prev, hand)
         if not changed.any():
             continue
         if ((hand[changed] == 0) != (out[changed] == 0)).any():
             return False  # an erased pixel labelled, or a painted one left out
-        ids = np.unique(hand[changed])
-        ids = ids[ids != 0]
         if not ids.size:
             continue
         objects = np.isin(hand, ids)
@@ -568,6 +566,14 @@ def hand_edits_kept(previous: np.ndarray, edited: np.ndarray, labels: np.ndarray
         if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
             return False  # split again, or two of the user's objects joined
     return True
+
+
+def _hand_edited(previous: np.ndarray, edited: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels where ``edited`` differs from ``previous`` (bool, same shape) and the ids the
+    user gave there (sorted, 0 left out)."""
+    changed = edited != previous
+    ids = np.unique(edited[changed])
+    return changed, ids[ids != 0]
 
 
 def mask_changed_round_edits(mask: np.ndarray, previous: np.ndarray, edited: np.ndarray, *,
@@ -599,9 +605,7 @@ def mask_changed_round_edits(mask: np.ndarray, previous: np.ndarray, edited: np.
     ndim = mask.ndim if ndim is None else min(int(ndim), mask.ndim)
     for index in np.ndindex(*mask.shape[: mask.ndim - ndim]):
         fg, prev, hand = mask[index], previous[index], edited[index]
-        changed = hand != prev
-        ids = np.unique(hand[changed])
-        ids = ids[ids != 0]
+        changed, ids = _hand_edited(prev, hand)
         if not ids.size:
             continue
         differs = (fg != (prev != 0)) & ~changed  # the mask changed by itself (not by the edits taken)
