@@ -306,9 +306,6 @@ def plane_samples(image: Any, labels: Any, *, name: str = "", in_channels: int =
         See :func:`pair_planes`.
     in_channels, contacts, core_fraction
         Passed to :func:`prepare_sample`.
-    on_mask : callable, optional
-        Called with each mask file and its labels (shape of its image, less any channel axis)
-        as read, to look at them (e.g. for a note) without reading the files again.
 
     Yields
     ------
